@@ -1,0 +1,121 @@
+package spec
+
+import (
+	"bufio"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/txtar"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// extract writes a txtar archive into a fresh directory. Files under
+// scripts/ are executable unless the archive comment says
+// "mode 0644 <path>".
+func extract(t *testing.T, ar *txtar.Archive) string {
+	t.Helper()
+	dir := t.TempDir()
+	modes := map[string]os.FileMode{}
+	sc := bufio.NewScanner(strings.NewReader(string(ar.Comment)))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "mode" {
+			m, err := strconv.ParseUint(f[1], 8, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			modes[f[2]] = os.FileMode(m)
+		}
+	}
+	for _, f := range ar.Files {
+		p := filepath.Join(dir, f.Name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(f.Name, "scripts/") {
+			mode = 0o755
+		}
+		if m, ok := modes[f.Name]; ok {
+			mode = m
+		}
+		if err := os.WriteFile(p, f.Data, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestInvalidDefinitions loads each testdata/invalid/*.txtar repository and
+// compares every reported problem with its golden file.
+func TestInvalidDefinitions(t *testing.T) {
+	cases, err := filepath.Glob("testdata/invalid/*.txtar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) < 25 {
+		t.Fatalf("only %d invalid cases; the corpus should hold at least 25", len(cases))
+	}
+	for _, c := range cases {
+		name := strings.TrimSuffix(filepath.Base(c), ".txtar")
+		t.Run(name, func(t *testing.T) {
+			ar, err := txtar.ParseFile(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Load(extract(t, ar))
+			if err == nil {
+				t.Fatal("Load succeeded; the definitions should be invalid")
+			}
+			var b strings.Builder
+			for _, p := range Problems(err) {
+				if p.File == "" || (p.Line == 0 && !strings.HasPrefix(p.File, "scripts/") && !strings.HasSuffix(p.File, ".yml") && !strings.HasPrefix(p.Msg, "project name") && !strings.HasPrefix(p.Msg, "software name")) {
+					t.Errorf("problem without a position: %v", p)
+				}
+				if p.Hint == "" {
+					t.Errorf("problem without a hint: %v", p)
+				}
+				b.WriteString(p.Error())
+				b.WriteString("\n")
+			}
+			golden := strings.TrimSuffix(c, ".txtar") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./pipeline/spec -update)", err)
+			}
+			if got := b.String(); got != string(want) {
+				t.Errorf("problems differ from %s\n--- got\n%s--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestRepositoryDefinitionsAreValid(t *testing.T) {
+	r, err := Load("../..")
+	if err != nil {
+		t.Fatalf("the repository's own definitions are invalid:\n%v", err)
+	}
+	hello, err := r.Project("hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hello.InstallDir != "/opt/hello" || hello.Iteration != 1 || hello.Embedded() != "/opt/hello/embedded" {
+		t.Errorf("hello defaults: install_dir %q iteration %d", hello.InstallDir, hello.Iteration)
+	}
+	if hello.Hooks["postinst"] != "scripts/hello/postinst" {
+		t.Errorf("hello hooks = %v", hello.Hooks)
+	}
+}

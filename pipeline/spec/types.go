@@ -1,0 +1,151 @@
+// Package spec loads and checks coach's definitions: projects/<name>.yaml,
+// software/<name>.yaml and the hooks under scripts/<project>/. Decoding is
+// strict and every problem is reported at once, each with file:line:col and a
+// hint. Defaults are applied after validation, never instead of it.
+package spec
+
+import (
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// Project describes one package: what goes in it and for which targets.
+type Project struct {
+	Name        string `yaml:"name" json:"name" doc:"package name; must equal the file name"`
+	Description string `yaml:"description" json:"description" doc:"one-line summary, then optional longer text"`
+	Maintainer  string `yaml:"maintainer" json:"maintainer" doc:"Name <email> of whoever answers for the package"`
+	Vendor      string `yaml:"vendor" json:"vendor,omitempty" doc:"organisation that ships the package (rpm Vendor)"`
+	Homepage    string `yaml:"homepage" json:"homepage,omitempty" doc:"project home page URL"`
+	License     string `yaml:"license" json:"license" doc:"SPDX license expression of the project itself"`
+	Version     string `yaml:"version" json:"version" doc:"package version, semver (1.2.0, 1.2.0-rc.1)"`
+	Iteration   int    `yaml:"iteration" json:"iteration" doc:"package revision, deb -N and rpm Release; default 1"`
+	Epoch       int    `yaml:"epoch" json:"epoch,omitempty" doc:"package epoch; only to recover from a version mistake"`
+	InstallDir  string `yaml:"install_dir" json:"install_dir" doc:"absolute prefix everything is built into; default /opt/<name>"`
+	// Software lists the top-level components; their dependencies come in
+	// transitively.
+	Software []string `yaml:"software" json:"software" doc:"top-level components (software/<name>.yaml); dependencies come in transitively"`
+	// Overrides maps a component to a semver constraint or exact version that
+	// replaces its default_version.
+	Overrides     map[string]string        `yaml:"overrides" json:"overrides,omitempty" doc:"component -> semver constraint or exact version, replacing its default_version"`
+	Targets       []string                 `yaml:"targets" json:"targets" doc:"targets to build for, from the catalogue (coach targets) or custom_targets"`
+	CustomTargets map[string]target.Target `yaml:"custom_targets" json:"custom_targets,omitempty" doc:"extra targets for this project, usually based_on a built-in one"`
+	Package       Package                  `yaml:"package" json:"package"`
+	Health        Health                   `yaml:"health" json:"health"`
+	Verify        []string                 `yaml:"verify" json:"verify,omitempty" doc:"shell commands run after installing the package in a clean target"`
+
+	// Path is the file the project was loaded from; Dir the repository root.
+	Path string `yaml:"-" json:"-"`
+	// Hooks maps hook file names found under scripts/<name>/ (postinst,
+	// postinst.deb, postinst.debian-12, ...) to their paths.
+	Hooks map[string]string `yaml:"-" json:"hooks,omitempty"`
+	pos   map[string]Pos
+}
+
+// Package holds what goes into the package besides the built tree.
+type Package struct {
+	Links               map[string]string `yaml:"links" json:"links,omitempty" doc:"absolute link path -> target, e.g. /usr/bin/hello: /opt/hello/bin/hello"`
+	ConfigFiles         []string          `yaml:"config_files" json:"config_files,omitempty" doc:"files kept on upgrade if changed: deb conffiles, rpm %config(noreplace)"`
+	RuntimeDependencies PerFormat         `yaml:"runtime_dependencies" json:"runtime_dependencies"`
+	Conflicts           []string          `yaml:"conflicts" json:"conflicts,omitempty" doc:"packages that cannot be installed alongside"`
+	Replaces            []string          `yaml:"replaces" json:"replaces,omitempty" doc:"packages whose files this one takes over"`
+	Provides            []string          `yaml:"provides" json:"provides,omitempty" doc:"virtual packages this one provides"`
+	Compression         FormatString      `yaml:"compression" json:"compression" doc:"override the target's default compression per format"`
+	Section             string            `yaml:"section" json:"section,omitempty" doc:"deb Section / rpm Group; default misc"`
+}
+
+// PerFormat is a list that differs between deb and rpm (package names do).
+type PerFormat struct {
+	Deb []string `yaml:"deb" json:"deb,omitempty" doc:"for deb targets"`
+	RPM []string `yaml:"rpm" json:"rpm,omitempty" doc:"for rpm targets"`
+}
+
+// For returns the list for a format.
+func (p PerFormat) For(format string) []string {
+	if format == target.FormatRPM {
+		return p.RPM
+	}
+	return p.Deb
+}
+
+// FormatString is a single value that differs between deb and rpm.
+type FormatString struct {
+	Deb string `yaml:"deb" json:"deb,omitempty" doc:"for deb targets"`
+	RPM string `yaml:"rpm" json:"rpm,omitempty" doc:"for rpm targets"`
+}
+
+// Health configures the linkage health check.
+type Health struct {
+	Allow  []string `yaml:"allow" json:"allow,omitempty" doc:"extra sonames (shell globs) that may resolve to the system"`
+	Ignore []string `yaml:"ignore" json:"ignore,omitempty" doc:"globs, relative to install_dir, of files the check skips"`
+}
+
+// Software describes one component and the versions of it coach can build.
+type Software struct {
+	Name           string    `yaml:"name" json:"name" doc:"component name; must equal the file name"`
+	Description    string    `yaml:"description" json:"description,omitempty"`
+	Homepage       string    `yaml:"homepage" json:"homepage,omitempty"`
+	License        string    `yaml:"license" json:"license" doc:"SPDX license expression"`
+	LicenseFiles   []string  `yaml:"license_files" json:"license_files,omitempty" doc:"files in the source tree that carry the license text"`
+	DefaultVersion string    `yaml:"default_version" json:"default_version,omitempty" doc:"semver constraint used when the project sets none; default: the highest version"`
+	Versions       []Version `yaml:"versions" json:"versions,omitempty" doc:"every version coach may build, each pinned to its source"`
+	RelativePath   string    `yaml:"relative_path" json:"relative_path,omitempty" doc:"directory inside the unpacked source to build in; a template, e.g. zlib-{{.Version}}"`
+	Dependencies   []string  `yaml:"dependencies" json:"dependencies,omitempty" doc:"components this one builds against (software/<name>.yaml)"`
+	BuildPackages  PerFormat `yaml:"build_packages" json:"build_packages" doc:"distro packages the builder needs (autoconf, ...), per format"`
+	Env            Env       `yaml:"env" json:"env,omitempty" doc:"extra environment for every build step; values are templates"`
+	Patches        []string  `yaml:"patches" json:"patches,omitempty" doc:"patch files under software/<name>/, applied with patch -p1 before building"`
+	Build          []Step    `yaml:"build" json:"build" doc:"build steps, run in order in the source directory"`
+
+	Path string `yaml:"-" json:"-"`
+	pos  map[string]Pos
+}
+
+// Env is an environment mapping.
+type Env map[string]string
+
+// Version is one buildable version and the single source it comes from:
+// exactly one of url, git or path.
+type Version struct {
+	Version string `yaml:"version" json:"version" doc:"semver version; set exact: true for a version that is not semver"`
+	Exact   bool   `yaml:"exact" json:"exact,omitempty" doc:"the version is not semver and can only be chosen by naming it exactly"`
+	URL     string `yaml:"url" json:"url,omitempty" doc:"http(s) or file URL of a release archive"`
+	SHA256  string `yaml:"sha256" json:"sha256,omitempty" doc:"sha256 of the url's bytes, 64 hex digits"`
+	SHA512  string `yaml:"sha512" json:"sha512,omitempty" doc:"sha512 of the url's bytes, 128 hex digits"`
+	Git     string `yaml:"git" json:"git,omitempty" doc:"git repository URL"`
+	Commit  string `yaml:"commit" json:"commit,omitempty" doc:"full 40-hex commit the git source is pinned to"`
+	Tag     string `yaml:"tag" json:"tag,omitempty" doc:"tag that must resolve to commit (informational pin check)"`
+	Path    string `yaml:"path" json:"path,omitempty" doc:"directory or archive relative to software/, kept in this repository"`
+	Patches []string `yaml:"patches" json:"patches,omitempty" doc:"patches for this version only, applied after the definition's patches"`
+}
+
+// SourceKind is url, git or path.
+func (v Version) SourceKind() string {
+	switch {
+	case v.URL != "":
+		return "url"
+	case v.Git != "":
+		return "git"
+	case v.Path != "":
+		return "path"
+	}
+	return ""
+}
+
+// Step is one build step: a shell command line, or an argv list run without a
+// shell. The mapping form adds a name, a working directory and environment.
+type Step struct {
+	Name string   `yaml:"name" json:"name,omitempty" doc:"label shown in progress and errors"`
+	Run  string   `yaml:"run" json:"run,omitempty" doc:"shell command line, run with sh -e -c"`
+	Argv []string `yaml:"argv" json:"argv,omitempty" doc:"program and arguments, run without a shell"`
+	Dir  string   `yaml:"dir" json:"dir,omitempty" doc:"working directory relative to the source directory"`
+	Env  Env      `yaml:"env" json:"env,omitempty" doc:"environment for this step only"`
+}
+
+// Label names a step in messages: its name, or its command line.
+func (s Step) Label() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	if s.Run != "" {
+		return s.Run
+	}
+	return joinArgv(s.Argv)
+}

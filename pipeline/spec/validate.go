@@ -1,0 +1,455 @@
+package spec
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// Hooks are the lifecycle scripts a project may ship. pretrans and
+// posttrans exist only in rpm.
+var Hooks = []string{"preinst", "postinst", "prerm", "postrm", "pretrans", "posttrans"}
+
+var (
+	softwareName = regexp.MustCompile(`^[a-z0-9][a-z0-9+._-]*$`)
+	// Debian policy: lower case letters, digits, + - . and at least two
+	// characters, starting with an alphanumeric. rpm accepts all of these.
+	packageName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+	envName     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	hexCommit   = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+)
+
+// systemDirs may not hold an install_dir: they belong to the distribution.
+var systemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var"}
+
+type validator struct {
+	repo *Repo
+	ps   *problems
+}
+
+func (v *validator) add(pos Pos, hint, format string, args ...any) { v.ps.add(pos, hint, format, args...) }
+
+func (v *validator) software(name string, s *Software) {
+	if s.broken("") {
+		return
+	}
+	at := s.At
+	if s.Name == "" {
+		v.add(at("name"), fmt.Sprintf("add name: %s", name), "name is required")
+	} else if s.Name != name {
+		v.add(at("name"), fmt.Sprintf("rename the file to software/%s.yaml or set name: %s", s.Name, name), "name %q does not match the file name %q", s.Name, name)
+	}
+	if !softwareName.MatchString(name) {
+		v.add(Pos{File: s.Path}, "use lower case letters, digits and + . _ -", "software name %q is not allowed", name)
+	}
+	if s.License == "" {
+		v.add(at("license"), "give an SPDX identifier such as MIT, or LicenseRef-<name> for a custom license", "license is required")
+	}
+	if len(s.Versions) == 0 && !s.broken("versions") {
+		v.add(at("versions"), "list at least one version with its source and checksum", "software %s has no versions", name)
+	}
+	seen := map[string]int{}
+	var semvers []*semver.Version
+	for i, ver := range s.Versions {
+		p := fmt.Sprintf("versions[%d]", i)
+		v.version(s, p, ver)
+		if ver.Version == "" {
+			continue
+		}
+		key := ver.Version
+		if sv, err := semver.NewVersion(ver.Version); err == nil && !ver.Exact {
+			key = sv.String()
+			semvers = append(semvers, sv)
+		}
+		if j, dup := seen[key]; dup {
+			v.add(at(p+".version"), fmt.Sprintf("remove one of the two; the first is at line %d", at(fmt.Sprintf("versions[%d]", j)).Line), "version %s appears twice", ver.Version)
+		}
+		seen[key] = i
+	}
+	if s.DefaultVersion != "" {
+		if c, err := semver.NewConstraint(s.DefaultVersion); err != nil {
+			if _, exact := seen[s.DefaultVersion]; !exact {
+				v.add(at("default_version"), "use a semver constraint such as ~1.3 or >=1.2, <2", "default_version %q is not a valid constraint: %v", s.DefaultVersion, err)
+			}
+		} else if len(semvers) > 0 && !slices.ContainsFunc(semvers, c.Check) {
+			v.add(at("default_version"), "widen the constraint or add a matching version", "default_version %q matches none of the versions (%s)", s.DefaultVersion, versionList(s))
+		}
+	}
+	if s.RelativePath != "" {
+		if rel, err := Expand(s.RelativePath, sampleVars); err != nil {
+			v.add(at("relative_path"), templateHint, "relative_path: %s", templateError(err))
+		} else if !filepath.IsLocal(rel) {
+			v.add(at("relative_path"), "give a directory inside the unpacked source, e.g. zlib-{{.Version}}", "relative_path %q must stay inside the source tree", s.RelativePath)
+		}
+	}
+	seenDep := map[string]bool{}
+	for i, dep := range s.Dependencies {
+		p := fmt.Sprintf("dependencies[%d]", i)
+		switch {
+		case dep == name:
+			v.add(at(p), "remove it", "%s depends on itself", name)
+		case seenDep[dep]:
+			v.add(at(p), "remove the repeated entry", "dependency %q is listed twice", dep)
+		case v.repo.Software[dep] == nil:
+			v.add(at(p), v.knownSoftwareHint(dep), "dependency %q has no definition (software/%s.yaml)", dep, dep)
+		}
+		seenDep[dep] = true
+	}
+	v.patches(s, "patches", s.Patches)
+	v.env(s.Path, s.pos, "env", s.Env)
+	if len(s.Build) == 0 && !s.broken("build") {
+		v.add(at("build"), "add the commands that build and install it, e.g. - make install", "build has no steps")
+	}
+	for i, st := range s.Build {
+		p := fmt.Sprintf("build[%d]", i)
+		if s.broken(p) {
+			continue
+		}
+		switch {
+		case st.Run == "" && len(st.Argv) == 0:
+			v.add(at(p), "give run: <command line> or argv: [program, args...]", "build step has no command")
+		case st.Run != "" && len(st.Argv) > 0:
+			v.add(at(p), "keep run or argv, not both", "build step has both run and argv")
+		}
+		for _, text := range append([]string{st.Run, st.Dir}, st.Argv...) {
+			if _, err := Expand(text, sampleVars); err != nil {
+				v.add(at(p), templateHint, "build step: %s", templateError(err))
+				break
+			}
+		}
+		if st.Dir != "" && !filepath.IsLocal(st.Dir) {
+			v.add(at(p+".dir"), "give a directory relative to the source directory", "dir %q must stay inside the source tree", st.Dir)
+		}
+		v.env(s.Path, s.pos, p+".env", st.Env)
+	}
+}
+
+func (v *validator) version(s *Software, p string, ver Version) {
+	at := s.At
+	if ver.Version == "" {
+		v.add(at(p), "add version: <x.y.z>", "version is required")
+	} else if _, err := semver.NewVersion(ver.Version); err != nil && !ver.Exact {
+		v.add(at(p+".version"), "use a semver version such as 1.2.3, or add exact: true to pin a version that is not semver", "version %q is not semver", ver.Version)
+	}
+	kinds := 0
+	for _, k := range []string{ver.URL, ver.Git, ver.Path} {
+		if k != "" {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		v.add(at(p), "give exactly one of url (with sha256), git (with commit) or path", "version %s must have exactly one source, found %d", ver.Version, kinds)
+	}
+	switch {
+	case ver.URL != "":
+		u, err := url.Parse(ver.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") {
+			v.add(at(p+".url"), "use an http://, https:// or file:// URL", "url %q is not a usable URL", ver.URL)
+		}
+		if ver.SHA256 == "" && ver.SHA512 == "" {
+			v.add(at(p), "add sha256: <64 hex digits> (sha256sum <file>) so the download can be verified", "version %s has no checksum: an unpinned url is refused", ver.Version)
+		}
+	case ver.Git != "":
+		if ver.Commit == "" {
+			v.add(at(p), "add commit: <full 40-hex commit>; a tag or branch alone can move", "git source of %s is not pinned to a commit", ver.Version)
+		} else if !hexCommit.MatchString(ver.Commit) {
+			v.add(at(p+".commit"), "give the full lower-case commit hash (git rev-parse <tag>^{commit})", "commit %q is not a full commit hash", ver.Commit)
+		}
+	case ver.Path != "":
+		if !filepath.IsLocal(ver.Path) {
+			v.add(at(p+".path"), "give a path relative to software/, e.g. hello", "path %q must stay inside software/", ver.Path)
+		} else if _, err := os.Stat(filepath.Join(v.repo.Root, "software", ver.Path)); err != nil {
+			v.add(at(p+".path"), "create it, or fix the path (relative to software/)", "path source %q does not exist", filepath.Join("software", ver.Path))
+		}
+	}
+	if ver.URL == "" && (ver.SHA256 != "" || ver.SHA512 != "") {
+		v.add(at(p), "remove the checksum: git sources are pinned by commit and path sources are hashed by coach", "a checksum applies only to url sources")
+	}
+	if ver.Git == "" && (ver.Commit != "" || ver.Tag != "") {
+		v.add(at(p), "remove commit/tag, or add git: <repository URL>", "commit and tag apply only to git sources")
+	}
+	checkHex(v, at(p+".sha256"), "sha256", ver.SHA256, 64)
+	checkHex(v, at(p+".sha512"), "sha512", ver.SHA512, 128)
+	v.patches(s, p+".patches", ver.Patches)
+}
+
+func checkHex(v *validator, pos Pos, field, sum string, n int) {
+	if sum == "" {
+		return
+	}
+	if _, err := hex.DecodeString(sum); err != nil || len(sum) != n || strings.ToLower(sum) != sum {
+		v.add(pos, fmt.Sprintf("give the %d lower-case hex digits printed by %ssum", n, field), "%s %q is not %d hex digits", field, sum, n)
+	}
+}
+
+func (v *validator) patches(s *Software, p string, patches []string) {
+	for i, patch := range patches {
+		pp := fmt.Sprintf("%s[%d]", p, i)
+		if !filepath.IsLocal(patch) {
+			v.add(s.At(pp), "give a path relative to software/"+s.Name+"/", "patch %q must stay inside software/%s/", patch, s.Name)
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(v.repo.Root, "software", s.Name, patch)); err != nil || !st.Mode().IsRegular() {
+			v.add(s.At(pp), "put the patch file there, or fix the name", "patch software/%s/%s does not exist", s.Name, patch)
+		}
+	}
+}
+
+func (v *validator) env(file string, pos map[string]Pos, p string, env Env) {
+	at := func(path string) Pos { return position(file, pos, path) }
+	for k, val := range env {
+		if !envName.MatchString(k) {
+			v.add(keyPosition(file, pos, p+"."+k), "use letters, digits and _ and do not start with a digit", "environment variable name %q is not valid", k)
+		}
+		if _, err := Expand(val, sampleVars); err != nil {
+			v.add(at(p+"."+k), templateHint, "env %s: %s", k, templateError(err))
+		}
+	}
+}
+
+func (v *validator) project(name string, p *Project) {
+	if p.broken("") {
+		return
+	}
+	at := p.At
+	if p.Name == "" {
+		v.add(at("name"), "add name: "+name, "name is required")
+	} else if p.Name != name {
+		v.add(at("name"), fmt.Sprintf("rename the file to projects/%s.yaml or set name: %s", p.Name, name), "name %q does not match the file name %q", p.Name, name)
+	}
+	if !packageName.MatchString(name) {
+		v.add(Pos{File: p.Path}, "package names are lower case letters, digits and + - ., at least two characters", "project name %q is not a valid package name", name)
+	}
+	for _, f := range []struct{ field, val, hint string }{
+		{"description", p.Description, "add a one-line description: it is the package summary"},
+		{"maintainer", p.Maintainer, "add maintainer: Name <email>; deb and rpm both require it"},
+		{"license", p.License, "give an SPDX identifier such as Apache-2.0"},
+		{"version", p.Version, "add version: 1.0.0"},
+	} {
+		if f.val == "" && !p.broken(f.field) {
+			v.add(at(f.field), f.hint, "%s is required", f.field)
+		}
+	}
+	if p.Version != "" {
+		if _, err := semver.StrictNewVersion(strings.TrimPrefix(p.Version, "v")); err != nil {
+			v.add(at("version"), "use major.minor.patch with an optional -prerelease, e.g. 1.2.0 or 1.2.0-rc.1", "version %q is not semver", p.Version)
+		}
+	}
+	if p.Iteration < 0 {
+		v.add(at("iteration"), "use 1 for the first package of a version", "iteration must be positive")
+	}
+	if p.Epoch < 0 {
+		v.add(at("epoch"), "leave epoch out unless a version went backwards", "epoch must not be negative")
+	}
+	v.installDir(p)
+	if len(p.Software) == 0 && !p.broken("software") {
+		v.add(at("software"), "list the components to build, e.g. software: [hello]", "software is empty: the package would hold nothing")
+	}
+	seen := map[string]bool{}
+	for i, s := range p.Software {
+		sp := fmt.Sprintf("software[%d]", i)
+		if seen[s] {
+			v.add(at(sp), "remove the repeated entry", "component %q is listed twice", s)
+		} else if v.repo.Software[s] == nil {
+			v.add(at(sp), v.knownSoftwareHint(s), "component %q has no definition (software/%s.yaml)", s, s)
+		}
+		seen[s] = true
+	}
+	closure := v.closure(p.Software)
+	for comp, constraint := range p.Overrides {
+		op := "overrides." + comp
+		if v.repo.Software[comp] == nil {
+			v.add(keyPosition(p.Path, p.pos, op), v.knownSoftwareHint(comp), "override for %q, which has no definition", comp)
+			continue
+		}
+		if !closure[comp] {
+			v.add(keyPosition(p.Path, p.pos, op), "remove the override, or add the component to software", "override for %q, which the project does not use", comp)
+		}
+		if _, err := semver.NewConstraint(constraint); err != nil && !hasExactVersion(v.repo.Software[comp], constraint) {
+			v.add(at(op), "use a constraint such as ~1.3 or an exact listed version", "override %q for %s is neither a constraint nor a listed version", constraint, comp)
+		}
+	}
+	for name, t := range p.CustomTargets {
+		tp := "custom_targets." + name
+		if _, builtin := target.Builtin(name); builtin {
+			v.add(keyPosition(p.Path, p.pos, tp), "choose a new name and set based_on: "+name, "custom target %q has the name of a built-in target", name)
+			continue
+		}
+		merged := t
+		if t.BasedOn != "" {
+			base, ok := target.Builtin(t.BasedOn)
+			if !ok {
+				v.add(at(tp+".based_on"), "choose one of "+strings.Join(target.BuiltinNames(), ", "), "based_on %q is not a built-in target", t.BasedOn)
+				continue
+			}
+			merged = target.Merge(base, t)
+		}
+		merged.Name = name
+		for field, msg := range merged.Validate() {
+			v.add(at(tp+"."+field), "see coach targets --json for complete examples", "custom target %s: %s", name, msg)
+		}
+	}
+	if len(p.Targets) == 0 && !p.broken("targets") {
+		v.add(at("targets"), "list targets such as [debian-12]; coach targets shows them all", "targets is empty")
+	}
+	seenT := map[string]bool{}
+	for i, t := range p.Targets {
+		tp := fmt.Sprintf("targets[%d]", i)
+		_, builtin := target.Builtin(t)
+		_, custom := p.CustomTargets[t]
+		switch {
+		case seenT[t]:
+			v.add(at(tp), "remove the repeated entry", "target %q is listed twice", t)
+		case !builtin && !custom:
+			v.add(at(tp), "choose one of "+strings.Join(target.BuiltinNames(), ", ")+", or define it in custom_targets", "unknown target %q", t)
+		}
+		seenT[t] = true
+	}
+	installDir := cmpOr(p.InstallDir, "/opt/"+name)
+	for link, dest := range p.Package.Links {
+		lp := "package.links." + link
+		if !path.IsAbs(link) || path.Clean(link) != link {
+			v.add(keyPosition(p.Path, p.pos, lp), "give a clean absolute path such as /usr/bin/"+name, "link %q must be a clean absolute path", link)
+		} else if within(link, installDir) {
+			v.add(keyPosition(p.Path, p.pos, lp), "links are for paths outside install_dir; put files inside it with the build", "link %q is inside install_dir", link)
+		}
+		if !path.IsAbs(dest) {
+			v.add(at(lp), "point the link at an absolute path, usually under "+installDir, "link target %q must be absolute", dest)
+		}
+	}
+	for i, cf := range p.Package.ConfigFiles {
+		cp := fmt.Sprintf("package.config_files[%d]", i)
+		if !path.IsAbs(cf) || path.Clean(cf) != cf {
+			v.add(at(cp), "give a clean absolute path, e.g. "+installDir+"/etc/"+name+".conf", "config file %q must be a clean absolute path", cf)
+		} else if !within(cf, installDir) && !within(cf, "/etc") {
+			v.add(at(cp), "keep config files under install_dir or /etc", "config file %q is neither under %s nor /etc", cf, installDir)
+		}
+	}
+	for _, f := range []struct{ field, val string }{{"package.compression.deb", p.Package.Compression.Deb}, {"package.compression.rpm", p.Package.Compression.RPM}} {
+		switch f.val {
+		case "", "gzip", "xz", "zstd", "none":
+		default:
+			v.add(at(f.field), "use gzip, xz, zstd or none", "compression %q is not supported", f.val)
+		}
+	}
+	for i, g := range p.Health.Ignore {
+		if _, err := path.Match(strings.ReplaceAll(g, "**", "*"), ""); err != nil || path.IsAbs(g) {
+			v.add(at(fmt.Sprintf("health.ignore[%d]", i)), "give a glob relative to install_dir, e.g. embedded/share/**", "health.ignore %q is not a valid relative glob", g)
+		}
+	}
+	for i, g := range p.Health.Allow {
+		if _, err := path.Match(g, ""); err != nil {
+			v.add(at(fmt.Sprintf("health.allow[%d]", i)), "give a soname or glob, e.g. libz.so.1 or libkrb5*.so.*", "health.allow %q is not a valid glob", g)
+		}
+	}
+	for i, c := range p.Verify {
+		if strings.TrimSpace(c) == "" {
+			v.add(at(fmt.Sprintf("verify[%d]", i)), "remove the empty entry", "verify command is empty")
+		}
+	}
+}
+
+func (v *validator) installDir(p *Project) {
+	d := p.InstallDir
+	if d == "" {
+		return
+	}
+	switch {
+	case !path.IsAbs(d) || path.Clean(d) != d:
+		v.add(p.At("install_dir"), "use a clean absolute path such as /opt/"+p.Name, "install_dir %q must be a clean absolute path", d)
+	case d == "/":
+		v.add(p.At("install_dir"), "use a directory of the package's own, such as /opt/"+p.Name, "install_dir must not be /")
+	default:
+		for _, sys := range systemDirs {
+			if within(d, sys) {
+				v.add(p.At("install_dir"), "use a directory of the package's own, such as /opt/"+p.Name, "install_dir %q is inside the system directory %s, which belongs to the distribution", d, sys)
+				break
+			}
+		}
+	}
+}
+
+// closure is every component reachable from roots through dependencies.
+func (v *validator) closure(roots []string) map[string]bool {
+	seen := map[string]bool{}
+	var visit func(string)
+	visit = func(n string) {
+		if seen[n] {
+			return
+		}
+		seen[n] = true
+		if s := v.repo.Software[n]; s != nil {
+			for _, d := range s.Dependencies {
+				visit(d)
+			}
+		}
+	}
+	for _, r := range roots {
+		visit(r)
+	}
+	return seen
+}
+
+func (v *validator) knownSoftwareHint(name string) string {
+	known := v.repo.SoftwareNames()
+	best, bestDist := "", 1<<30
+	for _, k := range known {
+		if d := levenshtein(name, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best != "" && bestDist <= max(2, len(name)/3) {
+		return fmt.Sprintf("did you mean %q? (or create software/%s.yaml: coach new software %s)", best, name, name)
+	}
+	return fmt.Sprintf("create software/%s.yaml (coach new software %s)", name, name)
+}
+
+func hasExactVersion(s *Software, version string) bool {
+	return slices.ContainsFunc(s.Versions, func(v Version) bool { return v.Version == version })
+}
+
+func versionList(s *Software) string {
+	var vs []string
+	for _, v := range s.Versions {
+		vs = append(vs, v.Version)
+	}
+	return strings.Join(vs, ", ")
+}
+
+// within reports whether p is dir or below it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+const templateHint = "templates may use {{.Name}} {{.Version}} {{.InstallDir}} {{.Embedded}} {{.Jobs}} {{.Target}} {{.Format}} {{.Arch}} {{.Multiarch}}"
+
+// templateError shortens text/template's messages to what a user needs.
+func templateError(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "can't evaluate field "); i >= 0 {
+		field, _, _ := strings.Cut(msg[i+len("can't evaluate field "):], " ")
+		return fmt.Sprintf("unknown template variable .%s", field)
+	}
+	msg = strings.TrimPrefix(msg, "template: ")
+	if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, ":") {
+		msg = msg[i+2:]
+	}
+	return "bad template: " + msg
+}
