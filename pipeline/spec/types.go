@@ -104,15 +104,15 @@ type Env map[string]string
 // Version is one buildable version and the single source it comes from:
 // exactly one of url, git or path.
 type Version struct {
-	Version string `yaml:"version" json:"version" doc:"semver version; set exact: true for a version that is not semver"`
-	Exact   bool   `yaml:"exact" json:"exact,omitempty" doc:"the version is not semver and can only be chosen by naming it exactly"`
-	URL     string `yaml:"url" json:"url,omitempty" doc:"http(s) or file URL of a release archive"`
-	SHA256  string `yaml:"sha256" json:"sha256,omitempty" doc:"sha256 of the url's bytes, 64 hex digits"`
-	SHA512  string `yaml:"sha512" json:"sha512,omitempty" doc:"sha512 of the url's bytes, 128 hex digits"`
-	Git     string `yaml:"git" json:"git,omitempty" doc:"git repository URL"`
-	Commit  string `yaml:"commit" json:"commit,omitempty" doc:"full 40-hex commit the git source is pinned to"`
-	Tag     string `yaml:"tag" json:"tag,omitempty" doc:"tag that must resolve to commit (informational pin check)"`
-	Path    string `yaml:"path" json:"path,omitempty" doc:"directory or archive relative to software/, kept in this repository"`
+	Version string   `yaml:"version" json:"version" doc:"semver version; set exact: true for a version that is not semver"`
+	Exact   bool     `yaml:"exact" json:"exact,omitempty" doc:"the version is not semver and can only be chosen by naming it exactly"`
+	URL     string   `yaml:"url" json:"url,omitempty" doc:"http(s) or file URL of a release archive"`
+	SHA256  string   `yaml:"sha256" json:"sha256,omitempty" doc:"sha256 of the url's bytes, 64 hex digits"`
+	SHA512  string   `yaml:"sha512" json:"sha512,omitempty" doc:"sha512 of the url's bytes, 128 hex digits"`
+	Git     string   `yaml:"git" json:"git,omitempty" doc:"git repository URL"`
+	Commit  string   `yaml:"commit" json:"commit,omitempty" doc:"full 40-hex commit the git source is pinned to"`
+	Tag     string   `yaml:"tag" json:"tag,omitempty" doc:"tag that must resolve to commit (informational pin check)"`
+	Path    string   `yaml:"path" json:"path,omitempty" doc:"directory or archive relative to software/, kept in this repository"`
 	Patches []string `yaml:"patches" json:"patches,omitempty" doc:"patches for this version only, applied after the definition's patches"`
 }
 

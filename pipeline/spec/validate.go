@@ -37,7 +37,9 @@ type validator struct {
 	ps   *problems
 }
 
-func (v *validator) add(pos Pos, hint, format string, args ...any) { v.ps.add(pos, hint, format, args...) }
+func (v *validator) add(pos Pos, hint, format string, args ...any) {
+	v.ps.add(pos, hint, format, args...)
+}
 
 func (v *validator) software(name string, s *Software) {
 	if s.broken("") {
