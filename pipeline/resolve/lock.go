@@ -1,0 +1,174 @@
+package resolve
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// LockVersion is the lock file format version.
+const LockVersion = 1
+
+// Lock is the content of projects/<name>.lock.
+type Lock struct {
+	LockVersion int             `yaml:"lock_version"`
+	Project     string          `yaml:"project"`
+	Components  []LockComponent `yaml:"components"`
+}
+
+// LockComponent is one component's entry in the lock file.
+type LockComponent struct {
+	Name         string   `yaml:"name"`
+	Version      string   `yaml:"version"`
+	Source       Source   `yaml:"source"`
+	Definition   string   `yaml:"definition"`
+	Dependencies []string `yaml:"dependencies,omitempty,flow"`
+}
+
+// LockPath is where a project's lock file lives.
+func LockPath(root, project string) string {
+	return filepath.Join(root, "projects", project+".lock")
+}
+
+// Lock returns the lock file content for a resolution.
+func (r *Resolution) Lock() *Lock {
+	l := &Lock{LockVersion: LockVersion, Project: r.Project}
+	for _, c := range r.Components {
+		l.Components = append(l.Components, LockComponent{Name: c.Name, Version: c.Version, Source: c.Source, Definition: c.Definition, Dependencies: c.Dependencies})
+	}
+	return l
+}
+
+const lockHeader = "# Written by `coach lock %s`. Commit it; edit the definitions, not this file.\n"
+
+// Marshal renders the lock deterministically: components sorted by name,
+// fields in a fixed order, one field per line so diffs stay small.
+func (l *Lock) Marshal() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, lockHeader, l.Project)
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(l); err != nil {
+		panic(fmt.Sprintf("resolve: encode lock: %v", err))
+	}
+	enc.Close()
+	return b.Bytes()
+}
+
+// Versions maps component names to their locked versions.
+func (l *Lock) Versions() map[string]string {
+	m := map[string]string{}
+	if l != nil {
+		for _, c := range l.Components {
+			m[c.Name] = c.Version
+		}
+	}
+	return m
+}
+
+// ReadLock reads a project's lock file; it returns nil, nil if there is none.
+func ReadLock(root, project string) (*Lock, error) {
+	path := LockPath(root, project)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var l Lock
+	if err := dec.Decode(&l); err != nil {
+		return nil, fmt.Errorf("%s: %v (regenerate it with coach lock %s)", path, strings.TrimPrefix(err.Error(), "yaml: "), project)
+	}
+	if l.LockVersion != LockVersion {
+		return nil, fmt.Errorf("%s: lock_version %d is not supported, this coach writes %d (regenerate it with coach lock %s)", path, l.LockVersion, LockVersion, project)
+	}
+	if l.Project != project {
+		return nil, fmt.Errorf("%s: the lock is for project %q (regenerate it with coach lock %s)", path, l.Project, project)
+	}
+	return &l, nil
+}
+
+// WriteLock writes the lock atomically: a reader sees the old or the new
+// file, never half of one.
+func WriteLock(root string, l *Lock) error {
+	path := LockPath(root, l.Project)
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".lock-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(l.Marshal()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// StaleError says how a lock file differs from what resolution gives now.
+type StaleError struct {
+	Path    string
+	Project string
+	Changes []string
+}
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("%s is out of date (run coach lock %s):\n\t%s", e.Path, e.Project, strings.Join(e.Changes, "\n\t"))
+}
+
+// Diff lists how have differs from want, one line per component, or nil.
+func Diff(have, want *Lock) []string {
+	var out []string
+	if have == nil {
+		return []string{"there is no lock file"}
+	}
+	old := map[string]LockComponent{}
+	for _, c := range have.Components {
+		old[c.Name] = c
+	}
+	for _, c := range want.Components {
+		o, ok := old[c.Name]
+		delete(old, c.Name)
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s: not in the lock (would lock %s)", c.Name, c.Version))
+		case o.Version != c.Version:
+			out = append(out, fmt.Sprintf("%s: locked %s, resolves to %s", c.Name, o.Version, c.Version))
+		case o.Source != c.Source:
+			out = append(out, fmt.Sprintf("%s@%s: source changed (%s -> %s)", c.Name, c.Version, o.Source.Pin(), c.Source.Pin()))
+		case o.Definition != c.Definition:
+			out = append(out, fmt.Sprintf("%s@%s: definition changed", c.Name, c.Version))
+		case strings.Join(o.Dependencies, ",") != strings.Join(c.Dependencies, ","):
+			out = append(out, fmt.Sprintf("%s@%s: dependencies changed", c.Name, c.Version))
+		}
+	}
+	for _, c := range have.Components {
+		if _, gone := old[c.Name]; gone {
+			out = append(out, fmt.Sprintf("%s: locked but no longer needed", c.Name))
+		}
+	}
+	return out
+}
+
+// Check returns a *StaleError when the lock does not match res.
+func Check(root string, have *Lock, res *Resolution) error {
+	if changes := Diff(have, res.Lock()); len(changes) > 0 {
+		return &StaleError{Path: LockPath(root, res.Project), Project: res.Project, Changes: changes}
+	}
+	return nil
+}
