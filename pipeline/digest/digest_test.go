@@ -54,10 +54,10 @@ func TestTree(t *testing.T) {
 		t.Fatalf("same content, different digests: %s %s", t1, t2)
 	}
 	changes := map[string]func(dir string) error{
-		"content": func(d string) error { return os.WriteFile(filepath.Join(d, "a.c"), []byte("int b;"), 0o644) },
+		"content":  func(d string) error { return os.WriteFile(filepath.Join(d, "a.c"), []byte("int b;"), 0o644) },
 		"exec bit": func(d string) error { return os.Chmod(filepath.Join(d, "a.c"), 0o755) },
 		"new file": func(d string) error { return os.WriteFile(filepath.Join(d, "new"), nil, 0o644) },
-		"rename": func(d string) error { return os.Rename(filepath.Join(d, "sub/b.h"), filepath.Join(d, "sub/c.h")) },
+		"rename":   func(d string) error { return os.Rename(filepath.Join(d, "sub/b.h"), filepath.Join(d, "sub/c.h")) },
 		"link target": func(d string) error {
 			os.Remove(filepath.Join(d, "link"))
 			return os.Symlink("sub/b.h", filepath.Join(d, "link"))

@@ -138,7 +138,9 @@ func TestKeyChangesWithEveryInput(t *testing.T) {
 		mutate  func(*spec.Project, *resolve.Resolution, *target.Target, *string)
 		changed []string // components whose key must change; the rest must not
 	}{
-		{"zlib version", func(_ *spec.Project, r *resolve.Resolution, _ *target.Target, _ *string) { r.Component("zlib").Version = "1.3.2" }, []string{"zlib", "pcre2"}},
+		{"zlib version", func(_ *spec.Project, r *resolve.Resolution, _ *target.Target, _ *string) {
+			r.Component("zlib").Version = "1.3.2"
+		}, []string{"zlib", "pcre2"}},
 		{"zlib source checksum", func(_ *spec.Project, r *resolve.Resolution, _ *target.Target, _ *string) {
 			r.Component("zlib").Source.SHA256 = strings.Repeat("b", 64)
 		}, []string{"zlib", "pcre2"}},
