@@ -80,9 +80,8 @@ func Problems(err error) []*Problem {
 			}
 			return
 		}
-		var p *Problem
-		if errors.As(e, &p) {
-			out = append(out, p)
+		if inner := errors.Unwrap(e); inner != nil && !hasOwnMessage(e, inner) {
+			walk(inner)
 			return
 		}
 		out = append(out, &Problem{Msg: e.Error()})
@@ -90,3 +89,7 @@ func Problems(err error) []*Problem {
 	walk(err)
 	return out
 }
+
+// hasOwnMessage reports whether e says more than the error it wraps, in which
+// case it is kept whole rather than unwrapped.
+func hasOwnMessage(e, inner error) bool { return e.Error() != inner.Error() }

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/resolve"
+)
+
+type lockJSON struct {
+	Project    string              `json:"project"`
+	Path       string              `json:"path"`
+	Changed    bool                `json:"changed"`
+	Changes    []string            `json:"changes"`
+	Components []resolve.Component `json:"components"`
+}
+
+func (a *app) lockCommand() *cobra.Command {
+	var upgrade, check bool
+	cmd := &cobra.Command{
+		Use:   "lock [project...]",
+		Short: "Resolve versions and write projects/<name>.lock",
+		Long: `lock resolves every component of the named projects (all projects when none
+is named) and writes projects/<name>.lock. A version already locked is kept
+while it still satisfies its constraint; --upgrade resolves afresh to the
+highest allowed versions. --check writes nothing and exits 4 if a lock file
+is missing or out of date.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if upgrade && check {
+				return usageError(errors.New("--upgrade and --check cannot be used together"))
+			}
+			repo, err := pipeline.Load(a.dir)
+			if err != nil {
+				return err
+			}
+			projects := args
+			if len(projects) == 0 {
+				projects = repo.ProjectNames()
+			}
+			var results []lockJSON
+			var stale []error
+			for _, name := range projects {
+				p, err := repo.Project(name)
+				if err != nil {
+					return usageError(err)
+				}
+				old, err := resolve.ReadLock(repo.Root, name)
+				if err != nil && !upgrade {
+					return withCode(exitResolve, err)
+				}
+				opts := resolve.Options{}
+				if !upgrade {
+					opts.Prefer = old.Versions()
+				}
+				res, err := resolve.Resolve(repo, p, opts)
+				if err != nil {
+					return withCode(exitResolve, err)
+				}
+				changes := resolve.Diff(old, res.Lock())
+				r := lockJSON{Project: name, Path: a.rel(resolve.LockPath(repo.Root, name)), Changed: len(changes) > 0, Changes: changes, Components: res.Components}
+				if r.Changes == nil {
+					r.Changes = []string{}
+				}
+				results = append(results, r)
+				switch {
+				case check && r.Changed:
+					stale = append(stale, &resolve.StaleError{Path: r.Path, Project: name, Changes: changes})
+				case check:
+				case r.Changed:
+					if err := resolve.WriteLock(repo.Root, res.Lock()); err != nil {
+						return fmt.Errorf("write %s: %w", r.Path, err)
+					}
+				}
+				if !a.json {
+					switch {
+					case !r.Changed:
+						fmt.Fprintf(a.stdout, "%s is up to date (%d components)\n", r.Path, len(res.Components))
+					case check:
+					default:
+						fmt.Fprintf(a.stdout, "wrote %s (%d components)\n", r.Path, len(res.Components))
+						for _, c := range slices.Clone(changes) {
+							fmt.Fprintf(a.stdout, "\t%s\n", c)
+						}
+					}
+				}
+			}
+			if a.json {
+				if err := a.writeJSON(results); err != nil {
+					return err
+				}
+			}
+			return withCode(exitResolve, errors.Join(stale...))
+		},
+	}
+	cmd.Flags().BoolVar(&upgrade, "upgrade", false, "ignore locked versions and resolve to the highest allowed")
+	cmd.Flags().BoolVar(&check, "check", false, "write nothing; exit 4 if a lock file is missing or out of date")
+	return cmd
+}

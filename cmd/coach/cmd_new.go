@@ -1,0 +1,222 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/template"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coach-build/coach/pipeline/spec"
+)
+
+var newName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+
+func (a *app) newCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "new",
+		Short: "Create a project or software definition from a template",
+	}
+	cmd.AddCommand(a.newProjectCommand(), a.newSoftwareCommand())
+	return cmd
+}
+
+// file is one file a template writes.
+type file struct {
+	path string
+	mode os.FileMode
+	body string
+}
+
+// writeNew creates files, refusing to overwrite any that exist, and checks
+// the repository afterwards so that what it wrote is known to be valid.
+func (a *app) writeNew(files []file) error {
+	for _, f := range files {
+		if _, err := os.Lstat(filepath.Join(a.dir, f.path)); err == nil {
+			return usageError(fmt.Errorf("%s already exists; remove it or choose another name", f.path))
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	var written []string
+	for _, f := range files {
+		p := filepath.Join(a.dir, f.path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(f.body), f.mode); err != nil {
+			return err
+		}
+		written = append(written, f.path)
+		if !a.json {
+			fmt.Fprintf(a.stdout, "created %s\n", f.path)
+		}
+	}
+	if a.json {
+		return a.writeJSON(map[string][]string{"created": written})
+	}
+	return nil
+}
+
+func render(text string, data any) string {
+	var b strings.Builder
+	template.Must(template.New("").Delims("<%", "%>").Parse(text)).Execute(&b, data)
+	return b.String()
+}
+
+const projectTemplate = `# <%.Name%>: see README.md "Project definitions" for every field.
+name: <%.Name%>
+description: <%.Name%>, built with coach
+maintainer: <%.Maintainer%>
+homepage: https://example.com/<%.Name%>
+license: Apache-2.0
+version: 0.1.0
+iteration: 1
+install_dir: /opt/<%.Name%>
+software: [<%.Software%>]
+targets: [debian-12, debian-13, el9]
+package:
+  links:
+    /usr/bin/<%.Name%>: /opt/<%.Name%>/bin/<%.Name%>
+health:
+  ignore: ["embedded/share/**", "embedded/include/**"]
+verify:
+  - /opt/<%.Name%>/bin/<%.Name%> --version
+`
+
+const hookTemplate = `#!/bin/sh
+# <%.Hook%> for <%.Name%>.
+# deb passes: <%.Deb%>
+# rpm passes: <%.RPM%>
+set -e
+exit 0
+`
+
+const softwareTemplate = `# <%.Name%>: see README.md "Software definitions" for every field.
+name: <%.Name%>
+license: <%.License%>
+license_files: [LICENSE]
+versions:
+<%- if .URL%>
+  - version: <%.Version%>
+    url: <%.URL%>
+    sha256: <%.SHA256%>
+relative_path: "<%.Name%>-{{.Version}}"
+build:
+  - ./configure --prefix={{.Embedded}}
+  - make -j{{.Jobs}}
+  - make install
+<%- else%>
+  - version: <%.Version%>
+    path: <%.Name%>
+build:
+  - make -j{{.Jobs}} PREFIX={{.InstallDir}} VERSION={{.Version}}
+  - make install PREFIX={{.InstallDir}}
+<%- end%>
+`
+
+const skeletonMakefile = `# A placeholder build for <%.Name%>: replace it with the real one.
+PREFIX ?= /usr/local
+VERSION ?= 0.0.0
+
+all: <%.Name%>
+
+<%.Name%>:
+	printf '#!/bin/sh\necho "<%.Name%> $(VERSION)"\n' > $@
+	chmod +x $@
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 <%.Name%> $(DESTDIR)$(PREFIX)/bin/
+
+.PHONY: all install
+`
+
+func (a *app) newProjectCommand() *cobra.Command {
+	var maintainer string
+	cmd := &cobra.Command{
+		Use:   "project <name>",
+		Short: "Write projects/<name>.yaml and scripts/<name>/ hooks",
+		Long: `new project writes projects/<name>.yaml and the four lifecycle hooks under
+scripts/<name>/. When software/<name>.yaml does not exist it also writes one,
+with a placeholder source under software/<name>/, so the new project
+validates and builds at once.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if !newName.MatchString(name) {
+				return usageError(fmt.Errorf("%q is not a valid package name: use lower case letters, digits and + - ., at least two characters", name))
+			}
+			data := map[string]string{"Name": name, "Maintainer": maintainer, "Software": name, "License": "Apache-2.0", "Version": "0.1.0"}
+			files := []file{{path: filepath.Join("projects", name+".yaml"), mode: 0o644, body: render(projectTemplate, data)}}
+			hooks := map[string][2]string{
+				"preinst":  {"install | upgrade <old-version>", "1 on install, 2 on upgrade"},
+				"postinst": {"configure <old-version, empty on first install>", "1 on install, 2 on upgrade"},
+				"prerm":    {"remove | upgrade <new-version>", "0 on erase, 1 on upgrade"},
+				"postrm":   {"remove | purge | upgrade <new-version>", "0 on erase, 1 on upgrade"},
+			}
+			for _, h := range []string{"preinst", "postinst", "prerm", "postrm"} {
+				files = append(files, file{path: filepath.Join("scripts", name, h), mode: 0o755,
+					body: render(hookTemplate, map[string]string{"Hook": h, "Name": name, "Deb": hooks[h][0], "RPM": hooks[h][1]})})
+			}
+			if _, err := os.Stat(filepath.Join(a.dir, "software", name+".yaml")); errors.Is(err, fs.ErrNotExist) {
+				files = append(files,
+					file{path: filepath.Join("software", name+".yaml"), mode: 0o644, body: render(softwareTemplate, data)},
+					file{path: filepath.Join("software", name, "Makefile"), mode: 0o644, body: render(skeletonMakefile, data)},
+					file{path: filepath.Join("software", name, "LICENSE"), mode: 0o644, body: "Replace this with the license of " + name + ".\n"},
+				)
+			}
+			return a.writeNew(files)
+		},
+	}
+	cmd.Flags().StringVar(&maintainer, "maintainer", "Example Maintainers <pkg@example.com>", "package maintainer, Name <email>")
+	return cmd
+}
+
+func (a *app) newSoftwareCommand() *cobra.Command {
+	var data = map[string]string{}
+	var version, url, sum, license string
+	cmd := &cobra.Command{
+		Use:   "software <name>",
+		Short: "Write software/<name>.yaml",
+		Long: `new software writes software/<name>.yaml. With --url and --sha256 it is an
+autotools-style release tarball definition; without them it builds from a
+placeholder source under software/<name>/ kept in the repository.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if !newName.MatchString(name) {
+				return usageError(fmt.Errorf("%q is not a valid software name: use lower case letters, digits and + - .", name))
+			}
+			if (url == "") != (sum == "") {
+				return usageError(errors.New("--url and --sha256 go together: coach refuses an unpinned download"))
+			}
+			data = map[string]string{"Name": name, "Version": version, "URL": url, "SHA256": sum, "License": license}
+			files := []file{{path: filepath.Join("software", name+".yaml"), mode: 0o644, body: render(softwareTemplate, data)}}
+			if url == "" {
+				files = append(files,
+					file{path: filepath.Join("software", name, "Makefile"), mode: 0o644, body: render(skeletonMakefile, data)},
+					file{path: filepath.Join("software", name, "LICENSE"), mode: 0o644, body: "Replace this with the license of " + name + ".\n"})
+			}
+			if err := a.writeNew(files); err != nil {
+				return err
+			}
+			// Parse what was written, so a bad --version or --sha256 is
+			// reported now rather than at the next build.
+			if _, err := spec.Load(a.dir); err != nil {
+				return withCode(exitInvalid, fmt.Errorf("created, but the definitions do not validate:\n%w", err))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&version, "version", "0.1.0", "the first version")
+	cmd.Flags().StringVar(&url, "url", "", "release archive URL")
+	cmd.Flags().StringVar(&sum, "sha256", "", "sha256 of the archive (sha256sum <file>)")
+	cmd.Flags().StringVar(&license, "license", "Apache-2.0", "SPDX license of the software")
+	return cmd
+}

@@ -1,0 +1,139 @@
+// Package pipeline runs coach's stages in order. Each stage is a package of
+// its own with one job:
+//
+//	load     spec      projects/*.yaml, software/*.yaml, scripts/<project>/
+//	resolve  resolve   semver constraints + lock file -> one version each
+//	plan     plan      dependency DAG, parallel levels, cache keys
+//	fetch    fetch     pinned sources into a content-addressed cache
+//	build    build     each component in an isolated runner -> layers
+//	health   health    ELF linkage audit of the merged tree
+//	package  pkg       deb/rpm per target with nfpm
+//	verify   verify    install, upgrade, remove in a clean target
+//
+// This package only strings them together and says which stage failed, so
+// that the CLI can map a failure to its exit code.
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/coach-build/coach/pipeline/plan"
+	"github.com/coach-build/coach/pipeline/resolve"
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// Stage names, as they appear in errors and reports.
+const (
+	StageLoad    = "load"
+	StageResolve = "resolve"
+	StagePlan    = "plan"
+)
+
+// StageError says which stage failed.
+type StageError struct {
+	Stage string
+	Err   error
+}
+
+func (e *StageError) Error() string { return e.Err.Error() }
+func (e *StageError) Unwrap() error { return e.Err }
+
+// FailedStage returns the stage an error came from, or "".
+func FailedStage(err error) string {
+	var se *StageError
+	if errors.As(err, &se) {
+		return se.Stage
+	}
+	return ""
+}
+
+func stage(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &StageError{Stage: name, Err: err}
+}
+
+// RequestError is a request that names something that does not exist: a
+// project, or a target the project does not build. The CLI treats it as a
+// usage error.
+type RequestError struct{ Err error }
+
+func (e *RequestError) Error() string { return e.Err.Error() }
+func (e *RequestError) Unwrap() error { return e.Err }
+
+// Options choose what to prepare.
+type Options struct {
+	// Targets restricts the plan to these targets; empty means all.
+	Targets []string
+	// Locked refuses a lock file that does not match the definitions.
+	Locked bool
+	// Arch is the build architecture; empty means the host's.
+	Arch string
+}
+
+// Prepared is a project after load, resolve and plan.
+type Prepared struct {
+	Repo       *spec.Repo
+	Project    *spec.Project
+	Resolution *resolve.Resolution
+	Plan       *plan.Plan
+	// Lock is the lock file as read (nil if there is none); LockStale says
+	// how it differs from the resolution, if it does.
+	Lock      *resolve.Lock
+	LockStale []string
+}
+
+// Load reads and checks every definition under root.
+func Load(root string) (*spec.Repo, error) {
+	r, err := spec.Load(root)
+	return r, stage(StageLoad, err)
+}
+
+// Prepare loads the definitions and resolves and plans one project.
+func Prepare(root, project string, opts Options) (*Prepared, error) {
+	repo, err := Load(root)
+	if err != nil {
+		return nil, err
+	}
+	return PrepareProject(repo, project, opts)
+}
+
+// PrepareProject resolves and plans a project of an already loaded repo.
+func PrepareProject(repo *spec.Repo, project string, opts Options) (*Prepared, error) {
+	p, err := repo.Project(project)
+	if err != nil {
+		return nil, &RequestError{err}
+	}
+	lock, err := resolve.ReadLock(repo.Root, project)
+	if err != nil {
+		return nil, stage(StageResolve, err)
+	}
+	res, err := resolve.Resolve(repo, p, resolve.Options{Prefer: lock.Versions()})
+	if err != nil {
+		return nil, stage(StageResolve, err)
+	}
+	out := &Prepared{Repo: repo, Project: p, Resolution: res, Lock: lock}
+	if lock != nil || opts.Locked {
+		out.LockStale = resolve.Diff(lock, res.Lock())
+	}
+	if opts.Locked && len(out.LockStale) > 0 {
+		return nil, stage(StageResolve, &resolve.StaleError{Path: resolve.LockPath(repo.Root, project), Project: project, Changes: out.LockStale})
+	}
+	targets, err := p.SelectTargets(opts.Targets)
+	if err != nil {
+		return nil, &RequestError{err}
+	}
+	arch := opts.Arch
+	if arch == "" {
+		arch = target.HostArch()
+	}
+	pl, err := plan.New(p, res, targets, arch)
+	if err != nil {
+		return nil, stage(StagePlan, fmt.Errorf("plan %s: %w", project, err))
+	}
+	out.Plan = pl
+	return out, nil
+}
