@@ -98,6 +98,10 @@ func New(p *spec.Project, res *resolve.Resolution, targets []target.Target, arch
 	if err != nil {
 		return nil, err
 	}
+	targetDigests := make([]string, len(targets))
+	for i, t := range targets {
+		targetDigests[i] = digest.JSON(t)
+	}
 	for _, name := range order {
 		n := pl.index[name]
 		trans := map[string]bool{}
@@ -113,8 +117,8 @@ func New(p *spec.Project, res *resolve.Resolution, targets []target.Target, arch
 		if n.Dependencies == nil {
 			n.Dependencies = []string{}
 		}
-		for _, t := range targets {
-			n.Keys[t.Name] = key(p, n, t, arch, pl.index)
+		for i, t := range targets {
+			n.Keys[t.Name] = key(p, n, t.Name, targetDigests[i], arch, pl.index)
 		}
 		pl.Nodes = append(pl.Nodes, n)
 		for len(pl.Levels) <= n.Level {
@@ -231,8 +235,10 @@ func findCycle(nodes map[string]*Node) []string {
 // hashed as JSON, so the key depends on these values and nothing else: not
 // the machine, the repository's path or the order definitions were read in.
 type keyInput struct {
-	Schema     int
-	Target     target.Target
+	Schema int
+	// Target is the digest of the whole target definition: image, bootstrap
+	// recipe, toolchain, library dirs and the rest.
+	Target     string
 	Arch       string
 	InstallDir string
 	Name       string
@@ -242,14 +248,14 @@ type keyInput struct {
 	Deps       map[string]string
 }
 
-func key(p *spec.Project, n *Node, t target.Target, arch string, index map[string]*Node) string {
+func key(p *spec.Project, n *Node, targetName, targetDigest, arch string, index map[string]*Node) string {
 	in := keyInput{
-		Schema: KeySchema, Target: t, Arch: arch, InstallDir: p.InstallDir,
+		Schema: KeySchema, Target: targetDigest, Arch: arch, InstallDir: p.InstallDir,
 		Name: n.Name, Version: n.Version, Source: n.Source, Definition: n.Component.Definition,
 		Deps: map[string]string{},
 	}
 	for _, d := range n.Dependencies {
-		in.Deps[d] = index[d].Keys[t.Name]
+		in.Deps[d] = index[d].Keys[targetName]
 	}
 	return digest.JSON(in)
 }

@@ -26,7 +26,13 @@ type decoder struct {
 	root     string // what the document is called in messages
 	problems *problems
 	pos      map[string]Pos
+	// visited counts decoded nodes, aliases included, to bound the work an
+	// aliased document can cause.
+	visited int
 }
+
+// maxNodes bounds the nodes one definition may expand to.
+const maxNodes = 200_000
 
 func (d *decoder) at(n *yaml.Node) Pos { return Pos{File: d.file, Line: n.Line, Col: n.Column} }
 
@@ -51,6 +57,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		} else {
 			n = n.Alias
 		}
+	}
+	d.visited++
+	if d.visited == maxNodes {
+		d.fail(n, "", "split the definition or use fewer aliases", "the definition expands to more than %d values", maxNodes)
+	}
+	if d.visited >= maxNodes {
+		return
 	}
 	d.pos[path] = d.at(n)
 	if v.CanAddr() {

@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -52,30 +54,28 @@ func Load(root string) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range softwareFiles {
-		data, err := os.ReadFile(filepath.Join(root, f))
-		if err != nil {
-			return nil, err
-		}
-		s := decodeSoftware(f, data, &ps)
-		if s != nil {
-			s.Path = f
-			r.Software[strings.TrimSuffix(filepath.Base(f), ".yaml")] = s
-		}
-	}
 	projectFiles, err := definitionFiles(root, "projects", &ps)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range projectFiles {
-		data, err := os.ReadFile(filepath.Join(root, f))
-		if err != nil {
-			return nil, err
+	software, err := decodeAll(root, softwareFiles, &ps, decodeSoftware)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range software {
+		if s != nil {
+			s.Path = softwareFiles[i]
+			r.Software[strings.TrimSuffix(filepath.Base(s.Path), ".yaml")] = s
 		}
-		p := decodeProject(f, data, &ps)
+	}
+	projects, err := decodeAll(root, projectFiles, &ps, decodeProject)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range projects {
 		if p != nil {
-			p.Path = f
-			r.Projects[strings.TrimSuffix(filepath.Base(f), ".yaml")] = p
+			p.Path = projectFiles[i]
+			r.Projects[strings.TrimSuffix(filepath.Base(p.Path), ".yaml")] = p
 		}
 	}
 	if err := r.loadHooks(&ps); err != nil {
@@ -95,6 +95,38 @@ func Load(root string) (*Repo, error) {
 		p.applyDefaults()
 	}
 	return r, nil
+}
+
+// decodeAll reads and decodes files in parallel; files are independent, and
+// a repository of hundreds of definitions loads several times faster.
+// Results keep the order of files, and problems are merged per file.
+func decodeAll[T any](root string, files []string, ps *problems, decode func(string, []byte, *problems) *T) ([]*T, error) {
+	out := make([]*T, len(files))
+	perFile := make([]problems, len(files))
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), max(len(files), 1)) {
+		wg.Go(func() {
+			for i := range next {
+				data, err := os.ReadFile(filepath.Join(root, files[i]))
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				out[i] = decode(files[i], data, &perFile[i])
+			}
+		})
+	}
+	for i := range files {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i := range files {
+		*ps = append(*ps, perFile[i]...)
+	}
+	return out, errors.Join(errs...)
 }
 
 // definitionFiles lists dir/*.yaml relative to root, sorted. Files that look

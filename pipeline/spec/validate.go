@@ -35,6 +35,25 @@ var systemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/li
 type validator struct {
 	repo *Repo
 	ps   *problems
+	// templates memoises template checks: the same step strings recur in
+	// many definitions.
+	templates map[string]error
+}
+
+// checkTemplate renders text with sample values once per distinct text.
+func (v *validator) checkTemplate(text string) (string, error) {
+	if !strings.Contains(text, "{{") {
+		return text, nil
+	}
+	if v.templates == nil {
+		v.templates = map[string]error{}
+	}
+	if err, ok := v.templates[text]; ok {
+		return "", err
+	}
+	out, err := Expand(text, sampleVars)
+	v.templates[text] = err
+	return out, err
 }
 
 func (v *validator) add(pos Pos, hint, format string, args ...any) {
@@ -88,7 +107,7 @@ func (v *validator) software(name string, s *Software) {
 		}
 	}
 	if s.RelativePath != "" {
-		if rel, err := Expand(s.RelativePath, sampleVars); err != nil {
+		if rel, err := Expand(s.RelativePath, sampleVars); err != nil { // rendered: the result is checked
 			v.add(at("relative_path"), templateHint, "relative_path: %s", templateError(err))
 		} else if !filepath.IsLocal(rel) {
 			v.add(at("relative_path"), "give a directory inside the unpacked source, e.g. zlib-{{.Version}}", "relative_path %q must stay inside the source tree", s.RelativePath)
@@ -124,7 +143,7 @@ func (v *validator) software(name string, s *Software) {
 			v.add(at(p), "keep run or argv, not both", "build step has both run and argv")
 		}
 		for _, text := range append([]string{st.Run, st.Dir}, st.Argv...) {
-			if _, err := Expand(text, sampleVars); err != nil {
+			if _, err := v.checkTemplate(text); err != nil {
 				v.add(at(p), templateHint, "build step: %s", templateError(err))
 				break
 			}
@@ -213,7 +232,7 @@ func (v *validator) env(file string, pos map[string]Pos, p string, env Env) {
 		if !envName.MatchString(k) {
 			v.add(keyPosition(file, pos, p+"."+k), "use letters, digits and _ and do not start with a digit", "environment variable name %q is not valid", k)
 		}
-		if _, err := Expand(val, sampleVars); err != nil {
+		if _, err := v.checkTemplate(val); err != nil {
 			v.add(at(p+"."+k), templateHint, "env %s: %s", k, templateError(err))
 		}
 	}

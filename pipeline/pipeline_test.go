@@ -1,0 +1,90 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeSynthetic writes a repository with n software definitions forming a
+// random DAG and one project that uses all of them.
+func writeSynthetic(tb testing.TB, n int) string {
+	dir := tb.TempDir()
+	os.MkdirAll(filepath.Join(dir, "projects"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "software"), 0o755)
+	r := rand.New(rand.NewPCG(1, 2))
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("c%03d", i)
+		names = append(names, name)
+		deps := map[string]bool{}
+		for range r.IntN(5) {
+			if i > 0 {
+				deps[fmt.Sprintf("c%03d", r.IntN(i))] = true
+			}
+		}
+		var ds []string
+		for d := range deps {
+			ds = append(ds, d)
+		}
+		def := fmt.Sprintf(`name: %s
+license: MIT
+default_version: "~1.2"
+dependencies: [%s]
+versions:
+  - {version: 1.2.%d, url: "https://example.com/%s-1.2.%d.tar.gz", sha256: %064x}
+  - {version: 1.1.0, url: "https://example.com/%s-1.1.0.tar.gz", sha256: %064x}
+relative_path: "%s-{{.Version}}"
+build:
+  - ./configure --prefix={{.Embedded}}
+  - make -j{{.Jobs}}
+  - make install
+`, name, strings.Join(ds, ", "), i, name, i, i+1, name, i+7, name)
+		if err := os.WriteFile(filepath.Join(dir, "software", name+".yaml"), []byte(def), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	proj := fmt.Sprintf("name: big\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12, debian-13, el9]\nsoftware: [%s]\n", strings.Join(names, ", "))
+	if err := os.WriteFile(filepath.Join(dir, "projects", "big.yaml"), []byte(proj), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
+func TestPrepareSynthetic(t *testing.T) {
+	dir := writeSynthetic(t, 60)
+	p, err := Prepare(dir, "big", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Plan.Nodes) != 60 || p.Resolution.Component("c007").Version != "1.2.7" {
+		t.Fatalf("unexpected plan: %d nodes", len(p.Plan.Nodes))
+	}
+	_, err = Prepare(dir, "big", Options{Locked: true})
+	if FailedStage(err) != StageResolve || !strings.Contains(err.Error(), "there is no lock file") {
+		t.Fatalf("--locked without a lock: %v", err)
+	}
+	_, err = Prepare(dir, "nosuch", Options{})
+	var re *RequestError
+	if !errors.As(err, &re) {
+		t.Fatalf("unknown project: %v", err)
+	}
+}
+
+// BenchmarkPrepare500 is what `coach plan` does on a 500-component
+// repository: load and validate 501 files, resolve, plan three targets.
+//
+//	go test ./pipeline -run '^$' -bench Prepare500 -count 10
+func BenchmarkPrepare500(b *testing.B) {
+	dir := writeSynthetic(b, 500)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Prepare(dir, "big", Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
