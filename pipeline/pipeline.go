@@ -29,6 +29,7 @@ const (
 	StageLoad    = "load"
 	StageResolve = "resolve"
 	StagePlan    = "plan"
+	StageFetch   = "fetch"
 )
 
 // StageError says which stage failed.
@@ -85,6 +86,9 @@ type Prepared struct {
 	Lock      *resolve.Lock
 	LockStale []string
 }
+
+// Stage tags err as coming from the named stage.
+func Stage(name string, err error) error { return stage(name, err) }
 
 // Load reads and checks every definition under root.
 func Load(root string) (*spec.Repo, error) {

@@ -44,6 +44,7 @@ var stageCodes = map[string]int{
 	pipeline.StageLoad:    exitInvalid,
 	pipeline.StageResolve: exitResolve,
 	pipeline.StagePlan:    exitInvalid,
+	pipeline.StageFetch:   exitFetch,
 }
 
 // exitCode picks the exit code for an error: an explicit one, else the

@@ -84,6 +84,8 @@ packages the tree as deb and rpm for each target distribution.`,
 		a.planCommand(),
 		a.targetsCommand(),
 		a.newCommand(),
+		a.fetchCommand(),
+		a.cacheCommand(),
 	)
 	return root
 }

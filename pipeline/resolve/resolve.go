@@ -163,7 +163,7 @@ func resolveOne(repo *spec.Repo, p *spec.Project, s *spec.Software, prefer strin
 		License:      s.License,
 		Constraint:   constraint,
 	}
-	c.Source = Source{URL: chosen.URL, SHA256: chosen.SHA256, SHA512: chosen.SHA512, Git: chosen.Git, Commit: chosen.Commit, Tag: chosen.Tag, Path: chosen.Path}
+	c.Source = SourceOf(chosen)
 	if chosen.Path != "" {
 		tree, err := digest.Tree(filepath.Join(repo.Root, "software", chosen.Path))
 		if err != nil {
@@ -245,4 +245,29 @@ func definitionDigest(root string, eff *spec.Software) (string, error) {
 		Software *spec.Software
 		Patches  map[string]string
 	}{eff, patches}), nil
+}
+
+// SourceOf is the source of a listed version (without the tree digest of a
+// path source, which Resolve computes).
+func SourceOf(v spec.Version) Source {
+	return Source{URL: v.URL, SHA256: v.SHA256, SHA512: v.SHA512, Git: v.Git, Commit: v.Commit, Tag: v.Tag, Path: v.Path}
+}
+
+// Listed is one version listed in a software definition.
+type Listed struct {
+	Name    string
+	Version string
+	Source  Source
+}
+
+// AllVersions lists every version of every software definition, sorted by
+// name and then as listed: everything a mirror of the repository must hold.
+func AllVersions(repo *spec.Repo) []Listed {
+	var out []Listed
+	for _, name := range repo.SoftwareNames() {
+		for _, v := range repo.Software[name].Versions {
+			out = append(out, Listed{Name: name, Version: v.Version, Source: SourceOf(v)})
+		}
+	}
+	return out
 }

@@ -97,6 +97,10 @@ func (v *validator) software(name string, s *Software) {
 		}
 		seen[key] = i
 	}
+	allExact := len(s.Versions) > 0 && !slices.ContainsFunc(s.Versions, func(v Version) bool { return !v.Exact })
+	if s.DefaultVersion == "" && allExact && !s.broken("versions") {
+		v.add(at("versions"), fmt.Sprintf("add default_version: %q (or a semver version)", s.Versions[0].Version), "every version of %s is an exact pin, so none is chosen by default", name)
+	}
 	if s.DefaultVersion != "" {
 		if c, err := semver.NewConstraint(s.DefaultVersion); err != nil {
 			if _, exact := seen[s.DefaultVersion]; !exact {

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/resolve"
+)
+
+// sourceFlags are the flags of every command that fetches.
+type sourceFlags struct {
+	cacheDir string
+	mirrors  []string
+	offline  bool
+	jobs     int
+}
+
+func (s *sourceFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&s.cacheDir, "cache-dir", "", "cache directory (default $COACH_CACHE_DIR, else the user cache dir + /coach)")
+	f.StringArrayVar(&s.mirrors, "source-mirror", nil, "file:// or http(s):// mirror base tried before upstream (repeatable; also $COACH_SOURCE_MIRROR, space-separated)")
+	f.BoolVar(&s.offline, "offline", false, "use only the cache and file:// locations; fail naming every missing source")
+	f.IntVarP(&s.jobs, "jobs", "j", runtime.NumCPU(), "parallel downloads")
+}
+
+func (s *sourceFlags) fetcher(a *app, progress bool) (*fetch.Fetcher, *downloads, error) {
+	dir := s.cacheDir
+	if dir == "" {
+		dir = filepath.Join(fetch.DefaultDir())
+	}
+	mirrors := append([]string{}, s.mirrors...)
+	mirrors = append(mirrors, strings.Fields(strings.ReplaceAll(os.Getenv("COACH_SOURCE_MIRROR"), ",", " "))...)
+	for i, m := range mirrors {
+		switch {
+		case strings.HasPrefix(m, "file://"), strings.HasPrefix(m, "http://"), strings.HasPrefix(m, "https://"):
+		case filepath.IsAbs(m):
+			mirrors[i] = "file://" + m
+		default:
+			return nil, nil, usageError(fmt.Errorf("--source-mirror %q: give a file://, http:// or https:// base", m))
+		}
+	}
+	f := &fetch.Fetcher{Cache: &fetch.Cache{Dir: filepath.Join(dir, "sources")}, Root: a.dir, Mirrors: mirrors, Offline: s.offline, Log: a.log}
+	var d *downloads
+	if progress {
+		d = newDownloads(a)
+		f.Progress = d.report
+	}
+	return f, d, nil
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func (a *app) fetchCommand() *cobra.Command {
+	var sf sourceFlags
+	var locked bool
+	cmd := &cobra.Command{
+		Use:   "fetch <project>",
+		Short: "Fetch every source a project needs into the cache",
+		Long: `fetch resolves the project and brings every component's source into the
+content-addressed cache, in parallel, verifying checksums as the bytes stream
+in. Mirrors (--source-mirror, $COACH_SOURCE_MIRROR) are tried before upstream.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			prep, err := pipeline.Prepare(a.dir, args[0], pipeline.Options{Locked: locked})
+			if err != nil {
+				return err
+			}
+			f, d, err := sf.fetcher(a, true)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			results, err := f.FetchAll(ctx, fetch.Requests(prep.Resolution), sf.jobs)
+			d.finish()
+			if ctx.Err() != nil {
+				return withCode(exitInterrupted, errors.New("interrupted"))
+			}
+			if err != nil {
+				return pipeline.Stage(pipeline.StageFetch, err)
+			}
+			if a.json {
+				return a.writeJSON(results)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+			for _, r := range results {
+				state := "fetched"
+				if r.Hit {
+					state = "cached"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Version, state, mib(r.Bytes), r.From)
+			}
+			return tw.Flush()
+		},
+	}
+	sf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&locked, "locked", false, "fail if the lock file is missing or out of date")
+	return cmd
+}
+
+func (a *app) cacheCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cache",
+		Short: "Manage the source cache: populate a mirror, list what is missing, collect garbage",
+	}
+	cmd.AddCommand(a.cachePopulateCommand(), a.cacheMissingCommand(), a.cacheGCCommand())
+	return cmd
+}
+
+func (a *app) cachePopulateCommand() *cobra.Command {
+	var sf sourceFlags
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "populate --dir D",
+		Short: "Lay out every source of every definition as a mirror in D",
+		Long: `populate fetches every version of every software definition (url and git
+sources; path sources live in the repository) and lays them out under D so
+that --source-mirror file://D serves them: D/<file name>, D/sha256/<hex> and
+D/git/<commit>.bundle.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return usageError(errors.New("--dir is required"))
+			}
+			repo, err := pipeline.Load(a.dir)
+			if err != nil {
+				return err
+			}
+			f, d, err := sf.fetcher(a, true)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				return err
+			}
+			pop, err := f.Populate(ctx, fetch.ListedRequests(resolve.AllVersions(repo)), abs, sf.jobs)
+			d.finish()
+			if err != nil {
+				return pipeline.Stage(pipeline.StageFetch, err)
+			}
+			if a.json {
+				return a.writeJSON(pop)
+			}
+			fmt.Fprintf(a.stdout, "populated %s with %d sources\n", abs, len(pop))
+			return nil
+		},
+	}
+	sf.register(cmd.Flags())
+	cmd.Flags().StringVar(&dir, "dir", "", "mirror directory to fill")
+	return cmd
+}
+
+type missingJSON struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Source  string `json:"source"`
+}
+
+func (a *app) cacheMissingCommand() *cobra.Command {
+	var sf sourceFlags
+	cmd := &cobra.Command{
+		Use:   "missing [project...]",
+		Short: "List sources the cache lacks (exit 5 if any)",
+		Long: `missing lists the sources that are not in the cache: of the named projects'
+resolved components, or of every version of every definition when no project
+is named. It exits 5 when anything is missing, so CI can gate on it.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := pipeline.Load(a.dir)
+			if err != nil {
+				return err
+			}
+			var reqs []fetch.Request
+			if len(args) == 0 {
+				reqs = fetch.ListedRequests(resolve.AllVersions(repo))
+			}
+			for _, name := range args {
+				prep, err := pipeline.PrepareProject(repo, name, pipeline.Options{})
+				if err != nil {
+					return err
+				}
+				reqs = append(reqs, fetch.Requests(prep.Resolution)...)
+			}
+			f, _, err := sf.fetcher(a, false)
+			if err != nil {
+				return err
+			}
+			missing := f.Missing(reqs)
+			out := []missingJSON{}
+			for _, m := range missing {
+				src := m.Source.URL
+				if m.Source.Git != "" {
+					src = m.Source.Git + " @ " + m.Source.Commit
+				} else if m.Source.Path != "" {
+					src = "software/" + m.Source.Path
+				}
+				out = append(out, missingJSON{m.Name, m.Version, src})
+			}
+			if a.json {
+				if err := a.writeJSON(out); err != nil {
+					return err
+				}
+			} else {
+				for _, m := range out {
+					fmt.Fprintf(a.stdout, "%s@%s\t%s\n", m.Name, m.Version, m.Source)
+				}
+			}
+			if len(missing) > 0 {
+				return withCode(exitFetch, fmt.Errorf("%d of %d sources are missing from %s", len(missing), len(reqs), f.Cache.Dir))
+			}
+			if !a.json {
+				fmt.Fprintf(a.stdout, "all %d sources are cached\n", len(reqs))
+			}
+			return nil
+		},
+	}
+	sf.register(cmd.Flags())
+	return cmd
+}
+
+func (a *app) cacheGCCommand() *cobra.Command {
+	var sf sourceFlags
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Remove cached sources no definition refers to",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			repo, err := pipeline.Load(a.dir)
+			if err != nil {
+				return err
+			}
+			f, _, err := sf.fetcher(a, false)
+			if err != nil {
+				return err
+			}
+			res, err := f.Cache.GC(fetch.ListedRequests(resolve.AllVersions(repo)), dryRun)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.writeJSON(res)
+			}
+			verb := "removed"
+			if dryRun {
+				verb = "would remove"
+			}
+			for _, r := range res.Removed {
+				fmt.Fprintf(a.stdout, "%s %s\n", verb, r)
+			}
+			fmt.Fprintf(a.stdout, "%s %d entries (%s), kept %d\n", verb, len(res.Removed), mib(res.Bytes), res.Kept)
+			return nil
+		},
+	}
+	sf.register(cmd.Flags())
+	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "only list what would be removed")
+	return cmd
+}

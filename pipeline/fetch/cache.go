@@ -1,0 +1,185 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/coach-build/coach/pipeline/resolve"
+)
+
+// Cache is the content-addressed source cache:
+//
+//	<dir>/sha256/<hex>         url sources pinned by sha256
+//	<dir>/sha512/<hex>         url sources pinned by sha512
+//	<dir>/git/<commit>.tar     git sources, as a tar of the pinned commit
+//	<dir>/locks/               one lock file per key, for concurrent processes
+//	<dir>/tmp/                 downloads in progress (unnamed files where the
+//	                           filesystem allows, so a killed process leaves nothing)
+//
+// An entry is only ever created by linking a complete, verified file into
+// place, so its presence means it is good.
+type Cache struct {
+	Dir string
+}
+
+// DefaultDir is $COACH_CACHE_DIR, or coach/ under the user cache directory.
+func DefaultDir() string {
+	if d := os.Getenv("COACH_CACHE_DIR"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "coach")
+	}
+	return filepath.Join(os.TempDir(), "coach-cache")
+}
+
+// Key is where a source lives in the cache, relative to its root, or "" for
+// sources that are not cached (path sources).
+func Key(src resolve.Source) string {
+	switch {
+	case src.SHA256 != "":
+		return "sha256/" + src.SHA256
+	case src.SHA512 != "":
+		return "sha512/" + src.SHA512
+	case src.Git != "":
+		return "git/" + src.Commit + ".tar"
+	}
+	return ""
+}
+
+// Path is the cache file for a key.
+func (c *Cache) Path(key string) string { return filepath.Join(c.Dir, filepath.FromSlash(key)) }
+
+// Has reports whether the cache holds key.
+func (c *Cache) Has(key string) bool {
+	st, err := os.Stat(c.Path(key))
+	return err == nil && st.Mode().IsRegular()
+}
+
+func (c *Cache) init() error {
+	for _, d := range []string{"sha256", "sha512", "git", "locks", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lock takes an exclusive lock for key, shared with other processes, and
+// waits for it while ctx allows.
+func (c *Cache) lock(ctx context.Context, key string) (unlock func(), err error) {
+	name := filepath.Join(c.Dir, "locks", strings.ReplaceAll(key, "/", "-")+".lock")
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// pending is a file being written into the cache. It becomes visible only
+// through commit.
+type pending struct {
+	*os.File
+	named string // the temporary name when the filesystem has no O_TMPFILE
+}
+
+// create starts a new cache file. Where the kernel and filesystem support
+// O_TMPFILE the file has no name until commit, so an interrupted download
+// leaves nothing at all; otherwise it is named after this process, and
+// sweepPartials removes it once the process is gone.
+func (c *Cache) create() (*pending, error) {
+	dir := filepath.Join(c.Dir, "tmp")
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
+	if err == nil {
+		return &pending{File: os.NewFile(uintptr(fd), dir+"/(unnamed)")}, nil
+	}
+	f, err := os.CreateTemp(dir, fmt.Sprintf("partial-%d-*", os.Getpid()))
+	if err != nil {
+		return nil, err
+	}
+	return &pending{File: f, named: f.Name()}, nil
+}
+
+// commit makes a complete file visible at key. An existing entry is kept:
+// entries are content-addressed, so it has the same bytes.
+func (c *Cache) commit(p *pending, key string) error {
+	defer p.discard()
+	if err := p.Sync(); err != nil {
+		return err
+	}
+	if err := p.Chmod(0o644); err != nil {
+		return err
+	}
+	final := c.Path(key)
+	var err error
+	if p.named != "" {
+		err = os.Link(p.named, final)
+	} else {
+		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(p.Fd())), unix.AT_FDCWD, final, unix.AT_SYMLINK_FOLLOW)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	return err
+}
+
+func (p *pending) discard() {
+	p.Close()
+	if p.named != "" {
+		os.Remove(p.named)
+	}
+}
+
+// reset empties a pending file for another attempt.
+func (p *pending) reset() error {
+	if _, err := p.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return p.Truncate(0)
+}
+
+// sweepPartials removes named partial files of processes that no longer run.
+func (c *Cache) sweepPartials() (removed int) {
+	entries, _ := os.ReadDir(filepath.Join(c.Dir, "tmp"))
+	for _, e := range entries {
+		parts := strings.SplitN(e.Name(), "-", 3)
+		if len(parts) != 3 || parts[0] != "partial" {
+			continue
+		}
+		pid, err := strconv.Atoi(parts[1])
+		if err != nil {
+			continue
+		}
+		if pid != os.Getpid() && unix.Kill(pid, 0) == unix.ESRCH {
+			if os.RemoveAll(filepath.Join(c.Dir, "tmp", e.Name())) == nil {
+				removed++
+			}
+		}
+	}
+	return removed
+}

@@ -1,0 +1,466 @@
+// Package fetch brings pinned sources into the content-addressed cache:
+// url sources (http, https, file) verified by sha256 or sha512 while they
+// stream, git sources pinned to a commit, and path sources kept in the
+// repository. Mirrors are tried before the upstream URL, transient HTTP
+// failures are retried with backoff, and a checksum mismatch never is.
+package fetch
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coach-build/coach/pipeline/resolve"
+)
+
+// Request is one source to fetch.
+type Request struct {
+	Name    string
+	Version string
+	Source  resolve.Source
+}
+
+func (r Request) String() string { return r.Name + "@" + r.Version }
+
+// FileName is the download's base name, used for mirror lookups and for
+// extracting plain files.
+func (r Request) FileName() string {
+	switch {
+	case r.Source.URL != "":
+		u, err := url.Parse(r.Source.URL)
+		if err == nil && path.Base(u.Path) != "/" && path.Base(u.Path) != "." {
+			return path.Base(u.Path)
+		}
+		return r.Name + "-" + r.Version
+	case r.Source.Git != "":
+		return r.Source.Commit + ".tar"
+	}
+	return filepath.Base(r.Source.Path)
+}
+
+// Result says where a fetched source is.
+type Result struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Kind    string `json:"kind"`
+	// Path is the cache file (url, git) or the repository path (path).
+	Path string `json:"path"`
+	// Hit is true when nothing had to be downloaded.
+	Hit bool `json:"cache_hit"`
+	// From is where the bytes came from: a mirror or upstream URL, "cache",
+	// or "repository".
+	From  string `json:"from"`
+	Bytes int64  `json:"bytes"`
+}
+
+// Progress reports a download under way.
+type Progress struct {
+	Request Request
+	From    string
+	Bytes   int64
+	Total   int64 // -1 if unknown
+	Done    bool
+}
+
+// Fetcher fetches sources into a Cache.
+type Fetcher struct {
+	Cache *Cache
+	// Root is the repository root; path sources are under Root/software.
+	Root string
+	// Mirrors are file:// or http(s):// bases tried, in order, before the
+	// upstream URL: first <base>/<file name>, then <base>/<algo>/<hex>.
+	Mirrors []string
+	// Offline forbids the network: only the cache, the repository and
+	// file:// locations are used.
+	Offline bool
+	Client  *http.Client
+	// Retries is how many times a transient failure is retried per
+	// location (default 3); Backoff is the first wait, doubled each time
+	// (default 500ms).
+	Retries  int
+	Backoff  time.Duration
+	Progress func(Progress)
+	Log      *slog.Logger
+}
+
+// ChecksumError is a download whose bytes are not the pinned ones.
+type ChecksumError struct {
+	Request  Request
+	URL      string
+	Algo     string
+	Expected string
+	Actual   string
+}
+
+func (e *ChecksumError) Error() string {
+	return fmt.Sprintf("fetch %s from %s: %s mismatch: expected %s, got %s", e.Request, e.URL, e.Algo, e.Expected, e.Actual)
+}
+
+// MissingError lists every source that is not available offline.
+type MissingError struct{ Missing []Request }
+
+func (e *MissingError) Error() string {
+	lines := make([]string, len(e.Missing))
+	for i, r := range e.Missing {
+		lines[i] = fmt.Sprintf("\t%s: %s", r, describe(r.Source))
+	}
+	return fmt.Sprintf("offline: %d sources are not in the cache or a file:// mirror (run coach fetch, or coach cache populate, while online):\n%s", len(e.Missing), strings.Join(lines, "\n"))
+}
+
+func describe(s resolve.Source) string {
+	if s.Git != "" {
+		return s.Git + " @ " + s.Commit
+	}
+	return s.URL
+}
+
+// notFound is a location that does not have the file; the next one is tried.
+type notFound struct{ loc string }
+
+func (e *notFound) Error() string { return e.loc + ": not found" }
+
+// transient is a failure worth retrying: a 5xx or 429, a reset connection,
+// a body cut short.
+type transient struct{ err error }
+
+func (e *transient) Error() string { return e.err.Error() }
+func (e *transient) Unwrap() error { return e.err }
+
+func (f *Fetcher) log() *slog.Logger {
+	if f.Log != nil {
+		return f.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (f *Fetcher) client() *http.Client {
+	if f.Client != nil {
+		return f.Client
+	}
+	return http.DefaultClient
+}
+
+// Fetch brings one source into the cache and returns where it is.
+func (f *Fetcher) Fetch(ctx context.Context, req Request) (*Result, error) {
+	res := &Result{Name: req.Name, Version: req.Version, Kind: req.Source.Kind()}
+	switch res.Kind {
+	case "path":
+		p := filepath.Join(f.Root, "software", filepath.FromSlash(req.Source.Path))
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("fetch %s: path source: %w", req, err)
+		}
+		res.Path, res.Hit, res.From = p, true, "repository"
+		return res, nil
+	case "url", "git":
+	default:
+		return nil, fmt.Errorf("fetch %s: no source", req)
+	}
+	if err := f.Cache.init(); err != nil {
+		return nil, fmt.Errorf("fetch %s: cache: %w", req, err)
+	}
+	key := Key(req.Source)
+	if key == "" {
+		return nil, fmt.Errorf("fetch %s from %s: the source is not pinned by a checksum or commit", req, describe(req.Source))
+	}
+	res.Path = f.Cache.Path(key)
+	if st, err := os.Stat(res.Path); err == nil {
+		res.Hit, res.From, res.Bytes = true, "cache", st.Size()
+		return res, nil
+	}
+	unlock, err := f.Cache.lock(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", req, err)
+	}
+	defer unlock()
+	// Another process may have fetched it while this one waited.
+	if st, err := os.Stat(res.Path); err == nil {
+		res.Hit, res.From, res.Bytes = true, "cache", st.Size()
+		return res, nil
+	}
+	f.Cache.sweepPartials()
+	if res.Kind == "git" {
+		return f.fetchGit(ctx, req, key, res)
+	}
+	return f.fetchURL(ctx, req, key, res)
+}
+
+// locations lists where a url source may be found, mirrors first.
+func (f *Fetcher) locations(req Request, key string) []string {
+	var out []string
+	for _, m := range f.Mirrors {
+		base := strings.TrimSuffix(m, "/")
+		out = append(out, base+"/"+url.PathEscape(req.FileName()), base+"/"+key)
+	}
+	if req.Source.URL != "" {
+		out = append(out, req.Source.URL)
+	}
+	return out
+}
+
+func (f *Fetcher) fetchURL(ctx context.Context, req Request, key string, res *Result) (*Result, error) {
+	algo, want := "sha256", req.Source.SHA256
+	if want == "" {
+		algo, want = "sha512", req.Source.SHA512
+	}
+	p, err := f.Cache.create()
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: cache: %w", req, err)
+	}
+	defer p.discard()
+	var tried []string
+	for _, loc := range f.locations(req, key) {
+		if f.Offline && !strings.HasPrefix(loc, "file:") {
+			continue
+		}
+		n, err := f.download(ctx, req, loc, algo, want, p)
+		if err == nil {
+			if err := f.Cache.commit(p, key); err != nil {
+				return nil, fmt.Errorf("fetch %s: cache: %w", req, err)
+			}
+			res.From, res.Bytes = loc, n
+			f.log().Info("fetched", "component", req.String(), "from", loc, "bytes", n)
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("fetch %s: %w", req, ctx.Err())
+		}
+		var nf *notFound
+		if errors.As(err, &nf) {
+			tried = append(tried, loc+": not found")
+			continue
+		}
+		var ce *ChecksumError
+		if errors.As(err, &ce) && loc == req.Source.URL {
+			return nil, err
+		}
+		// A mirror with the wrong bytes under the file name (two projects
+		// can share one) or a failing mirror: say so and go on.
+		f.log().Warn("source location failed", "component", req.String(), "from", loc, "err", err)
+		tried = append(tried, err.Error())
+		if err := p.reset(); err != nil {
+			return nil, err
+		}
+	}
+	if f.Offline {
+		return nil, &MissingError{Missing: []Request{req}}
+	}
+	return nil, fmt.Errorf("fetch %s from %s: every location failed:\n\t%s", req, req.Source.URL, strings.Join(tried, "\n\t"))
+}
+
+// download copies loc into p, hashing as it streams, retrying transient
+// failures. It returns the byte count, or a *ChecksumError, *notFound or
+// other error.
+func (f *Fetcher) download(ctx context.Context, req Request, loc, algo, want string, p *pending) (int64, error) {
+	retries := f.Retries
+	if retries == 0 {
+		retries = 3
+	}
+	wait := f.Backoff
+	if wait == 0 {
+		wait = 500 * time.Millisecond
+	}
+	var last error
+	for attempt := 0; attempt <= retries; attempt++ {
+		if attempt > 0 {
+			f.log().Warn("retrying download", "component", req.String(), "from", loc, "attempt", attempt+1, "err", last)
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(wait):
+			}
+			wait *= 2
+			if err := p.reset(); err != nil {
+				return 0, err
+			}
+		}
+		n, err := f.downloadOnce(ctx, req, loc, algo, want, p)
+		var tr *transient
+		if err == nil || !errors.As(err, &tr) {
+			return n, err
+		}
+		last = err
+	}
+	return 0, fmt.Errorf("fetch %s from %s: gave up after %d attempts: %w", req, loc, retries+1, last)
+}
+
+func newHash(algo string) hash.Hash {
+	if algo == "sha512" {
+		return sha512.New()
+	}
+	return sha256.New()
+}
+
+func (f *Fetcher) downloadOnce(ctx context.Context, req Request, loc, algo, want string, p *pending) (int64, error) {
+	body, total, err := f.open(ctx, loc)
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	h := newHash(algo)
+	pr := &progressReader{r: body, report: f.Progress, ev: Progress{Request: req, From: loc, Total: total}}
+	n, err := io.Copy(io.MultiWriter(p, h), pr)
+	pr.done()
+	if err != nil {
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		return n, &transient{fmt.Errorf("fetch %s from %s: %w", req, loc, err)}
+	}
+	if total >= 0 && n != total {
+		return n, &transient{fmt.Errorf("fetch %s from %s: got %d of %d bytes", req, loc, n, total)}
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return n, &ChecksumError{Request: req, URL: loc, Algo: algo, Expected: want, Actual: got}
+	}
+	return n, nil
+}
+
+// open starts reading a location.
+func (f *Fetcher) open(ctx context.Context, loc string) (io.ReadCloser, int64, error) {
+	u, err := url.Parse(loc)
+	if err != nil {
+		return nil, 0, err
+	}
+	switch u.Scheme {
+	case "file":
+		fh, err := os.Open(u.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, 0, &notFound{loc}
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		st, err := fh.Stat()
+		if err != nil || !st.Mode().IsRegular() {
+			fh.Close()
+			return nil, 0, &notFound{loc}
+		}
+		return fh, st.Size(), nil
+	case "http", "https":
+		hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, loc, nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		hreq.Header.Set("User-Agent", "coach")
+		resp, err := f.client().Do(hreq)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, 0, ctx.Err()
+			}
+			var ne net.Error
+			var oe *net.OpError
+			if errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return nil, 0, &transient{err}
+			}
+			return nil, 0, err
+		}
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			return resp.Body, resp.ContentLength, nil
+		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+			resp.Body.Close()
+			return nil, 0, &notFound{loc}
+		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
+			resp.Body.Close()
+			return nil, 0, &transient{fmt.Errorf("%s: %s", loc, resp.Status)}
+		default:
+			resp.Body.Close()
+			return nil, 0, fmt.Errorf("%s: %s", loc, resp.Status)
+		}
+	}
+	return nil, 0, fmt.Errorf("%s: unsupported URL scheme %q", loc, u.Scheme)
+}
+
+type progressReader struct {
+	r      io.Reader
+	report func(Progress)
+	ev     Progress
+	last   time.Time
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.ev.Bytes += int64(n)
+	if p.report != nil && time.Since(p.last) > 200*time.Millisecond {
+		p.last = time.Now()
+		p.report(p.ev)
+	}
+	return n, err
+}
+
+func (p *progressReader) done() {
+	if p.report != nil {
+		p.ev.Done = true
+		p.report(p.ev)
+	}
+}
+
+// FetchAll fetches every request, up to jobs at a time. It reports every
+// failure, not only the first; offline, it names every missing source.
+func (f *Fetcher) FetchAll(ctx context.Context, reqs []Request, jobs int) ([]*Result, error) {
+	if jobs < 1 {
+		jobs = 1
+	}
+	results := make([]*Result, len(reqs))
+	errs := make([]error, len(reqs))
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results[i], errs[i] = f.Fetch(ctx, r)
+		})
+	}
+	wg.Wait()
+	var missing []Request
+	var other []error
+	for _, err := range errs {
+		var me *MissingError
+		switch {
+		case err == nil:
+		case errors.As(err, &me):
+			missing = append(missing, me.Missing...)
+		default:
+			other = append(other, err)
+		}
+	}
+	if len(missing) > 0 {
+		other = append([]error{&MissingError{Missing: missing}}, other...)
+	}
+	return results, errors.Join(other...)
+}
+
+// ListedRequests turns listed versions into fetch requests.
+func ListedRequests(ls []resolve.Listed) []Request {
+	out := make([]Request, len(ls))
+	for i, l := range ls {
+		out[i] = Request{Name: l.Name, Version: l.Version, Source: l.Source}
+	}
+	return out
+}
+
+// Requests turns a resolution into fetch requests.
+func Requests(res *resolve.Resolution) []Request {
+	out := make([]Request, len(res.Components))
+	for i, c := range res.Components {
+		out[i] = Request{Name: c.Name, Version: c.Version, Source: c.Source}
+	}
+	return out
+}

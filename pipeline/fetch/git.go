@@ -1,0 +1,148 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// BundleKey is where a git source's bundle lives, in the cache and in
+// mirrors. A bundle carries git objects, so a commit fetched from it is
+// verified by git itself, wherever the bundle came from.
+func BundleKey(commit string) string { return "git/" + commit + ".bundle" }
+
+// fetchGit fetches the pinned commit (from a mirror's bundle, else from the
+// repository), checks that the tag, if given, points at it, and stores a tar
+// of the commit's tree and a bundle of its history.
+func (f *Fetcher) fetchGit(ctx context.Context, req Request, key string, res *Result) (*Result, error) {
+	if _, err := exec.LookPath("git"); err != nil {
+		return nil, fmt.Errorf("fetch %s: git sources need git: %w", req, err)
+	}
+	work, err := os.MkdirTemp(filepath.Join(f.Cache.Dir, "tmp"), fmt.Sprintf("partial-%d-git-", os.Getpid()))
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	repo := filepath.Join(work, "repo.git")
+	git := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", repo, "-c", "protocol.file.allow=always"}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_ASKPASS=true")
+		var out, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		}
+		return strings.TrimSpace(out.String()), nil
+	}
+	if out, err := exec.CommandContext(ctx, "git", "init", "-q", "--bare", repo).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("fetch %s: git init: %v: %s", req, err, out)
+	}
+	commit := req.Source.Commit
+	from := ""
+	for _, m := range f.Mirrors {
+		loc := strings.TrimSuffix(m, "/") + "/" + BundleKey(commit)
+		if f.Offline && !strings.HasPrefix(loc, "file:") {
+			continue
+		}
+		bundle := filepath.Join(work, "mirror.bundle")
+		if err := f.downloadPlain(ctx, loc, bundle); err != nil {
+			continue
+		}
+		if _, err := git("fetch", "-q", bundle, "+refs/*:refs/mirror/*"); err != nil {
+			f.log().Warn("mirror bundle unusable", "component", req.String(), "from", loc, "err", err)
+			continue
+		}
+		if _, err := git("cat-file", "-e", commit+"^{commit}"); err == nil {
+			from = loc
+			break
+		}
+	}
+	if from == "" {
+		if f.Offline {
+			return nil, &MissingError{Missing: []Request{req}}
+		}
+		// Shallow fetch of the commit itself, which most servers allow;
+		// otherwise everything, and look for it.
+		if _, err := git("fetch", "-q", "--depth", "1", req.Source.Git, commit); err != nil {
+			if _, err := git("fetch", "-q", req.Source.Git, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err != nil {
+				return nil, fmt.Errorf("fetch %s from %s: %w", req, req.Source.Git, err)
+			}
+		}
+		if _, err := git("cat-file", "-e", commit+"^{commit}"); err != nil {
+			return nil, fmt.Errorf("fetch %s from %s: commit %s is not in the repository", req, req.Source.Git, commit)
+		}
+		if tag := req.Source.Tag; tag != "" {
+			if _, err := git("fetch", "-q", "--depth", "1", req.Source.Git, "+refs/tags/"+tag+":refs/tags/"+tag); err != nil {
+				return nil, fmt.Errorf("fetch %s from %s: tag %s: %w", req, req.Source.Git, tag, err)
+			}
+			got, err := git("rev-parse", "refs/tags/"+tag+"^{commit}")
+			if err != nil {
+				return nil, fmt.Errorf("fetch %s: tag %s: %w", req, tag, err)
+			}
+			if got != commit {
+				return nil, fmt.Errorf("fetch %s from %s: tag %s points at %s, not at the pinned commit %s", req, req.Source.Git, tag, got, commit)
+			}
+		}
+		from = req.Source.Git
+	}
+	if _, err := git("update-ref", "refs/coach/pin", commit); err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", req, err)
+	}
+	// The tree as a tar, for the build, and the bundle, for mirrors.
+	for _, out := range []struct {
+		key  string
+		args []string
+	}{
+		{key, []string{"archive", "--format=tar", commit}},
+		{BundleKey(commit), []string{"bundle", "create", "-q", "-", "refs/coach/pin"}},
+	} {
+		p, err := f.Cache.create()
+		if err != nil {
+			return nil, err
+		}
+		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", repo}, out.args...)...)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = p, &stderr
+		err = cmd.Run()
+		if err == nil {
+			err = f.Cache.commit(p, out.key)
+		} else {
+			p.discard()
+			err = fmt.Errorf("git %s: %v: %s", out.args[0], err, stderr.String())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", req, err)
+		}
+	}
+	st, err := os.Stat(res.Path)
+	if err != nil {
+		return nil, err
+	}
+	res.From, res.Bytes = from, st.Size()
+	f.log().Info("fetched", "component", req.String(), "from", from, "commit", commit)
+	return res, nil
+}
+
+// downloadPlain copies a location to a file without checksum verification;
+// only for bundles, which git verifies.
+func (f *Fetcher) downloadPlain(ctx context.Context, loc, dst string) error {
+	body, _, err := f.open(ctx, loc)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, body)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
