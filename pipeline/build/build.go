@@ -1,0 +1,412 @@
+// Package build walks a plan and builds each component in a runner, in
+// parallel where the graph allows, caching each component's layer under its
+// plan key, and merges the layers into the tree that gets packaged.
+package build
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/plan"
+	"github.com/coach-build/coach/pipeline/runner"
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// Builder builds the components of a plan.
+type Builder struct {
+	Runner  runner.Runner
+	Fetcher *fetch.Fetcher
+	Layers  *LayerCache
+	// WorkDir holds per-component work directories and logs.
+	WorkDir string
+	// Jobs is how many components build at once; MakeJobs is {{.Jobs}}.
+	Jobs     int
+	MakeJobs int
+	// NoCache rebuilds every component (and replaces its cached layer).
+	NoCache bool
+	// KeepFailed keeps the work directory of a failed component.
+	KeepFailed bool
+	Log        *slog.Logger
+	// Events, if set, receives progress; calls are serialised.
+	Events func(Event)
+}
+
+// Event is a change in a component's state.
+type Event struct {
+	Target    string
+	Component string
+	State     string // queued, cached, building, step, built, failed
+	Step      string
+	Time      time.Time
+}
+
+// ComponentResult is one component's outcome on one target.
+type ComponentResult struct {
+	Name     string    `json:"name"`
+	Version  string    `json:"version"`
+	Key      string    `json:"key"`
+	CacheHit bool      `json:"cache_hit"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	Seconds  float64   `json:"seconds"`
+	Files    int       `json:"layer_files"`
+	Bytes    int64     `json:"layer_bytes"`
+	Layer    string    `json:"layer"`
+	Log      string    `json:"log,omitempty"`
+}
+
+// Result is one target's build.
+type Result struct {
+	Target     string            `json:"target"`
+	Components []ComponentResult `json:"components"`
+	// Tree is the merged install tree: its files appear at
+	// <Tree>/<install_dir>.
+	Tree    string  `json:"tree"`
+	Seconds float64 `json:"seconds"`
+}
+
+func (b *Builder) log() *slog.Logger {
+	if b.Log != nil {
+		return b.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Packages is the union of the build packages of the plan's components for
+// a target's format, sorted.
+func Packages(pl *plan.Plan, t target.Target) []string {
+	set := map[string]bool{}
+	for _, n := range pl.Nodes {
+		for _, p := range n.Component.Software.BuildPackages.For(t.Format) {
+			set[p] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Build builds every component of the plan for target t, then merges the
+// layers into <WorkDir>/tree. On failure it returns the first error (a
+// *runner.StepError for a failed step) after stopping the other builds.
+func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target) (*Result, error) {
+	start := time.Now()
+	jobs := max(b.Jobs, 1)
+	if err := os.MkdirAll(b.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	prepared := false
+	var prepMu sync.Mutex
+	prepare := func() error {
+		prepMu.Lock()
+		defer prepMu.Unlock()
+		if prepared {
+			return nil
+		}
+		if err := b.Runner.Prepare(ctx, t, pl.Arch, Packages(pl, t)); err != nil {
+			return fmt.Errorf("prepare %s for %s: %w", b.Runner.Name(), t.Name, err)
+		}
+		prepared = true
+		return nil
+	}
+
+	var evMu sync.Mutex
+	emit := func(e Event) {
+		if b.Events != nil {
+			e.Target, e.Time = t.Name, time.Now()
+			evMu.Lock()
+			b.Events(e)
+			evMu.Unlock()
+		}
+	}
+
+	type outcome struct {
+		name string
+		res  ComponentResult
+		err  error
+	}
+	results := map[string]ComponentResult{}
+	done := make(chan outcome)
+	started := map[string]bool{}
+	inflight := 0
+	var firstErr error
+	for _, n := range pl.Nodes {
+		emit(Event{Component: n.Name, State: "queued"})
+	}
+	for len(results) < len(pl.Nodes) {
+		// Start every component whose dependencies are built, in plan order.
+		for _, n := range pl.Nodes {
+			if firstErr != nil || inflight >= jobs {
+				break
+			}
+			waiting := slices.ContainsFunc(n.Dependencies, func(d string) bool { _, built := results[d]; return !built })
+			if started[n.Name] || waiting {
+				continue
+			}
+			started[n.Name] = true
+			inflight++
+			deps := b.depLayers(pl, n, results)
+			go func(n *plan.Node) {
+				res, err := b.buildOne(ctx, pl, p, root, t, n, deps, prepare, emit)
+				done <- outcome{n.Name, res, err}
+			}(n)
+		}
+		if inflight == 0 {
+			break
+		}
+		o := <-done
+		inflight--
+		if o.err != nil {
+			if firstErr == nil || (errors.Is(firstErr, context.Canceled) && !errors.Is(o.err, context.Canceled)) {
+				firstErr = o.err
+			}
+			cancel()
+			continue
+		}
+		results[o.name] = o.res
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	res := &Result{Target: t.Name}
+	var layers []NamedLayer
+	for _, n := range pl.Nodes {
+		r := results[n.Name]
+		res.Components = append(res.Components, r)
+		layers = append(layers, NamedLayer{Component: n.Name, Dir: r.Layer})
+	}
+	tree := filepath.Join(b.WorkDir, "tree")
+	removeAll(tree)
+	if err := Merge(layers, filepath.Join(tree, filepath.FromSlash(strings.TrimPrefix(p.InstallDir, "/")))); err != nil {
+		return nil, fmt.Errorf("merge layers for %s: %w", t.Name, err)
+	}
+	res.Tree = tree
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// depLayers lists the layers of n's transitive dependencies in plan order.
+func (b *Builder) depLayers(pl *plan.Plan, n *plan.Node, results map[string]ComponentResult) []NamedLayer {
+	var out []NamedLayer
+	for _, m := range pl.Nodes {
+		if slices.Contains(n.Transitive, m.Name) {
+			out = append(out, NamedLayer{Component: m.Name, Dir: results[m.Name].Layer})
+		}
+	}
+	return out
+}
+
+func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, deps []NamedLayer, prepare func() error, emit func(Event)) (ComponentResult, error) {
+	key := n.Keys[t.Name]
+	res := ComponentResult{Name: n.Name, Version: n.Version, Key: key, Start: time.Now()}
+	finish := func() {
+		res.End = time.Now()
+		res.Seconds = res.End.Sub(res.Start).Seconds()
+	}
+	if !b.NoCache {
+		if dir, meta, ok := b.Layers.Lookup(key); ok {
+			res.CacheHit, res.Layer, res.Files, res.Bytes = true, dir, meta.Files, meta.Bytes
+			res.Log = filepath.Join(filepath.Dir(dir), "build.log")
+			finish()
+			emit(Event{Component: n.Name, State: "cached"})
+			b.log().Info("cached", "target", t.Name, "component", n.Name, "key", shortKey(key))
+			return res, nil
+		}
+	}
+	if err := prepare(); err != nil {
+		return res, err
+	}
+	emit(Event{Component: n.Name, State: "building"})
+	b.log().Info("building", "target", t.Name, "component", n.Name, "version", n.Version, "key", shortKey(key))
+
+	s := n.Component.Software
+	vars := spec.StepVars{Name: n.Name, Version: n.Version, InstallDir: p.InstallDir, Embedded: p.Embedded(),
+		Jobs: max(b.MakeJobs, 1), Target: t.Name, Format: t.Format, Arch: pl.Arch, Multiarch: target.Multiarch(pl.Arch)}
+
+	work := filepath.Join(b.WorkDir, n.Name)
+	removeAll(work)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return res, err
+	}
+	logPath := filepath.Join(work, "build.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return res, err
+	}
+	tail := newTail(50)
+	log := io.MultiWriter(logFile, tail)
+	failed := true
+	defer func() {
+		logFile.Close()
+		if failed && b.KeepFailed {
+			return
+		}
+		// Keep the log beside the work dir for the record; drop the rest.
+		keep := filepath.Join(b.WorkDir, "logs", n.Name+".log")
+		os.MkdirAll(filepath.Dir(keep), 0o755)
+		os.Rename(logPath, keep)
+		if res.Log == logPath {
+			res.Log = keep
+		}
+		removeAll(work)
+	}()
+	res.Log = logPath
+
+	req := fetch.Request{Name: n.Name, Version: n.Version, Source: n.Component.Source}
+	fetched, err := b.Fetcher.Fetch(ctx, req)
+	if err != nil {
+		return res, err
+	}
+	src := filepath.Join(work, "src")
+	dir, err := prepareSource(fetched.Path, req.FileName(), src, s, vars)
+	if err != nil {
+		return res, fmt.Errorf("build %s: source: %w", n.Name, err)
+	}
+	patches, err := copyPatches(root, s, src)
+	if err != nil {
+		return res, fmt.Errorf("build %s: %w", n.Name, err)
+	}
+	steps, err := jobSteps(s, patches, vars)
+	if err != nil {
+		return res, fmt.Errorf("build %s: %w", n.Name, err)
+	}
+	env, err := jobEnv(vars, s.Env)
+	if err != nil {
+		return res, fmt.Errorf("build %s: %w", n.Name, err)
+	}
+	pending, err := b.Layers.begin(key)
+	if err != nil {
+		return res, err
+	}
+	scratch := filepath.Join(work, "scratch")
+	os.MkdirAll(scratch, 0o755)
+	job := &runner.Job{
+		Component: n.Name, Version: n.Version, Target: t, Arch: pl.Arch, Packages: Packages(pl, t),
+		Source: src, Dir: dir, InstallDir: p.InstallDir, Output: pending.layerDir(), Scratch: scratch,
+		Env: env, Steps: steps, Log: &stepLogger{w: log, emit: func(step string) { emit(Event{Component: n.Name, State: "step", Step: step}) }},
+	}
+	for _, d := range deps {
+		job.Layers = append(job.Layers, d.Dir)
+	}
+	err = b.Runner.Run(ctx, job)
+	if err != nil {
+		pending.discard()
+		emit(Event{Component: n.Name, State: "failed"})
+		var se *runner.StepError
+		if errors.As(err, &se) {
+			se.Component, se.Tail, se.LogPath = n.Name, tail.lines(), logPath
+			if b.KeepFailed {
+				se.WorkDir = work
+			} else {
+				se.LogPath = filepath.Join(b.WorkDir, "logs", n.Name+".log")
+			}
+		}
+		if ctx.Err() != nil && se == nil {
+			return res, ctx.Err()
+		}
+		return res, err
+	}
+	finish()
+	logFile.Sync()
+	layer, err := pending.commit(LayerMeta{Component: n.Name, Version: n.Version, Target: t.Name, BuiltAt: res.End, Seconds: res.Seconds}, logPath)
+	if err != nil {
+		pending.discard()
+		return res, fmt.Errorf("build %s: store layer: %w", n.Name, err)
+	}
+	failed = false
+	res.Layer = layer
+	res.Files, res.Bytes, _ = treeSize(layer)
+	res.Log = filepath.Join(filepath.Dir(layer), "build.log")
+	emit(Event{Component: n.Name, State: "built"})
+	b.log().Info("built", "target", t.Name, "component", n.Name, "seconds", fmt.Sprintf("%.1f", res.Seconds), "files", res.Files)
+	return res, nil
+}
+
+func shortKey(k string) string {
+	k = strings.TrimPrefix(k, "sha256:")
+	if len(k) > 12 {
+		return k[:12]
+	}
+	return k
+}
+
+// DefaultJobs is the default number of parallel components and make jobs.
+func DefaultJobs() int { return runtime.NumCPU() }
+
+// tail keeps the last n lines written to it.
+type tail struct {
+	mu      sync.Mutex
+	n       int
+	buf     []string
+	partial []byte
+}
+
+func newTail(n int) *tail { return &tail{n: n} }
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	data := append(t.partial, p...)
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		t.buf = append(t.buf, string(data[:i]))
+		if len(t.buf) > t.n {
+			t.buf = t.buf[len(t.buf)-t.n:]
+		}
+		data = data[i+1:]
+	}
+	t.partial = append(t.partial[:0], data...)
+	return len(p), nil
+}
+
+func (t *tail) lines() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := slices.Clone(t.buf)
+	if len(t.partial) > 0 {
+		out = append(out, string(t.partial))
+	}
+	if len(out) > t.n {
+		out = out[len(out)-t.n:]
+	}
+	return out
+}
+
+// stepLogger passes output through and notices the step headers runners
+// write ("==> step N: name"), to report progress.
+type stepLogger struct {
+	w    io.Writer
+	emit func(step string)
+}
+
+func (s *stepLogger) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(p, []byte(runner.StepHeader)) {
+		s.emit(label(strings.TrimSpace(string(p[len(runner.StepHeader):]))))
+	}
+	return s.w.Write(p)
+}

@@ -1,0 +1,275 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/runner"
+	"github.com/coach-build/coach/pipeline/runner/fake"
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+func softwareDef(name, deps, extra string) string {
+	return "name: " + name + "\nlicense: MIT\ndependencies: [" + deps + "]\nversions:\n  - {version: 1.0.0, path: " + name + "}\n" +
+		"build:\n  - ./configure --prefix={{.Embedded}}\n  - make -j{{.Jobs}} install\n" + extra
+}
+
+// testRepo writes four components: zlib, pcre2 (needs zlib), libyaml and xz.
+func testRepo(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	files := map[string]string{
+		"projects/app.yaml":        "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12, debian-13]\nsoftware: [pcre2, libyaml, xz]\n",
+		"software/zlib.yaml":       softwareDef("zlib", "", ""),
+		"software/pcre2.yaml":      softwareDef("pcre2", "zlib", "patches: [fix.patch]\nbuild_packages: {deb: [autoconf]}\n"),
+		"software/libyaml.yaml":    softwareDef("libyaml", "", ""),
+		"software/xz.yaml":         softwareDef("xz", "", "env: {CFLAGS: \"-O3 -I{{.Embedded}}/include\"}\n"),
+		"software/pcre2/fix.patch": "--- a/x\n+++ b/x\n",
+	}
+	for _, n := range []string{"zlib", "pcre2", "libyaml", "xz"} {
+		files["software/"+n+"/configure"] = "#!/bin/sh\n"
+	}
+	for name, body := range files {
+		p := filepath.Join(root, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(body), 0o644)
+	}
+	return root
+}
+
+type fixture struct {
+	root    string
+	cache   string
+	runner  *fake.Runner
+	builder *Builder
+}
+
+func newFixture(t *testing.T) *fixture {
+	f := &fixture{root: testRepo(t), cache: t.TempDir(), runner: &fake.Runner{}}
+	f.builder = &Builder{Runner: f.runner, Layers: &LayerCache{Dir: filepath.Join(f.cache, "layers")}, WorkDir: filepath.Join(f.cache, "work"), Jobs: 2, MakeJobs: 4}
+	f.builder.Fetcher = &fetch.Fetcher{Cache: &fetch.Cache{Dir: filepath.Join(f.cache, "sources")}, Root: f.root}
+	return f
+}
+
+func (f *fixture) build(t *testing.T, tgt string) (*Result, error) {
+	t.Helper()
+	prep, err := pipeline.Prepare(f.root, "app", pipeline.Options{Targets: []string{tgt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, _ := target.Builtin(tgt)
+	return f.builder.Build(context.Background(), prep.Plan, prep.Project, f.root, tg)
+}
+
+func (f *fixture) edit(t *testing.T, name, old, new string) {
+	t.Helper()
+	p := filepath.Join(f.root, "software", name+".yaml")
+	b, _ := os.ReadFile(p)
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s does not contain %q", name, old)
+	}
+	os.WriteFile(p, []byte(strings.Replace(string(b), old, new, 1)), 0o644)
+}
+
+func TestBuildParallelCachedIncremental(t *testing.T) {
+	f := newFixture(t)
+	f.runner.Delay = 300 * time.Millisecond
+	res, err := f.build(t, "debian-12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.runner.Built(); !slices.Equal(got, []string{"libyaml", "pcre2", "xz", "zlib"}) {
+		t.Fatalf("built %v", got)
+	}
+	// Independent components overlapped; pcre2 started after zlib ended.
+	calls := map[string]fake.Call{}
+	for _, c := range f.runner.Calls() {
+		calls[c.Component] = c
+	}
+	overlaps := 0
+	names := []string{"libyaml", "xz", "zlib"}
+	for i, a := range names {
+		for _, b := range names[i+1:] {
+			if calls[a].Start.Before(calls[b].End) && calls[b].Start.Before(calls[a].End) {
+				overlaps++
+			}
+		}
+	}
+	if overlaps == 0 {
+		t.Error("no independent components overlapped with --jobs 2")
+	}
+	if calls["pcre2"].Start.Before(calls["zlib"].End) {
+		t.Error("pcre2 started before zlib was built")
+	}
+	// pcre2 saw exactly zlib's layer.
+	zlibLayer := ""
+	for _, c := range res.Components {
+		if c.Name == "zlib" {
+			zlibLayer = c.Layer
+		}
+	}
+	if !slices.Equal(calls["pcre2"].Layers, []string{zlibLayer}) || len(calls["xz"].Layers) != 0 {
+		t.Errorf("pcre2 layers %v, xz layers %v", calls["pcre2"].Layers, calls["xz"].Layers)
+	}
+	// Patches run first, templates are expanded, the environment is set.
+	job := calls["pcre2"].Job
+	if job.Steps[0].Name != "patch 01-fix.patch" || !slices.Contains(job.Steps[0].Argv, runner.SourceMount+"/.coach-patches/01-fix.patch") {
+		t.Errorf("first step = %+v", job.Steps[0])
+	}
+	if got := job.Steps[1].Argv; !slices.Equal(got, []string{"/bin/sh", "-e", "-c", "./configure --prefix=/opt/app/embedded"}) {
+		t.Errorf("configure step = %v", got)
+	}
+	if got := job.Steps[2].Argv[3]; got != "make -j4 install" {
+		t.Errorf("make step = %q", got)
+	}
+	for _, want := range []string{"LDFLAGS=-L/opt/app/embedded/lib -Wl,-rpath,/opt/app/embedded/lib", "PKG_CONFIG_PATH=/opt/app/embedded/lib/pkgconfig:/opt/app/embedded/share/pkgconfig", "HOME=" + runner.HomeDir} {
+		if !slices.Contains(job.Env, want) {
+			t.Errorf("env lacks %s", want)
+		}
+	}
+	if !slices.Contains(calls["xz"].Job.Env, "CFLAGS=-O3 -I/opt/app/embedded/include") {
+		t.Error("xz's env does not override CFLAGS")
+	}
+	if got := f.runner.Prepared(); len(got) != 1 || !strings.Contains(got[0], "[autoconf]") {
+		t.Errorf("prepared %v", got)
+	}
+	// The merged tree holds every layer under the install dir.
+	for _, n := range []string{"zlib", "pcre2", "libyaml", "xz"} {
+		if _, err := os.Stat(filepath.Join(res.Tree, "opt/app/embedded/share", n, "built")); err != nil {
+			t.Errorf("tree lacks %s: %v", n, err)
+		}
+	}
+
+	rebuilt := func() []string {
+		t.Helper()
+		f.runner = &fake.Runner{}
+		f.builder.Runner = f.runner
+		res, err := f.build(t, "debian-12")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hits []string
+		for _, c := range res.Components {
+			if c.CacheHit {
+				hits = append(hits, c.Name)
+			}
+		}
+		if len(hits)+len(f.runner.Built()) != 4 {
+			t.Fatalf("hits %v + built %v != 4", hits, f.runner.Built())
+		}
+		return f.runner.Built()
+	}
+	if got := rebuilt(); len(got) != 0 {
+		t.Errorf("no-op rebuild built %v", got)
+	}
+	f.edit(t, "pcre2", "make -j{{.Jobs}} install", "make -j{{.Jobs}} install-strip")
+	if got := rebuilt(); !slices.Equal(got, []string{"pcre2"}) {
+		t.Errorf("after editing pcre2, built %v", got)
+	}
+	f.edit(t, "zlib", "make -j{{.Jobs}} install", "make install")
+	if got := rebuilt(); !slices.Equal(got, []string{"pcre2", "zlib"}) {
+		t.Errorf("after editing zlib, built %v", got)
+	}
+	os.WriteFile(filepath.Join(f.root, "software/libyaml/configure"), []byte("#!/bin/sh\n# changed source\n"), 0o755)
+	if got := rebuilt(); !slices.Equal(got, []string{"libyaml"}) {
+		t.Errorf("after changing libyaml's source, built %v", got)
+	}
+	// Another target has its own keys.
+	f.runner = &fake.Runner{}
+	f.builder.Runner = f.runner
+	if _, err := f.build(t, "debian-13"); err != nil || len(f.runner.Built()) != 4 {
+		t.Errorf("debian-13 built %v: %v", f.runner.Built(), err)
+	}
+}
+
+func TestBuildFailureReportsTheStep(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		f := newFixture(t)
+		f.builder.KeepFailed = keep
+		f.runner.FailAt = map[string]int{"pcre2": 2}
+		_, err := f.build(t, "debian-12")
+		var se *runner.StepError
+		if !errors.As(err, &se) {
+			t.Fatalf("want a step error, got %v", err)
+		}
+		if se.Component != "pcre2" || se.Step != 2 || se.ExitCode != 2 || se.StepName != "make -j4 install" {
+			t.Errorf("step error = %+v", se)
+		}
+		msg := err.Error()
+		for _, want := range []string{"build pcre2: step 3 (make -j4 install) exited with code 2", "error: step 3 of pcre2 failed on purpose", "full log: "} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("error lacks %q:\n%s", want, msg)
+			}
+		}
+		if _, err := os.Stat(se.LogPath); err != nil {
+			t.Errorf("log %s: %v", se.LogPath, err)
+		}
+		if keep {
+			if _, err := os.Stat(filepath.Join(se.WorkDir, "src", "configure")); err != nil {
+				t.Errorf("--keep-failed did not keep the work dir: %v", err)
+			}
+		} else if se.WorkDir != "" {
+			t.Errorf("work dir reported without --keep-failed")
+		}
+		// Nothing of pcre2 is cached: a retry builds it again.
+		f.runner.FailAt = nil
+		f.runner = &fake.Runner{}
+		f.builder.Runner = f.runner
+		if _, err := f.build(t, "debian-12"); err != nil {
+			t.Fatal(err)
+		}
+		if built := f.runner.Built(); !slices.Contains(built, "pcre2") {
+			t.Errorf("pcre2 was not rebuilt after failing: %v", built)
+		}
+	}
+}
+
+func TestBuildConflictNamesBothComponents(t *testing.T) {
+	f := newFixture(t)
+	f.runner.Outputs = map[string]map[string]string{
+		"zlib":    {"embedded/lib/libz.so.1": "zlib"},
+		"xz":      {"embedded/lib/libz.so.1": "xz's copy", "embedded/bin/xz": "xz"},
+		"pcre2":   {"embedded/lib/libpcre2.so": "p"},
+		"libyaml": {"embedded/lib/libyaml.so": "y"},
+	}
+	_, err := f.build(t, "debian-12")
+	var ce *ConflictError
+	if !errors.As(err, &ce) || len(ce.Conflicts) != 1 || ce.Conflicts[0] != (Conflict{"embedded/lib/libz.so.1", "xz", "zlib"}) {
+		t.Fatalf("want one conflict naming zlib and xz, got %v", err)
+	}
+}
+
+func TestBuildCancelLeavesNoLayer(t *testing.T) {
+	f := newFixture(t)
+	f.runner.Delay = 5 * time.Second
+	prep, err := pipeline.Prepare(f.root, "app", pipeline.Options{Targets: []string{"debian-12"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, _ := target.Builtin("debian-12")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = f.builder.Build(ctx, prep.Plan, prep.Project, f.root, tg)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("cancelled build: %v after %v", err, time.Since(start))
+	}
+	entries, _ := os.ReadDir(f.builder.Layers.Dir)
+	for _, e := range entries {
+		if e.Name() != "tmp" {
+			t.Errorf("a layer was committed: %s", e.Name())
+		}
+	}
+	tmp, _ := os.ReadDir(filepath.Join(f.builder.Layers.Dir, "tmp"))
+	if len(tmp) != 0 {
+		t.Errorf("temporary layers left: %d", len(tmp))
+	}
+}

@@ -1,0 +1,116 @@
+package build
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/coach-build/coach/pipeline/runner"
+	"github.com/coach-build/coach/pipeline/spec"
+)
+
+// StandardEnv is the environment every build step starts from: compilers
+// look in the embedded prefix first and binaries find their libraries there
+// at run time through an RPATH; nothing comes from the host.
+func StandardEnv(vars spec.StepVars) map[string]string {
+	emb := vars.Embedded
+	return map[string]string{
+		"PATH":              vars.InstallDir + "/bin:" + emb + "/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"CFLAGS":            "-I" + emb + "/include -O2",
+		"CXXFLAGS":          "-I" + emb + "/include -O2",
+		"CPPFLAGS":          "-I" + emb + "/include",
+		"LDFLAGS":           "-L" + emb + "/lib -Wl,-rpath," + emb + "/lib",
+		"LD_RUN_PATH":       emb + "/lib",
+		"PKG_CONFIG_PATH":   emb + "/lib/pkgconfig:" + emb + "/share/pkgconfig",
+		"HOME":              runner.HomeDir,
+		"TMPDIR":            "/tmp",
+		"LANG":              "C.UTF-8",
+		"LC_ALL":            "C.UTF-8",
+		"SHELL":             "/bin/sh",
+		"TERM":              "dumb",
+		"COACH_INSTALL_DIR": vars.InstallDir,
+		"COACH_EMBEDDED":    emb,
+		"COACH_JOBS":        fmt.Sprint(vars.Jobs),
+	}
+}
+
+// jobEnv is the standard environment with the definition's env applied on
+// top (values are templates), as a sorted KEY=VALUE list.
+func jobEnv(vars spec.StepVars, extra spec.Env) ([]string, error) {
+	env := StandardEnv(vars)
+	for k, v := range extra {
+		x, err := spec.Expand(v, vars)
+		if err != nil {
+			return nil, fmt.Errorf("env %s: %w", k, err)
+		}
+		env[k] = x
+	}
+	return envList(env), nil
+}
+
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
+	}
+	return out
+}
+
+// jobSteps turns the definition's steps into runner steps: patches first,
+// then each build step with its templates expanded.
+func jobSteps(s *spec.Software, patches []string, vars spec.StepVars) ([]runner.Step, error) {
+	var steps []runner.Step
+	for _, p := range patches {
+		steps = append(steps, runner.Step{
+			Name: "patch " + p,
+			Argv: []string{"patch", "-p1", "--forward", "--batch", "-i", runner.SourceMount + "/" + patchDir + "/" + p},
+		})
+	}
+	for i, st := range s.Build {
+		var step runner.Step
+		name, err := spec.Expand(st.Label(), vars)
+		if err != nil {
+			return nil, fmt.Errorf("step %d: %w", i+1, err)
+		}
+		step.Name = name
+		if st.Run != "" {
+			line, err := spec.Expand(st.Run, vars)
+			if err != nil {
+				return nil, fmt.Errorf("step %d: %w", i+1, err)
+			}
+			step.Argv = []string{"/bin/sh", "-e", "-c", line}
+		} else {
+			for _, a := range st.Argv {
+				x, err := spec.Expand(a, vars)
+				if err != nil {
+					return nil, fmt.Errorf("step %d: %w", i+1, err)
+				}
+				step.Argv = append(step.Argv, x)
+			}
+		}
+		if step.Dir, err = spec.Expand(st.Dir, vars); err != nil {
+			return nil, fmt.Errorf("step %d: %w", i+1, err)
+		}
+		if len(st.Env) > 0 {
+			env := map[string]string{}
+			for k, v := range st.Env {
+				if env[k], err = spec.Expand(v, vars); err != nil {
+					return nil, fmt.Errorf("step %d: env %s: %w", i+1, k, err)
+				}
+			}
+			step.Env = envList(env)
+		}
+		steps = append(steps, step)
+	}
+	return steps, nil
+}
+
+// label shortens a command line for progress output.
+func label(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	return s
+}

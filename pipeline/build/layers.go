@@ -1,0 +1,257 @@
+package build
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// LayerCache keeps each component's layer under its plan key:
+//
+//	<dir>/<key>/layer/      the files the component added under install_dir
+//	<dir>/<key>/meta.json   what built it, when, and how big it is
+//	<dir>/<key>/build.log   the build's output
+//	<dir>/tmp/              layers being built
+//
+// A layer is built in tmp and renamed into place only when complete, so a
+// half-built layer (interrupted, killed, failed) never counts as built.
+type LayerCache struct {
+	Dir string
+}
+
+// LayerMeta describes a cached layer.
+type LayerMeta struct {
+	Component string    `json:"component"`
+	Version   string    `json:"version"`
+	Target    string    `json:"target"`
+	Key       string    `json:"key"`
+	Files     int       `json:"files"`
+	Bytes     int64     `json:"bytes"`
+	BuiltAt   time.Time `json:"built_at"`
+	Seconds   float64   `json:"seconds"`
+}
+
+func keyDir(key string) string { return strings.TrimPrefix(key, "sha256:") }
+
+// Lookup returns the layer directory and metadata for key, if cached.
+func (c *LayerCache) Lookup(key string) (string, *LayerMeta, bool) {
+	dir := filepath.Join(c.Dir, keyDir(key))
+	data, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return "", nil, false
+	}
+	var m LayerMeta
+	if json.Unmarshal(data, &m) != nil || m.Key != key {
+		return "", nil, false
+	}
+	return filepath.Join(dir, "layer"), &m, true
+}
+
+// pendingLayer is a layer being built.
+type pendingLayer struct {
+	c   *LayerCache
+	key string
+	tmp string
+}
+
+// begin starts a layer for key in a temporary directory named after this
+// process, after sweeping temporaries of processes that are gone.
+func (c *LayerCache) begin(key string) (*pendingLayer, error) {
+	tmpRoot := filepath.Join(c.Dir, "tmp")
+	if err := os.MkdirAll(tmpRoot, 0o755); err != nil {
+		return nil, err
+	}
+	c.sweep()
+	tmp, err := os.MkdirTemp(tmpRoot, fmt.Sprintf("%d-%s-", os.Getpid(), keyDir(key)[:12]))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(filepath.Join(tmp, "layer"), 0o755); err != nil {
+		return nil, err
+	}
+	return &pendingLayer{c: c, key: key, tmp: tmp}, nil
+}
+
+func (p *pendingLayer) layerDir() string { return filepath.Join(p.tmp, "layer") }
+
+// commit records meta and moves the layer into place. If another process
+// committed the same key first, its layer is kept: same key, same inputs.
+func (p *pendingLayer) commit(meta LayerMeta, logPath string) (string, error) {
+	files, bytes, err := treeSize(p.layerDir())
+	if err != nil {
+		return "", err
+	}
+	meta.Files, meta.Bytes, meta.Key = files, bytes, p.key
+	data, _ := json.MarshalIndent(meta, "", "  ")
+	if err := os.WriteFile(filepath.Join(p.tmp, "meta.json"), data, 0o644); err != nil {
+		return "", err
+	}
+	if logPath != "" {
+		copyFile(logPath, filepath.Join(p.tmp, "build.log"), 0o644)
+	}
+	final := filepath.Join(p.c.Dir, keyDir(p.key))
+	if err := os.Rename(p.tmp, final); err != nil {
+		if _, _, ok := p.c.Lookup(p.key); ok {
+			p.discard()
+			return filepath.Join(final, "layer"), nil
+		}
+		// An incomplete leftover without meta.json: replace it.
+		removeAll(final)
+		if err := os.Rename(p.tmp, final); err != nil {
+			return "", err
+		}
+	}
+	return filepath.Join(final, "layer"), nil
+}
+
+func (p *pendingLayer) discard() { removeAll(p.tmp) }
+
+// sweep removes temporary layers of processes that no longer run.
+func (c *LayerCache) sweep() {
+	entries, _ := os.ReadDir(filepath.Join(c.Dir, "tmp"))
+	for _, e := range entries {
+		pid, err := strconv.Atoi(strings.SplitN(e.Name(), "-", 2)[0])
+		if err == nil && pid != os.Getpid() && unix.Kill(pid, 0) == unix.ESRCH {
+			removeAll(filepath.Join(c.Dir, "tmp", e.Name()))
+		}
+	}
+}
+
+func treeSize(dir string) (files int, bytes int64, err error) {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			files++
+			if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
+				bytes += info.Size()
+			}
+		}
+		return nil
+	})
+	return files, bytes, err
+}
+
+// removeAll removes a tree even where modes deny writing.
+func removeAll(p string) error {
+	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(q, 0o755)
+		}
+		return nil
+	})
+	return os.RemoveAll(p)
+}
+
+// NamedLayer is a layer and the component it belongs to.
+type NamedLayer struct {
+	Component string
+	Dir       string
+}
+
+// ConflictError lists paths that more than one layer writes.
+type ConflictError struct {
+	Conflicts []Conflict
+}
+
+// Conflict is one path written by two components.
+type Conflict struct {
+	Path  string `json:"path"`
+	First string `json:"first"`
+	Other string `json:"other"`
+}
+
+func (e *ConflictError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d paths are written by more than one component:", len(e.Conflicts))
+	for i, c := range e.Conflicts {
+		if i == 20 {
+			fmt.Fprintf(&b, "\n\t... and %d more", len(e.Conflicts)-20)
+			break
+		}
+		fmt.Fprintf(&b, "\n\t%s: %s and %s", c.Path, c.First, c.Other)
+	}
+	b.WriteString("\n\t(a component must not overwrite its dependencies' files; install into a path of its own)")
+	return b.String()
+}
+
+// Merge lays the layers out in dst, in order, hard-linking files (copying
+// across filesystems). Directories may be shared; any other path written by
+// two layers is a conflict, and every conflict is reported.
+func Merge(layers []NamedLayer, dst string) error {
+	owner := map[string]string{}
+	var conflicts []Conflict
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, l := range layers {
+		err := filepath.WalkDir(l.Dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(l.Dir, p)
+			if rel == "." {
+				return nil
+			}
+			target := filepath.Join(dst, rel)
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if prev, ok := owner[rel]; ok && prev != "" {
+					conflicts = append(conflicts, Conflict{rel, prev, l.Component})
+					return fs.SkipDir
+				}
+				if _, ok := owner[rel]; !ok {
+					owner[rel] = ""
+					return os.MkdirAll(target, info.Mode().Perm()|0o700)
+				}
+				return nil
+			}
+			if prev, ok := owner[rel]; ok {
+				if prev == "" {
+					prev = "a directory"
+				}
+				conflicts = append(conflicts, Conflict{rel, prev, l.Component})
+				return nil
+			}
+			owner[rel] = l.Component
+			if d.Type()&fs.ModeSymlink != 0 {
+				link, err := os.Readlink(p)
+				if err != nil {
+					return err
+				}
+				return os.Symlink(link, target)
+			}
+			if !info.Mode().IsRegular() {
+				return fmt.Errorf("layer of %s: %s is not a regular file, directory or symlink", l.Component, rel)
+			}
+			if err := os.Link(p, target); err != nil {
+				if !errors.Is(err, unix.EXDEV) {
+					return err
+				}
+				return copyFile(p, target, info.Mode().Perm())
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if len(conflicts) > 0 {
+		slices.SortFunc(conflicts, func(a, b Conflict) int { return strings.Compare(a.Path, b.Path) })
+		return &ConflictError{Conflicts: conflicts}
+	}
+	return nil
+}

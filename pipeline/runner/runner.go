@@ -1,0 +1,125 @@
+// Package runner defines what a build backend does: run one component's
+// build steps in an isolated environment for its target, with its
+// dependencies' layers visible at the install dir, and hand back what the
+// steps added there as the component's layer. Everything else (sources,
+// patches, environment, caching, merging) is shared and lives in
+// pipeline/build, so backends stay small.
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// Paths every runner provides inside the build environment.
+const (
+	// SourceMount is where Job.Source appears, writable.
+	SourceMount = "/coach/src"
+	// HomeDir is HOME: writable, private to the component.
+	HomeDir = "/coach/home"
+)
+
+// Runner is a build backend.
+type Runner interface {
+	// Name is the backend's name: sandbox, dagger, fake.
+	Name() string
+	// Prepare readies the environment for a target with the given distro
+	// packages on top of its toolchain. It is called before Run for each
+	// target and may take minutes the first time.
+	Prepare(ctx context.Context, t target.Target, arch string, packages []string) error
+	// Run executes job's steps in order and fills job.Output with what
+	// they added under job.InstallDir. A failing step is a *StepError.
+	Run(ctx context.Context, job *Job) error
+}
+
+// Job is one component's build on one target.
+type Job struct {
+	Component string
+	Version   string
+	Target    target.Target
+	Arch      string
+	// Packages are the distro packages the environment has besides the
+	// toolchain (the same set Prepare was given).
+	Packages []string
+	// Source is the host directory mounted at SourceMount; Dir is the
+	// working directory relative to it.
+	Source string
+	Dir    string
+	// InstallDir is where the layers are seen, e.g. /opt/hello.
+	InstallDir string
+	// Layers are host directories, each holding a dependency's files as
+	// they appear under InstallDir, in dependency order. They are read-only
+	// to the build.
+	Layers []string
+	// Output is an empty host directory that receives the layer.
+	Output string
+	// Scratch is a host directory the runner may use for its own work
+	// (overlay work dirs, /tmp, HOME).
+	Scratch string
+	Env     []string // KEY=VALUE, the complete environment
+	Steps   []Step
+	// Log receives every step's output.
+	Log io.Writer
+}
+
+// Step is one command. Argv runs without a shell; a shell step is
+// ["/bin/sh", "-e", "-c", line].
+type Step struct {
+	Name string
+	Argv []string
+	// Dir is relative to the job's Dir.
+	Dir string
+	Env []string // added to the job's Env
+}
+
+// StepError is a build step that failed.
+type StepError struct {
+	Component string
+	Step      int // 0-based index in Job.Steps
+	StepName  string
+	ExitCode  int
+	// Filled in by the executor:
+	Tail    []string // the last lines of output
+	LogPath string
+	WorkDir string // kept for inspection, if it was
+	Err     error  // set when the step could not be run at all
+}
+
+func (e *StepError) Error() string {
+	var b strings.Builder
+	if e.Err != nil {
+		fmt.Fprintf(&b, "build %s: step %d (%s) could not run: %v", e.Component, e.Step+1, e.StepName, e.Err)
+	} else {
+		fmt.Fprintf(&b, "build %s: step %d (%s) exited with code %d", e.Component, e.Step+1, e.StepName, e.ExitCode)
+	}
+	if len(e.Tail) > 0 {
+		fmt.Fprintf(&b, "\n--- last %d lines of output\n%s", len(e.Tail), strings.Join(e.Tail, "\n"))
+	}
+	if e.LogPath != "" {
+		fmt.Fprintf(&b, "\n--- full log: %s", e.LogPath)
+	}
+	if e.WorkDir != "" {
+		fmt.Fprintf(&b, "\n--- work directory kept: %s", e.WorkDir)
+	}
+	return b.String()
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// StepHeader starts the line a runner writes to Job.Log before each step,
+// e.g. "==> step 2/3: make install".
+const StepHeader = "==> "
+
+// WriteStepHeader writes the header line for step i of job.
+func WriteStepHeader(job *Job, i int) {
+	fmt.Fprintf(job.Log, "%sstep %d/%d: %s\n", StepHeader, i+1, len(job.Steps), job.Steps[i].Name)
+}
+
+// ShellStep makes a step that runs a command line with sh -e -c.
+func ShellStep(name, line string) Step {
+	return Step{Name: name, Argv: []string{"/bin/sh", "-e", "-c", line}}
+}
