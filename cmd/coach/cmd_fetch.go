@@ -36,10 +36,7 @@ func (s *sourceFlags) register(f *pflag.FlagSet) {
 }
 
 func (s *sourceFlags) fetcher(a *app, progress bool) (*fetch.Fetcher, *downloads, error) {
-	dir := s.cacheDir
-	if dir == "" {
-		dir = filepath.Join(fetch.DefaultDir())
-	}
+	dir := s.cache()
 	mirrors := append([]string{}, s.mirrors...)
 	mirrors = append(mirrors, strings.Fields(strings.ReplaceAll(os.Getenv("COACH_SOURCE_MIRROR"), ",", " "))...)
 	for i, m := range mirrors {
@@ -59,6 +56,8 @@ func (s *sourceFlags) fetcher(a *app, progress bool) (*fetch.Fetcher, *downloads
 	}
 	return f, d, nil
 }
+
+func defaultCacheDir() string { return fetch.DefaultDir() }
 
 // signalContext is cancelled by SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {

@@ -86,6 +86,7 @@ packages the tree as deb and rpm for each target distribution.`,
 		a.newCommand(),
 		a.fetchCommand(),
 		a.cacheCommand(),
+		a.buildCommand(),
 	)
 	return root
 }

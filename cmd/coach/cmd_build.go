@@ -1,0 +1,153 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/runner"
+	"github.com/coach-build/coach/pipeline/runner/sandbox"
+)
+
+type buildJSON struct {
+	Project string          `json:"project"`
+	Version string          `json:"version"`
+	Runner  string          `json:"runner"`
+	Targets []*build.Result `json:"targets"`
+	Seconds float64         `json:"seconds"`
+}
+
+type buildFlags struct {
+	sourceFlags
+	targets    []string
+	runnerName string
+	makeJobs   int
+	noCache    bool
+	keepFailed bool
+	locked     bool
+}
+
+func (a *app) buildCommand() *cobra.Command {
+	var bf buildFlags
+	cmd := &cobra.Command{
+		Use:   "build <project>",
+		Short: "Build every component of a project for each target",
+		Long: `build resolves and plans the project, fetches its sources, and builds each
+component in an isolated runner for each target, in parallel where the graph
+allows. A component whose cache key is unchanged is not rebuilt. The layers
+are merged into one tree per target.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			start := time.Now()
+			prep, err := pipeline.Prepare(a.dir, args[0], pipeline.Options{Targets: bf.targets, Locked: bf.locked})
+			if err != nil {
+				return err
+			}
+			if len(prep.LockStale) > 0 {
+				a.log.Warn("lock file is out of date; building the fresh resolution (run coach lock)", "project", args[0], "changes", strings.Join(prep.LockStale, "; "))
+			}
+			f, d, err := bf.fetcher(a, true)
+			if err != nil {
+				return err
+			}
+			r, err := a.newRunner(bf.runnerName, bf.cache())
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			out := buildJSON{Project: prep.Project.Name, Version: prep.Project.Version, Runner: r.Name()}
+			status := newBuildStatus(a)
+			for _, t := range prep.Plan.TargetList() {
+				b := &build.Builder{
+					Runner: r, Fetcher: f,
+					Layers:   &build.LayerCache{Dir: filepath.Join(bf.cache(), "layers")},
+					WorkDir:  filepath.Join(bf.cache(), "work", prep.Project.Name, t.Name),
+					Jobs:     bf.jobs, MakeJobs: bf.makeJobs,
+					NoCache:  bf.noCache, KeepFailed: bf.keepFailed,
+					Log: a.log, Events: status.event,
+				}
+				res, err := b.Build(ctx, prep.Plan, prep.Project, a.dir, t)
+				d.finish()
+				status.finish()
+				if ctx.Err() != nil {
+					return withCode(exitInterrupted, fmt.Errorf("build %s for %s: interrupted; nothing half-built was kept", prep.Project.Name, t.Name))
+				}
+				if err != nil {
+					return withCode(exitBuild, fmt.Errorf("build %s for %s: %w", prep.Project.Name, t.Name, err))
+				}
+				out.Targets = append(out.Targets, res)
+			}
+			out.Seconds = time.Since(start).Seconds()
+			if a.json {
+				return a.writeJSON(out)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+			for _, res := range out.Targets {
+				for _, c := range res.Components {
+					state := "built"
+					if c.CacheHit {
+						state = "cached"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%s\n", res.Target, c.Name, c.Version, state, c.Seconds, mib(c.Bytes))
+				}
+			}
+			tw.Flush()
+			for _, res := range out.Targets {
+				fmt.Fprintf(a.stdout, "%s: tree %s (%.1fs)\n", res.Target, res.Tree, res.Seconds)
+			}
+			return nil
+		},
+	}
+	bf.register(cmd.Flags())
+	fl := cmd.Flags()
+	fl.StringSliceVarP(&bf.targets, "target", "t", nil, "build only these targets (repeatable)")
+	fl.StringVar(&bf.runnerName, "runner", "auto", "auto, sandbox or dagger (auto: dagger when an engine is configured, else sandbox)")
+	fl.IntVar(&bf.makeJobs, "make-jobs", build.DefaultJobs(), "parallel jobs inside each build ({{.Jobs}})")
+	fl.BoolVar(&bf.noCache, "no-cache", false, "rebuild every component")
+	fl.BoolVar(&bf.keepFailed, "keep-failed", false, "keep the work directory of a failed component")
+	fl.BoolVar(&bf.locked, "locked", false, "fail if the lock file is missing or out of date")
+	return cmd
+}
+
+func (s *sourceFlags) cache() string {
+	if s.cacheDir != "" {
+		return s.cacheDir
+	}
+	return defaultCacheDir()
+}
+
+// daggerConfigured reports whether the environment points at a Dagger
+// engine: inside `dagger run`, or with an explicit runner host.
+func daggerConfigured() bool {
+	return os.Getenv("DAGGER_SESSION_PORT") != "" || os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST") != ""
+}
+
+func (a *app) newRunner(name, cacheDir string) (runner.Runner, error) {
+	switch name {
+	case "auto":
+		if daggerConfigured() {
+			return a.newRunner("dagger", cacheDir)
+		}
+		return a.newRunner("sandbox", cacheDir)
+	case "sandbox":
+		r := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: filepath.Join(cacheDir, "rootfs")}}
+		mode, err := r.Check()
+		if err != nil {
+			return nil, withCode(exitBuild, fmt.Errorf("the sandbox runner cannot run here: %w (see coach doctor)", err))
+		}
+		a.log.Debug("sandbox runner", "mode", mode)
+		return r, nil
+	case "dagger":
+		return newDaggerRunner(a)
+	}
+	return nil, usageError(errors.New("--runner must be auto, sandbox or dagger"))
+}

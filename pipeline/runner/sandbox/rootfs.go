@@ -1,0 +1,180 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/coach-build/coach/pipeline/digest"
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// rootfsSchema is mixed into rootfs keys; bump it when the way a rootfs is
+// made changes.
+const rootfsSchema = 1
+
+// Rootfs makes and caches one root filesystem per target, architecture and
+// package set, under <Dir>/<target>-<key>/, with mmdebstrap for the Debian
+// family. A rootfs is made in a temporary directory and renamed into place,
+// under a lock shared with other processes, so it is made once and a
+// half-made one is never used.
+type Rootfs struct {
+	Dir string
+	// Log receives mmdebstrap's output.
+	Log io.Writer
+}
+
+// RootfsInfo is stored beside a rootfs.
+type RootfsInfo struct {
+	Target    string    `json:"target"`
+	Arch      string    `json:"arch"`
+	Suite     string    `json:"suite"`
+	Mirror    string    `json:"mirror"`
+	Packages  []string  `json:"packages"`
+	Key       string    `json:"key"`
+	CreatedAt time.Time `json:"created_at"`
+	Seconds   float64   `json:"seconds"`
+}
+
+// Key identifies a rootfs by everything that decides its content.
+func Key(t target.Target, arch string, packages []string) string {
+	pkgs := append(slices.Clone(t.Toolchain), packages...)
+	slices.Sort(pkgs)
+	pkgs = slices.Compact(pkgs)
+	return digest.JSON(struct {
+		Schema    int
+		Bootstrap target.Bootstrap
+		Arch      string
+		Packages  []string
+	}{rootfsSchema, t.Bootstrap, arch, pkgs})
+}
+
+// debArch maps Go architecture names to Debian's.
+func debArch(goarch string) string {
+	switch goarch {
+	case "386":
+		return "i386"
+	case "arm":
+		return "armhf"
+	}
+	return goarch
+}
+
+// ErrNoBootstrap is returned for targets the sandbox cannot make a rootfs
+// for (the rpm family, without a registry).
+var ErrNoBootstrap = errors.New("no bootstrap recipe")
+
+// Ensure returns the rootfs for a target, making it if needed.
+func (r *Rootfs) Ensure(ctx context.Context, t target.Target, arch string, packages []string) (string, error) {
+	if t.Bootstrap.Tool != "mmdebstrap" {
+		return "", fmt.Errorf("target %s: %w: the sandbox runner makes root filesystems with mmdebstrap, for the Debian family only; build %s with --runner dagger and a registry", t.Name, ErrNoBootstrap, t.Name)
+	}
+	key := Key(t, arch, packages)
+	dir := filepath.Join(r.Dir, t.Name+"-"+strings.TrimPrefix(key, "sha256:")[:16])
+	info := filepath.Join(dir, ".coach-rootfs.json")
+	if _, err := os.Stat(info); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		return "", err
+	}
+	unlock, err := lockFile(ctx, dir+".lock")
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if _, err := os.Stat(info); err == nil {
+		return dir, nil
+	}
+	mm, err := exec.LookPath("mmdebstrap")
+	if err != nil {
+		return "", fmt.Errorf("target %s needs mmdebstrap to make its root filesystem: apt-get install mmdebstrap", t.Name)
+	}
+	os.RemoveAll(dir) // an incomplete leftover without its info file
+	tmp := dir + fmt.Sprintf(".partial-%d", os.Getpid())
+	os.RemoveAll(tmp)
+	pkgs := append(slices.Clone(t.Toolchain), packages...)
+	slices.Sort(pkgs)
+	pkgs = slices.Compact(pkgs)
+	mode := "root"
+	if os.Geteuid() != 0 {
+		mode = "unshare"
+	}
+	args := []string{
+		"--variant=apt", "--mode=" + mode, "--format=directory",
+		"--architectures=" + debArch(arch),
+		"--components=" + strings.Join(t.Bootstrap.Components, ","),
+		"--include=" + strings.Join(pkgs, ","),
+		"--aptopt=Acquire::Retries \"3\"",
+		"--dpkgopt=path-exclude=/usr/share/man/*",
+		"--dpkgopt=path-exclude=/usr/share/doc/*",
+		"--dpkgopt=path-exclude=/usr/share/locale/*",
+		t.Bootstrap.Suite, tmp, t.Bootstrap.Mirror,
+	}
+	start := time.Now()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, mm, args...)
+	w := io.Writer(&out)
+	if r.Log != nil {
+		w = io.MultiWriter(&out, r.Log)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
+	if err := cmd.Run(); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("make the %s root filesystem: mmdebstrap %s: %v\n%s", t.Name, strings.Join(args, " "), err, lastLines(out.String(), 30))
+	}
+	data, _ := json.MarshalIndent(RootfsInfo{Target: t.Name, Arch: arch, Suite: t.Bootstrap.Suite, Mirror: t.Bootstrap.Mirror, Packages: pkgs, Key: key, CreatedAt: time.Now(), Seconds: time.Since(start).Seconds()}, "", "  ")
+	if err := os.WriteFile(filepath.Join(tmp, ".coach-rootfs.json"), data, 0o644); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	return dir, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// lockFile takes an exclusive flock on path, waiting while ctx allows.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
