@@ -69,10 +69,10 @@ are merged into one tree per target.`,
 			for _, t := range prep.Plan.TargetList() {
 				b := &build.Builder{
 					Runner: r, Fetcher: f,
-					Layers:   &build.LayerCache{Dir: filepath.Join(bf.cache(), "layers")},
-					WorkDir:  filepath.Join(bf.cache(), "work", prep.Project.Name, t.Name),
-					Jobs:     bf.jobs, MakeJobs: bf.makeJobs,
-					NoCache:  bf.noCache, KeepFailed: bf.keepFailed,
+					Layers:  &build.LayerCache{Dir: filepath.Join(bf.cache(), "layers")},
+					WorkDir: filepath.Join(bf.cache(), "work", prep.Project.Name, t.Name),
+					Jobs:    bf.jobs, MakeJobs: bf.makeJobs,
+					NoCache: bf.noCache, KeepFailed: bf.keepFailed,
 					Log: a.log, Events: status.event,
 				}
 				res, err := b.Build(ctx, prep.Plan, prep.Project, a.dir, t)

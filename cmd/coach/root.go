@@ -87,6 +87,7 @@ packages the tree as deb and rpm for each target distribution.`,
 		a.fetchCommand(),
 		a.cacheCommand(),
 		a.buildCommand(),
+		a.doctorCommand(),
 	)
 	return root
 }
