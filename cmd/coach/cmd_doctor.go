@@ -155,4 +155,3 @@ func freeSpace(dir string) string {
 	}
 	return fmt.Sprintf(", %.1f GiB free", float64(st.Bavail)*float64(st.Bsize)/(1<<30))
 }
-
