@@ -125,6 +125,15 @@ func (s *sourceFlags) cache() string {
 	return defaultCacheDir()
 }
 
+// rootfsDir is $COACH_ROOTFS_DIR, else rootfs/ in the cache: root
+// filesystems are large and slow to make, so several caches may share them.
+func rootfsDir(cacheDir string) string {
+	if d := os.Getenv("COACH_ROOTFS_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(cacheDir, "rootfs")
+}
+
 // daggerConfigured reports whether the environment points at a Dagger
 // engine: inside `dagger run`, or with an explicit runner host.
 func daggerConfigured() bool {
@@ -139,7 +148,7 @@ func (a *app) newRunner(name, cacheDir string) (runner.Runner, error) {
 		}
 		return a.newRunner("sandbox", cacheDir)
 	case "sandbox":
-		r := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: filepath.Join(cacheDir, "rootfs")}}
+		r := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: rootfsDir(cacheDir)}}
 		mode, err := r.Check()
 		if err != nil {
 			return nil, withCode(exitBuild, fmt.Errorf("the sandbox runner cannot run here: %w (see coach doctor)", err))

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,7 +49,7 @@ func (a *app) doctorCommand() *cobra.Command {
 				return err == nil
 			}
 			// Sandbox.
-			sb := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: filepath.Join(cacheDir, "rootfs")}}
+			sb := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: rootfsDir(cacheDir)}}
 			mode, err := sb.Check()
 			sandboxOK := add("sandbox: bubblewrap", err, "bwrap runs with every namespace unshared", "apt-get install bubblewrap; as a user, enable unprivileged user namespaces")
 			if sandboxOK {

@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -33,9 +36,45 @@ func TestScripts(t *testing.T) {
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
-			// Hooks in txtar archives lose their mode; scripts that need an
-			// executable hook chmod it themselves.
+			// Root filesystems are slow to make: share them between scripts
+			// and runs, as the sandbox tests do.
+			dir := os.Getenv("COACH_ROOTFS_DIR")
+			if dir == "" {
+				dir = "/var/tmp/coach-test-rootfs"
+			}
+			env.Setenv("COACH_ROOTFS_DIR", dir)
 			return nil
+		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "sandbox":
+				for _, tool := range []string{"bwrap", "mmdebstrap"} {
+					if _, err := exec.LookPath(tool); err != nil {
+						return false, nil
+					}
+				}
+				return true, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// waitfor FILE REGEXP TIMEOUT waits until FILE matches REGEXP.
+			"waitfor": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 3 {
+					ts.Fatalf("usage: waitfor file regexp timeout")
+				}
+				re := regexp.MustCompile(args[1])
+				limit, err := time.ParseDuration(args[2])
+				ts.Check(err)
+				deadline := time.Now().Add(limit)
+				for time.Now().Before(deadline) {
+					if b, err := os.ReadFile(ts.MkAbs(args[0])); err == nil && re.Match(b) {
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				ts.Fatalf("%s did not match %q within %s", args[0], args[1], limit)
+			},
 		},
 	})
 }

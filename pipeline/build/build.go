@@ -152,9 +152,11 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 	for _, n := range pl.Nodes {
 		emit(Event{Component: n.Name, State: "queued"})
 	}
+	order := criticalFirst(pl)
 	for len(results) < len(pl.Nodes) {
-		// Start every component whose dependencies are built, in plan order.
-		for _, n := range pl.Nodes {
+		// Start every component whose dependencies are built, those with the
+		// longest chain of components waiting on them first.
+		for _, n := range order {
 			if firstErr != nil || inflight >= jobs {
 				break
 			}
@@ -207,6 +209,22 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 	return res, nil
 }
 
+// criticalFirst orders the plan's nodes by the length of the longest chain
+// of components that depend on them, longest first, then in plan order, so
+// that with few jobs the components others wait for start first.
+func criticalFirst(pl *plan.Plan) []*plan.Node {
+	height := map[string]int{}
+	for i := len(pl.Nodes) - 1; i >= 0; i-- {
+		n := pl.Nodes[i]
+		for _, d := range n.Dependencies {
+			height[d] = max(height[d], height[n.Name]+1)
+		}
+	}
+	out := slices.Clone(pl.Nodes)
+	slices.SortStableFunc(out, func(a, b *plan.Node) int { return height[b.Name] - height[a.Name] })
+	return out
+}
+
 // depLayers lists the layers of n's transitive dependencies in plan order.
 func (b *Builder) depLayers(pl *plan.Plan, n *plan.Node, results map[string]ComponentResult) []NamedLayer {
 	var out []NamedLayer
@@ -238,6 +256,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	if err := prepare(); err != nil {
 		return res, err
 	}
+	res.Start = time.Now() // after the runner is ready: the build itself
 	emit(Event{Component: n.Name, State: "building"})
 	b.log().Info("building", "target", t.Name, "component", n.Name, "version", n.Version, "key", shortKey(key))
 

@@ -273,3 +273,15 @@ func TestBuildCancelLeavesNoLayer(t *testing.T) {
 		t.Errorf("temporary layers left: %d", len(tmp))
 	}
 }
+
+func TestCriticalPathFirst(t *testing.T) {
+	f := newFixture(t)
+	f.builder.Jobs = 1
+	if _, err := f.build(t, "debian-12"); err != nil {
+		t.Fatal(err)
+	}
+	calls := f.runner.Calls()
+	if calls[0].Component != "zlib" {
+		t.Errorf("with one job, %s built first; zlib has pcre2 waiting on it", calls[0].Component)
+	}
+}
