@@ -13,16 +13,23 @@ import (
 
 	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/target"
 )
 
 type buildJSON struct {
-	Project string          `json:"project"`
-	Version string          `json:"version"`
-	Runner  string          `json:"runner"`
-	Targets []*build.Result `json:"targets"`
-	Seconds float64         `json:"seconds"`
+	Project string        `json:"project"`
+	Version string        `json:"version"`
+	Runner  string        `json:"runner"`
+	Targets []targetBuild `json:"targets"`
+	Seconds float64       `json:"seconds"`
+}
+
+type targetBuild struct {
+	*build.Result
+	Health *health.Report `json:"health,omitempty"`
 }
 
 type buildFlags struct {
@@ -33,6 +40,7 @@ type buildFlags struct {
 	noCache    bool
 	keepFailed bool
 	locked     bool
+	skipHealth bool
 }
 
 func (a *app) buildCommand() *cobra.Command {
@@ -84,7 +92,37 @@ are merged into one tree per target.`,
 				if err != nil {
 					return withCode(exitBuild, fmt.Errorf("build %s for %s: %w", prep.Project.Name, t.Name, err))
 				}
-				out.Targets = append(out.Targets, res)
+				tb := targetBuild{Result: res}
+				if bf.skipHealth {
+					a.log.Warn("HEALTH CHECK SKIPPED (--skip-health): nothing checked that this tree links only what it ships and what the target allows", "target", t.Name)
+				} else {
+					// The target's root as the runner built it; when every
+					// component came from the cache, make sure it exists.
+					sysroot := ""
+					if s, ok := r.(interface {
+						Sysroot(target.Target, string) string
+					}); ok {
+						if sysroot = s.Sysroot(t, prep.Plan.Arch); sysroot == "" {
+							if err := r.Prepare(ctx, t, prep.Plan.Arch, build.Packages(prep.Plan, t)); err == nil {
+								sysroot = s.Sysroot(t, prep.Plan.Arch)
+							}
+						}
+					}
+					rep, err := checkBuild(res, prep.Project, t, sysroot, nil, nil)
+					if err != nil {
+						return fmt.Errorf("health check of %s for %s: %w", prep.Project.Name, t.Name, err)
+					}
+					tb.Health = rep
+					if !rep.OK() {
+						if a.json {
+							a.writeJSON(out)
+						}
+						rep.WriteText(a.stderr)
+						return withCode(exitHealth, fmt.Errorf("health check of %s for %s failed: %d errors (the tree is at %s; --skip-health builds anyway)", prep.Project.Name, t.Name, rep.Errors, res.Tree))
+					}
+					a.log.Info("health check passed", "target", t.Name, "elf_files", rep.ELF, "warnings", rep.Warnings, "dependencies", strings.Join(rep.Dependencies, ", "))
+				}
+				out.Targets = append(out.Targets, tb)
 			}
 			out.Seconds = time.Since(start).Seconds()
 			if a.json {
@@ -103,6 +141,9 @@ are merged into one tree per target.`,
 			tw.Flush()
 			for _, res := range out.Targets {
 				fmt.Fprintf(a.stdout, "%s: tree %s (%.1fs)\n", res.Target, res.Tree, res.Seconds)
+				if res.Health != nil {
+					fmt.Fprintf(a.stdout, "%s: health check passed (%d ELF files, %d warnings); runtime dependencies: %s\n", res.Target, res.Health.ELF, res.Health.Warnings, strings.Join(res.Health.Dependencies, ", "))
+				}
 			}
 			return nil
 		},
@@ -115,6 +156,7 @@ are merged into one tree per target.`,
 	fl.BoolVar(&bf.noCache, "no-cache", false, "rebuild every component")
 	fl.BoolVar(&bf.keepFailed, "keep-failed", false, "keep the work directory of a failed component")
 	fl.BoolVar(&bf.locked, "locked", false, "fail if the lock file is missing or out of date")
+	fl.BoolVar(&bf.skipHealth, "skip-health", false, "do not run the linkage health check (loudly)")
 	return cmd
 }
 

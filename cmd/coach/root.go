@@ -88,6 +88,7 @@ packages the tree as deb and rpm for each target distribution.`,
 		a.cacheCommand(),
 		a.buildCommand(),
 		a.doctorCommand(),
+		a.healthCommand(),
 	)
 	return root
 }

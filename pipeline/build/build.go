@@ -6,9 +6,11 @@ package build
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -74,7 +76,8 @@ type Result struct {
 	Components []ComponentResult `json:"components"`
 	// Tree is the merged install tree: its files appear at
 	// <Tree>/<install_dir>.
-	Tree    string  `json:"tree"`
+	Tree       string `json:"tree"`
+	InstallDir string `json:"install_dir"`
 	Seconds float64 `json:"seconds"`
 }
 
@@ -205,8 +208,54 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 		return nil, fmt.Errorf("merge layers for %s: %w", t.Name, err)
 	}
 	res.Tree = tree
+	res.InstallDir = p.InstallDir
 	res.Seconds = time.Since(start).Seconds()
+	if data, err := json.MarshalIndent(res, "", "  "); err == nil {
+		os.WriteFile(filepath.Join(b.WorkDir, "result.json"), data, 0o644)
+	}
 	return res, nil
+}
+
+// ReadResult reads the result a build left in its work directory.
+func ReadResult(workDir string) (*Result, error) {
+	data, err := os.ReadFile(filepath.Join(workDir, "result.json"))
+	if err != nil {
+		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// InstallTree is the host directory holding the install dir's contents.
+func (r *Result) InstallTree() string {
+	return filepath.Join(r.Tree, filepath.FromSlash(strings.TrimPrefix(r.InstallDir, "/")))
+}
+
+// Owners maps every file of the merged tree (relative to the install dir)
+// to the component whose layer holds it, and every shared library's file
+// name to the component that ships it.
+func (r *Result) Owners() (files, libraries map[string]string, err error) {
+	files, libraries = map[string]string{}, map[string]string{}
+	for _, c := range r.Components {
+		err := filepath.WalkDir(c.Layer, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(c.Layer, p)
+			files[filepath.ToSlash(rel)] = c.Name
+			if strings.Contains(d.Name(), ".so") {
+				libraries[d.Name()] = c.Name
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return files, libraries, nil
 }
 
 // criticalFirst orders the plan's nodes by the length of the longest chain

@@ -144,6 +144,14 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 	return nil
 }
 
+// Sysroot is the root filesystem Prepare made for a target, for checks
+// that need to see the target's files ("" before Prepare).
+func (r *Runner) Sysroot(t target.Target, arch string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.roots[t.Name+"/"+arch]
+}
+
 // hidden are the rootfs entries the sandbox does not expose: kernel
 // filesystems are mounted fresh, and the rest is the host's business.
 var hidden = map[string]bool{"proc": true, "dev": true, "sys": true, "tmp": true, "run": true, "home": true, "root": true, "mnt": true, "media": true, "lost+found": true, "boot": true}

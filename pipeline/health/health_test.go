@@ -1,0 +1,310 @@
+package health
+
+import (
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// The fixtures are tiny C programs and libraries compiled by the tests with
+// the host's cc, installed into a tree that stands for /opt/app, and checked
+// against this host as the debian-12 target's root (the host is Debian 12).
+
+const installDir = "/opt/app"
+
+func needCC(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("cc"); err != nil {
+		t.Skip("no C compiler (apt-get install gcc)")
+	}
+}
+
+// cc compiles src (written to a temp file) into tree/out with args.
+func cc(t *testing.T, tree, out, src string, args ...string) {
+	t.Helper()
+	dir := t.TempDir()
+	c := filepath.Join(dir, "x.c")
+	if err := os.WriteFile(c, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(tree, out)
+	os.MkdirAll(filepath.Dir(dst), 0o755)
+	cmd := exec.Command("cc", append([]string{"-o", dst, c}, args...)...)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cc %v: %v\n%s", args, err, b)
+	}
+}
+
+const libSrc = "int foo(void) { return 42; }\n"
+const mainSrc = "int foo(void);\nint main(void) { return foo() - 42; }\n"
+
+// libfoo builds tree/embedded/lib/libfoo.so.1 and returns the link flags
+// that find it at build time.
+func libfoo(t *testing.T, tree string) []string {
+	cc(t, tree, "embedded/lib/libfoo.so.1", libSrc, "-shared", "-fPIC", "-Wl,-soname,libfoo.so.1")
+	os.Symlink("libfoo.so.1", filepath.Join(tree, "embedded/lib/libfoo.so"))
+	return []string{"-L" + filepath.Join(tree, "embedded/lib"), "-lfoo"}
+}
+
+func check(t *testing.T, tree string, tgt string, mod func(*Options)) *Report {
+	t.Helper()
+	tg, _ := target.Builtin(tgt)
+	opts := Options{Tree: tree, InstallDir: installDir, Sysroot: "/", Target: tg, Arch: "amd64"}
+	if mod != nil {
+		mod(&opts)
+	}
+	rep, err := Check(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func kinds(r *Report) []string {
+	var out []string
+	for _, p := range r.Problems {
+		out = append(out, p.Severity+" "+p.Kind+" "+p.File+" "+p.Library+" "+p.Version)
+	}
+	return out
+}
+
+func TestSystemLibraryOutsideAllowlistFails(t *testing.T) {
+	needCC(t)
+	tree := t.TempDir()
+	cc(t, tree, "bin/zapp", "const char *zlibVersion(void);\nint main(void) { return zlibVersion()[0] == 0; }\n", "-l:libz.so.1")
+	rep := check(t, tree, "debian-12", func(o *Options) {
+		o.Owner = func(string) string { return "app" }
+		o.Providers = map[string]string{"libz.so.1": "zlib"}
+	})
+	if got := kinds(rep); !slices.Equal(got, []string{"error not-allowed bin/zapp libz.so.1 "}) {
+		t.Fatalf("problems = %v", got)
+	}
+	p := rep.Problems[0]
+	if !strings.Contains(p.Resolved, "libz.so.1") || p.Component != "app" || !strings.Contains(p.Fix, "add zlib as a dependency of app") {
+		t.Errorf("problem = %+v", p)
+	}
+	// Allowing it in health.allow makes it a runtime dependency instead.
+	rep = check(t, tree, "debian-12", func(o *Options) { o.Allow = []string{"libz.so.*"} })
+	if !rep.OK() || !slices.Contains(rep.Dependencies, "zlib1g") {
+		t.Errorf("allowed: %v, dependencies %v", kinds(rep), rep.Dependencies)
+	}
+}
+
+func TestRpathInsideInstallDirPasses(t *testing.T) {
+	needCC(t)
+	for _, tags := range []string{"--enable-new-dtags", "--disable-new-dtags"} { // RUNPATH, RPATH
+		tree := t.TempDir()
+		link := libfoo(t, tree)
+		cc(t, tree, "bin/app", mainSrc, append(link, "-Wl,"+tags, "-Wl,-rpath,"+installDir+"/embedded/lib")...)
+		rep := check(t, tree, "debian-12", nil)
+		if !rep.OK() {
+			t.Fatalf("%s: %v", tags, kinds(rep))
+		}
+		var app Object
+		for _, o := range rep.Objects {
+			if o.File == "bin/app" {
+				app = o
+			}
+		}
+		want := Resolution{Soname: "libfoo.so.1", Resolved: installDir + "/embedded/lib/libfoo.so.1", How: map[string]string{"--enable-new-dtags": "runpath", "--disable-new-dtags": "rpath"}[tags]}
+		if !slices.Contains(app.Needed, want) {
+			t.Errorf("%s: app needs %+v, want %+v", tags, app.Needed, want)
+		}
+		if !slices.Contains(rep.Dependencies, "libc6 (>= "+strings.TrimPrefix(rep.GlibcFloor, "GLIBC_")+")") || rep.GlibcFloor == "" {
+			t.Errorf("dependencies %v, glibc floor %s", rep.Dependencies, rep.GlibcFloor)
+		}
+	}
+}
+
+// TestTreeResolvesWithoutOrWithAnyRoot: libraries in the tree resolve
+// whether there is no target root at all or one without /opt.
+func TestTreeResolvesWithoutOrWithAnyRoot(t *testing.T) {
+	needCC(t)
+	tree := t.TempDir()
+	link := libfoo(t, tree)
+	cc(t, tree, "bin/app", mainSrc, append(link, "-Wl,-rpath,"+installDir+"/embedded/lib")...)
+	emptyRoot := t.TempDir()
+	for _, sysroot := range []string{"", emptyRoot} {
+		rep := check(t, tree, "debian-12", func(o *Options) { o.Sysroot = sysroot })
+		for _, p := range rep.Problems {
+			if p.Library == "libfoo.so.1" {
+				t.Errorf("sysroot %q: %+v", sysroot, p)
+			}
+		}
+	}
+}
+
+func TestOriginPasses(t *testing.T) {
+	needCC(t)
+	tree := t.TempDir()
+	link := libfoo(t, tree)
+	cc(t, tree, "bin/app", mainSrc, append(link, "-Wl,-rpath,$ORIGIN/../embedded/lib")...)
+	if rep := check(t, tree, "debian-12", nil); !rep.OK() {
+		t.Fatal(kinds(rep))
+	}
+}
+
+func TestMissingLibraryIsUnresolved(t *testing.T) {
+	needCC(t)
+	tree := t.TempDir()
+	link := libfoo(t, tree)
+	cc(t, tree, "bin/app", mainSrc, append(link, "-Wl,-rpath,"+installDir+"/embedded/lib")...)
+	os.Remove(filepath.Join(tree, "embedded/lib/libfoo.so.1"))
+	rep := check(t, tree, "debian-12", nil)
+	if got := kinds(rep); !slices.Equal(got, []string{"error unresolved bin/app libfoo.so.1 "}) {
+		t.Fatalf("problems = %v", got)
+	}
+}
+
+// TestMissingSymbolVersion links a program against a library with a
+// version script, then ships an unversioned library of the same soname.
+func TestMissingSymbolVersion(t *testing.T) {
+	needCC(t)
+	tree := t.TempDir()
+	script := filepath.Join(t.TempDir(), "ver.map")
+	os.WriteFile(script, []byte("VER_2 { global: foo; local: *; };\n"), 0o644)
+	cc(t, tree, "embedded/lib/libfoo.so.1", libSrc, "-shared", "-fPIC", "-Wl,-soname,libfoo.so.1", "-Wl,--version-script="+script)
+	os.Symlink("libfoo.so.1", filepath.Join(tree, "embedded/lib/libfoo.so"))
+	cc(t, tree, "bin/app", mainSrc, "-L"+filepath.Join(tree, "embedded/lib"), "-lfoo", "-Wl,-rpath,"+installDir+"/embedded/lib")
+	if rep := check(t, tree, "debian-12", nil); !rep.OK() {
+		t.Fatalf("versioned library: %v", kinds(rep))
+	}
+	cc(t, tree, "embedded/lib/libfoo.so.1", libSrc, "-shared", "-fPIC", "-Wl,-soname,libfoo.so.1")
+	rep := check(t, tree, "debian-12", func(o *Options) {
+		o.Owner = func(rel string) string {
+			return map[string]string{"bin/app": "app", "embedded/lib/libfoo.so.1": "foo"}[rel]
+		}
+	})
+	if got := kinds(rep); !slices.Equal(got, []string{"error missing-version bin/app libfoo.so.1 VER_2"}) {
+		t.Fatalf("problems = %v", got)
+	}
+	if p := rep.Problems[0]; !strings.Contains(p.Why, "needs symbol version VER_2 of libfoo.so.1") || !strings.Contains(p.Fix, "foo") {
+		t.Errorf("problem = %+v", p)
+	}
+}
+
+// TestRpathInheritance: a library loaded by an executable with DT_RPATH
+// (and no DT_RUNPATH) finds its own needs through the executable's RPATH;
+// with DT_RUNPATH on the executable it does not, as with ld.so.
+func TestRpathInheritance(t *testing.T) {
+	needCC(t)
+	for _, tc := range []struct {
+		tags string
+		ok   bool
+	}{{"--disable-new-dtags", true}, {"--enable-new-dtags", false}} {
+		tree := t.TempDir()
+		cc(t, tree, "private/libb.so.1", "int b(void){return 1;}\n", "-shared", "-fPIC", "-Wl,-soname,libb.so.1")
+		cc(t, tree, "embedded/lib/liba.so.1", "int b(void);\nint a(void){return b();}\n", "-shared", "-fPIC", "-Wl,-soname,liba.so.1", "-L"+filepath.Join(tree, "private"), "-l:libb.so.1")
+		cc(t, tree, "bin/app", "int a(void);\nint main(void){return a()-1;}\n", "-L"+filepath.Join(tree, "embedded/lib"), "-l:liba.so.1",
+			"-Wl,-rpath-link,"+filepath.Join(tree, "private"), "-Wl,"+tc.tags, "-Wl,-rpath,"+installDir+"/embedded/lib:"+installDir+"/private")
+		rep := check(t, tree, "debian-12", func(o *Options) { o.Ignore = []string{"private/**"} })
+		var libbFromLiba bool
+		for _, p := range rep.Problems {
+			if p.File == "embedded/lib/liba.so.1" && p.Library == "libb.so.1" && p.Kind == KindUnresolved {
+				libbFromLiba = true
+			}
+		}
+		if tc.ok != rep.OK() || tc.ok == libbFromLiba {
+			t.Errorf("%s: ok=%v problems %v", tc.tags, rep.OK(), kinds(rep))
+		}
+	}
+}
+
+// elfHeader writes a minimal 64-bit little-endian ELF header.
+func elfHeader(machine uint16) []byte {
+	b := make([]byte, 64)
+	copy(b, "\x7fELF")
+	b[4], b[5], b[6] = 2, 1, 1                     // ELFCLASS64, little endian, version
+	binary.LittleEndian.PutUint16(b[16:], 3)       // ET_DYN
+	binary.LittleEndian.PutUint16(b[18:], machine) // e_machine
+	binary.LittleEndian.PutUint32(b[20:], 1)
+	binary.LittleEndian.PutUint16(b[52:], 64) // e_ehsize
+	return b
+}
+
+func TestForeignBrokenStaticAndScripts(t *testing.T) {
+	needCC(t)
+	tree := t.TempDir()
+	os.MkdirAll(filepath.Join(tree, "lib"), 0o755)
+	os.WriteFile(filepath.Join(tree, "lib/libarm.so"), elfHeader(183), 0o644) // EM_AARCH64
+	os.WriteFile(filepath.Join(tree, "lib/broken.so"), append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 9)...), 0o644)
+	os.WriteFile(filepath.Join(tree, "lib/tiny"), []byte("\x7fELF"), 0o644)
+	os.WriteFile(filepath.Join(tree, "lib/script.sh"), []byte("#!/bin/sh\necho hi\n"), 0o755)
+	cc(t, tree, "bin/static", "int main(void){return 0;}\n", "-static")
+	rep := check(t, tree, "debian-12", nil)
+	if !rep.OK() {
+		t.Errorf("warnings only expected: %v", kinds(rep))
+	}
+	got := kinds(rep)
+	for _, want := range []string{"warning foreign-arch lib/libarm.so  ", "warning malformed lib/broken.so  ", "warning malformed lib/tiny  "} {
+		if !slices.Contains(got, want) {
+			t.Errorf("missing %q in %v", want, got)
+		}
+	}
+	for _, o := range rep.Objects {
+		if o.File == "bin/static" && o.Kind != "static" {
+			t.Errorf("static binary reported as %s", o.Kind)
+		}
+		if o.File == "lib/script.sh" {
+			t.Error("a script was taken for ELF")
+		}
+	}
+	if rep.ELF != 4 || rep.Files != 5 {
+		t.Errorf("ELF %d of %d files", rep.ELF, rep.Files)
+	}
+}
+
+func TestDSTInNeededWithSlash(t *testing.T) {
+	needCC(t)
+	tree := t.TempDir()
+	libfoo(t, tree)
+	v := &view{installDir: installDir, tree: tree, sysroot: "/"}
+	l := newLoader(v, nil, "lib/x86_64-linux-gnu")
+	app := &object{class: 2, machine: 62, needed: []string{"$ORIGIN/../embedded/lib/libfoo.so.1"}}
+	n := &node{path: installDir + "/bin/app", real: installDir + "/bin/app", obj: app}
+	f := l.resolve(n, app.needed[0])
+	if f.obj == nil || f.path != installDir+"/embedded/lib/libfoo.so.1" || f.how != "path" {
+		t.Errorf("resolve = %+v", f)
+	}
+	if got := l.expand("$LIB/${PLATFORM}", n); got != "lib/x86_64-linux-gnu/x86_64" {
+		t.Errorf("expand = %q", got)
+	}
+}
+
+func TestRPMDependencies(t *testing.T) {
+	needCC(t)
+	tree := t.TempDir()
+	cc(t, tree, "bin/app", "#include <stdio.h>\nint main(void){puts(\"hi\");return 0;}\n")
+	rep := check(t, tree, "el9", func(o *Options) { o.Sysroot = "" })
+	if !rep.OK() {
+		t.Fatal(kinds(rep))
+	}
+	if !slices.Contains(rep.Dependencies, "libc.so.6()(64bit)") || !slices.ContainsFunc(rep.Dependencies, func(d string) bool { return strings.HasPrefix(d, "libc.so.6(GLIBC_2.") }) {
+		t.Errorf("rpm dependencies = %v", rep.Dependencies)
+	}
+}
+
+func TestGlob(t *testing.T) {
+	for _, c := range []struct {
+		glob, path string
+		want       bool
+	}{
+		{"embedded/share/**", "embedded/share/a/b/c", true},
+		{"embedded/share/**", "embedded/share", true},
+		{"embedded/share/**", "embedded/lib/x", false},
+		{"**/*.a", "embedded/lib/libz.a", true},
+		{"embedded/*/x", "embedded/lib/x", true},
+		{"embedded/*/x", "embedded/lib/y/x", false},
+	} {
+		if got := globMatch(c.glob, c.path); got != c.want {
+			t.Errorf("globMatch(%q, %q) = %v", c.glob, c.path, got)
+		}
+	}
+}
