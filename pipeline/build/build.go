@@ -76,9 +76,9 @@ type Result struct {
 	Components []ComponentResult `json:"components"`
 	// Tree is the merged install tree: its files appear at
 	// <Tree>/<install_dir>.
-	Tree       string `json:"tree"`
-	InstallDir string `json:"install_dir"`
-	Seconds float64 `json:"seconds"`
+	Tree       string  `json:"tree"`
+	InstallDir string  `json:"install_dir"`
+	Seconds    float64 `json:"seconds"`
 }
 
 func (b *Builder) log() *slog.Logger {
