@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/health"
+	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/target"
@@ -24,6 +26,7 @@ type buildJSON struct {
 	Version string        `json:"version"`
 	Runner  string        `json:"runner"`
 	Targets []targetBuild `json:"targets"`
+	Release *pkg.Release  `json:"release,omitempty"`
 	Seconds float64       `json:"seconds"`
 }
 
@@ -41,6 +44,27 @@ type buildFlags struct {
 	keepFailed bool
 	locked     bool
 	skipHealth bool
+	packageFlags
+}
+
+// packageFlags are the flags of the commands that write packages.
+type packageFlags struct {
+	outDir    string
+	signKey   string
+	noPackage bool
+}
+
+func (pf *packageFlags) registerPackage(f *pflag.FlagSet) {
+	f.StringVarP(&pf.outDir, "out", "o", "", "directory the packages and their manifests go to (default: pkg/ in the repository)")
+	f.StringVar(&pf.signKey, "sign-key", "", "GPG private key file to sign the deb and rpm with; the passphrase is read from $COACH_SIGNING_PASSPHRASE")
+}
+
+func (pf *packageFlags) out(a *app) string {
+	if pf.outDir != "" {
+		abs, _ := filepath.Abs(pf.outDir)
+		return abs
+	}
+	return filepath.Join(a.dir, "pkg")
 }
 
 func (a *app) buildCommand() *cobra.Command {
@@ -124,6 +148,22 @@ are merged into one tree per target.`,
 				}
 				out.Targets = append(out.Targets, tb)
 			}
+			if !bf.noPackage {
+				var trees []pkg.TargetTree
+				for _, tb := range out.Targets {
+					t, _ := prep.Project.Target(tb.Target)
+					var deps []string
+					if tb.Health != nil {
+						deps = tb.Health.Dependencies
+					}
+					trees = append(trees, pkg.TargetTree{Target: t, Tree: tb.InstallTree(), Depends: deps})
+				}
+				rel, err := a.release(prep, trees, bf.packageFlags, map[string]any{"build": out})
+				if err != nil {
+					return err
+				}
+				out.Release = rel
+			}
 			out.Seconds = time.Since(start).Seconds()
 			if a.json {
 				return a.writeJSON(out)
@@ -139,6 +179,11 @@ are merged into one tree per target.`,
 				}
 			}
 			tw.Flush()
+			if out.Release != nil {
+				for _, p := range out.Release.Artifacts {
+					fmt.Fprintf(a.stdout, "%s: %s\n", p.Target, a.rel(p.Path))
+				}
+			}
 			for _, res := range out.Targets {
 				fmt.Fprintf(a.stdout, "%s: tree %s (%.1fs)\n", res.Target, res.Tree, res.Seconds)
 				if res.Health != nil {
@@ -157,6 +202,8 @@ are merged into one tree per target.`,
 	fl.BoolVar(&bf.keepFailed, "keep-failed", false, "keep the work directory of a failed component")
 	fl.BoolVar(&bf.locked, "locked", false, "fail if the lock file is missing or out of date")
 	fl.BoolVar(&bf.skipHealth, "skip-health", false, "do not run the linkage health check (loudly)")
+	fl.BoolVar(&bf.noPackage, "no-package", false, "stop after the health check")
+	bf.packageFlags.registerPackage(fl)
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -61,6 +62,9 @@ is missing or out of date.`,
 					return withCode(exitResolve, err)
 				}
 				changes := resolve.Diff(old, res.Lock())
+				if old != nil && old.SourceDateEpoch == 0 {
+					changes = append(changes, "source_date_epoch: recorded for reproducible packages")
+				}
 				r := lockJSON{Project: name, Path: a.rel(resolve.LockPath(repo.Root, name)), Changed: len(changes) > 0, Changes: changes, Components: res.Components}
 				if r.Changes == nil {
 					r.Changes = []string{}
@@ -71,7 +75,9 @@ is missing or out of date.`,
 					stale = append(stale, &resolve.StaleError{Path: r.Path, Project: name, Changes: changes})
 				case check:
 				case r.Changed:
-					if err := resolve.WriteLock(repo.Root, res.Lock()); err != nil {
+					l := res.Lock()
+					l.SourceDateEpoch = time.Now().Unix()
+					if err := resolve.WriteLock(repo.Root, l); err != nil {
 						return fmt.Errorf("write %s: %w", r.Path, err)
 					}
 				}

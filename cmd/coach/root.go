@@ -89,6 +89,7 @@ packages the tree as deb and rpm for each target distribution.`,
 		a.buildCommand(),
 		a.doctorCommand(),
 		a.healthCommand(),
+		a.packageCommand(),
 	)
 	return root
 }

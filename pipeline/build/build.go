@@ -379,6 +379,9 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		job.Layers = append(job.Layers, d.Dir)
 	}
 	err = b.Runner.Run(ctx, job)
+	if err == nil {
+		err = collectLicenses(s, n.Name, filepath.Join(src, dir), pending.layerDir())
+	}
 	if err != nil {
 		pending.discard()
 		emit(Event{Component: n.Name, State: "failed"})
@@ -410,6 +413,26 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	emit(Event{Component: n.Name, State: "built"})
 	b.log().Info("built", "target", t.Name, "component", n.Name, "seconds", fmt.Sprintf("%.1f", res.Seconds), "files", res.Files)
 	return res, nil
+}
+
+// collectLicenses copies the definition's license_files from the source
+// tree into the layer, at LICENSES/<component>/, so that every package
+// carries the licenses of what it ships.
+func collectLicenses(s *spec.Software, name, srcDir, layer string) error {
+	if len(s.LicenseFiles) == 0 {
+		return nil
+	}
+	dst := filepath.Join(layer, "LICENSES", name)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, f := range s.LicenseFiles {
+		src := filepath.Join(srcDir, filepath.FromSlash(f))
+		if err := copyFile(src, filepath.Join(dst, filepath.Base(f)), 0o644); err != nil {
+			return fmt.Errorf("build %s: license file %s (license_files in software/%s.yaml): %w", name, f, name, err)
+		}
+	}
+	return nil
 }
 
 func shortKey(k string) string {

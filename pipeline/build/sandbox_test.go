@@ -128,10 +128,10 @@ func TestSandboxHello(t *testing.T) {
 	for _, c := range res.Components {
 		layers[c.Name] = layerFiles(t, c.Layer)
 	}
-	if want := []string{"bin/hello", "etc/hello.conf"}; !slices.Equal(layers["hello"], want) {
+	if want := []string{"LICENSES/hello/LICENSE", "bin/hello", "etc/hello.conf"}; !slices.Equal(layers["hello"], want) {
 		t.Errorf("hello's layer = %v, want %v", layers["hello"], want)
 	}
-	if want := []string{"embedded/include/greet.h", "embedded/lib/libgreet.so", "embedded/lib/libgreet.so.1", "embedded/lib/libgreet.so.1.0.0"}; !slices.Equal(layers["libgreet"], want) {
+	if want := []string{"LICENSES/libgreet/LICENSE", "embedded/include/greet.h", "embedded/lib/libgreet.so", "embedded/lib/libgreet.so.1", "embedded/lib/libgreet.so.1.0.0"}; !slices.Equal(layers["libgreet"], want) {
 		t.Errorf("libgreet's layer = %v, want %v", layers["libgreet"], want)
 	}
 	out, err := runIn(t, rootfsOf(t, r, "debian-12", nil), res.Tree, "/opt/hello", "/opt/hello/bin/hello", "--version")

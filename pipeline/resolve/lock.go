@@ -17,9 +17,13 @@ const LockVersion = 1
 
 // Lock is the content of projects/<name>.lock.
 type Lock struct {
-	LockVersion int             `yaml:"lock_version"`
-	Project     string          `yaml:"project"`
-	Components  []LockComponent `yaml:"components"`
+	LockVersion int    `yaml:"lock_version"`
+	Project     string `yaml:"project"`
+	// SourceDateEpoch is when the lock last changed: the default
+	// SOURCE_DATE_EPOCH of the packages, so rebuilds of the same lock are
+	// byte-identical.
+	SourceDateEpoch int64           `yaml:"source_date_epoch,omitempty"`
+	Components      []LockComponent `yaml:"components"`
 }
 
 // LockComponent is one component's entry in the lock file.

@@ -50,7 +50,11 @@ type Package struct {
 	Provides            []string          `yaml:"provides" json:"provides,omitempty" doc:"virtual packages this one provides"`
 	Compression         FormatString      `yaml:"compression" json:"compression" doc:"override the target's default compression per format"`
 	Section             string            `yaml:"section" json:"section,omitempty" doc:"deb Section / rpm Group; default misc"`
+	Strip               *bool             `yaml:"strip" json:"strip,omitempty" doc:"strip ELF executables and shared libraries in the package (default true)"`
 }
+
+// StripBinaries reports whether packaging strips ELF files.
+func (p Package) StripBinaries() bool { return p.Strip == nil || *p.Strip }
 
 // PerFormat is a list that differs between deb and rpm (package names do).
 type PerFormat struct {

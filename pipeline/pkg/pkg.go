@@ -1,0 +1,385 @@
+// Package pkg writes one deb or rpm per target with nfpm's Go API: the
+// built tree with every file owned by root, the project's links and config
+// files, the lifecycle hooks from scripts/<project>/, the metadata and the
+// runtime dependencies the health check derived, named and versioned the
+// way each distribution expects, byte for byte reproducible.
+package pkg
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/goreleaser/nfpm/v2"
+	"github.com/goreleaser/nfpm/v2/deb"
+	"github.com/goreleaser/nfpm/v2/files"
+	"github.com/goreleaser/nfpm/v2/rpm"
+
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// Options say what to package.
+type Options struct {
+	Project *spec.Project
+	// Root is the repository root; hooks are read from Root/<hook path>.
+	Root   string
+	Target target.Target
+	Arch   string // Go architecture name
+	// Tree is the host directory holding the install dir's contents.
+	Tree string
+	// Depends are the runtime dependencies the health check derived; the
+	// project's own runtime_dependencies are added to them.
+	Depends []string
+	// MTime is every file's and the package's time (SOURCE_DATE_EPOCH).
+	MTime time.Time
+	// OutDir receives the package.
+	OutDir string
+	// Extra are more files to package (the license summary).
+	Extra files.Contents
+	// Summary is the license summary, for /usr/share/doc/<name>/copyright;
+	// Embedded names the components ("zlib 1.3.1"), for the description.
+	Summary  []byte
+	Embedded []string
+	// WorkDir holds stripped copies and generated files while packaging.
+	WorkDir string
+	// SignKey is a GPG private key file to sign with; the passphrase comes
+	// from the environment variable named by SignPassphraseEnv.
+	SignKey           string
+	SignPassphraseEnv string
+}
+
+// Artifact is a written package.
+type Artifact struct {
+	Target   string `json:"target"`
+	Format   string `json:"format"`
+	File     string `json:"file"`
+	Path     string `json:"path"`
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Release  string `json:"release"`
+	Arch     string `json:"arch"`
+	SHA256   string `json:"sha256"`
+	Size     int64  `json:"size"`
+	Files    int    `json:"files"`
+	Signed   bool   `json:"signed"`
+	Compress string `json:"compression"`
+}
+
+// PackageRelease is the package revision: <iteration>+<dist tag> for deb
+// (1+deb12) and <iteration>.<dist tag> for rpm (1.el9).
+func PackageRelease(p *spec.Project, t target.Target) string {
+	if t.Format == target.FormatRPM {
+		return fmt.Sprintf("%d.%s", p.Iteration, t.DistTag)
+	}
+	return fmt.Sprintf("%d+%s", p.Iteration, t.DistTag)
+}
+
+// Compression is the project's choice for the format, else the target's.
+func Compression(p *spec.Project, t target.Target) string {
+	c := p.Package.Compression.Deb
+	if t.Format == target.FormatRPM {
+		c = p.Package.Compression.RPM
+	}
+	return cmp.Or(c, t.Compression)
+}
+
+// Hook finds the script for a hook: <hook>.<target>, else <hook>.<format>,
+// else <hook>; "" when the project has none.
+func Hook(p *spec.Project, t target.Target, hook string) string {
+	for _, name := range []string{hook + "." + t.Name, hook + "." + t.Format, hook} {
+		if f, ok := p.Hooks[name]; ok {
+			return f
+		}
+	}
+	return ""
+}
+
+// Info assembles nfpm's description of the package.
+func Info(opts Options) (*nfpm.Info, int, error) {
+	p, t := opts.Project, opts.Target
+	contents, n, err := Contents(opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	hook := func(name string) string {
+		if f := Hook(p, t, name); f != "" {
+			return filepath.Join(opts.Root, f)
+		}
+		return ""
+	}
+	depends := slices.Clone(opts.Depends)
+	depends = append(depends, p.Package.RuntimeDependencies.For(t.Format)...)
+	slices.Sort(depends)
+	depends = slices.Compact(depends)
+	summary, long, _ := strings.Cut(p.Description, "\n")
+	if strings.TrimSpace(long) == "" {
+		long = extendedDescription(p, opts.Embedded)
+	}
+	desc := summary + "\n" + long
+	info := &nfpm.Info{
+		Name:        p.Name,
+		Arch:        opts.Arch,
+		Platform:    "linux",
+		Version:     p.Version,
+		Release:     PackageRelease(p, t),
+		Section:     p.Package.Section,
+		Priority:    "optional",
+		Maintainer:  p.Maintainer,
+		Description: desc,
+		Vendor:      p.Vendor,
+		Homepage:    p.Homepage,
+		License:     p.License,
+		MTime:       opts.MTime,
+		Overridables: nfpm.Overridables{
+			Depends:   depends,
+			Conflicts: p.Package.Conflicts,
+			Replaces:  p.Package.Replaces,
+			Provides:  p.Package.Provides,
+			Contents:  contents,
+			Umask:     0o022,
+			Scripts: nfpm.Scripts{
+				PreInstall:  hook("preinst"),
+				PostInstall: hook("postinst"),
+				PreRemove:   hook("prerm"),
+				PostRemove:  hook("postrm"),
+			},
+			Deb: nfpm.Deb{Compression: Compression(p, t)},
+			RPM: nfpm.RPM{
+				Compression: Compression(p, t),
+				Group:       rpmGroup(p.Package.Section),
+				Summary:     summary,
+				BuildHost:   "coach",
+				Packager:    p.Maintainer,
+				Scripts:     nfpm.RPMScripts{PreTrans: hook("pretrans"), PostTrans: hook("posttrans")},
+			},
+		},
+	}
+	if p.Epoch > 0 {
+		info.Epoch = fmt.Sprint(p.Epoch)
+	}
+	if t.Format == target.FormatRPM && opts.WorkDir != "" {
+		if info.Changelog, err = rpmChangelog(p, t, opts.MTime, opts.WorkDir); err != nil {
+			return nil, 0, err
+		}
+	}
+	if opts.SignKey != "" {
+		pass := os.Getenv(opts.SignPassphraseEnv)
+		info.Deb.Signature = nfpm.DebSignature{PackageSignature: nfpm.PackageSignature{KeyFile: opts.SignKey, KeyPassphrase: pass}}
+		info.RPM.Signature = nfpm.RPMSignature{PackageSignature: nfpm.PackageSignature{KeyFile: opts.SignKey, KeyPassphrase: pass}}
+	}
+	return nfpm.WithDefaults(info), n, nil
+}
+
+func rpmGroup(section string) string {
+	if section == "" || section == "misc" {
+		return "Applications/System"
+	}
+	return section
+}
+
+// Contents lists the package's files: every directory, file and symlink of
+// the tree (owned by root, modes kept, in a stable order), the project's
+// config files marked as such, and its links. A hard-linked file is
+// packaged as an independent copy of its content.
+func Contents(opts Options) (files.Contents, int, error) {
+	p := opts.Project
+	config := map[string]bool{}
+	for _, c := range p.Package.ConfigFiles {
+		config[c] = true
+	}
+	info := func(mode fs.FileMode) *files.ContentFileInfo {
+		return &files.ContentFileInfo{Owner: "root", Group: "root", Mode: mode, MTime: opts.MTime}
+	}
+	var out files.Contents
+	count := 0
+	work := opts.WorkDir
+	if work == "" {
+		var err error
+		if work, err = os.MkdirTemp("", "coach-pkg-"); err != nil {
+			return nil, 0, err
+		}
+		defer os.RemoveAll(work)
+	}
+	docs, err := docFiles(p, opts.Target, opts.Summary, opts.MTime, work)
+	if err != nil {
+		return nil, 0, err
+	}
+	err = filepath.WalkDir(opts.Tree, func(hostPath string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(opts.Tree, hostPath)
+		dst := path.Join(p.InstallDir, filepath.ToSlash(rel))
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			out = append(out, &files.Content{Destination: dst, Type: files.TypeDir, FileInfo: info(fi.Mode().Perm())})
+		case d.Type()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(hostPath)
+			if err != nil {
+				return err
+			}
+			out = append(out, &files.Content{Source: link, Destination: dst, Type: files.TypeSymlink, FileInfo: info(0o777)})
+			count++
+		case fi.Mode().IsRegular():
+			typ := files.TypeFile
+			if config[dst] {
+				typ = files.TypeConfigNoReplace
+				delete(config, dst)
+			}
+			src, mode := hostPath, fi.Mode().Perm()
+			if exe, shared := elfKind(hostPath); exe || shared {
+				if p.Package.StripBinaries() {
+					if src, err = stripped(hostPath, work, shared); err != nil {
+						return err
+					}
+				}
+				if shared && opts.Target.Format == target.FormatDeb && !exe {
+					mode &^= 0o111 // Debian policy: shared libraries are not executable
+				}
+			}
+			out = append(out, &files.Content{Source: src, Destination: dst, Type: typ, FileInfo: info(mode)})
+			count++
+		default:
+			return fmt.Errorf("%s: %s cannot be packaged", dst, fi.Mode().Type())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(config) > 0 {
+		var missing []string
+		for c := range config {
+			missing = append(missing, c)
+		}
+		slices.Sort(missing)
+		return nil, 0, fmt.Errorf("config files %s are not in the built tree (they must be installed under %s by a component)", strings.Join(missing, ", "), p.InstallDir)
+	}
+	for _, e := range append(docs, opts.Extra...) {
+		e.FileInfo = info(0o644)
+		out = append(out, e)
+		count++
+	}
+	links := slices.Sorted(mapKeys(p.Package.Links))
+	for _, l := range links {
+		out = append(out, &files.Content{Source: p.Package.Links[l], Destination: l, Type: files.TypeSymlink, FileInfo: info(0o777)})
+		count++
+	}
+	slices.SortStableFunc(out, func(a, b *files.Content) int { return strings.Compare(a.Destination, b.Destination) })
+	return out, count, nil
+}
+
+func mapKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// packager returns nfpm's packager for a format.
+func packager(format string) (nfpm.Packager, error) {
+	switch format {
+	case target.FormatDeb:
+		return deb.Default, nil
+	case target.FormatRPM:
+		return rpm.DefaultRPM, nil
+	}
+	return nil, fmt.Errorf("no packager for format %q", format)
+}
+
+// FileName is the package's file name by the distribution's conventions.
+func FileName(info *nfpm.Info, format string) (string, error) {
+	pk, err := packager(format)
+	if err != nil {
+		return "", err
+	}
+	return pk.ConventionalFileName(info), nil
+}
+
+// Package writes the package into OutDir, through a temporary file renamed
+// into place, so a failure never leaves a partial package behind.
+func Package(opts Options) (*Artifact, error) {
+	t := opts.Target
+	info, n, err := Info(opts)
+	if err != nil {
+		return nil, fmt.Errorf("package %s for %s: %w", opts.Project.Name, t.Name, err)
+	}
+	pk, err := packager(t.Format)
+	if err != nil {
+		return nil, err
+	}
+	name := pk.ConventionalFileName(info)
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(opts.OutDir, "."+name+".partial-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	counter := &countWriter{}
+	if err := pk.Package(info, io.MultiWriter(tmp, h, counter)); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("package %s for %s: %w", opts.Project.Name, t.Name, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, err
+	}
+	final := filepath.Join(opts.OutDir, name)
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return nil, err
+	}
+	return &Artifact{
+		Target: t.Name, Format: t.Format, File: name, Path: final, Name: info.Name,
+		Version: opts.Project.Version, Release: info.Release, Arch: archFor(t.Format, opts.Arch),
+		SHA256: hex.EncodeToString(h.Sum(nil)), Size: counter.n, Files: n,
+		Signed: opts.SignKey != "", Compress: Compression(opts.Project, t),
+	}, nil
+}
+
+func newSHA() hash.Hash { return sha256.New() }
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// archFor maps a Go architecture to the format's name for it.
+func archFor(format, goarch string) string {
+	if format == target.FormatRPM {
+		switch goarch {
+		case "amd64":
+			return "x86_64"
+		case "arm64":
+			return "aarch64"
+		case "386":
+			return "i386"
+		}
+	}
+	if goarch == "386" {
+		return "i386"
+	}
+	return goarch
+}

@@ -1,0 +1,169 @@
+package pkg
+
+import (
+	"bytes"
+	"compress/gzip"
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/goreleaser/nfpm/v2/files"
+
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// elfKind says whether a file is an ELF executable or shared library.
+func elfKind(p string) (exe, shared bool) {
+	f, err := elf.Open(p)
+	if err != nil {
+		return false, false
+	}
+	defer f.Close()
+	interp := false
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			interp = true
+		}
+	}
+	switch {
+	case f.Type == elf.ET_EXEC || (f.Type == elf.ET_DYN && interp):
+		return true, false
+	case f.Type == elf.ET_DYN:
+		return false, true
+	}
+	return false, false
+}
+
+// stripped writes a stripped copy of an ELF file into dir, as Debian's
+// dh_strip does: .comment and .note sections dropped, and shared
+// libraries stripped of what linking them does not need.
+func stripped(src, dir string, shared bool) (string, error) {
+	strip, err := exec.LookPath("strip")
+	if err != nil {
+		return "", fmt.Errorf("packaging strips binaries and needs strip (apt-get install binutils), or set package.strip: false")
+	}
+	dst, err := os.CreateTemp(dir, "strip-*")
+	if err != nil {
+		return "", err
+	}
+	dst.Close()
+	args := []string{"--remove-section=.comment", "--remove-section=.note", "--enable-deterministic-archives"}
+	if shared {
+		args = append(args, "--strip-unneeded")
+	} else {
+		args = append(args, "--strip-all")
+	}
+	if out, err := exec.Command(strip, append(args, "-o", dst.Name(), src)...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("strip %s: %v: %s", src, err, out)
+	}
+	return dst.Name(), nil
+}
+
+// docFiles are /usr/share/doc/<name>/copyright and, for deb,
+// changelog.Debian.gz: the package's license summary, and one changelog
+// entry for this version.
+func docFiles(p *spec.Project, t target.Target, summary []byte, mtime time.Time, dir string) (files.Contents, error) {
+	doc := "/usr/share/doc/" + p.Name
+	copyright := filepath.Join(dir, "copyright")
+	common := ""
+	if f, ok := commonLicenses[p.License]; ok {
+		common = fmt.Sprintf(" On Debian systems, the full text of the %s license can be found in\n /usr/share/common-licenses/%s.\n .\n", p.License, f)
+	}
+	text := fmt.Sprintf("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: %s\nSource: %s\n\nFiles: *\nCopyright: %s\nLicense: %s\n%s See %s/LICENSES/ for the license texts of every component:\n .\n%s",
+		p.Name, orNone(p.Homepage), p.Maintainer, p.License, common, p.InstallDir, indent(string(summary)))
+	if err := os.WriteFile(copyright, []byte(text), 0o644); err != nil {
+		return nil, err
+	}
+	docType := files.TypeFile
+	if t.Format == target.FormatRPM {
+		docType = files.TypeRPMDoc
+	}
+	out := files.Contents{{Source: copyright, Destination: doc + "/copyright", Type: docType}}
+	if t.Format == target.FormatDeb {
+		var log bytes.Buffer
+		fmt.Fprintf(&log, "%s (%s-%s) unstable; urgency=medium\n\n  * Built by coach for %s.\n\n -- %s  %s\n",
+			p.Name, debVersion(p.Version), PackageRelease(p, t), t.Name, p.Maintainer, mtime.UTC().Format("Mon, 02 Jan 2006 15:04:05 -0700"))
+		var gz bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+		zw.ModTime = mtime // a fixed header time, for reproducibility
+		zw.Write(log.Bytes())
+		zw.Close()
+		changelog := filepath.Join(dir, "changelog.Debian.gz")
+		if err := os.WriteFile(changelog, gz.Bytes(), 0o644); err != nil {
+			return nil, err
+		}
+		out = append(out, &files.Content{Source: changelog, Destination: doc + "/changelog.Debian.gz", Type: files.TypeFile})
+	}
+	return out, nil
+}
+
+// commonLicenses are the SPDX identifiers Debian ships texts of in
+// /usr/share/common-licenses, and their file names there.
+var commonLicenses = map[string]string{
+	"Apache-2.0": "Apache-2.0", "GPL-2.0-only": "GPL-2", "GPL-2.0-or-later": "GPL-2", "GPL-3.0-only": "GPL-3",
+	"GPL-3.0-or-later": "GPL-3", "LGPL-2.1-only": "LGPL-2.1", "LGPL-2.1-or-later": "LGPL-2.1", "LGPL-3.0-only": "LGPL-3",
+	"LGPL-3.0-or-later": "LGPL-3", "MPL-2.0": "MPL-2.0", "Artistic-1.0": "Artistic", "BSD-3-Clause": "BSD", "CC0-1.0": "CC0-1.0",
+}
+
+// rpmChangelog writes a one-entry changelog in nfpm's (chglog) format, for
+// the rpm's %changelog.
+func rpmChangelog(p *spec.Project, t target.Target, mtime time.Time, dir string) (string, error) {
+	f := filepath.Join(dir, "changelog.yaml")
+	text := fmt.Sprintf("- semver: %q\n  date: %q\n  packager: %q\n  changes:\n    - note: %q\n",
+		p.Version+"-"+PackageRelease(p, t), mtime.UTC().Format(time.RFC3339), p.Maintainer, "Built by coach for "+t.Name+".")
+	return f, os.WriteFile(f, []byte(text), 0o644)
+}
+
+// wrap folds text into lines of at most width characters.
+func wrap(text string, width int) string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return strings.Join(lines, "\n")
+}
+
+func debVersion(v string) string { return strings.Replace(v, "-", "~", 1) }
+
+func orNone(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// indent formats text as a debian/copyright continuation block.
+func indent(s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		if strings.TrimSpace(line) == "" {
+			b.WriteString(" .\n")
+		} else {
+			b.WriteString(" " + line + "\n")
+		}
+	}
+	return b.String()
+}
+
+// extendedDescription says what the package embeds, when the project's
+// description has no second paragraph.
+func extendedDescription(p *spec.Project, names []string) string {
+	return wrap(fmt.Sprintf("This package installs %s %s in %s, with its own builds of %s, so that it depends on nothing of the system beyond the C library.",
+		p.Name, p.Version, p.InstallDir, strings.Join(names, ", ")), 72)
+}
