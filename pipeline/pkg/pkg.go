@@ -205,11 +205,7 @@ func Contents(opts Options) (files.Contents, int, error) {
 	count := 0
 	work := opts.WorkDir
 	if work == "" {
-		var err error
-		if work, err = os.MkdirTemp("", "coach-pkg-"); err != nil {
-			return nil, 0, err
-		}
-		defer os.RemoveAll(work)
+		return nil, 0, fmt.Errorf("pkg: Contents needs a WorkDir for stripped and generated files")
 	}
 	docs, err := docFiles(p, opts.Target, opts.Summary, opts.MTime, work)
 	if err != nil {
@@ -318,6 +314,16 @@ func FileName(info *nfpm.Info, format string) (string, error) {
 // into place, so a failure never leaves a partial package behind.
 func Package(opts Options) (*Artifact, error) {
 	t := opts.Target
+	if opts.WorkDir == "" {
+		// Stripped copies and generated files must outlive Info: nfpm
+		// reads them while it writes the package.
+		work, err := os.MkdirTemp("", "coach-pkg-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(work)
+		opts.WorkDir = work
+	}
 	info, n, err := Info(opts)
 	if err != nil {
 		return nil, fmt.Errorf("package %s for %s: %w", opts.Project.Name, t.Name, err)

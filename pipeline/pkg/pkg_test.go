@@ -261,6 +261,22 @@ func must(b []byte, err error) []byte {
 	return b
 }
 
+// TestPackageAlone packages without a release or a work dir of the
+// caller's: the generated files must live until nfpm has read them.
+func TestPackageAlone(t *testing.T) {
+	need(t, "dpkg-deb", "strip")
+	_, tree, p := fixture(t)
+	p.Hooks = nil
+	tg, _ := target.Builtin("debian-12")
+	a, err := Package(Options{Project: p, Target: tg, Arch: "amd64", Tree: tree, MTime: epoch, OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := run(t, "dpkg-deb", "-c", a.Path); !strings.Contains(got, "./usr/share/doc/app/copyright") {
+		t.Errorf("contents:\n%s", got)
+	}
+}
+
 func TestReproducible(t *testing.T) {
 	need(t, "strip")
 	root, tree, p := fixture(t)
