@@ -19,15 +19,17 @@ import (
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/target"
+	"github.com/coach-build/coach/pipeline/verify"
 )
 
 type buildJSON struct {
-	Project string        `json:"project"`
-	Version string        `json:"version"`
-	Runner  string        `json:"runner"`
-	Targets []targetBuild `json:"targets"`
-	Release *pkg.Release  `json:"release,omitempty"`
-	Seconds float64       `json:"seconds"`
+	Project string           `json:"project"`
+	Version string           `json:"version"`
+	Runner  string           `json:"runner"`
+	Targets []targetBuild    `json:"targets"`
+	Release *pkg.Release     `json:"release,omitempty"`
+	Verify  []*verify.Report `json:"verify,omitempty"`
+	Seconds float64          `json:"seconds"`
 }
 
 type targetBuild struct {
@@ -44,6 +46,7 @@ type buildFlags struct {
 	keepFailed bool
 	locked     bool
 	skipHealth bool
+	noVerify   bool
 	packageFlags
 }
 
@@ -163,6 +166,28 @@ are merged into one tree per target.`,
 					return err
 				}
 				out.Release = rel
+				if !bf.noVerify {
+					var failures []string
+					for _, art := range rel.Artifacts {
+						rep, err := a.verifyOne(art.Path, "", art.Target, bf.cache())
+						if err != nil {
+							return withCode(exitVerify, fmt.Errorf("verify %s: %w", art.File, err))
+						}
+						out.Verify = append(out.Verify, rep)
+						if !rep.OK {
+							writeVerify(a, rep)
+							failures = append(failures, fmt.Sprintf("%s: step %q failed: %s", art.File, rep.Failed().Name, rep.Failed().Detail))
+						} else {
+							a.log.Info("verified", "package", art.File, "seconds", fmt.Sprintf("%.1f", rep.Seconds), "hooks", len(rep.Hooks))
+						}
+					}
+					if len(failures) > 0 {
+						if a.json {
+							a.writeJSON(out)
+						}
+						return withCode(exitVerify, fmt.Errorf("verification failed (the packages are in %s):\n\t%s", rel.OutDir, strings.Join(failures, "\n\t")))
+					}
+				}
 			}
 			out.Seconds = time.Since(start).Seconds()
 			if a.json {
@@ -184,6 +209,9 @@ are merged into one tree per target.`,
 					fmt.Fprintf(a.stdout, "%s: %s\n", p.Target, a.rel(p.Path))
 				}
 			}
+			for _, v := range out.Verify {
+				fmt.Fprintf(a.stdout, "%s: verified %s: installed, checked, removed and purged cleanly (%d steps, %d hook runs, %.1fs)\n", v.Target, v.Package, len(v.Steps), len(v.Hooks), v.Seconds)
+			}
 			for _, res := range out.Targets {
 				fmt.Fprintf(a.stdout, "%s: tree %s (%.1fs)\n", res.Target, res.Tree, res.Seconds)
 				if res.Health != nil {
@@ -203,6 +231,7 @@ are merged into one tree per target.`,
 	fl.BoolVar(&bf.locked, "locked", false, "fail if the lock file is missing or out of date")
 	fl.BoolVar(&bf.skipHealth, "skip-health", false, "do not run the linkage health check (loudly)")
 	fl.BoolVar(&bf.noPackage, "no-package", false, "stop after the health check")
+	fl.BoolVar(&bf.noVerify, "no-verify", false, "do not install and check the packages in a clean root of their target")
 	bf.packageFlags.registerPackage(fl)
 	return cmd
 }

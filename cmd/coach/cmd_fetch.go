@@ -59,6 +59,13 @@ func (s *sourceFlags) fetcher(a *app, progress bool) (*fetch.Fetcher, *downloads
 
 func defaultCacheDir() string { return fetch.DefaultDir() }
 
+// cmdContext is a context cancelled by SIGINT or SIGTERM, for commands
+// that do not need to know it was a signal.
+func cmdContext() context.Context {
+	ctx, _ := signalContext()
+	return ctx
+}
+
 // signalContext is cancelled by SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -90,6 +90,7 @@ packages the tree as deb and rpm for each target distribution.`,
 		a.doctorCommand(),
 		a.healthCommand(),
 		a.packageCommand(),
+		a.verifyCommand(),
 	)
 	return root
 }

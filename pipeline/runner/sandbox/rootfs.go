@@ -49,7 +49,15 @@ type RootfsInfo struct {
 
 // Key identifies a rootfs by everything that decides its content.
 func Key(t target.Target, arch string, packages []string) string {
-	pkgs := append(slices.Clone(t.Toolchain), packages...)
+	return key(t, arch, packages, true)
+}
+
+func key(t target.Target, arch string, packages []string, toolchain bool) string {
+	var pkgs []string
+	if toolchain {
+		pkgs = slices.Clone(t.Toolchain)
+	}
+	pkgs = append(pkgs, packages...)
 	slices.Sort(pkgs)
 	pkgs = slices.Compact(pkgs)
 	return digest.JSON(struct {
@@ -75,13 +83,28 @@ func debArch(goarch string) string {
 // for (the rpm family, without a registry).
 var ErrNoBootstrap = errors.New("no bootstrap recipe")
 
-// Ensure returns the rootfs for a target, making it if needed.
+// Ensure returns the build rootfs for a target: its toolchain and packages
+// installed. It is made if needed.
 func (r *Rootfs) Ensure(ctx context.Context, t target.Target, arch string, packages []string) (string, error) {
+	return r.ensure(ctx, t, arch, packages, true)
+}
+
+// Clean returns a rootfs of the target as a fresh installation has it: no
+// toolchain, no -dev packages. Packages are verified in copies of it.
+func (r *Rootfs) Clean(ctx context.Context, t target.Target, arch string) (string, error) {
+	return r.ensure(ctx, t, arch, nil, false)
+}
+
+func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packages []string, toolchain bool) (string, error) {
 	if t.Bootstrap.Tool != "mmdebstrap" {
 		return "", fmt.Errorf("target %s: %w: the sandbox runner makes root filesystems with mmdebstrap, for the Debian family only; build %s with --runner dagger and a registry", t.Name, ErrNoBootstrap, t.Name)
 	}
-	key := Key(t, arch, packages)
-	dir := filepath.Join(r.Dir, t.Name+"-"+strings.TrimPrefix(key, "sha256:")[:16])
+	key := key(t, arch, packages, toolchain)
+	name := t.Name
+	if !toolchain {
+		name += "-clean"
+	}
+	dir := filepath.Join(r.Dir, name+"-"+strings.TrimPrefix(key, "sha256:")[:16])
 	info := filepath.Join(dir, ".coach-rootfs.json")
 	if _, err := os.Stat(info); err == nil {
 		return dir, nil
@@ -104,7 +127,11 @@ func (r *Rootfs) Ensure(ctx context.Context, t target.Target, arch string, packa
 	os.RemoveAll(dir) // an incomplete leftover without its info file
 	tmp := dir + fmt.Sprintf(".partial-%d", os.Getpid())
 	os.RemoveAll(tmp)
-	pkgs := append(slices.Clone(t.Toolchain), packages...)
+	var pkgs []string
+	if toolchain {
+		pkgs = slices.Clone(t.Toolchain)
+	}
+	pkgs = append(pkgs, packages...)
 	slices.Sort(pkgs)
 	pkgs = slices.Compact(pkgs)
 	mode := "root"
@@ -115,7 +142,7 @@ func (r *Rootfs) Ensure(ctx context.Context, t target.Target, arch string, packa
 		"--variant=apt", "--mode=" + mode, "--format=directory",
 		"--architectures=" + debArch(arch),
 		"--components=" + strings.Join(t.Bootstrap.Components, ","),
-		"--include=" + strings.Join(pkgs, ","),
+		"--include=" + strings.Join(append(pkgs, "ca-certificates"), ","),
 		"--aptopt=Acquire::Retries \"3\"",
 		"--dpkgopt=path-exclude=/usr/share/man/*",
 		"--dpkgopt=path-exclude=/usr/share/doc/*",

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+	"github.com/coach-build/coach/pipeline/verify"
+)
+
+// packageIdentity reads a package's name and target from its file name:
+// name_version-iteration+tag_arch.deb or name-version-iteration.tag.arch.rpm.
+func packageIdentity(file string) (name string, t target.Target, err error) {
+	base := filepath.Base(file)
+	var tag, format string
+	switch {
+	case strings.HasSuffix(base, ".deb"):
+		parts := strings.Split(strings.TrimSuffix(base, ".deb"), "_")
+		if len(parts) != 3 || !strings.Contains(parts[1], "+") {
+			return "", t, fmt.Errorf("%s is not named name_version-iteration+tag_arch.deb", base)
+		}
+		name, tag, format = parts[0], parts[1][strings.LastIndex(parts[1], "+")+1:], target.FormatDeb
+	case strings.HasSuffix(base, ".rpm"):
+		parts := strings.Split(strings.TrimSuffix(base, ".rpm"), ".")
+		if len(parts) < 3 {
+			return "", t, fmt.Errorf("%s is not named name-version-iteration.tag.arch.rpm", base)
+		}
+		tag, format = parts[len(parts)-2], target.FormatRPM
+		nv := strings.Join(parts[:len(parts)-2], ".")
+		fields := strings.Split(nv, "-")
+		if len(fields) < 3 {
+			return "", t, fmt.Errorf("%s is not named name-version-iteration.tag.arch.rpm", base)
+		}
+		name = strings.Join(fields[:len(fields)-2], "-")
+	default:
+		return "", t, fmt.Errorf("%s is neither a .deb nor an .rpm", base)
+	}
+	for _, n := range target.BuiltinNames() {
+		c, _ := target.Builtin(n)
+		if c.DistTag == tag && c.Format == format {
+			return name, c, nil
+		}
+	}
+	return "", t, fmt.Errorf("%s: no target has the dist tag %q; give --target", base, tag)
+}
+
+func (a *app) verifyCommand() *cobra.Command {
+	var previous, tname, cacheDir string
+	cmd := &cobra.Command{
+		Use:   "verify <package>...",
+		Short: "Install, upgrade, remove and purge packages in a clean root of their target",
+		Long: `verify installs each package into a fresh copy of a clean root filesystem of
+its target (made with mmdebstrap, without any build tools), with the distro's
+own tooling so that its runtime dependencies resolve from the target's
+repositories, runs the project's verify commands, checks that every file is
+owned by root and the links exist, upgrades from --previous if given, then
+removes and purges it and checks that nothing is left. rpm packages go
+through rpm --root with their scriptlets run. Every hook invocation is
+recorded with its arguments.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cacheDir == "" {
+				cacheDir = defaultCacheDir()
+			}
+			var reps []*verify.Report
+			var failures []error
+			for _, pkgFile := range args {
+				rep, err := a.verifyOne(pkgFile, previous, tname, cacheDir)
+				if err != nil {
+					return err
+				}
+				reps = append(reps, rep)
+				if !rep.OK {
+					f := rep.Failed()
+					failures = append(failures, fmt.Errorf("%s: step %q failed: %s", rep.Package, f.Name, f.Detail))
+				}
+			}
+			if a.json {
+				a.writeJSON(reps)
+			} else {
+				for _, r := range reps {
+					writeVerify(a, r)
+				}
+			}
+			if len(failures) > 0 {
+				return withCode(exitVerify, errors.Join(failures...))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&previous, "previous", "", "an older package to install first and upgrade from")
+	cmd.Flags().StringVarP(&tname, "target", "t", "", "the package's target (default: from its dist tag)")
+	cmd.Flags().StringVar(&cacheDir, "cache-dir", "", "cache directory (clean root filesystems)")
+	return cmd
+}
+
+func (a *app) verifyOne(pkgFile, previous, tname, cacheDir string) (*verify.Report, error) {
+	if _, err := os.Stat(pkgFile); err != nil {
+		return nil, usageError(err)
+	}
+	name, t, err := packageIdentity(pkgFile)
+	if err != nil && tname == "" {
+		return nil, usageError(err)
+	}
+	if tname != "" {
+		var ok bool
+		if t, ok = target.Builtin(tname); !ok {
+			return nil, usageError(fmt.Errorf("unknown target %q", tname))
+		}
+	}
+	var project *spec.Project
+	if repo, err := pipeline.Load(a.dir); err == nil {
+		project = repo.Projects[name]
+	}
+	if project == nil {
+		a.log.Warn("no project definition for the package here: checking the install/remove cycle only", "package", name)
+	}
+	abs, _ := filepath.Abs(pkgFile)
+	prev := ""
+	if previous != "" {
+		prev, _ = filepath.Abs(previous)
+	}
+	return verify.Verify(cmdContext(), verify.Options{
+		Package: abs, Previous: prev, Name: name, Target: t, Arch: runtime.GOARCH, Project: project,
+		Roots:   &sandbox.Rootfs{Dir: rootfsDir(cacheDir)},
+		WorkDir: filepath.Join(cacheDir, "verify"),
+	})
+}
+
+func writeVerify(a *app, r *verify.Report) {
+	status := "passed"
+	if !r.OK {
+		status = "FAILED"
+	}
+	fmt.Fprintf(a.stdout, "verify %s on %s: %s (%.1fs)\n", r.Package, r.Target, status, r.Seconds)
+	for _, s := range r.Steps {
+		mark := "ok  "
+		switch {
+		case s.Skipped:
+			mark = "skip"
+		case !s.OK:
+			mark = "FAIL"
+		}
+		fmt.Fprintf(a.stdout, "  %s %s (%.1fs)\n", mark, s.Name, s.Seconds)
+		if !s.OK && !s.Skipped {
+			fmt.Fprintf(a.stdout, "       %s\n", s.Detail)
+			for _, line := range strings.Split(s.Output, "\n") {
+				fmt.Fprintf(a.stdout, "       | %s\n", line)
+			}
+		}
+	}
+	for _, h := range r.Hooks {
+		fmt.Fprintf(a.stdout, "  hook %-9s %-10s %s\n", h.Script, h.Args, "("+h.Step+")")
+	}
+}

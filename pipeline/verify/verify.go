@@ -1,0 +1,434 @@
+// Package verify installs a package into a clean root of its target and
+// checks it as a user would meet it: the install (resolving its runtime
+// dependencies from the target's own repositories for deb), the project's
+// verify commands, root ownership, the links, an upgrade from the previous
+// package, removal and purge, with every lifecycle hook invocation recorded.
+package verify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// Roots makes clean root filesystems of a target.
+type Roots interface {
+	Clean(ctx context.Context, t target.Target, arch string) (string, error)
+}
+
+// Options say what to verify.
+type Options struct {
+	Package  string // the package file
+	Previous string // an older package to upgrade from, or ""
+	Name     string // the package name
+	Target   target.Target
+	Arch     string
+	// Project supplies the verify commands, links and install dir; nil
+	// checks the install/remove cycle only.
+	Project *spec.Project
+	Roots   Roots
+	// WorkDir holds the scratch root; it is removed afterwards.
+	WorkDir string
+	Log     io.Writer
+}
+
+// Step is one check.
+type Step struct {
+	Name    string  `json:"name"`
+	OK      bool    `json:"ok"`
+	Skipped bool    `json:"skipped,omitempty"`
+	Output  string  `json:"output,omitempty"`
+	Detail  string  `json:"detail,omitempty"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Hook is one lifecycle script invocation.
+type Hook struct {
+	Step   string `json:"step"`
+	Script string `json:"script"`
+	Args   string `json:"args"`
+}
+
+// Report is the outcome.
+type Report struct {
+	Package  string  `json:"package"`
+	Previous string  `json:"previous,omitempty"`
+	Target   string  `json:"target"`
+	Format   string  `json:"format"`
+	OK       bool    `json:"ok"`
+	Steps    []Step  `json:"steps"`
+	Hooks    []Hook  `json:"hooks"`
+	Seconds  float64 `json:"seconds"`
+}
+
+// Failed returns the first failed step, or nil.
+func (r *Report) Failed() *Step {
+	for i := range r.Steps {
+		if !r.Steps[i].OK && !r.Steps[i].Skipped {
+			return &r.Steps[i]
+		}
+	}
+	return nil
+}
+
+// scratch is a writable copy of a clean root, entered with bwrap.
+type scratch struct {
+	root string
+	pkgs string // host dir bound at /coach/pkgs
+	log  io.Writer
+}
+
+const pkgMount = "/coach/pkgs"
+
+// run executes a shell script inside the root, as root, with the network
+// only when net is set (to fetch dependencies).
+func (s *scratch) run(ctx context.Context, script string, net bool) (string, error) {
+	args := []string{"--bind", s.root, "/", "--dev", "/dev", "--proc", "/proc",
+		"--ro-bind", s.pkgs, pkgMount, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+		"--die-with-parent", "--new-session", "--clearenv",
+		"--setenv", "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"--setenv", "DEBIAN_FRONTEND", "noninteractive", "--setenv", "HOME", "/root", "--setenv", "LANG", "C.UTF-8"}
+	if !net {
+		args = append(args, "--unshare-net")
+	}
+	args = append(args, "--", "/bin/sh", "-c", script)
+	cmd := exec.CommandContext(ctx, "bwrap", args...)
+	var out bytes.Buffer
+	w := io.Writer(&out)
+	if s.log != nil {
+		w = io.MultiWriter(&out, s.log)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// Verify runs the checks. The error is for what kept the checks from
+// running at all; a failed check is in the report.
+func Verify(ctx context.Context, o Options) (*Report, error) {
+	start := time.Now()
+	rep := &Report{Package: filepath.Base(o.Package), Target: o.Target.Name, Format: o.Target.Format, Steps: []Step{}, Hooks: []Hook{}}
+	if o.Previous != "" {
+		rep.Previous = filepath.Base(o.Previous)
+	}
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		return nil, fmt.Errorf("verify needs bubblewrap (apt-get install bubblewrap)")
+	}
+	clean, err := o.Roots.Clean(ctx, o.Target, o.Arch)
+	if err != nil && o.Target.Format == target.FormatRPM {
+		// No rpm distribution can be made here: scriptlets run in a clean
+		// Debian root (for /bin/sh), with rpm --root.
+		deb, _ := target.Builtin("debian-12")
+		clean, err = o.Roots.Clean(ctx, deb, o.Arch)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	root, err := os.MkdirTemp(o.WorkDir, "root-")
+	if err != nil {
+		return nil, err
+	}
+	defer removeTree(root)
+	if out, err := exec.CommandContext(ctx, "cp", "-a", clean+"/.", root).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("copy the clean %s root: %v: %s", o.Target.Name, err, out)
+	}
+	os.Remove(filepath.Join(root, ".coach-rootfs.json"))
+	pkgs, err := os.MkdirTemp(o.WorkDir, "pkgs-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(pkgs)
+	for _, p := range []string{o.Package, o.Previous} {
+		if p == "" {
+			continue
+		}
+		if err := copyFile(p, filepath.Join(pkgs, filepath.Base(p))); err != nil {
+			return nil, err
+		}
+	}
+	os.MkdirAll(filepath.Join(root, strings.TrimPrefix(pkgMount, "/")), 0o755)
+	if resolv, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		os.Remove(filepath.Join(root, "etc/resolv.conf"))
+		os.WriteFile(filepath.Join(root, "etc/resolv.conf"), resolv, 0o644)
+	}
+	s := &scratch{root: root, pkgs: pkgs, log: o.Log}
+	if o.Target.Format == target.FormatRPM {
+		err = verifyRPM(ctx, o, s, rep)
+	} else {
+		err = verifyDeb(ctx, o, s, rep)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep.OK = rep.Failed() == nil
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+// stepper runs steps in order and skips the rest after a failure.
+type stepper struct {
+	rep    *Report
+	failed bool
+}
+
+func (st *stepper) do(name string, fn func() (output, detail string, ok bool)) bool {
+	if st.failed {
+		st.rep.Steps = append(st.rep.Steps, Step{Name: name, Skipped: true})
+		return false
+	}
+	start := time.Now()
+	out, detail, ok := fn()
+	st.rep.Steps = append(st.rep.Steps, Step{Name: name, OK: ok, Output: tail(out, 60), Detail: detail, Seconds: time.Since(start).Seconds()})
+	if !ok {
+		st.failed = true
+	}
+	return ok
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// dpkgHook matches dpkg's --debug=2 lines for maintainer scripts:
+// "D000002: fork/exec /var/lib/dpkg/info/hello.postinst ( configure  )".
+var dpkgHook = regexp.MustCompile(`fork/exec /var/lib/dpkg/(?:info|tmp\.ci)/(?:[^ ]*?\.)?(preinst|postinst|prerm|postrm) \( ?(.*?) ?\)`)
+
+func recordDeb(rep *Report, step, out string) {
+	for _, m := range dpkgHook.FindAllStringSubmatch(out, -1) {
+		rep.Hooks = append(rep.Hooks, Hook{Step: step, Script: m[1], Args: strings.Join(strings.Fields(m[2]), " ")})
+	}
+}
+
+// rpmHook matches rpm -vv's scriptlet lines: "D: %post(hello-...): scriptlet
+// start" (rpm logs %pre as %prein).
+var rpmHook = regexp.MustCompile(`D: %(pretrans|prein|pre|post|preun|postun|posttrans)\(([^)]*)\): scriptlet start`)
+
+func recordRPM(rep *Report, step, out string) {
+	for _, m := range rpmHook.FindAllStringSubmatch(out, -1) {
+		script := m[1]
+		if script == "prein" {
+			script = "pre"
+		}
+		rep.Hooks = append(rep.Hooks, Hook{Step: step, Script: "%" + script, Args: m[2]})
+	}
+}
+
+func failed(out string, err error) (string, string, bool) {
+	if err == nil {
+		return out, "", true
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out, fmt.Sprintf("exited with code %d", ee.ExitCode()), false
+	}
+	return out, err.Error(), false
+}
+
+// checks are the project's checks on an installed package.
+func projectChecks(ctx context.Context, o Options, s *scratch, st *stepper) {
+	p := o.Project
+	if p == nil {
+		return
+	}
+	for _, c := range p.Verify {
+		st.do("verify: "+c, func() (string, string, bool) { return failed(s.run(ctx, c, false)) })
+	}
+	st.do("ownership", func() (string, string, bool) {
+		out, err := s.run(ctx, fmt.Sprintf("find %q \\( ! -user root -o ! -group root \\) -print", p.InstallDir), false)
+		if err != nil {
+			return failed(out, err)
+		}
+		if strings.TrimSpace(out) != "" {
+			return out, "files not owned by root:root", false
+		}
+		return "every file under " + p.InstallDir + " is owned by root:root", "", true
+	})
+	if len(p.Package.Links) > 0 {
+		st.do("links", func() (string, string, bool) {
+			var script strings.Builder
+			for _, l := range slices.Sorted(keys(p.Package.Links)) {
+				fmt.Fprintf(&script, "[ \"$(readlink %q)\" = %q ] && echo %q || { echo 'missing or wrong link %s'; exit 1; }\n", l, p.Package.Links[l], l+" -> "+p.Package.Links[l], l)
+			}
+			return failed(s.run(ctx, script.String(), false))
+		})
+	}
+}
+
+func linksGone(ctx context.Context, o Options, s *scratch, st *stepper, step string) {
+	if o.Project == nil || len(o.Project.Package.Links) == 0 {
+		return
+	}
+	st.do(step, func() (string, string, bool) {
+		var script strings.Builder
+		for _, l := range slices.Sorted(keys(o.Project.Package.Links)) {
+			fmt.Fprintf(&script, "if [ -e %[1]q ] || [ -L %[1]q ]; then echo 'still there: %[1]s'; exit 1; fi\n", l)
+		}
+		script.WriteString("echo links removed\n")
+		return failed(s.run(ctx, script.String(), false))
+	})
+}
+
+// leftovers checks that nothing the package installed remains, given the
+// list of its files saved before removal. Shared system directories
+// (/usr/bin, /opt, ...) may stay.
+const leftovers = `
+left=0
+while IFS= read -r f; do
+  [ -z "$f" ] && continue
+  case "$f" in
+    /|/opt|/usr|/usr/bin|/usr/sbin|/usr/share|/usr/share/doc|/etc|/var|/usr/lib|/usr/local) continue;;
+  esac
+  if [ -e "$f" ] || [ -L "$f" ]; then
+    if [ -d "$f" ] && [ ! -L "$f" ] && [ -n "$(ls -A "$f")" ]; then echo "left behind (not empty): $f"; left=1; continue; fi
+    if [ -d "$f" ] && [ ! -L "$f" ]; then echo "left behind (empty dir): $f"; left=1; continue; fi
+    echo "left behind: $f"; left=1
+  fi
+done < /root/.coach-files
+exit $left
+`
+
+func verifyDeb(ctx context.Context, o Options, s *scratch, rep *Report) error {
+	st := &stepper{rep: rep}
+	dpkgDebug := "-o DPkg::Options::=--debug=2"
+	file := func(p string) string { return path.Join(pkgMount, filepath.Base(p)) }
+	st.do("apt-get update", func() (string, string, bool) { return failed(s.run(ctx, "apt-get update -qq", true)) })
+	install := func(name, pkgPath string) bool {
+		return st.do(name, func() (string, string, bool) {
+			out, err := s.run(ctx, fmt.Sprintf("apt-get install -y -q %s %s", dpkgDebug, file(pkgPath)), true)
+			recordDeb(rep, name, out)
+			return failed(out, err)
+		})
+	}
+	if o.Previous != "" {
+		if install("install "+filepath.Base(o.Previous), o.Previous) {
+			projectChecks(ctx, o, s, st)
+		}
+		install("upgrade to "+filepath.Base(o.Package), o.Package)
+	} else {
+		install("install "+filepath.Base(o.Package), o.Package)
+	}
+	projectChecks(ctx, o, s, st)
+	st.do("list files", func() (string, string, bool) {
+		return failed(s.run(ctx, fmt.Sprintf("dpkg-query -L %s > /root/.coach-files && wc -l < /root/.coach-files", o.Name), false))
+	})
+	st.do("remove", func() (string, string, bool) {
+		out, err := s.run(ctx, fmt.Sprintf("apt-get remove -y -q %s %s", dpkgDebug, o.Name), false)
+		recordDeb(rep, "remove", out)
+		return failed(out, err)
+	})
+	linksGone(ctx, o, s, st, "links removed")
+	st.do("purge", func() (string, string, bool) {
+		out, err := s.run(ctx, "dpkg --debug=2 --purge "+o.Name, false)
+		recordDeb(rep, "purge", out)
+		return failed(out, err)
+	})
+	st.do("nothing left", func() (string, string, bool) {
+		out, err := s.run(ctx, leftovers+"\n", false)
+		if err == nil {
+			out = "nothing of the package remains"
+		}
+		return failed(out, err)
+	})
+	return nil
+}
+
+func verifyRPM(ctx context.Context, o Options, s *scratch, rep *Report) error {
+	if _, err := exec.LookPath("rpm"); err != nil {
+		return fmt.Errorf("verifying an rpm needs rpm (apt-get install rpm)")
+	}
+	st := &stepper{rep: rep}
+	rpm := func(step string, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "rpm", append([]string{"--root", s.root, "-vv"}, args...)...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		full := out.String()
+		recordRPM(rep, step, full)
+		// Keep what a person needs: the scriptlets' own output and errors.
+		var kept []string
+		for _, line := range strings.Split(full, "\n") {
+			if !strings.HasPrefix(line, "D: ") || rpmHook.MatchString(line) || strings.Contains(line, "scriptlet") && strings.Contains(line, "rc") {
+				kept = append(kept, line)
+			}
+		}
+		return strings.Join(kept, "\n"), err
+	}
+	st.do("rpm --initdb", func() (string, string, bool) { return failed(rpm("init", "--initdb")) })
+	if o.Previous != "" {
+		if st.do("install "+filepath.Base(o.Previous), func() (string, string, bool) {
+			return failed(rpm("install", "-i", "--nodeps", o.Previous))
+		}) {
+			projectChecks(ctx, o, s, st)
+		}
+		st.do("upgrade to "+filepath.Base(o.Package), func() (string, string, bool) {
+			return failed(rpm("upgrade", "-U", "--nodeps", o.Package))
+		})
+	} else {
+		st.do("install "+filepath.Base(o.Package), func() (string, string, bool) {
+			return failed(rpm("install", "-i", "--nodeps", o.Package))
+		})
+	}
+	projectChecks(ctx, o, s, st)
+	st.do("list files", func() (string, string, bool) {
+		out, err := exec.CommandContext(ctx, "rpm", "--root", s.root, "-ql", o.Name).CombinedOutput()
+		if err == nil {
+			err = os.WriteFile(filepath.Join(s.root, "root/.coach-files"), out, 0o644)
+		}
+		return failed(fmt.Sprintf("%d files", strings.Count(string(out), "\n")), err)
+	})
+	st.do("erase", func() (string, string, bool) { return failed(rpm("erase", "-e", "--nodeps", o.Name)) })
+	linksGone(ctx, o, s, st, "links removed")
+	st.do("nothing left", func() (string, string, bool) {
+		out, err := s.run(ctx, leftovers+"\n", false)
+		if err == nil {
+			out = "nothing of the package remains"
+		}
+		return failed(out, err)
+	})
+	return nil
+}
+
+func keys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
+func removeTree(p string) {
+	exec.Command("rm", "-rf", "--one-file-system", p).Run()
+}

@@ -1,0 +1,231 @@
+package verify_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/pkg"
+	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+	"github.com/coach-build/coach/pipeline/verify"
+)
+
+func rootfsDir() string {
+	if d := os.Getenv("COACH_ROOTFS_DIR"); d != "" {
+		return d
+	}
+	return "/var/tmp/coach-test-rootfs"
+}
+
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (.ci/run installs it)", tool)
+		}
+	}
+}
+
+// helloTree builds the repository's hello project for debian-12 in the
+// sandbox and returns the prepared project and its install tree.
+func helloTree(t *testing.T) (*pipeline.Prepared, string) {
+	t.Helper()
+	need(t, "bwrap", "mmdebstrap", "strip")
+	root, _ := filepath.Abs("../..")
+	prep, err := pipeline.Prepare(root, "hello", pipeline.Options{Targets: []string{"debian-12"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	r := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: rootfsDir()}}
+	if _, err := r.Check(); err != nil {
+		t.Fatal(err)
+	}
+	b := &build.Builder{Runner: r, Fetcher: &fetch.Fetcher{Cache: &fetch.Cache{Dir: filepath.Join(cache, "src")}, Root: root},
+		Layers: &build.LayerCache{Dir: filepath.Join(cache, "layers")}, WorkDir: filepath.Join(cache, "work"), Jobs: 2, MakeJobs: 2}
+	tg, _ := target.Builtin("debian-12")
+	res, err := b.Build(context.Background(), prep.Plan, prep.Project, root, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prep, res.InstallTree()
+}
+
+// packages writes hello at version for the targets into a directory.
+func packages(t *testing.T, prep *pipeline.Prepared, tree, version string, targets ...string) map[string]string {
+	t.Helper()
+	p := *prep.Project
+	p.Version = version
+	var trees []pkg.TargetTree
+	for _, n := range targets {
+		tg, _ := target.Builtin(n)
+		deps := []string{"libc6 (>= 2.34)"}
+		if tg.Format == target.FormatRPM {
+			deps = []string{"libc.so.6()(64bit)"}
+		}
+		trees = append(trees, pkg.TargetTree{Target: tg, Tree: tree, Depends: deps})
+	}
+	rel, err := pkg.WriteRelease(pkg.ReleaseOptions{Project: &p, Root: prep.Repo.Root, Resolution: prep.Resolution, Trees: trees, Arch: "amd64", OutDir: t.TempDir(), MTime: time.Unix(1.7e9, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, a := range rel.Artifacts {
+		out[a.Target] = a.Path
+	}
+	return out
+}
+
+func run(t *testing.T, o verify.Options) *verify.Report {
+	t.Helper()
+	o.Roots = &sandbox.Rootfs{Dir: rootfsDir()}
+	o.WorkDir = t.TempDir()
+	o.Arch = "amd64"
+	rep, err := verify.Verify(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func hooks(r *verify.Report) []string {
+	var out []string
+	for _, h := range r.Hooks {
+		out = append(out, h.Script+" "+h.Args)
+	}
+	return out
+}
+
+func steps(r *verify.Report) string {
+	var b strings.Builder
+	for _, s := range r.Steps {
+		b.WriteString(s.Name + " ok=" + map[bool]string{true: "y", false: "n"}[s.OK] + " " + s.Detail + "\n" + s.Output + "\n")
+	}
+	return b.String()
+}
+
+func TestHelloDebian(t *testing.T) {
+	prep, tree := helloTree(t)
+	v120 := packages(t, prep, tree, "1.2.0", "debian-12", "debian-13", "el9")
+	v121 := packages(t, prep, tree, "1.2.1", "debian-12", "el9")
+	d12, _ := target.Builtin("debian-12")
+	d13, _ := target.Builtin("debian-13")
+
+	rep := run(t, verify.Options{Package: v121["debian-12"], Previous: v120["debian-12"], Name: "hello", Target: d12, Project: prep.Project})
+	if !rep.OK {
+		t.Fatalf("debian-12 upgrade failed:\n%s", steps(rep))
+	}
+	want := []string{
+		"preinst install", "postinst configure", // 1.2.0
+		"prerm upgrade 1.2.1-1+deb12", "preinst upgrade 1.2.0-1+deb12 1.2.1-1+deb12", "postrm upgrade 1.2.1-1+deb12", "postinst configure 1.2.0-1+deb12", // upgrade
+		"prerm remove", "postrm remove", "postrm purge",
+	}
+	if got := hooks(rep); !slices.Equal(got, want) {
+		t.Errorf("hooks:\n%v\nwant\n%v", got, want)
+	}
+	for _, s := range rep.Steps {
+		if strings.Contains(s.Output, "hello: linked") || strings.Contains(s.Output, "fixed ownership") {
+			t.Errorf("the postinst was not idempotent over package links and ownership: %s\n%s", s.Name, s.Output)
+		}
+		if s.Name == "verify: hello coach" && !strings.Contains(s.Output, "Hello, coach!") {
+			t.Errorf("hello from /usr/bin: %q", s.Output)
+		}
+	}
+	for _, name := range []string{"ownership", "links", "links removed", "nothing left"} {
+		if !slices.ContainsFunc(rep.Steps, func(s verify.Step) bool { return s.Name == name && s.OK }) {
+			t.Errorf("step %s did not pass", name)
+		}
+	}
+
+	rep = run(t, verify.Options{Package: v120["debian-13"], Name: "hello", Target: d13, Project: prep.Project})
+	if !rep.OK {
+		t.Fatalf("debian-13 failed:\n%s", steps(rep))
+	}
+
+	el9, _ := target.Builtin("el9")
+	rep = run(t, verify.Options{Package: v121["el9"], Previous: v120["el9"], Name: "hello", Target: el9, Project: prep.Project})
+	if !rep.OK {
+		t.Fatalf("rpm cycle failed:\n%s", steps(rep))
+	}
+	got := strings.Join(hooks(rep), "\n")
+	for _, w := range []string{"%pre hello-1.2.0-1.el9.x86_64", "%post hello-1.2.1-1.el9.x86_64", "%preun hello-1.2.0-1.el9.x86_64", "%postun hello-1.2.0-1.el9.x86_64", "%postun hello-1.2.1-1.el9.x86_64"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("rpm scriptlets lack %s:\n%s", w, got)
+		}
+	}
+	out := steps(rep)
+	for _, w := range []string{"hello: postinst 1", "hello: postinst 2", "hello: postrm 1", "hello: postrm 0"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("rpm scriptlet output lacks %q", w)
+		}
+	}
+}
+
+func TestFailingPostinstFails(t *testing.T) {
+	prep, tree := helloTree(t)
+	p := *prep.Project
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "postinst"), []byte("#!/bin/sh\necho 'postinst: cannot create /var/lib/hello: disk full' >&2\nexit 1\n"), 0o755)
+	p.Hooks = map[string]string{"postinst": filepath.Join(dir, "postinst")}
+	tg, _ := target.Builtin("debian-12")
+	a, err := pkg.Package(pkg.Options{Project: &p, Root: "/", Target: tg, Arch: "amd64", Tree: tree, MTime: time.Unix(1.7e9, 0), OutDir: t.TempDir(), Depends: []string{"libc6"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := run(t, verify.Options{Package: a.Path, Name: "hello", Target: tg, Project: &p})
+	f := rep.Failed()
+	if rep.OK || f == nil || !strings.HasPrefix(f.Name, "install") || !strings.Contains(f.Output, "postinst: cannot create /var/lib/hello: disk full") {
+		t.Fatalf("a failing postinst: %+v\n%s", f, steps(rep))
+	}
+}
+
+func TestMissingRuntimeLibraryFails(t *testing.T) {
+	need(t, "cc", "bwrap", "mmdebstrap", "strip")
+	tg, _ := target.Builtin("debian-12")
+	clean, err := (&sandbox.Rootfs{Dir: rootfsDir()}).Clean(context.Background(), tg, "amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A library this host has and a clean debian-12 root does not.
+	lib := ""
+	for _, l := range []string{"libyaml-0.so.2", "libffi.so.8", "libexpat.so.1", "libsqlite3.so.0", "libbz2.so.1.0", "libncursesw.so.6", "libcurl.so.4", "libssl.so.3"} {
+		_, onHost := os.Stat("/usr/lib/x86_64-linux-gnu/" + l)
+		_, inRoot := os.Stat(filepath.Join(clean, "usr/lib/x86_64-linux-gnu", l))
+		if onHost == nil && inRoot != nil {
+			lib = l
+			break
+		}
+	}
+	if lib == "" {
+		t.Skip("no library found that this host has and a clean debian-12 root lacks")
+	}
+	tree := t.TempDir()
+	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
+	src := filepath.Join(t.TempDir(), "m.c")
+	os.WriteFile(src, []byte("int main(void){return 0;}\n"), 0o644)
+	if out, err := exec.Command("cc", "-o", filepath.Join(tree, "bin/needy"), src, "-Wl,--no-as-needed", "-l:"+lib).CombinedOutput(); err != nil {
+		t.Fatalf("cc: %v %s", err, out)
+	}
+	p := &spec.Project{Name: "needy", Description: "needs a library", Maintainer: "M <m@example.com>", License: "MIT", Version: "1.0.0", Iteration: 1,
+		InstallDir: "/opt/needy", Verify: []string{"/opt/needy/bin/needy"}}
+	a, err := pkg.Package(pkg.Options{Project: p, Target: tg, Arch: "amd64", Tree: tree, MTime: time.Unix(1.7e9, 0), OutDir: t.TempDir(), Depends: []string{"libc6"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := run(t, verify.Options{Package: a.Path, Name: "needy", Target: tg, Project: p})
+	f := rep.Failed()
+	if rep.OK || f == nil || f.Name != "verify: /opt/needy/bin/needy" || !strings.Contains(f.Output, lib+": cannot open shared object file") {
+		t.Fatalf("a missing runtime library: %+v\n%s", f, steps(rep))
+	}
+	t.Logf("the verify step says: %s: %s", f.Detail, f.Output)
+}
