@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,33 @@ func rootfsDir() string {
 		return d
 	}
 	return "/var/tmp/coach-test-rootfs"
+}
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		os.WriteFile(p, []byte(got), 0o644)
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (go test ./pipeline/verify -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs:\n--- got\n%s--- want\n%s", p, got, want)
+	}
+}
+
+func command(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
 }
 
 func need(t *testing.T, tools ...string) {
@@ -117,7 +145,11 @@ func steps(r *verify.Report) string {
 func TestHelloDebian(t *testing.T) {
 	prep, tree := helloTree(t)
 	v120 := packages(t, prep, tree, "1.2.0", "debian-12", "debian-13", "el9")
-	v121 := packages(t, prep, tree, "1.2.1", "debian-12", "el9")
+	v121 := packages(t, prep, tree, "1.2.1", "debian-12", "debian-13", "el9")
+	// hello's rendered control and header fields, golden.
+	golden(t, "hello.deb.control", command(t, "dpkg-deb", "-f", v120["debian-12"]))
+	golden(t, "hello.rpm.header", command(t, "rpm", "-qp", "--qf", "Name: %{NAME}\nVersion: %{VERSION}\nRelease: %{RELEASE}\nArch: %{ARCH}\nLicense: %{LICENSE}\nGroup: %{GROUP}\nURL: %{URL}\nPackager: %{PACKAGER}\nSummary: %{SUMMARY}\nBuildTime: %{BUILDTIME}\n", v120["el9"])+
+		"Requires:\n"+command(t, "rpm", "-qp", "--requires", v120["el9"])+"Config:\n"+command(t, "rpm", "-qp", "--configfiles", v120["el9"]))
 	d12, _ := target.Builtin("debian-12")
 	d13, _ := target.Builtin("debian-13")
 
@@ -147,9 +179,13 @@ func TestHelloDebian(t *testing.T) {
 		}
 	}
 
-	rep = run(t, verify.Options{Package: v120["debian-13"], Name: "hello", Target: d13, Project: prep.Project})
+	rep = run(t, verify.Options{Package: v121["debian-13"], Previous: v120["debian-13"], Name: "hello", Target: d13, Project: prep.Project})
 	if !rep.OK {
-		t.Fatalf("debian-13 failed:\n%s", steps(rep))
+		t.Fatalf("debian-13 upgrade failed:\n%s", steps(rep))
+	}
+	want13 := strings.ReplaceAll(strings.Join(want, "\n"), "deb12", "deb13")
+	if got := strings.Join(hooks(rep), "\n"); got != want13 {
+		t.Errorf("debian-13 hooks:\n%s\nwant\n%s", got, want13)
 	}
 
 	el9, _ := target.Builtin("el9")
