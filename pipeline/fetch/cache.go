@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/resolve"
 )
 
@@ -78,27 +79,7 @@ func (c *Cache) init() error {
 // lock takes an exclusive lock for key, shared with other processes, and
 // waits for it while ctx allows.
 func (c *Cache) lock(ctx context.Context, key string) (unlock func(), err error) {
-	name := filepath.Join(c.Dir, "locks", strings.ReplaceAll(key, "/", "-")+".lock")
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", name, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return lockfile.Lock(ctx, filepath.Join(c.Dir, "locks", strings.ReplaceAll(key, "/", "-")+".lock"), 50*time.Millisecond)
 }
 
 // pending is a file being written into the cache. It becomes visible only
