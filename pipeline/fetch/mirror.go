@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/coach-build/coach/pipeline/digest"
 )
 
 // Populated is one source laid out in a mirror.
@@ -123,22 +125,9 @@ func sameContent(a, b string) bool {
 	if err1 != nil || err2 != nil || sa.Size() != sb.Size() {
 		return false
 	}
-	ha, err1 := hashFile(a)
-	hb, err2 := hashFile(b)
+	ha, err1 := digest.File(a)
+	hb, err2 := digest.File(b)
 	return err1 == nil && err2 == nil && ha == hb
-}
-
-func hashFile(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := newHash("sha256")
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%x", h.Sum(nil)), nil
 }
 
 // Missing returns the requests whose sources are not in the cache (or, for

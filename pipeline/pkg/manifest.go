@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -197,7 +198,7 @@ func downloadLocation(s resolve.Source) string {
 // SHA256SUMS renders sha256sum's format for the named files.
 func SHA256SUMS(sums map[string]string) []byte {
 	var b bytes.Buffer
-	for _, name := range slices.Sorted(mapKeys(sums)) {
+	for _, name := range slices.Sorted(maps.Keys(sums)) {
 		fmt.Fprintf(&b, "%s  %s\n", sums[name], name)
 	}
 	return b.Bytes()

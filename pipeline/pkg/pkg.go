@@ -10,9 +10,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -271,23 +271,13 @@ func Contents(opts Options) (files.Contents, int, error) {
 		out = append(out, e)
 		count++
 	}
-	links := slices.Sorted(mapKeys(p.Package.Links))
+	links := slices.Sorted(maps.Keys(p.Package.Links))
 	for _, l := range links {
 		out = append(out, &files.Content{Source: p.Package.Links[l], Destination: l, Type: files.TypeSymlink, FileInfo: info(0o777)})
 		count++
 	}
 	slices.SortStableFunc(out, func(a, b *files.Content) int { return strings.Compare(a.Destination, b.Destination) })
 	return out, count, nil
-}
-
-func mapKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // packager returns nfpm's packager for a format.
@@ -365,8 +355,6 @@ func Package(opts Options) (*Artifact, error) {
 		Signed: opts.SignKey != "", Compress: Compression(opts.Project, t),
 	}, nil
 }
-
-func newSHA() hash.Hash { return sha256.New() }
 
 type countWriter struct{ n int64 }
 

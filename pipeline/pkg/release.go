@@ -7,10 +7,12 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/goreleaser/nfpm/v2/files"
 
+	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
@@ -122,7 +124,7 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 		sums[a.File] = a.SHA256
 	}
 	write := func(name string, data []byte) error {
-		sums[name] = sha256Hex(data)
+		sums[name] = strings.TrimPrefix(digest.Bytes(data), digest.Prefix)
 		return os.WriteFile(filepath.Join(staging, name), data, 0o644)
 	}
 	if err := write(ManifestFile, VersionManifest(o.Project, comps)); err != nil {
@@ -163,10 +165,4 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 		}
 	}
 	return rel, nil
-}
-
-func sha256Hex(b []byte) string {
-	h := newSHA()
-	h.Write(b)
-	return fmt.Sprintf("%x", h.Sum(nil))
 }

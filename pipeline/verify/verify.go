@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -269,7 +270,7 @@ func projectChecks(ctx context.Context, o Options, s *scratch, st *stepper) {
 	if len(p.Package.Links) > 0 {
 		st.do("links", func() (string, string, bool) {
 			var script strings.Builder
-			for _, l := range slices.Sorted(keys(p.Package.Links)) {
+			for _, l := range slices.Sorted(maps.Keys(p.Package.Links)) {
 				fmt.Fprintf(&script, "[ \"$(readlink %q)\" = %q ] && echo %q || { echo 'missing or wrong link %s'; exit 1; }\n", l, p.Package.Links[l], l+" -> "+p.Package.Links[l], l)
 			}
 			return failed(s.run(ctx, script.String(), false))
@@ -283,7 +284,7 @@ func linksGone(ctx context.Context, o Options, s *scratch, st *stepper, step str
 	}
 	st.do(step, func() (string, string, bool) {
 		var script strings.Builder
-		for _, l := range slices.Sorted(keys(o.Project.Package.Links)) {
+		for _, l := range slices.Sorted(maps.Keys(o.Project.Package.Links)) {
 			fmt.Fprintf(&script, "if [ -e %[1]q ] || [ -L %[1]q ]; then echo 'still there: %[1]s'; exit 1; fi\n", l)
 		}
 		script.WriteString("echo links removed\n")
@@ -409,16 +410,6 @@ func verifyRPM(ctx context.Context, o Options, s *scratch, rep *Report) error {
 		return failed(out, err)
 	})
 	return nil
-}
-
-func keys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func copyFile(src, dst string) error {
