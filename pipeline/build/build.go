@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/runner"
@@ -203,7 +204,7 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 		layers = append(layers, NamedLayer{Component: n.Name, Dir: r.Layer})
 	}
 	tree := filepath.Join(b.WorkDir, "tree")
-	removeAll(tree)
+	archive.RemoveAll(tree)
 	if err := Merge(layers, filepath.Join(tree, filepath.FromSlash(strings.TrimPrefix(p.InstallDir, "/")))); err != nil {
 		return nil, fmt.Errorf("merge layers for %s: %w", t.Name, err)
 	}
@@ -314,7 +315,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		Jobs: max(b.MakeJobs, 1), Target: t.Name, Format: t.Format, Arch: pl.Arch, Multiarch: target.Multiarch(pl.Arch)}
 
 	work := filepath.Join(b.WorkDir, n.Name)
-	removeAll(work)
+	archive.RemoveAll(work)
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return res, err
 	}
@@ -338,7 +339,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		if res.Log == logPath {
 			res.Log = keep
 		}
-		removeAll(work)
+		archive.RemoveAll(work)
 	}()
 	res.Log = logPath
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/coach-build/coach/pipeline/archive"
 )
 
 // LayerCache keeps each component's layer under its plan key:
@@ -105,7 +107,7 @@ func (p *pendingLayer) commit(meta LayerMeta, logPath string) (string, error) {
 			return filepath.Join(final, "layer"), nil
 		}
 		// An incomplete leftover without meta.json: replace it.
-		removeAll(final)
+		archive.RemoveAll(final)
 		if err := os.Rename(p.tmp, final); err != nil {
 			return "", err
 		}
@@ -113,7 +115,7 @@ func (p *pendingLayer) commit(meta LayerMeta, logPath string) (string, error) {
 	return filepath.Join(final, "layer"), nil
 }
 
-func (p *pendingLayer) discard() { removeAll(p.tmp) }
+func (p *pendingLayer) discard() { archive.RemoveAll(p.tmp) }
 
 // sweep removes temporary layers of processes that no longer run.
 func (c *LayerCache) sweep() {
@@ -121,7 +123,7 @@ func (c *LayerCache) sweep() {
 	for _, e := range entries {
 		pid, err := strconv.Atoi(strings.SplitN(e.Name(), "-", 2)[0])
 		if err == nil && pid != os.Getpid() && unix.Kill(pid, 0) == unix.ESRCH {
-			removeAll(filepath.Join(c.Dir, "tmp", e.Name()))
+			archive.RemoveAll(filepath.Join(c.Dir, "tmp", e.Name()))
 		}
 	}
 }
@@ -140,17 +142,6 @@ func treeSize(dir string) (files int, bytes int64, err error) {
 		return nil
 	})
 	return files, bytes, err
-}
-
-// removeAll removes a tree even where modes deny writing.
-func removeAll(p string) error {
-	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(q, 0o755)
-		}
-		return nil
-	})
-	return os.RemoveAll(p)
 }
 
 // NamedLayer is a layer and the component it belongs to.

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -222,7 +223,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 				return err
 			}
 		}
-		defer removeTree(work)
+		defer archive.RemoveAll(work)
 		lowers := make([]string, 0, len(job.Layers)+1)
 		for i := len(job.Layers) - 1; i >= 0; i-- {
 			lowers = append(lowers, job.Layers[i])
@@ -343,14 +344,4 @@ func cleanUpper(upper string) error {
 		return fmt.Errorf("the build deleted or replaced files of its dependencies, which a layer cannot do: %s", strings.Join(deleted, ", "))
 	}
 	return nil
-}
-
-func removeTree(p string) {
-	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(q, 0o755)
-		}
-		return nil
-	})
-	os.RemoveAll(p)
 }
