@@ -18,6 +18,7 @@ import (
 	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 	"github.com/coach-build/coach/pipeline/verify"
 )
@@ -169,7 +170,7 @@ are merged into one tree per target.`,
 				if !bf.noVerify {
 					var failures []string
 					for _, art := range rel.Artifacts {
-						rep, err := a.verifyOne(art.Path, "", art.Target, bf.cache())
+						rep, err := a.verifyOne(art.Path, "", art.Target, bf.cache(), map[string]*spec.Project{prep.Project.Name: prep.Project})
 						if err != nil {
 							return withCode(exitVerify, fmt.Errorf("verify %s: %w", art.File, err))
 						}

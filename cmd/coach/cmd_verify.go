@@ -71,10 +71,16 @@ recorded with its arguments.`,
 			if cacheDir == "" {
 				cacheDir = defaultCacheDir()
 			}
+			// The checks come from the project definitions, when this is
+			// the repository that defines the packages.
+			var projects map[string]*spec.Project
+			if repo, err := pipeline.Load(a.dir); err == nil {
+				projects = repo.Projects
+			}
 			var reps []*verify.Report
 			var failures []error
 			for _, pkgFile := range args {
-				rep, err := a.verifyOne(pkgFile, previous, tname, cacheDir)
+				rep, err := a.verifyOne(pkgFile, previous, tname, cacheDir, projects)
 				if err != nil {
 					return err
 				}
@@ -103,7 +109,9 @@ recorded with its arguments.`,
 	return cmd
 }
 
-func (a *app) verifyOne(pkgFile, previous, tname, cacheDir string) (*verify.Report, error) {
+// verifyOne verifies a package; projects (which may be nil) supply the
+// checks of the project named like the package.
+func (a *app) verifyOne(pkgFile, previous, tname, cacheDir string, projects map[string]*spec.Project) (*verify.Report, error) {
 	if _, err := os.Stat(pkgFile); err != nil {
 		return nil, usageError(err)
 	}
@@ -117,10 +125,7 @@ func (a *app) verifyOne(pkgFile, previous, tname, cacheDir string) (*verify.Repo
 			return nil, usageError(fmt.Errorf("unknown target %q", tname))
 		}
 	}
-	var project *spec.Project
-	if repo, err := pipeline.Load(a.dir); err == nil {
-		project = repo.Projects[name]
-	}
+	project := projects[name]
 	if project == nil {
 		a.log.Warn("no project definition for the package here: checking the install/remove cycle only", "package", name)
 	}
