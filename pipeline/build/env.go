@@ -13,6 +13,12 @@ import (
 // StandardEnv is the environment every build step starts from: compilers
 // look in the embedded prefix first and binaries find their libraries there
 // at run time through an RPATH; nothing comes from the host.
+//
+// SOURCE_DATE_EPOCH is a fixed time (BuildEpoch), so that tools that record
+// "now" record the same thing on every build (reproducible-builds.org). It
+// also makes Python compile .pyc files with source hashes instead of
+// source mtimes, which packages reset (PEP 552): the interpreter then never
+// rewrites the shipped .pyc files at run time.
 func StandardEnv(vars spec.StepVars) map[string]string {
 	emb := vars.Embedded
 	return map[string]string{
@@ -32,8 +38,14 @@ func StandardEnv(vars spec.StepVars) map[string]string {
 		"COACH_INSTALL_DIR": vars.InstallDir,
 		"COACH_EMBEDDED":    emb,
 		"COACH_JOBS":        fmt.Sprint(vars.Jobs),
+		"SOURCE_DATE_EPOCH": fmt.Sprint(BuildEpoch),
 	}
 }
+
+// BuildEpoch is SOURCE_DATE_EPOCH in every build step: 2020-01-01T00:00:00Z.
+// It is part of what a layer is built from; changing it needs a new
+// plan.KeySchema.
+const BuildEpoch = 1577836800
 
 // jobEnv is the standard environment with the definition's env applied on
 // top (values are templates), as a sorted KEY=VALUE list.

@@ -18,7 +18,7 @@ import (
 
 // KeySchema is mixed into every cache key; bump it when the way a layer is
 // built changes so that every cached layer is rebuilt.
-const KeySchema = 2 // 2: layers carry LICENSES/<component>/
+const KeySchema = 3 // 2: layers carry LICENSES/<component>/; 3: SOURCE_DATE_EPOCH in builds
 
 // Node is one component in the plan.
 type Node struct {
