@@ -267,7 +267,7 @@ func (a *app) newRunner(name, cacheDir string) (runner.Runner, error) {
 		}
 		return a.newRunner("sandbox", cacheDir)
 	case "sandbox":
-		r := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: rootfsDir(cacheDir)}}
+		r := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: rootfsDir(cacheDir), Logger: a.log}}
 		mode, err := r.Check()
 		if err != nil {
 			return nil, withCode(exitBuild, fmt.Errorf("the sandbox runner cannot run here: %w (see coach doctor)", err))

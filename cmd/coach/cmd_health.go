@@ -169,7 +169,7 @@ func (a *app) targetSysroot(t target.Target, cacheDir string) string {
 		a.log.Warn("no root filesystem for this target here; system libraries are judged by name only", "target", t.Name)
 		return ""
 	}
-	rf := &sandbox.Rootfs{Dir: rootfsDir(cacheDir)}
+	rf := &sandbox.Rootfs{Dir: rootfsDir(cacheDir), Logger: a.log}
 	dir, err := rf.Ensure(context.Background(), t, runtime.GOARCH, nil)
 	if err != nil {
 		a.log.Warn("cannot make the target's root filesystem; system libraries are judged by name only", "target", t.Name, "err", err)

@@ -136,7 +136,7 @@ func (a *app) verifyOne(pkgFile, previous, tname, cacheDir string, projects map[
 	}
 	return verify.Verify(cmdContext(), verify.Options{
 		Package: abs, Previous: prev, Name: name, Target: t, Arch: runtime.GOARCH, Project: project,
-		Roots:   &sandbox.Rootfs{Dir: rootfsDir(cacheDir)},
+		Roots:   &sandbox.Rootfs{Dir: rootfsDir(cacheDir), Logger: a.log},
 		WorkDir: filepath.Join(cacheDir, "verify"),
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,9 @@ type Rootfs struct {
 	Dir string
 	// Log receives mmdebstrap's output.
 	Log io.Writer
+	// Logger, when set, hears when a root filesystem is being made and when
+	// it is done: a minute or more in which nothing else happens.
+	Logger *slog.Logger
 }
 
 // RootfsInfo is stored beside a rootfs.
@@ -151,6 +155,9 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		t.Bootstrap.Suite, tmp, t.Bootstrap.Mirror,
 	}
 	start := time.Now()
+	if r.Logger != nil {
+		r.Logger.Info("making root filesystem (once per target and package set)", "target", t.Name, "suite", t.Bootstrap.Suite, "packages", strings.Join(pkgs, ","), "dir", dir)
+	}
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, mm, args...)
 	w := io.Writer(&out)
@@ -171,6 +178,9 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 	if err := os.Rename(tmp, dir); err != nil {
 		os.RemoveAll(tmp)
 		return "", err
+	}
+	if r.Logger != nil {
+		r.Logger.Info("made root filesystem", "target", t.Name, "seconds", time.Since(start).Round(100*time.Millisecond).Seconds(), "dir", dir)
 	}
 	return dir, nil
 }
