@@ -39,6 +39,7 @@ func (a *app) packageCommand() *cobra.Command {
 	var pf packageFlags
 	var targets []string
 	var from, cacheDir string
+	var skipHealth bool
 	cmd := &cobra.Command{
 		Use:   "package <project>",
 		Short: "Package the last build of a project again, for its targets or from another target's tree",
@@ -72,7 +73,10 @@ for debian-12, for hosts where el9 itself cannot be built.`,
 				}
 				if !rep.OK() {
 					rep.WriteText(a.stderr)
-					return withCode(exitHealth, fmt.Errorf("health check of the %s tree for %s failed", src, t.Name))
+					if !skipHealth {
+						return withCode(exitHealth, fmt.Errorf("health check of the %s tree for %s failed (--skip-health packages it anyway)", src, t.Name))
+					}
+					a.log.Warn("HEALTH CHECK FAILED AND IGNORED (--skip-health): this package may not run on its target", "tree", src, "target", t.Name, "errors", rep.Errors)
 				}
 				trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies})
 			}
@@ -93,5 +97,6 @@ for debian-12, for hosts where el9 itself cannot be built.`,
 	cmd.Flags().StringSliceVarP(&targets, "target", "t", nil, "targets to package (default: all of the project's)")
 	cmd.Flags().StringVar(&from, "from", "", "package the tree built for this target instead")
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", "", "cache directory")
+	cmd.Flags().BoolVar(&skipHealth, "skip-health", false, "package even when the health check fails (loudly; the check still runs and derives the dependencies)")
 	return cmd
 }
