@@ -229,9 +229,9 @@ func TestSandboxRealSoftware(t *testing.T) {
 	}
 	r := sandboxRunner(t)
 	files := map[string]string{
-		"projects/libs.yaml": "name: libs\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12, debian-13]\nsoftware: [pcre2, libyaml, xz]\n",
+		"projects/libs.yaml": "name: libs\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12, debian-13]\nsoftware: [pcre2, libyaml, xz, bzip2]\n",
 	}
-	for _, n := range []string{"zlib", "pcre2", "libyaml", "xz"} {
+	for _, n := range []string{"zlib", "pcre2", "libyaml", "xz", "bzip2"} {
 		b, err := os.ReadFile(filepath.Join("../../software", n+".yaml"))
 		if err != nil {
 			t.Fatal(err)
@@ -239,7 +239,7 @@ func TestSandboxRealSoftware(t *testing.T) {
 		files["software/"+n+".yaml"] = string(b)
 	}
 	root := writeRepo(t, files)
-	own := map[string]string{"zlib": "libz.", "pcre2": "pcre2", "libyaml": "yaml", "xz": "lzma"}
+	own := map[string]string{"zlib": "libz.", "pcre2": "pcre2", "libyaml": "yaml", "xz": "lzma", "bzip2": "bz2"}
 	for _, tgt := range []string{"debian-12", "debian-13"} {
 		t.Run(tgt, func(t *testing.T) {
 			b := builder(t, r, root, "file://"+mirror)
@@ -258,7 +258,7 @@ func TestSandboxRealSoftware(t *testing.T) {
 					}
 				}
 			}
-			for name, want := range map[string]string{"zlib": "embedded/lib/libz.so.1", "pcre2": "embedded/lib/libpcre2-8.so.0", "libyaml": "embedded/lib/libyaml-0.so.2", "xz": "embedded/lib/liblzma.so.5"} {
+			for name, want := range map[string]string{"zlib": "embedded/lib/libz.so.1", "pcre2": "embedded/lib/libpcre2-8.so.0", "libyaml": "embedded/lib/libyaml-0.so.2", "xz": "embedded/lib/liblzma.so.5", "bzip2": "embedded/lib/libbz2.so.1.0"} {
 				if _, err := os.Stat(filepath.Join(byName[name].Layer, want)); err != nil {
 					t.Errorf("%s's layer lacks %s", name, want)
 				}
@@ -268,7 +268,7 @@ func TestSandboxRealSoftware(t *testing.T) {
 				t.Error("pcre2 started before zlib was built")
 			}
 			rootfs := rootfsOf(t, r, tgt, []string{"autoconf", "automake", "libtool"})
-			for _, argv := range [][]string{{"/opt/libs/embedded/bin/xz", "--version"}, {"/opt/libs/embedded/bin/pcre2grep", "-V"}} {
+			for _, argv := range [][]string{{"/opt/libs/embedded/bin/xz", "--version"}, {"/opt/libs/embedded/bin/pcre2grep", "-V"}, {"/opt/libs/embedded/bin/bzip2", "--version"}} {
 				out, err := runIn(t, rootfs, res.Tree, "/opt/libs", argv...)
 				if err != nil {
 					t.Errorf("%v: %v\n%s", argv, err, out)

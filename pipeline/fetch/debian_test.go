@@ -1,7 +1,6 @@
 package fetch_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -22,46 +21,57 @@ type origTarball struct {
 }
 
 // readSources finds the orig tarball of a package in its Sources stanzas
-// (as saved by .ci/fetch-debian-sources).
+// (as saved by .ci/fetch-debian-sources): the one apt-get source put beside
+// them, else the first listed.
 func readSources(t *testing.T, path, pkg string) origTarball {
 	t.Helper()
-	f, err := os.Open(path)
+	all := readAllSources(t, path, pkg)
+	for _, o := range all {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(path), o.file)); err == nil {
+			return o
+		}
+	}
+	return all[0]
+}
+
+// readAllSources lists the orig tarball of every stanza (suite) of a
+// package's Sources index.
+func readAllSources(t *testing.T, path, pkg string) []origTarball {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var dir string
-	inSums := false
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			dir, inSums = "", false
-		case strings.HasPrefix(line, "Directory: "):
-			dir = strings.TrimPrefix(line, "Directory: ")
-		case strings.HasPrefix(line, "Checksums-Sha256:"):
-			inSums = true
-		case inSums && strings.HasPrefix(line, " "):
-			var o origTarball
-			if _, err := fmt.Sscanf(line, " %s %d %s", &o.sha256, &o.size, &o.file); err == nil && strings.Contains(o.file, ".orig.tar.") && !strings.HasSuffix(o.file, ".asc") {
-				o.pkg = pkg
-				// Directory may come after the checksums; read on to it.
-				for dir == "" && sc.Scan() && sc.Text() != "" {
-					if d, ok := strings.CutPrefix(sc.Text(), "Directory: "); ok {
-						dir = d
-					}
+	var out []origTarball
+	for _, stanza := range strings.Split(string(data), "\n\n") {
+		var dir string
+		var orig *origTarball
+		inSums := false
+		for _, line := range strings.Split(stanza, "\n") {
+			switch {
+			case strings.HasPrefix(line, "Directory: "):
+				dir = strings.TrimPrefix(line, "Directory: ")
+			case strings.HasPrefix(line, "Checksums-Sha256:"):
+				inSums = true
+			case inSums && strings.HasPrefix(line, " "):
+				var o origTarball
+				if _, err := fmt.Sscanf(line, " %s %d %s", &o.sha256, &o.size, &o.file); err == nil && strings.Contains(o.file, ".orig.tar.") && !strings.HasSuffix(o.file, ".asc") {
+					o.pkg = pkg
+					orig = &o
 				}
-				o.directory = dir
-				return o
+			default:
+				inSums = false
 			}
-		default:
-			inSums = false
+		}
+		if orig != nil {
+			orig.directory = dir
+			out = append(out, *orig)
 		}
 	}
-	t.Fatalf("%s: no orig tarball listed", path)
-	return origTarball{}
+	if len(out) == 0 {
+		t.Fatalf("%s: no orig tarball listed", path)
+	}
+	return out
 }
 
 var versionInFile = regexp.MustCompile(`_([0-9][^_]*)\.orig\.tar\.`)
