@@ -5,6 +5,7 @@ package build
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -156,10 +157,10 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 	for _, n := range pl.Nodes {
 		emit(Event{Component: n.Name, State: "queued"})
 	}
-	order := criticalFirst(pl)
+	order := criticalFirst(pl, b.Layers.Durations())
 	for len(results) < len(pl.Nodes) {
-		// Start every component whose dependencies are built, those with the
-		// longest chain of components waiting on them first.
+		// Start every component whose dependencies are built, those at the
+		// head of the longest (estimated) chain of builds first.
 		for _, n := range order {
 			if firstErr != nil || inflight >= jobs {
 				break
@@ -259,19 +260,40 @@ func (r *Result) Owners() (files, libraries map[string]string, err error) {
 	return files, libraries, nil
 }
 
-// criticalFirst orders the plan's nodes by the length of the longest chain
-// of components that depend on them, longest first, then in plan order, so
-// that with few jobs the components others wait for start first.
-func criticalFirst(pl *plan.Plan) []*plan.Node {
-	height := map[string]int{}
+// criticalFirst orders the plan's nodes by the estimated time of the
+// longest chain of builds that starts with them (the component itself, then
+// whatever depends on it, and so on), longest first, then in plan order, so
+// that with few jobs the builds that others wait on longest start first.
+// A component's estimate is its last build time (seconds, from the layer
+// cache); one never built counts as the median of the known ones, or 1 when
+// none is known, which orders by the number of components in the chain.
+func criticalFirst(pl *plan.Plan, seconds map[string]float64) []*plan.Node {
+	var known []float64
+	for _, n := range pl.Nodes {
+		if s, ok := seconds[n.Name]; ok && s > 0 {
+			known = append(known, s)
+		}
+	}
+	unknown := 1.0
+	if len(known) > 0 {
+		slices.Sort(known)
+		unknown = known[len(known)/2]
+	}
+	chain := map[string]float64{}
+	// Plan order puts dependencies first, so dependents are done first here.
 	for i := len(pl.Nodes) - 1; i >= 0; i-- {
 		n := pl.Nodes[i]
+		own, ok := seconds[n.Name]
+		if !ok || own <= 0 {
+			own = unknown
+		}
+		chain[n.Name] += own
 		for _, d := range n.Dependencies {
-			height[d] = max(height[d], height[n.Name]+1)
+			chain[d] = max(chain[d], chain[n.Name])
 		}
 	}
 	out := slices.Clone(pl.Nodes)
-	slices.SortStableFunc(out, func(a, b *plan.Node) int { return height[b.Name] - height[a.Name] })
+	slices.SortStableFunc(out, func(a, b *plan.Node) int { return cmp.Compare(chain[b.Name], chain[a.Name]) })
 	return out
 }
 

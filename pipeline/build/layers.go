@@ -58,6 +58,27 @@ func (c *LayerCache) Lookup(key string) (string, *LayerMeta, bool) {
 	return filepath.Join(dir, "layer"), &m, true
 }
 
+// Durations returns how long each component's most recent build in this
+// cache took, whatever its key or target: the scheduler's estimate of how
+// long the next build of it will take.
+func (c *LayerCache) Durations() map[string]float64 {
+	out := map[string]float64{}
+	latest := map[string]time.Time{}
+	entries, _ := os.ReadDir(c.Dir)
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(c.Dir, e.Name(), "meta.json"))
+		if err != nil {
+			continue
+		}
+		var m LayerMeta
+		if json.Unmarshal(data, &m) != nil || m.Seconds <= 0 || !m.BuiltAt.After(latest[m.Component]) {
+			continue
+		}
+		out[m.Component], latest[m.Component] = m.Seconds, m.BuiltAt
+	}
+	return out
+}
+
 // pendingLayer is a layer being built.
 type pendingLayer struct {
 	c   *LayerCache
