@@ -58,19 +58,24 @@ func Key(t target.Target, arch string, packages []string) string {
 }
 
 func key(t target.Target, arch string, packages []string, toolchain bool) string {
+	return digest.JSON(struct {
+		Schema    int
+		Bootstrap target.Bootstrap
+		Arch      string
+		Packages  []string
+	}{rootfsSchema, t.Bootstrap, arch, packageSet(t, packages, toolchain)})
+}
+
+// packageSet is what mmdebstrap installs: the target's toolchain (unless a
+// clean root is wanted) and the given packages, sorted, each once.
+func packageSet(t target.Target, packages []string, toolchain bool) []string {
 	var pkgs []string
 	if toolchain {
 		pkgs = slices.Clone(t.Toolchain)
 	}
 	pkgs = append(pkgs, packages...)
 	slices.Sort(pkgs)
-	pkgs = slices.Compact(pkgs)
-	return digest.JSON(struct {
-		Schema    int
-		Bootstrap target.Bootstrap
-		Arch      string
-		Packages  []string
-	}{rootfsSchema, t.Bootstrap, arch, pkgs})
+	return slices.Compact(pkgs)
 }
 
 // debArch maps Go architecture names to Debian's.
@@ -132,13 +137,7 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 	os.RemoveAll(dir) // an incomplete leftover without its info file
 	tmp := dir + fmt.Sprintf(".partial-%d", os.Getpid())
 	os.RemoveAll(tmp)
-	var pkgs []string
-	if toolchain {
-		pkgs = slices.Clone(t.Toolchain)
-	}
-	pkgs = append(pkgs, packages...)
-	slices.Sort(pkgs)
-	pkgs = slices.Compact(pkgs)
+	pkgs := packageSet(t, packages, toolchain)
 	mode := "root"
 	if os.Geteuid() != 0 {
 		mode = "unshare"
