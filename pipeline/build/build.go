@@ -451,7 +451,7 @@ func collectLicenses(s *spec.Software, name, srcDir, layer string) error {
 	}
 	for _, f := range s.LicenseFiles {
 		src := filepath.Join(srcDir, filepath.FromSlash(f))
-		if err := copyFile(src, filepath.Join(dst, filepath.Base(f)), 0o644); err != nil {
+		if err := archive.CopyFile(src, filepath.Join(dst, filepath.Base(f)), 0o644); err != nil {
 			return fmt.Errorf("build %s: license file %s (license_files in software/%s.yaml): %w", name, f, name, err)
 		}
 	}

@@ -119,7 +119,7 @@ func (p *pendingLayer) commit(meta LayerMeta, logPath string) (string, error) {
 		return "", err
 	}
 	if logPath != "" {
-		copyFile(logPath, filepath.Join(p.tmp, "build.log"), 0o644)
+		archive.CopyFile(logPath, filepath.Join(p.tmp, "build.log"), 0o644)
 	}
 	final := filepath.Join(p.c.Dir, keyDir(p.key))
 	if err := os.Rename(p.tmp, final); err != nil {
@@ -253,7 +253,7 @@ func Merge(layers []NamedLayer, dst string) error {
 				if !errors.Is(err, unix.EXDEV) {
 					return err
 				}
-				return copyFile(p, target, info.Mode().Perm())
+				return archive.CopyFile(p, target, info.Mode().Perm())
 			}
 			return nil
 		})

@@ -26,6 +26,13 @@ import (
 // share them, or skips when bubblewrap or mmdebstrap is not installed.
 func sandboxRunner(t *testing.T) *sandbox.Runner {
 	t.Helper()
+	return sandboxRunnerMode(t, "")
+}
+
+// sandboxRunnerMode is a sandbox runner in the given mode ("" picks
+// overlay where it works, as coach does).
+func sandboxRunnerMode(t *testing.T, mode sandbox.Mode) *sandbox.Runner {
+	t.Helper()
 	for _, tool := range []string{"bwrap", "mmdebstrap"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s is not installed (apt-get install bubblewrap mmdebstrap; .ci/run does)", tool)
@@ -35,7 +42,7 @@ func sandboxRunner(t *testing.T) *sandbox.Runner {
 	if dir == "" {
 		dir = "/var/tmp/coach-test-rootfs"
 	}
-	r := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: dir}}
+	r := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: dir}, Mode: mode}
 	if _, err := r.Check(); err != nil {
 		t.Fatalf("the sandbox cannot run here: %v", err)
 	}
@@ -116,7 +123,14 @@ func rootfsOf(t *testing.T, r *sandbox.Runner, tgt string, pkgs []string) string
 // TestSandboxHello builds the repository's hello project in the sandbox
 // and runs the result in a clean root of the same target.
 func TestSandboxHello(t *testing.T) {
-	r := sandboxRunner(t)
+	// Overlay is what runs here; copy is the fallback where overlayfs
+	// cannot be mounted, and must give the same layers.
+	for _, mode := range []sandbox.Mode{sandbox.Overlay, sandbox.Copy} {
+		t.Run(string(mode), func(t *testing.T) { testSandboxHello(t, sandboxRunnerMode(t, mode)) })
+	}
+}
+
+func testSandboxHello(t *testing.T, r *sandbox.Runner) {
 	_, optBefore := os.Stat("/opt/hello")
 	root, _ := filepath.Abs("../..")
 	b := builder(t, r, root)

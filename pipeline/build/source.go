@@ -2,8 +2,6 @@ package build
 
 import (
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -26,7 +24,7 @@ func prepareSource(fetched, fileName, dst string, s *spec.Software, vars spec.St
 	}
 	top := ""
 	if st.IsDir() {
-		if err := copyTree(fetched, dst); err != nil {
+		if err := archive.CopyTree(fetched, dst); err != nil {
 			return "", fmt.Errorf("copy source: %w", err)
 		}
 	} else {
@@ -70,64 +68,10 @@ func copyPatches(root string, s *spec.Software, srcDir string) ([]string, error)
 	var names []string
 	for i, p := range all {
 		name := fmt.Sprintf("%02d-%s", i+1, filepath.Base(p))
-		if err := copyFile(filepath.Join(root, "software", s.Name, p), filepath.Join(dir, name), 0o644); err != nil {
+		if err := archive.CopyFile(filepath.Join(root, "software", s.Name, p), filepath.Join(dir, name), 0o644); err != nil {
 			return nil, fmt.Errorf("patch %s: %w", p, err)
 		}
 		names = append(names, name)
 	}
 	return names, nil
-}
-
-// copyTree copies a directory tree, keeping modes, mtimes and symlinks.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		case d.IsDir():
-			return os.MkdirAll(target, info.Mode().Perm()|0o700)
-		case info.Mode().IsRegular():
-			if err := copyFile(p, target, info.Mode().Perm()); err != nil {
-				return err
-			}
-			return os.Chtimes(target, info.ModTime(), info.ModTime())
-		}
-		return fmt.Errorf("%s: unsupported file type %s", p, info.Mode().Type())
-	})
-}
-
-func copyFile(src, dst string, perm fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(dst, perm)
-	}
-	return err
 }

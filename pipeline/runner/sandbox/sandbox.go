@@ -239,7 +239,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 			return err
 		}
 		for _, l := range job.Layers {
-			if err := copyInto(l, staging); err != nil {
+			if err := archive.CopyTree(l, staging); err != nil {
 				return fmt.Errorf("sandbox: copy dependency layer: %w", err)
 			}
 		}
