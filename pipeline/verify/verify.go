@@ -292,6 +292,17 @@ func linksGone(ctx context.Context, o Options, s *scratch, st *stepper, step str
 	})
 }
 
+// nothingLeft is the last step of every cycle: the leftovers check.
+func nothingLeft(ctx context.Context, s *scratch, st *stepper) {
+	st.do("nothing left", func() (string, string, bool) {
+		out, err := s.run(ctx, leftovers+"\n", false)
+		if err == nil {
+			out = "nothing of the package remains"
+		}
+		return failed(out, err)
+	})
+}
+
 // leftovers checks that nothing the package installed remains, given the
 // list of its files saved before removal. Shared system directories
 // (/usr/bin, /opt, ...) may stay.
@@ -346,13 +357,7 @@ func verifyDeb(ctx context.Context, o Options, s *scratch, rep *Report) error {
 		recordDeb(rep, "purge", out)
 		return failed(out, err)
 	})
-	st.do("nothing left", func() (string, string, bool) {
-		out, err := s.run(ctx, leftovers+"\n", false)
-		if err == nil {
-			out = "nothing of the package remains"
-		}
-		return failed(out, err)
-	})
+	nothingLeft(ctx, s, st)
 	return nil
 }
 
@@ -402,13 +407,7 @@ func verifyRPM(ctx context.Context, o Options, s *scratch, rep *Report) error {
 	})
 	st.do("erase", func() (string, string, bool) { return failed(rpm("erase", "-e", "--nodeps", o.Name)) })
 	linksGone(ctx, o, s, st, "links removed")
-	st.do("nothing left", func() (string, string, bool) {
-		out, err := s.run(ctx, leftovers+"\n", false)
-		if err == nil {
-			out = "nothing of the package remains"
-		}
-		return failed(out, err)
-	})
+	nothingLeft(ctx, s, st)
 	return nil
 }
 
