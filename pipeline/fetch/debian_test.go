@@ -2,8 +2,10 @@ package fetch_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -137,5 +139,131 @@ func TestDebianOrigTarballs(t *testing.T) {
 			t.Errorf("%s: neither configure nor configure.ac in %s", r.Name, res.TopDir)
 		}
 		t.Logf("%-8s %s sha256 %s… (Debian index) → %s, %d entries, %.1f MiB", r.Name, o.file, o.sha256[:12], res.Format, res.Entries, float64(res.Bytes)/(1<<20))
+	}
+}
+
+// fakeArchive lays out a Debian-style archive at dir/name with one suite, a
+// source package per entry of files (orig file name -> listed sha256), and
+// the pool files in pool (path under the archive -> bytes).
+func fakeArchive(t *testing.T, dir, name, suite string, stanzas []string, pool map[string]string) {
+	t.Helper()
+	root := filepath.Join(dir, name)
+	write := func(rel, data string) {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	index := map[string]string{
+		"main/source/Sources":        strings.Join(stanzas, "\n"),
+		"main/binary-amd64/Packages": "",
+	}
+	release := fmt.Sprintf("Origin: Fake\nSuite: %[1]s\nCodename: %[1]s\nComponents: main\nArchitectures: amd64 source\nSHA256:\n", suite)
+	for _, rel := range []string{"main/binary-amd64/Packages", "main/source/Sources"} {
+		write("dists/"+suite+"/"+rel, index[rel])
+		release += fmt.Sprintf(" %x %d %s\n", sha256.Sum256([]byte(index[rel])), len(index[rel]), rel)
+	}
+	write("dists/"+suite+"/Release", release)
+	for rel, data := range pool {
+		write(rel, data)
+	}
+}
+
+func sourceStanza(pkg, version, directory, file, data string) string {
+	return fmt.Sprintf("Package: %s\nBinary: %[1]s\nVersion: %s\nMaintainer: M <m@example.com>\nArchitecture: any\nFormat: 3.0 (quilt)\nDirectory: %s\nChecksums-Sha256:\n %x %d %s\n",
+		pkg, version, directory, sha256.Sum256([]byte(data)), len(data), file)
+}
+
+// TestFetchDebianSourcesFallback runs .ci/fetch-debian-sources against a fake
+// apt configuration (APT_CONFIG) with two archives, as Debian has: the
+// security archive lists a newer revision of each package with the same orig
+// tarball but serves no file for it (as it does for zlib on bookworm), and the
+// release's own suite has the file. The script must take it from there, check
+// it against the index, and refuse bytes that the index does not list.
+func TestFetchDebianSourcesFallback(t *testing.T) {
+	for _, tool := range []string{"apt-get", "apt-config", "bash"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed: the script drives apt", tool)
+		}
+	}
+	if _, err := os.Stat("/usr/lib/apt/apt-helper"); err != nil {
+		t.Skip("apt-helper is not installed: the script downloads through it")
+	}
+	script, err := filepath.Abs("../../.ci/fetch-debian-sources")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	const good, bad = "upstream release bytes\n", "tampered bytes\n"
+	fakeArchive(t, tmp, "archive", "bookworm", []string{
+		sourceStanza("zz", "1.0-1", "pool/main/z/zz", "zz_1.0.orig.tar.gz", good),
+		sourceStanza("yy", "2.0-1", "pool/main/y/yy", "yy_2.0.orig.tar.xz", good),
+	}, map[string]string{
+		"pool/main/z/zz/zz_1.0.orig.tar.gz": good,
+		"pool/main/y/yy/yy_2.0.orig.tar.xz": bad, // not what the index lists
+	})
+	fakeArchive(t, tmp, "security", "bookworm-security", []string{
+		sourceStanza("zz", "1.0-1+deb12u1", "pool/updates/main/z/zz", "zz_1.0.orig.tar.gz", good),
+		sourceStanza("yy", "2.0-1+deb12u1", "pool/updates/main/y/yy", "yy_2.0.orig.tar.xz", good),
+	}, nil) // lists both, serves neither
+	etc := filepath.Join(tmp, "etc")
+	for _, d := range []string{"sources.list.d", "apt.conf.d", "preferences.d", "trusted.gpg.d"} {
+		os.MkdirAll(filepath.Join(etc, d), 0o755)
+	}
+	sources := fmt.Sprintf("Types: deb\nURIs: file://%s/archive\nSuites: bookworm\nComponents: main\nTrusted: yes\n\nTypes: deb\nURIs: file://%s/security\nSuites: bookworm-security\nComponents: main\nTrusted: yes\n", tmp, tmp)
+	os.WriteFile(filepath.Join(etc, "sources.list.d", "fake.sources"), []byte(sources), 0o644)
+	os.WriteFile(filepath.Join(tmp, "status"), nil, 0o644)
+	conf := fmt.Sprintf("Dir::Etc %q;\nDir::State %q;\nDir::State::status %q;\nDir::Cache %q;\nAPT::Architecture \"amd64\";\nAPT::Sandbox::User \"root\";\n",
+		etc, filepath.Join(tmp, "state"), filepath.Join(tmp, "status"), filepath.Join(tmp, "cache"))
+	aptConf := filepath.Join(tmp, "apt.conf")
+	os.WriteFile(aptConf, []byte(conf), 0o644)
+	for _, d := range []string{"state/lists/partial", "cache/archives/partial"} {
+		os.MkdirAll(filepath.Join(tmp, d), 0o755)
+	}
+
+	run := func(out string, pkgs ...string) (string, error) {
+		cmd := exec.Command("bash", append([]string{script, out}, pkgs...)...)
+		cmd.Env = append(os.Environ(), "APT_CONFIG="+aptConf)
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	out := filepath.Join(tmp, "out")
+	log, err := run(out, "zz")
+	if err != nil {
+		t.Fatalf("fetch-debian-sources zz: %v\n%s", err, log)
+	}
+	if got, err := os.ReadFile(filepath.Join(out, "zz_1.0.orig.tar.gz")); err != nil || string(got) != good {
+		t.Fatalf("zz orig: %q, %v", got, err)
+	}
+	if !strings.Contains(log, "was missing at file:"+tmp+"/security/") || !strings.Contains(log, "took it from file:"+tmp+"/archive/") {
+		t.Errorf("the fallback is not reported:\n%s", log)
+	}
+	if o := readSources(t, filepath.Join(out, "zz.Sources"), "zz"); o.file != "zz_1.0.orig.tar.gz" {
+		t.Errorf("zz.Sources: %+v", o)
+	}
+	if _, err := os.Stat(filepath.Join(etc, "sources.list.d", "coach-deb-src.sources")); err != nil {
+		t.Errorf("no deb-src twin of the configured sources: %v", err)
+	}
+
+	// A pool file whose bytes the index does not list is refused.
+	log, err = run(filepath.Join(tmp, "out2"), "yy")
+	if err == nil {
+		t.Fatalf("tampered orig tarball accepted:\n%s", log)
+	}
+	if !strings.Contains(log, "no orig tarball for yy") {
+		t.Errorf("refusal does not name the package:\n%s", log)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "out2", "yy_2.0.orig.tar.xz")); err == nil {
+		t.Error("tampered bytes were left in place")
+	}
+
+	// A copy already in place with the listed bytes is kept: nothing is
+	// fetched, so it works with the pool gone.
+	os.Remove(filepath.Join(tmp, "archive", "pool/main/z/zz/zz_1.0.orig.tar.gz"))
+	if log, err := run(out, "zz"); err != nil {
+		t.Fatalf("rerun with the tarball in place: %v\n%s", err, log)
 	}
 }
