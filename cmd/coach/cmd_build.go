@@ -102,6 +102,9 @@ are merged into one tree per target.`,
 			defer stop()
 			out := buildJSON{Project: prep.Project.Name, Version: prep.Project.Version, Runner: r.Name()}
 			status := newBuildStatus(a)
+			// A target that fails is reported at the end; the others are
+			// still built, packaged and verified.
+			var failed []targetFailure
 			for _, t := range prep.Plan.TargetList() {
 				b := &build.Builder{
 					Runner: r, Fetcher: f,
@@ -118,7 +121,9 @@ are merged into one tree per target.`,
 					return withCode(exitInterrupted, fmt.Errorf("build %s for %s: interrupted; nothing half-built was kept", prep.Project.Name, t.Name))
 				}
 				if err != nil {
-					return withCode(exitBuild, fmt.Errorf("build %s for %s: %w", prep.Project.Name, t.Name, err))
+					failed = append(failed, buildFailure(prep.Project.Name, t, err))
+					a.log.Error("target not built", "target", t.Name, "err", err)
+					continue
 				}
 				tb := targetBuild{Result: res}
 				if bf.skipHealth {
@@ -138,21 +143,20 @@ are merged into one tree per target.`,
 					}
 					rep, err := checkBuild(res, prep.Project, t, sysroot, nil, nil)
 					if err != nil {
-						return fmt.Errorf("health check of %s for %s: %w", prep.Project.Name, t.Name, err)
+						failed = append(failed, targetFailure{t.Name, exitHealth, fmt.Errorf("health check of %s for %s: %w", prep.Project.Name, t.Name, err)})
+						continue
 					}
 					tb.Health = rep
 					if !rep.OK() {
-						if a.json {
-							a.writeJSON(out)
-						}
 						rep.WriteText(a.stderr)
-						return withCode(exitHealth, fmt.Errorf("health check of %s for %s failed: %d errors (the tree is at %s; --skip-health builds anyway)", prep.Project.Name, t.Name, rep.Errors, res.Tree))
+						failed = append(failed, targetFailure{t.Name, exitHealth, fmt.Errorf("health check of %s for %s failed: %d errors (the tree is at %s; --skip-health builds anyway)", prep.Project.Name, t.Name, rep.Errors, res.Tree)})
+						continue
 					}
 					a.log.Info("health check passed", "target", t.Name, "elf_files", rep.ELF, "warnings", rep.Warnings, "dependencies", strings.Join(rep.Dependencies, ", "))
 				}
 				out.Targets = append(out.Targets, tb)
 			}
-			if !bf.noPackage {
+			if !bf.noPackage && len(out.Targets) > 0 {
 				var trees []pkg.TargetTree
 				for _, tb := range out.Targets {
 					t, _ := prep.Project.Target(tb.Target)
@@ -183,14 +187,17 @@ are merged into one tree per target.`,
 						}
 					}
 					if len(failures) > 0 {
-						if a.json {
-							a.writeJSON(out)
-						}
-						return withCode(exitVerify, fmt.Errorf("verification failed (the packages are in %s):\n\t%s", rel.OutDir, strings.Join(failures, "\n\t")))
+						failed = append(failed, targetFailure{"", exitVerify, fmt.Errorf("verification failed (the packages are in %s):\n\t%s", rel.OutDir, strings.Join(failures, "\n\t"))})
 					}
 				}
 			}
 			out.Seconds = time.Since(start).Seconds()
+			if len(failed) > 0 {
+				if a.json {
+					a.writeJSON(out)
+				}
+				return failedTargets(prep.Project.Name, len(out.Targets), failed)
+			}
 			if a.json {
 				return a.writeJSON(out)
 			}
@@ -235,6 +242,42 @@ are merged into one tree per target.`,
 	fl.BoolVar(&bf.noVerify, "no-verify", false, "do not install and check the packages in a clean root of their target")
 	bf.packageFlags.registerPackage(fl)
 	return cmd
+}
+
+// targetFailure is a target that was not built, checked or verified.
+type targetFailure struct {
+	target string
+	code   int
+	err    error
+}
+
+// buildFailure says why a target was not built, and what to do where the
+// runner cannot build it at all.
+func buildFailure(project string, t target.Target, err error) targetFailure {
+	if errors.Is(err, sandbox.ErrNoBootstrap) {
+		err = fmt.Errorf("%s cannot be built here: the sandbox runner makes root filesystems for the Debian family only; build it with --runner dagger and a Dagger engine, or package a Debian target's tree with coach package %s -t %s --from debian-12", t.Name, project, t.Name)
+	} else {
+		err = fmt.Errorf("build %s for %s: %w", project, t.Name, err)
+	}
+	return targetFailure{t.Name, exitBuild, err}
+}
+
+// failedTargets is the error of a build in which some targets failed: each
+// named with its reason; the exit code is the first failure's.
+func failedTargets(project string, ok int, failed []targetFailure) error {
+	if len(failed) == 1 && (ok == 0 || failed[0].target == "") {
+		return withCode(failed[0].code, failed[0].err)
+	}
+	msgs := make([]string, len(failed))
+	notBuilt := 0
+	for i, f := range failed {
+		msgs[i] = f.err.Error()
+		if f.target != "" {
+			notBuilt++
+		}
+	}
+	summary := fmt.Sprintf("%d of %d targets failed (the packages of the others were written)", notBuilt, notBuilt+ok)
+	return withCode(failed[0].code, fmt.Errorf("%s: %s:\n\t%s", project, summary, strings.Join(msgs, "\n\t")))
 }
 
 func (s *sourceFlags) cache() string {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/target"
@@ -22,6 +23,8 @@ type check struct {
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
 	Fix    string `json:"fix,omitempty"`
+	// Package is the Debian package that fixes a failed check, for --fix.
+	Package string `json:"package,omitempty"`
 }
 
 type doctorJSON struct {
@@ -31,26 +34,43 @@ type doctorJSON struct {
 
 func (a *app) doctorCommand() *cobra.Command {
 	var cacheDir string
+	var fix bool
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Say which runners are usable here, and if one is not, why and how to fix it",
-		Args:  cobra.NoArgs,
+		Long: `doctor checks what coach needs on this machine: the sandbox runner's host tools
+(bubblewrap, mmdebstrap), each target's package mirror, a Dagger engine, the
+cache directory and the tools verify and lint use.
+
+With --fix it installs the missing host tools with apt-get: directly as root,
+through sudo otherwise. It says which packages before it runs anything.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cacheDir == "" {
 				cacheDir = defaultCacheDir()
 			}
+			if fix {
+				if err := a.installHostTools(cmd.Context(), hostToolPackages()); err != nil {
+					return err
+				}
+			}
 			var checks []check
+			var pkg string // the package that fixes the next check, if any
 			add := func(name string, err error, ok, fix string) bool {
 				c := check{Name: name, OK: err == nil, Detail: ok}
 				if err != nil {
-					c.Detail, c.Fix = err.Error(), fix
+					c.Detail, c.Fix, c.Package = err.Error(), fix, pkg
 				}
+				pkg = ""
 				checks = append(checks, c)
 				return err == nil
 			}
 			// Sandbox.
 			sb := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: rootfsDir(cacheDir)}}
 			mode, err := sb.Check()
+			if _, lerr := exec.LookPath("bwrap"); lerr != nil {
+				pkg = "bubblewrap"
+			}
 			sandboxOK := add("sandbox: bubblewrap", err, "bwrap runs with every namespace unshared", "apt-get install bubblewrap; as a user, enable unprivileged user namespaces")
 			if sandboxOK {
 				detail := "dependency layers are overlayfs lower dirs"
@@ -60,6 +80,7 @@ func (a *app) doctorCommand() *cobra.Command {
 				add("sandbox: layers", nil, detail, "")
 			}
 			_, err = exec.LookPath("mmdebstrap")
+			pkg = "mmdebstrap"
 			sandboxOK = add("sandbox: mmdebstrap", err, "makes Debian-family root filesystems", "apt-get install mmdebstrap") && sandboxOK
 			for _, name := range target.BuiltinNames() {
 				t, _ := target.Builtin(name)
@@ -67,7 +88,11 @@ func (a *app) doctorCommand() *cobra.Command {
 					add("sandbox: "+name, errors.New("no bootstrap recipe: rpm distributions cannot be made without a registry"), "", "build "+name+" with --runner dagger")
 					continue
 				}
-				add("sandbox: "+name+" mirror", reachable(t.Bootstrap.Mirror+"/dists/"+t.Bootstrap.Suite+"/Release"), t.Bootstrap.Mirror+" serves "+t.Bootstrap.Suite, "make the mirror reachable, or set bootstrap.mirror in a custom target")
+				base, err := mirror.Host().Expand(t.Bootstrap.Mirror)
+				if err == nil {
+					err = reachable(base + "/dists/" + t.Bootstrap.Suite + "/Release")
+				}
+				add("sandbox: "+name+" mirror", err, base+" serves "+t.Bootstrap.Suite, "make the mirror reachable, or set "+mirrorHint(t.Bootstrap.Mirror)+"bootstrap.mirror in a custom target")
 			}
 			// Dagger.
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -87,6 +112,7 @@ func (a *app) doctorCommand() *cobra.Command {
 				{"lintian", "lintian", "linting deb packages"},
 			} {
 				_, err := exec.LookPath(tool.bin)
+				pkg = tool.pkg
 				add("tool: "+tool.bin, err, "for "+tool.why, "apt-get install "+tool.pkg)
 			}
 			out := doctorJSON{Runners: map[string]bool{"sandbox": sandboxOK, "dagger": daggerOK}, Checks: checks}
@@ -112,7 +138,16 @@ func (a *app) doctorCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", "", "cache directory to check")
+	cmd.Flags().BoolVar(&fix, "fix", false, "install the missing host tools with apt-get (as root, or through sudo), then check")
 	return cmd
+}
+
+// mirrorHint names the variable that sets an archive reference, if it is one.
+func mirrorHint(ref string) string {
+	if name, _, ok := mirror.Ref(ref); ok {
+		return mirror.EnvVar(name) + ", or "
+	}
+	return ""
 }
 
 func usable(ok bool) string {

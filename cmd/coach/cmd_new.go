@@ -79,6 +79,9 @@ version: 0.1.0
 iteration: 1
 install_dir: /opt/<%.Name%>
 software: [<%.Software%>]
+# The sandbox runner (the default without a Dagger engine) builds the Debian
+# targets; el9 needs --runner dagger and an engine, or coach package -t el9
+# --from debian-12. coach build builds what it can and names what it could not.
 targets: [debian-12, debian-13, el9]
 package:
   links:
@@ -171,7 +174,13 @@ validates and builds at once.`,
 					file{path: filepath.Join("software", name, "LICENSE"), mode: 0o644, body: "Replace this with the license of " + name + ".\n"},
 				)
 			}
-			return a.writeNew(files)
+			if err := a.writeNew(files); err != nil {
+				return err
+			}
+			if !daggerConfigured() {
+				fmt.Fprintf(a.stderr, "note: no Dagger engine is configured, so el9 in projects/%s.yaml cannot be built here: coach build will build debian-12 and debian-13 and name el9 as not built. Remove el9 from targets, or build it with --runner dagger and an engine.\n", name)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&maintainer, "maintainer", "Example Maintainers <pkg@example.com>", "package maintainer, Name <email>")

@@ -3,7 +3,9 @@ package build_test
 import (
 	"context"
 	"fmt"
+	"github.com/coach-build/coach/pipeline/mirror"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -199,7 +201,16 @@ func TestSandboxIsolation(t *testing.T) {
 	}
 
 	// The network: reachable from the host, not from a build step.
-	addr := "deb.debian.org:80"
+	// The Debian archive of the host's apt sources is one address it can reach.
+	base, err := mirror.Host().Base("debian")
+	if err != nil {
+		t.Skipf("no Debian archive configured, so no address known to be reachable: %v", err)
+	}
+	u, _ := url.Parse(base)
+	addr := u.Host
+	if u.Port() == "" {
+		addr += ":80"
+	}
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Skipf("the host cannot reach %s, so the network check proves nothing: %v", addr, err)

@@ -98,7 +98,7 @@ func TestDebianOrigTarballs(t *testing.T) {
 			t.Fatalf("%s: %v (size %d in the index)", o.file, err, o.size)
 		}
 		version := versionInFile.FindStringSubmatch(o.file)[1]
-		def := fmt.Sprintf("name: %[1]s\nlicense: LicenseRef-Debian-%[2]s\ndefault_version: %[3]q\nversions:\n  - version: %[3]q\n    exact: true\n    url: http://deb.debian.org/debian/%[4]s/%[5]s\n    sha256: %[6]s\nbuild: [make install]\n",
+		def := fmt.Sprintf("name: %[1]s\nlicense: LicenseRef-Debian-%[2]s\ndefault_version: %[3]q\nversions:\n  - version: %[3]q\n    exact: true\n    url: '{{mirror \"debian\"}}/%[4]s/%[5]s'\n    sha256: %[6]s\nbuild: [make install]\n",
 			name, pkg, version, o.directory, o.file, o.sha256)
 		if err := os.WriteFile(filepath.Join(repo, "software", name+".yaml"), []byte(def), 0o644); err != nil {
 			t.Fatal(err)

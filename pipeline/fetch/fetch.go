@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/resolve"
 )
 
@@ -97,6 +98,9 @@ type Fetcher struct {
 	Backoff  time.Duration
 	Progress func(Progress)
 	Log      *slog.Logger
+	// Archives expands mirror://name URLs; nil means the environment and
+	// the host's apt sources (mirror.Host).
+	Archives *mirror.Set
 }
 
 // ChecksumError is a download whose bytes are not the pinned ones.
@@ -200,17 +204,24 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (*Result, error) {
 	return f.fetchURL(ctx, req, key, res)
 }
 
-// locations lists where a url source may be found, mirrors first.
-func (f *Fetcher) locations(req Request, key string) []string {
-	var out []string
+// locations lists where a url source may be found, mirrors first, and the
+// upstream URL with its package archive (mirror://name) expanded. An archive
+// that is not configured here is reported as the last location's failure.
+func (f *Fetcher) locations(req Request, key string) (locs []string, upstream string, err error) {
 	for _, m := range f.Mirrors {
 		base := strings.TrimSuffix(m, "/")
-		out = append(out, base+"/"+url.PathEscape(req.FileName()), base+"/"+key)
+		locs = append(locs, base+"/"+url.PathEscape(req.FileName()), base+"/"+key)
 	}
 	if req.Source.URL != "" {
-		out = append(out, req.Source.URL)
+		archives := f.Archives
+		if archives == nil {
+			archives = mirror.Host()
+		}
+		if upstream, err = archives.Expand(req.Source.URL); err == nil {
+			locs = append(locs, upstream)
+		}
 	}
-	return out
+	return locs, upstream, err
 }
 
 func (f *Fetcher) fetchURL(ctx context.Context, req Request, key string, res *Result) (*Result, error) {
@@ -224,7 +235,8 @@ func (f *Fetcher) fetchURL(ctx context.Context, req Request, key string, res *Re
 	}
 	defer p.discard()
 	var tried []string
-	for _, loc := range f.locations(req, key) {
+	locs, upstream, archiveErr := f.locations(req, key)
+	for _, loc := range locs {
 		if f.Offline && !strings.HasPrefix(loc, "file:") {
 			continue
 		}
@@ -246,7 +258,7 @@ func (f *Fetcher) fetchURL(ctx context.Context, req Request, key string, res *Re
 			continue
 		}
 		var ce *ChecksumError
-		if errors.As(err, &ce) && loc == req.Source.URL {
+		if errors.As(err, &ce) && loc == upstream {
 			return nil, err
 		}
 		// A mirror with the wrong bytes under the file name (two projects
@@ -259,6 +271,9 @@ func (f *Fetcher) fetchURL(ctx context.Context, req Request, key string, res *Re
 	}
 	if f.Offline {
 		return nil, &MissingError{Missing: []Request{req}}
+	}
+	if archiveErr != nil {
+		tried = append(tried, req.Source.URL+": "+archiveErr.Error())
 	}
 	return nil, fmt.Errorf("fetch %s from %s: every location failed:\n\t%s", req, req.Source.URL, strings.Join(tried, "\n\t"))
 }

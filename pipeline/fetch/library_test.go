@@ -11,6 +11,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/mirror"
 )
 
 // debianSource names, for each software definition of the repository with a
@@ -71,8 +72,8 @@ func TestSoftwareLibrary(t *testing.T) {
 				t.Errorf("%s: %v", name, err)
 				continue
 			}
-			if u.Host == "deb.debian.org" {
-				if want := "/debian/" + o.directory + "/" + o.file; u.Path != want {
+			if u.Scheme == mirror.Scheme {
+				if want := "/" + o.directory + "/" + o.file; u.Host != "debian" || u.Path != want {
 					t.Errorf("%s: Debian URL path %s, the pool has %s", name, u.Path, want)
 				}
 				t.Logf("%-9s %-8s Debian  %s", name, v.Version, v.URL)

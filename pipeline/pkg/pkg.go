@@ -74,6 +74,9 @@ type Artifact struct {
 	Files    int    `json:"files"`
 	Signed   bool   `json:"signed"`
 	Compress string `json:"compression"`
+	// Kept is a package of another target that an earlier build of the same
+	// release wrote from the same components, kept in the release.
+	Kept bool `json:"kept,omitempty"`
 }
 
 // PackageRelease is the package revision: <iteration>+<dist tag> for deb

@@ -129,8 +129,8 @@ func golden(t *testing.T, name, got string) {
 func TestDebAndRPM(t *testing.T) {
 	need(t, "dpkg-deb", "rpm", "ar", "strip")
 	root, tree, p := fixture(t)
-	out := t.TempDir()
-	rel := release(t, root, tree, p, out, "debian-12", "el9")
+	rel := release(t, root, tree, p, t.TempDir(), "debian-12", "el9")
+	out := rel.OutDir
 	deb, rpm := rel.Artifacts[0], rel.Artifacts[1]
 	if deb.File != "app_1.2.0-1+deb12_amd64.deb" || rpm.File != "app-1.2.0-1.el9.x86_64.rpm" {
 		t.Fatalf("names: %s %s", deb.File, rpm.File)
@@ -333,21 +333,23 @@ func TestVersionsNamesCompression(t *testing.T) {
 func TestFailedReleaseKeepsPreviousArtifacts(t *testing.T) {
 	need(t, "strip")
 	root, tree, p := fixture(t)
-	out := t.TempDir()
-	release(t, root, tree, p, out, "debian-12")
+	base := t.TempDir()
+	out := release(t, root, tree, p, base, "debian-12").OutDir
 	before := map[string][]byte{}
 	entries, _ := os.ReadDir(out)
 	for _, e := range entries {
 		before[e.Name()] = must(os.ReadFile(filepath.Join(out, e.Name())))
 	}
-	p.Version = "1.2.1"
 	p.Package.ConfigFiles = []string{"/opt/app/etc/missing.conf"}
 	tg, _ := target.Builtin("debian-12")
 	tg2, _ := target.Builtin("el9")
-	_, err := WriteRelease(ReleaseOptions{Project: p, Root: root, Resolution: comps(), Arch: "amd64", OutDir: out, MTime: epoch,
+	_, err := WriteRelease(ReleaseOptions{Project: p, Root: root, Resolution: comps(), Arch: "amd64", OutDir: base, MTime: epoch,
 		Trees: []TargetTree{{Target: tg2, Tree: tree}, {Target: tg, Tree: tree}}})
 	if err == nil || !strings.Contains(err.Error(), "config files /opt/app/etc/missing.conf are not in the built tree") {
 		t.Fatalf("err = %v", err)
+	}
+	if left, _ := os.ReadDir(base); len(left) != 1 {
+		t.Errorf("the failed release left %d entries in the output dir, want only the good release", len(left))
 	}
 	entries, _ = os.ReadDir(out)
 	if len(entries) != len(before) {
@@ -357,5 +359,72 @@ func TestFailedReleaseKeepsPreviousArtifacts(t *testing.T) {
 		if got, _ := os.ReadFile(filepath.Join(out, name)); string(got) != string(data) {
 			t.Errorf("%s changed", name)
 		}
+	}
+}
+
+// TestReleaseDirHoldsExactlyItsFiles: each release (project, version,
+// iteration) has a directory of its own, and writing it again replaces it:
+// a package of another target stays only when it was made from exactly the
+// same components, and is then listed; so SHA256SUMS lists exactly the files
+// beside it and no package of other components is picked up by pkg/*/*.rpm.
+func TestReleaseDirHoldsExactlyItsFiles(t *testing.T) {
+	need(t, "strip")
+	root, tree, p := fixture(t)
+	base := t.TempDir()
+	first := release(t, root, tree, p, base, "debian-12", "el9")
+	const rpmFile = "app-1.2.0-1.el9.x86_64.rpm"
+	again := release(t, root, tree, p, base, "debian-12")
+	if first.OutDir != again.OutDir || filepath.Base(again.OutDir) != "app-1.2.0-1" {
+		t.Fatalf("release dirs %s, %s", first.OutDir, again.OutDir)
+	}
+	if len(again.Artifacts) != 2 || again.Artifacts[1].File != rpmFile || !again.Artifacts[1].Kept {
+		t.Errorf("the el9 package of the same components was not kept: %+v", again.Artifacts)
+	}
+	checkSums := func(rel *Release) {
+		t.Helper()
+		sums := string(must(os.ReadFile(filepath.Join(rel.OutDir, SumsFile))))
+		listed := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(sums), "\n") {
+			_, f, _ := strings.Cut(line, "  ")
+			listed[f] = true
+		}
+		entries, _ := os.ReadDir(rel.OutDir)
+		var present []string
+		for _, e := range entries {
+			if n := e.Name(); n != SumsFile && n != ReportFile {
+				present = append(present, n)
+				if !listed[n] {
+					t.Errorf("%s: %s sits beside SHA256SUMS but is not listed", rel.OutDir, n)
+				}
+			}
+		}
+		if len(present) != len(listed) {
+			t.Errorf("%s: SHA256SUMS lists %v, the directory holds %v", rel.OutDir, listed, present)
+		}
+	}
+	checkSums(again)
+
+	// Other components: the rpm of the earlier components goes.
+	res := comps()
+	res.Components[1].Version = "1.3.2"
+	tg, _ := target.Builtin("debian-12")
+	changed, err := WriteRelease(ReleaseOptions{Project: p, Root: root, Resolution: res, Arch: "amd64", OutDir: base, MTime: epoch,
+		Trees: []TargetTree{{Target: tg, Tree: tree, Depends: []string{"libc6 (>= 2.34)"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(changed.OutDir, rpmFile)); err == nil || len(changed.Artifacts) != 1 {
+		t.Errorf("the el9 package of other components is still in the release: %+v", changed.Artifacts)
+	}
+	checkSums(changed)
+
+	p.Version = "1.3.0"
+	next := release(t, root, tree, p, base, "el9")
+	if filepath.Base(next.OutDir) != "app-1.3.0-1" {
+		t.Errorf("the next version went to %s", next.OutDir)
+	}
+	checkSums(next)
+	if left, _ := filepath.Glob(filepath.Join(base, ".staging-*")); len(left) != 0 {
+		t.Errorf("staging left behind: %v", left)
 	}
 }

@@ -81,25 +81,39 @@ type ReleaseOptions struct {
 	Report map[string]any
 }
 
-// WriteRelease packages every target into a staging directory and moves
-// the packages, manifest, SBOM, SHA256SUMS and report into OutDir only when
-// all of them were written: a failed build leaves the previous good
-// artifacts as they were.
+// ReleaseDir is where a release of the project goes under a base output
+// directory: one directory per project, version and iteration, so that
+// SHA256SUMS, the manifest and the SBOM list exactly the packages beside
+// them, and packages of other releases are never mixed in.
+func ReleaseDir(base string, p *spec.Project) string {
+	return filepath.Join(base, p.Name+"-"+BuildVersion(p))
+}
+
+// WriteRelease packages every target into a staging directory and puts it
+// in place as ReleaseDir(OutDir) only when every file was written,
+// replacing that release's previous directory whole: a failed build leaves
+// the previous good artifacts as they were, and a good one leaves nothing
+// of the previous build of the same release beside its own files.
 func WriteRelease(o ReleaseOptions) (*Release, error) {
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, err
 	}
+	final := ReleaseDir(o.OutDir, o.Project)
 	staging, err := os.MkdirTemp(o.OutDir, ".staging-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(staging)
+	scratch := filepath.Join(staging, ".scratch")
+	if err := os.Mkdir(scratch, 0o755); err != nil {
+		return nil, err
+	}
 	comps := o.Resolution.Components
-	summary := filepath.Join(staging, ".license-summary")
+	summary := filepath.Join(scratch, "license-summary")
 	if err := os.WriteFile(summary, LicenseSummary(o.Project, comps), 0o644); err != nil {
 		return nil, err
 	}
-	rel := &Release{OutDir: o.OutDir, MTime: o.MTime}
+	rel := &Release{OutDir: final, MTime: o.MTime}
 	sums := map[string]string{}
 	var embedded []string
 	for _, c := range comps {
@@ -107,7 +121,7 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 	}
 	summaryText := LicenseSummary(o.Project, comps)
 	for i, t := range o.Trees {
-		work := filepath.Join(staging, fmt.Sprintf(".work-%d", i))
+		work := filepath.Join(scratch, fmt.Sprintf("work-%d", i))
 		if err := os.MkdirAll(work, 0o755); err != nil {
 			return nil, err
 		}
@@ -127,7 +141,16 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 		sums[name] = strings.TrimPrefix(digest.Bytes(data), digest.Prefix)
 		return os.WriteFile(filepath.Join(staging, name), data, 0o644)
 	}
-	if err := write(ManifestFile, VersionManifest(o.Project, comps)); err != nil {
+	manifest := VersionManifest(o.Project, comps)
+	kept, err := keepOtherTargets(final, staging, manifest, rel.Artifacts)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range kept {
+		rel.Artifacts = append(rel.Artifacts, a)
+		sums[a.File] = a.SHA256
+	}
+	if err := write(ManifestFile, manifest); err != nil {
 		return nil, err
 	}
 	sbom, err := SBOM(o.Project, comps, rel.Artifacts, o.MTime)
@@ -144,9 +167,9 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 	for _, a := range rel.Artifacts {
 		names = append(names, a.File)
 	}
-	rel.Manifest, rel.SBOM, rel.Sums, rel.Report = filepath.Join(o.OutDir, ManifestFile), filepath.Join(o.OutDir, SBOMFile(o.Project)), filepath.Join(o.OutDir, SumsFile), filepath.Join(o.OutDir, ReportFile)
+	rel.Manifest, rel.SBOM, rel.Sums, rel.Report = filepath.Join(final, ManifestFile), filepath.Join(final, SBOMFile(o.Project)), filepath.Join(final, SumsFile), filepath.Join(final, ReportFile)
 	for _, a := range rel.Artifacts {
-		a.Path = filepath.Join(o.OutDir, a.File)
+		a.Path = filepath.Join(final, a.File)
 	}
 	report := o.Report
 	if report == nil {
@@ -157,12 +180,60 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 	if err := os.WriteFile(filepath.Join(staging, ReportFile), append(data, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	names = append(names, ReportFile)
-	// Every file is complete: move them into place, each rename atomic.
-	for _, n := range names {
-		if err := os.Rename(filepath.Join(staging, n), filepath.Join(o.OutDir, n)); err != nil {
-			return nil, err
-		}
+	if err := os.RemoveAll(scratch); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return nil, err
+	}
+	// Every file is complete: the staging directory becomes the release.
+	if err := replaceDir(staging, final); err != nil {
+		return nil, fmt.Errorf("put the release in %s: %w", final, err)
 	}
 	return rel, nil
+}
+
+// keepOtherTargets links into staging the packages that the release's
+// previous directory holds for targets this build does not write, when that
+// build packaged exactly the same components (its version manifest is the
+// same bytes) and each package still has the checksum it was listed with.
+// So `coach build -t debian-12` then `coach package -t el9 --from debian-12`
+// leave both packages, listed in one SHA256SUMS, while a package of
+// different components is never listed beside this build's.
+func keepOtherTargets(prev, staging string, manifest []byte, written []*Artifact) ([]*Artifact, error) {
+	old, err := os.ReadFile(filepath.Join(prev, ManifestFile))
+	if err != nil || string(old) != string(manifest) {
+		return nil, nil
+	}
+	data, err := os.ReadFile(filepath.Join(prev, ReportFile))
+	if err != nil {
+		return nil, nil
+	}
+	var report struct {
+		Release Release `json:"release"`
+	}
+	if json.Unmarshal(data, &report) != nil {
+		return nil, nil
+	}
+	targets := map[string]bool{}
+	for _, a := range written {
+		targets[a.Target] = true
+	}
+	var out []*Artifact
+	for _, a := range report.Release.Artifacts {
+		if a == nil || targets[a.Target] || a.File != filepath.Base(a.File) || a.File == "" {
+			continue
+		}
+		src := filepath.Join(prev, a.File)
+		if sum, err := digest.File(src); err != nil || strings.TrimPrefix(sum, digest.Prefix) != a.SHA256 {
+			continue
+		}
+		if err := os.Link(src, filepath.Join(staging, a.File)); err != nil {
+			return nil, fmt.Errorf("keep %s: %w", a.File, err)
+		}
+		a.Kept = true
+		targets[a.Target] = true
+		out = append(out, a)
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/hex"
 	"fmt"
+	"github.com/coach-build/coach/pipeline/mirror"
 	"net/url"
 	"os"
 	"path"
@@ -81,8 +82,10 @@ func (v *validator) software(name string, s *Software) {
 	}
 	seen := map[string]int{}
 	var semvers []*semver.Version
-	for i, ver := range s.Versions {
+	for i := range s.Versions {
 		p := fmt.Sprintf("versions[%d]", i)
+		v.renderURL(s, p, &s.Versions[i])
+		ver := s.Versions[i]
 		v.version(s, p, ver)
 		if ver.Version == "" {
 			continue
@@ -159,6 +162,17 @@ func (v *validator) software(name string, s *Software) {
 	}
 }
 
+// renderURL expands {{mirror "name"}} in a version's url to the
+// machine-independent mirror://name form that lock files keep.
+func (v *validator) renderURL(s *Software, p string, ver *Version) {
+	u, err := mirror.Render(ver.URL)
+	if err != nil {
+		v.add(s.At(p+".url"), `write an archive as {{mirror "debian"}}/pool/...; url takes no other template`, "url %q: %v", ver.URL, err)
+		return
+	}
+	ver.URL = u
+}
+
 func (v *validator) version(s *Software, p string, ver Version) {
 	at := s.At
 	if ver.Version == "" {
@@ -178,8 +192,10 @@ func (v *validator) version(s *Software, p string, ver Version) {
 	switch {
 	case ver.URL != "":
 		u, err := url.Parse(ver.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") {
-			v.add(at(p+".url"), "use an http://, https:// or file:// URL", "url %q is not a usable URL", ver.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file" && u.Scheme != mirror.Scheme) || (u.Scheme != "file" && u.Host == "") {
+			v.add(at(p+".url"), `use an http://, https:// or file:// URL, or {{mirror "debian"}}/<path> for a package archive`, "url %q is not a usable URL", ver.URL)
+		} else if _, _, ok := mirror.Ref(ver.URL); u.Scheme == mirror.Scheme && !ok {
+			v.add(at(p+".url"), `write {{mirror "<name>"}}/<path>, with a lower-case archive name`, "url %q does not name a package archive", ver.URL)
 		}
 		if ver.SHA256 == "" && ver.SHA512 == "" {
 			v.add(at(p), "add sha256: <64 hex digits> (sha256sum <file>) so the download can be verified", "version %s has no checksum: an unpinned url is refused", ver.Version)
@@ -309,6 +325,12 @@ func (v *validator) project(name string, p *Project) {
 		if _, builtin := target.Builtin(name); builtin {
 			v.add(keyPosition(p.Path, p.pos, tp), "choose a new name and set based_on: "+name, "custom target %q has the name of a built-in target", name)
 			continue
+		}
+		if m, err := mirror.Render(t.Bootstrap.Mirror); err != nil {
+			v.add(at(tp+".bootstrap.mirror"), `give a URL, or {{mirror "debian"}} for the archive of that name`, "custom target %s: bootstrap.mirror: %v", name, err)
+		} else {
+			t.Bootstrap.Mirror = m
+			p.CustomTargets[name] = t
 		}
 		merged := t
 		if t.BasedOn != "" {

@@ -44,7 +44,7 @@ type Target struct {
 type Bootstrap struct {
 	Tool       string   `yaml:"tool" json:"tool,omitempty" doc:"mmdebstrap for the Debian family; empty where the target can only come from an image"`
 	Suite      string   `yaml:"suite" json:"suite,omitempty" doc:"release codename, e.g. bookworm"`
-	Mirror     string   `yaml:"mirror" json:"mirror,omitempty" doc:"package mirror URL"`
+	Mirror     string   `yaml:"mirror" json:"mirror,omitempty" doc:"package mirror URL, or {{mirror \"debian\"}} for the archive of that name (from $COACH_MIRROR_DEBIAN or the host's apt sources)"`
 	Components []string `yaml:"components" json:"components,omitempty" doc:"archive components, e.g. [main]"`
 }
 
@@ -74,7 +74,7 @@ func debian(version, suite, glibc, compression string) Target {
 	return Target{
 		Name: "debian-" + version, Family: "debian", Format: FormatDeb,
 		Image:       "docker.io/library/debian:" + suite,
-		Bootstrap:   Bootstrap{Tool: "mmdebstrap", Suite: suite, Mirror: "http://deb.debian.org/debian", Components: []string{"main"}},
+		Bootstrap:   Bootstrap{Tool: "mmdebstrap", Suite: suite, Mirror: "mirror://debian", Components: []string{"main"}},
 		Toolchain:   debianToolchain,
 		LibDirs:     debianLibDirs,
 		Allow:       append(slices.Clone(baseAllow), "libcrypt.so.1"),
@@ -88,7 +88,7 @@ func ubuntu(version, suite, glibc string) Target {
 	return Target{
 		Name: "ubuntu-" + version, Family: "ubuntu", Format: FormatDeb,
 		Image:       "docker.io/library/ubuntu:" + version,
-		Bootstrap:   Bootstrap{Tool: "mmdebstrap", Suite: suite, Mirror: "http://archive.ubuntu.com/ubuntu", Components: []string{"main", "universe"}},
+		Bootstrap:   Bootstrap{Tool: "mmdebstrap", Suite: suite, Mirror: "mirror://ubuntu", Components: []string{"main", "universe"}},
 		Toolchain:   debianToolchain,
 		LibDirs:     debianLibDirs,
 		Allow:       append(slices.Clone(baseAllow), "libcrypt.so.1"),

@@ -19,6 +19,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
+	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -38,6 +39,8 @@ type Rootfs struct {
 	// Logger, when set, hears when a root filesystem is being made and when
 	// it is done: a minute or more in which nothing else happens.
 	Logger *slog.Logger
+	// Archives expands a target's mirror://name; nil means the host's.
+	Archives *mirror.Set
 }
 
 // RootfsInfo is stored beside a rootfs.
@@ -137,6 +140,14 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 	os.RemoveAll(dir) // an incomplete leftover without its info file
 	tmp := dir + fmt.Sprintf(".partial-%d", os.Getpid())
 	os.RemoveAll(tmp)
+	archives := r.Archives
+	if archives == nil {
+		archives = mirror.Host()
+	}
+	mirrorURL, err := archives.Expand(t.Bootstrap.Mirror)
+	if err != nil {
+		return "", fmt.Errorf("target %s: bootstrap mirror: %w", t.Name, err)
+	}
 	pkgs := packageSet(t, packages, toolchain)
 	mode := "root"
 	if os.Geteuid() != 0 {
@@ -151,7 +162,7 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		"--dpkgopt=path-exclude=/usr/share/man/*",
 		"--dpkgopt=path-exclude=/usr/share/doc/*",
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
-		t.Bootstrap.Suite, tmp, t.Bootstrap.Mirror,
+		"--", t.Bootstrap.Suite, tmp, mirrorURL,
 	}
 	start := time.Now()
 	if r.Logger != nil {
@@ -162,6 +173,23 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 	w := io.Writer(&out)
 	if r.Log != nil {
 		w = io.MultiWriter(&out, r.Log)
+	}
+	if r.Logger != nil {
+		w = io.MultiWriter(w, &phaseWriter{log: r.Logger, target: t.Name, start: start})
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			tick := time.NewTicker(15 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					r.Logger.Info("still making root filesystem", "target", t.Name, "seconds", time.Since(start).Round(time.Second).Seconds())
+				}
+			}
+		}()
 	}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
@@ -182,6 +210,32 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		r.Logger.Info("made root filesystem", "target", t.Name, "seconds", time.Since(start).Round(100*time.Millisecond).Seconds(), "dir", dir)
 	}
 	return dir, nil
+}
+
+// phaseWriter logs mmdebstrap's progress lines ("I: downloading packages
+// with apt...") as they come, so that the minute a root filesystem takes
+// is not silent.
+type phaseWriter struct {
+	log    *slog.Logger
+	target string
+	start  time.Time
+	buf    []byte
+}
+
+func (p *phaseWriter) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimSpace(string(p.buf[:i]))
+		p.buf = p.buf[i+1:]
+		if phase, ok := strings.CutPrefix(line, "I: "); ok {
+			p.log.Info("making root filesystem: "+strings.TrimSuffix(phase, "..."), "target", p.target, "seconds", time.Since(p.start).Round(time.Second).Seconds())
+		}
+	}
+	return len(b), nil
 }
 
 func lastLines(s string, n int) string {

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package pkg
+
+func replaceDir(src, dst string) error { return replaceDirPortable(src, dst) }
