@@ -82,6 +82,11 @@ through sudo otherwise. It says which packages before it runs anything.`,
 			_, err = exec.LookPath("mmdebstrap")
 			pkg = "mmdebstrap"
 			sandboxOK = add("sandbox: mmdebstrap", err, "makes Debian-family root filesystems", "apt-get install mmdebstrap") && sandboxOK
+			if os.Geteuid() != 0 {
+				_, err = exec.LookPath("newuidmap")
+				pkg = "uidmap"
+				sandboxOK = add("sandbox: newuidmap", err, "maps subordinate ids for mmdebstrap --mode=unshare", "apt-get install uidmap, and give the user ranges in /etc/subuid and /etc/subgid") && sandboxOK
+			}
 			for _, name := range target.BuiltinNames() {
 				t, _ := target.Builtin(name)
 				if t.Bootstrap.Tool == "" {

@@ -19,10 +19,18 @@ var hostTools = []struct{ bin, pkg string }{
 	{"rpm", "rpm"},
 }
 
+// userTools are needed only as a user: mmdebstrap's unshare mode maps the
+// user's subordinate ids with newuidmap and newgidmap.
+var userTools = []struct{ bin, pkg string }{{"newuidmap", "uidmap"}}
+
 // hostToolPackages lists the packages of the host tools that are missing.
 func hostToolPackages() []string {
 	var out []string
-	for _, t := range hostTools {
+	tools := hostTools
+	if os.Geteuid() != 0 {
+		tools = append(slices.Clone(tools), userTools...)
+	}
+	for _, t := range tools {
 		if _, err := exec.LookPath(t.bin); err != nil {
 			out = append(out, t.pkg)
 		}

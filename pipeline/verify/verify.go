@@ -21,8 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -108,14 +107,14 @@ func (s *scratch) run(ctx context.Context, script string, net bool) (string, err
 		args = append(args, "--unshare-net")
 	}
 	args = append(args, "--", "/bin/sh", "-c", script)
-	cmd := exec.CommandContext(ctx, "bwrap", args...)
+	cmd := pidns.CommandContext(ctx, append([]string{"bwrap"}, args...), nil)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	var out bytes.Buffer
 	w := io.Writer(&out)
 	if s.log != nil {
 		w = io.MultiWriter(&out, s.log)
 	}
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
 	err := cmd.Run()
 	return out.String(), err
 }

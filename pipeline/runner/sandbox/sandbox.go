@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/coach-build/coach/pipeline/archive"
+	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -51,7 +52,7 @@ type Runner struct {
 	checked bool
 }
 
-type tools struct{ bwrap, unshare, mount string }
+type tools struct{ bwrap, mount string }
 
 var _ runner.Runner = (*Runner)(nil)
 
@@ -76,7 +77,6 @@ func (r *Runner) check() (Mode, error) {
 		return "", fmt.Errorf("bubblewrap cannot create namespaces here: %v: %s (unprivileged user namespaces may be disabled: sysctl kernel.unprivileged_userns_clone=1, or run as root)", err, strings.TrimSpace(string(out)))
 	}
 	if r.Mode == "" || r.Mode == Overlay {
-		r.tools.unshare, _ = exec.LookPath("unshare")
 		r.tools.mount, _ = exec.LookPath("mount")
 		if err := r.probeOverlay(); err != nil {
 			if r.Mode == Overlay {
@@ -93,8 +93,8 @@ func (r *Runner) check() (Mode, error) {
 
 // probeOverlay mounts a throwaway overlay in a private mount namespace.
 func (r *Runner) probeOverlay() error {
-	if r.tools.unshare == "" || r.tools.mount == "" {
-		return errors.New("overlay mode needs unshare and mount (util-linux)")
+	if r.tools.mount == "" {
+		return errors.New("overlay mode needs mount (util-linux)")
 	}
 	dir, err := os.MkdirTemp("", "coach-overlay-probe-")
 	if err != nil {
@@ -104,25 +104,22 @@ func (r *Runner) probeOverlay() error {
 	for _, d := range []string{"lower", "upper", "work", "merged"} {
 		os.Mkdir(filepath.Join(dir, d), 0o755)
 	}
-	args := r.overlayPrefix(filepath.Join(dir, "merged"), []string{filepath.Join(dir, "lower")}, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
-	out, err := exec.Command(args[0], append(args[1:], "true")...).CombinedOutput()
+	ov := r.overlay(filepath.Join(dir, "merged"), []string{filepath.Join(dir, "lower")}, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
+	out, err := pidns.Command([]string{"true"}, ov).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("overlayfs cannot be mounted here: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
 
-// overlayPrefix is the command that mounts an overlay at merged in a private
-// mount namespace and then runs the rest of the command line.
-func (r *Runner) overlayPrefix(merged string, lowers []string, upper, work string) []string {
+// overlay is the overlayfs mount of the layers at merged, made by the
+// build's init in a private mount namespace (see pidns).
+func (r *Runner) overlay(merged string, lowers []string, upper, work string) *pidns.Overlay {
 	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
-	unshare := []string{r.tools.unshare, "--mount", "--propagation", "private"}
 	if os.Geteuid() != 0 {
-		unshare = []string{r.tools.unshare, "--map-root-user", "--mount", "--propagation", "private"}
 		opts += ",userxattr"
 	}
-	script := `"$0" -t overlay overlay -o "$1" "$2" && shift 2 && exec "$@"`
-	return append(unshare, "/bin/sh", "-c", script, r.tools.mount, opts, merged)
+	return &pidns.Overlay{Mount: r.tools.mount, Options: opts, Target: merged}
 }
 
 func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, packages []string) error {
@@ -212,7 +209,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		}
 	}
 	os.Chmod(tmp, 0o1777)
-	var prefix []string
+	var ov *pidns.Overlay
 	installSrc := ""
 	var snap snapshot
 	switch mode {
@@ -231,7 +228,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		if len(lowers) == 0 {
 			lowers = []string{empty}
 		}
-		prefix = r.overlayPrefix(merged, lowers, job.Output, work)
+		ov = r.overlay(merged, lowers, job.Output, work)
 		installSrc = merged
 	case Copy:
 		staging := filepath.Join(job.Scratch, "install")
@@ -250,10 +247,9 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 	}
 	for i, st := range job.Steps {
 		runner.WriteStepHeader(job, i)
-		args := slices.Clone(prefix)
-		args = append(args, r.tools.bwrap,
+		args := []string{r.tools.bwrap,
 			"--unshare-all", "--die-with-parent", "--new-session", "--hostname", "coach-build",
-			"--clearenv")
+			"--clearenv"}
 		args = append(args, base...)
 		args = append(args,
 			"--dev", "/dev", "--proc", "/proc", "--dir", "/run",
@@ -268,7 +264,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		}
 		args = append(args, "--")
 		args = append(args, st.Argv...)
-		if err := r.exec(ctx, job, args); err != nil {
+		if err := r.exec(ctx, job, args, ov); err != nil {
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && ctx.Err() == nil {
 				return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: ee.ExitCode()}
@@ -287,13 +283,13 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 	}
 }
 
-// exec runs one sandboxed command in its own process group, killed with the
-// whole group when ctx ends, and with coach itself (PDEATHSIG).
-func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string) error {
-	cmd := exec.Command(args[0], args[1:]...)
+// exec runs one sandboxed command under an init of its own in a new pid
+// namespace (pidns), so that the command and everything it started die with
+// coach whenever coach dies; when ctx ends, the process group is killed.
+func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, ov *pidns.Overlay) error {
+	cmd := pidns.Command(args, ov)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.Stdout, cmd.Stderr = job.Log, job.Log
-	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true, Pdeathsig: unix.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return err
 	}

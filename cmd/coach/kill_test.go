@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// running lists the processes whose command line contains marker.
+func running(marker string) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte(marker)) {
+			out = append(out, filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(bytes.TrimRight(b, "\x00")), "\x00", " "))
+		}
+	}
+	return out
+}
+
+// TestKillLeavesNothingRunning SIGKILLs coach at many moments after a build
+// step starts, from at once to a second in, and checks each time that
+// nothing of the step is left running: bubblewrap clears the parent-death
+// signal it inherits, so a kill in its first milliseconds used to leave the
+// step running for good. Each run's step has a command line of its own, so
+// the test looks only for its own processes.
+func TestKillLeavesNothingRunning(t *testing.T) {
+	for _, tool := range []string{"bwrap", "mmdebstrap"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (.ci/run installs it): the test kills a sandboxed build", tool)
+		}
+	}
+	bin := t.TempDir()
+	coach := filepath.Join(bin, "coach")
+	if err := os.Symlink(os.Args[0], coach); err != nil {
+		t.Fatal(err)
+	}
+	repo, cache := t.TempDir(), t.TempDir()
+	write := func(name, body string) {
+		p := filepath.Join(repo, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("projects/app.yaml", "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [slow]\n")
+	write("software/src/README", "a source tree\n")
+	rootfs := os.Getenv("COACH_ROOTFS_DIR")
+	if rootfs == "" {
+		rootfs = "/var/tmp/coach-test-rootfs"
+	}
+	log := filepath.Join(cache, "work/app/debian-12/slow/build.log")
+	ms := time.Millisecond
+	offsets := []time.Duration{0, 0, 1 * ms, 2 * ms, 5 * ms, 8 * ms, 10 * ms, 12 * ms, 15 * ms, 20 * ms, 25 * ms, 30 * ms, 35 * ms, 40 * ms, 45 * ms, 50 * ms, 100 * ms, 200 * ms, 500 * ms, 1000 * ms}
+	leaked := 0
+	for i, off := range offsets {
+		// sleep takes fractional seconds: each run's step is distinct (so
+		// it is built, not cached) and recognisable.
+		marker := fmt.Sprintf("600.%05d%02d", os.Getpid()%100000, i)
+		write("software/slow.yaml", "name: slow\nlicense: MIT\nversions: [{version: 1.0.0, path: src}]\nbuild:\n  - sleep "+marker+"\n")
+		os.Remove(log)
+		cmd := exec.Command(coach, "-C", repo, "build", "app", "-t", "debian-12", "--cache-dir", cache, "--no-package")
+		cmd.Env = append(os.Environ(), "COACH_ROOTFS_DIR="+rootfs)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// The step header is written just before the step is started.
+		deadline := time.Now().Add(20 * time.Minute) // the first run may make the root filesystem
+		for {
+			if b, _ := os.ReadFile(log); bytes.Contains(b, []byte("step 1/1")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("the step never started:\n%s", stderr.String())
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		time.Sleep(off)
+		cmd.Process.Kill()
+		cmd.Wait()
+		var left []string
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * ms) {
+			if left = running("sleep " + marker); len(left) == 0 {
+				break
+			}
+		}
+		if len(left) > 0 {
+			leaked++
+			t.Errorf("killed %s after the step started: still running after 3 s:\n\t%s", off, strings.Join(left, "\n\t"))
+			for _, l := range left {
+				var pid int
+				fmt.Sscanf(l, "%d:", &pid)
+				if p, err := os.FindProcess(pid); err == nil {
+					p.Kill()
+				}
+			}
+		}
+	}
+	t.Logf("%d kills at offsets %v after the step started: %d left a process running", len(offsets), offsets, leaked)
+}
