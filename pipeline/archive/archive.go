@@ -127,9 +127,17 @@ func extractInto(src, dst, name string, limits Limits) (*Result, error) {
 			break
 		}
 	}
-	t := &tree{root: dst, limits: limits, tops: map[string]bool{}, dirs: map[string]bool{}}
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	t := &tree{root: root, limits: limits, tops: map[string]bool{}, dirs: map[string]bool{}}
 	if format == Zip {
 		err = t.unzip(f)
+		if err == nil {
+			err = t.checkLinks()
+		}
 		return t.result(format), err
 	}
 	var r io.Reader = br
@@ -172,6 +180,9 @@ func extractInto(src, dst, name string, limits Limits) (*Result, error) {
 			format = Tar
 		}
 		err = t.untar(inner)
+		if err == nil {
+			err = t.checkLinks()
+		}
 		return t.result(format), err
 	}
 	// A plain or single compressed file: written as itself, without the
@@ -318,11 +329,14 @@ type dirTime struct {
 	mtime time.Time
 }
 
-// tree writes entries below root. Every parent of an entry must be a real
-// directory inside root (never a symlink), so the lexical checks on names
-// and link targets match what the filesystem does.
+// tree writes entries beneath root, an os.Root, so that the kernel resolves
+// every name beneath the destination and nothing can be written outside it,
+// whatever links earlier entries made. Every parent of an entry must also be
+// a real directory (never a symlink), and after the last entry every
+// symlink must resolve beneath the destination or not at all (checkLinks).
 type tree struct {
-	root    string
+	root    *os.Root
+	links   []string // symlinks written, checked at the end
 	limits  Limits
 	entries int
 	bytes   int64
@@ -366,18 +380,16 @@ func (t *tree) parents(rel string) error {
 	if dir == "." || t.dirs[dir] {
 		return nil
 	}
-	p := t.root
 	sofar := ""
 	for _, part := range strings.Split(dir, "/") {
-		p = filepath.Join(p, part)
 		sofar = path.Join(sofar, part)
 		if t.dirs[sofar] {
 			continue
 		}
-		st, err := os.Lstat(p)
+		st, err := t.root.Lstat(sofar)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			if err := os.Mkdir(p, 0o755); err != nil {
+			if err := t.root.Mkdir(sofar, 0o755); err != nil {
 				return err
 			}
 		case err != nil:
@@ -394,8 +406,8 @@ func (t *tree) parents(rel string) error {
 
 // replace removes an existing non-directory entry at p so a later entry of
 // the same name wins, as tar does.
-func (t *tree) replace(rel, p string) error {
-	st, err := os.Lstat(p)
+func (t *tree) replace(rel string) error {
+	st, err := t.root.Lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -405,7 +417,7 @@ func (t *tree) replace(rel, p string) error {
 	if st.IsDir() {
 		return &UnsafeError{rel, "replaces a directory"}
 	}
-	return os.Remove(p)
+	return t.root.Remove(rel)
 }
 
 func (t *tree) file(name string, perm fs.FileMode, r io.Reader, mtime time.Time) error {
@@ -419,14 +431,13 @@ func (t *tree) file(name string, perm fs.FileMode, r io.Reader, mtime time.Time)
 	if err := t.parents(rel); err != nil {
 		return err
 	}
-	p := filepath.Join(t.root, filepath.FromSlash(rel))
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
+	f, err := t.root.OpenFile(rel, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		// A later entry of the same name wins, as with tar.
-		if err := t.replace(rel, p); err != nil {
+		if err := t.replace(rel); err != nil {
 			return err
 		}
-		f, err = os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, 0o600)
+		f, err = t.root.OpenFile(rel, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	}
 	if err != nil {
 		return err
@@ -478,22 +489,40 @@ func (t *tree) symlink(name, target string, mtime time.Time) error {
 	if target == "" || path.IsAbs(target) {
 		return &UnsafeError{name, fmt.Sprintf("symlink to the absolute path %q", target)}
 	}
-	if resolved := path.Join(path.Dir(rel), target); resolved == ".." || strings.HasPrefix(resolved, "../") {
-		return &UnsafeError{name, fmt.Sprintf("symlink to %q points outside the destination", target)}
-	}
 	if err := t.parents(rel); err != nil {
 		return err
 	}
-	p := filepath.Join(t.root, filepath.FromSlash(rel))
-	if err := t.replace(rel, p); err != nil {
+	if err := t.replace(rel); err != nil {
 		return err
 	}
-	if err := os.Symlink(target, p); err != nil {
+	if err := t.root.Symlink(target, rel); err != nil {
 		return err
 	}
+	t.links = append(t.links, rel)
 	if !mtime.IsZero() {
-		ts := []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
-		unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+		// A symlink's own times, through its parent's descriptor.
+		if dir, err := t.root.Open(path.Dir(rel)); err == nil {
+			ts := []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+			unix.UtimesNanoAt(int(dir.Fd()), path.Base(rel), ts, unix.AT_SYMLINK_NOFOLLOW)
+			dir.Close()
+		}
+	}
+	return nil
+}
+
+// checkLinks refuses the archive if any symlink in it resolves outside the
+// destination, directly or through a chain of other links (a link up ->
+// ../.. deep in the tree, then X -> a/b/up/../../etc): the kernel resolves
+// each one beneath the root, following the links the archive made. A link
+// to a name that does not exist in the tree is kept.
+func (t *tree) checkLinks() error {
+	for _, rel := range t.links {
+		_, err := t.root.Stat(rel)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		target, _ := t.root.Readlink(rel)
+		return &UnsafeError{rel, fmt.Sprintf("symlink to %q resolves outside the destination (%v)", target, err)}
 	}
 	return nil
 }
@@ -511,22 +540,20 @@ func (t *tree) hardlink(name, target string) error {
 	if rel == "." || trel == "." {
 		return &UnsafeError{name, "hard link at or to the root"}
 	}
-	tp := filepath.Join(t.root, filepath.FromSlash(trel))
 	if err := t.parents(trel); err != nil {
 		return &UnsafeError{name, fmt.Sprintf("hard link to %q: %s", target, err)}
 	}
-	st, err := os.Lstat(tp)
+	st, err := t.root.Lstat(trel)
 	if err != nil || !st.Mode().IsRegular() {
 		return &UnsafeError{name, fmt.Sprintf("hard link to %q, which is not a regular file extracted earlier", target)}
 	}
 	if err := t.parents(rel); err != nil {
 		return err
 	}
-	p := filepath.Join(t.root, filepath.FromSlash(rel))
-	if err := t.replace(rel, p); err != nil {
+	if err := t.replace(rel); err != nil {
 		return err
 	}
-	return os.Link(tp, p)
+	return t.root.Link(trel, rel)
 }
 
 // finishDirs applies directory modes and times last, deepest first, so that
@@ -535,12 +562,11 @@ func (t *tree) hardlink(name, target string) error {
 func (t *tree) finishDirs(dirs []dirTime) error {
 	for i := len(dirs) - 1; i >= 0; i-- {
 		d := dirs[i]
-		p := filepath.Join(t.root, filepath.FromSlash(d.name))
-		if err := os.Chmod(p, d.mode|0o700); err != nil {
+		if err := t.root.Chmod(d.name, d.mode|0o700); err != nil {
 			return err
 		}
 		if !d.mtime.IsZero() {
-			if err := os.Chtimes(p, d.mtime, d.mtime); err != nil {
+			if err := t.root.Chtimes(d.name, d.mtime, d.mtime); err != nil {
 				return err
 			}
 		}

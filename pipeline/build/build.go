@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/coach-build/coach/pipeline/archive"
+	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/runner"
@@ -403,7 +404,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	}
 	err = b.Runner.Run(ctx, job)
 	if err == nil {
-		err = collectLicenses(s, n.Name, filepath.Join(src, dir), pending.layerDir())
+		err = collectLicenses(s, n.Name, src, dir, pending.layerDir())
 	}
 	if err != nil {
 		pending.discard()
@@ -441,17 +442,23 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 // collectLicenses copies the definition's license_files from the source
 // tree into the layer, at LICENSES/<component>/, so that every package
 // carries the licenses of what it ships.
-func collectLicenses(s *spec.Software, name, srcDir, layer string) error {
+func collectLicenses(s *spec.Software, name, srcTop, dir, layer string) error {
 	if len(s.LicenseFiles) == 0 {
 		return nil
 	}
-	dst := filepath.Join(layer, "LICENSES", name)
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	src, err := confine.Open(srcTop)
+	if err != nil {
 		return err
 	}
+	defer src.Close()
+	dst, err := confine.Open(layer)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
 	for _, f := range s.LicenseFiles {
-		src := filepath.Join(srcDir, filepath.FromSlash(f))
-		if err := archive.CopyFile(src, filepath.Join(dst, filepath.Base(f)), 0o644); err != nil {
+		err := confine.CopyFile(src, filepath.Join(dir, filepath.FromSlash(f)), dst, filepath.Join("LICENSES", name, filepath.Base(f)), 0o644)
+		if err != nil {
 			return fmt.Errorf("build %s: license file %s (license_files in software/%s.yaml): %w", name, f, name, err)
 		}
 	}

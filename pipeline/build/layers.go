@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/coach-build/coach/pipeline/archive"
+	"github.com/coach-build/coach/pipeline/confine"
 )
 
 // LayerCache keeps each component's layer under its plan key:
@@ -206,16 +207,23 @@ func Merge(layers []NamedLayer, dst string) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
+	out, err := confine.Open(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
 	for _, l := range layers {
-		err := filepath.WalkDir(l.Dir, func(p string, d fs.DirEntry, err error) error {
+		in, err := confine.Open(l.Dir)
+		if err != nil {
+			return err
+		}
+		err = fs.WalkDir(in.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			rel, _ := filepath.Rel(l.Dir, p)
 			if rel == "." {
 				return nil
 			}
-			target := filepath.Join(dst, rel)
 			info, err := d.Info()
 			if err != nil {
 				return err
@@ -227,7 +235,7 @@ func Merge(layers []NamedLayer, dst string) error {
 				}
 				if _, ok := owner[rel]; !ok {
 					owner[rel] = ""
-					return os.MkdirAll(target, info.Mode().Perm()|0o700)
+					return out.MkdirAll(rel, info.Mode().Perm()|0o700)
 				}
 				return nil
 			}
@@ -240,23 +248,24 @@ func Merge(layers []NamedLayer, dst string) error {
 			}
 			owner[rel] = l.Component
 			if d.Type()&fs.ModeSymlink != 0 {
-				link, err := os.Readlink(p)
+				link, err := in.Readlink(rel)
 				if err != nil {
 					return err
 				}
-				return os.Symlink(link, target)
+				return out.Symlink(link, rel)
 			}
 			if !info.Mode().IsRegular() {
 				return fmt.Errorf("layer of %s: %s is not a regular file, directory or symlink", l.Component, rel)
 			}
-			if err := os.Link(p, target); err != nil {
+			if err := confine.Link(in, rel, out, rel); err != nil {
 				if !errors.Is(err, unix.EXDEV) {
 					return err
 				}
-				return archive.CopyFile(p, target, info.Mode().Perm())
+				return confine.CopyFile(in, rel, out, rel, info.Mode().Perm())
 			}
 			return nil
 		})
+		in.Close()
 		if err != nil {
 			return err
 		}

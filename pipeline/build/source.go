@@ -2,10 +2,12 @@ package build
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/coach-build/coach/pipeline/archive"
+	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/spec"
 )
 
@@ -18,13 +20,16 @@ const patchDir = ".coach-patches"
 // relative to dst: relative_path when the definition sets it, else the
 // archive's single top-level directory, else ".".
 func prepareSource(fetched, fileName, dst string, s *spec.Software, vars spec.StepVars) (string, error) {
-	st, err := os.Stat(fetched)
+	st, err := os.Lstat(fetched)
 	if err != nil {
 		return "", err
 	}
 	top := ""
+	if st.Mode()&fs.ModeSymlink != 0 {
+		return "", fmt.Errorf("path source %s %w", fetched, confine.ErrSymlinkRoot)
+	}
 	if st.IsDir() {
-		if err := archive.CopyTree(fetched, dst); err != nil {
+		if err := confine.CopyTreeDirs(fetched, dst); err != nil {
 			return "", fmt.Errorf("copy source: %w", err)
 		}
 	} else {
@@ -43,32 +48,46 @@ func prepareSource(fetched, fileName, dst string, s *spec.Software, vars spec.St
 	if rel == "" {
 		rel = "."
 	}
-	if st, err := os.Stat(filepath.Join(dst, rel)); err != nil || !st.IsDir() {
+	root, err := confine.Open(dst)
+	if err != nil {
+		return "", err
+	}
+	defer root.Close()
+	if st, err := root.Stat(rel); err != nil || !st.IsDir() {
 		entries, _ := os.ReadDir(dst)
 		var names []string
 		for _, e := range entries {
 			names = append(names, e.Name())
 		}
-		return "", fmt.Errorf("relative_path %q is not a directory of the source; it holds %v", rel, names)
+		return "", fmt.Errorf("relative_path %q is not a directory beneath the source; it holds %v", rel, names)
 	}
 	return rel, nil
 }
 
-// copyPatches copies the definition's patches, then the version's, into
-// <src>/<rel>/.coach-patches with numbered names that keep their order.
+// copyPatches copies the definition's patches, then the version's, from
+// software/<name>/ into <src>/.coach-patches with numbered names that keep
+// their order. Both ends are confined: a patch that is a symlink out of
+// software/<name>/, or a .coach-patches the archive planted as a link out of
+// the source tree, fails.
 func copyPatches(root string, s *spec.Software, srcDir string) ([]string, error) {
 	all := append(append([]string{}, s.Patches...), s.Versions[0].Patches...)
 	if len(all) == 0 {
 		return nil, nil
 	}
-	dir := filepath.Join(srcDir, patchDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	from, err := confine.Open(filepath.Join(root, "software", s.Name))
+	if err != nil {
+		return nil, fmt.Errorf("patches: %w", err)
+	}
+	defer from.Close()
+	to, err := confine.Open(srcDir)
+	if err != nil {
 		return nil, err
 	}
+	defer to.Close()
 	var names []string
 	for i, p := range all {
 		name := fmt.Sprintf("%02d-%s", i+1, filepath.Base(p))
-		if err := archive.CopyFile(filepath.Join(root, "software", s.Name, p), filepath.Join(dir, name), 0o644); err != nil {
+		if err := confine.CopyFile(from, p, to, filepath.Join(patchDir, name), 0o644); err != nil {
 			return nil, fmt.Errorf("patch %s: %w", p, err)
 		}
 		names = append(names, name)

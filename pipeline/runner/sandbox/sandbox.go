@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/coach-build/coach/pipeline/archive"
+	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
@@ -236,7 +237,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 			return err
 		}
 		for _, l := range job.Layers {
-			if err := archive.CopyTree(l, staging); err != nil {
+			if err := confine.CopyTreeDirs(l, staging); err != nil {
 				return fmt.Errorf("sandbox: copy dependency layer: %w", err)
 			}
 		}
