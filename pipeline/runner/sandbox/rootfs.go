@@ -149,12 +149,18 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		return "", fmt.Errorf("target %s: bootstrap mirror: %w", t.Name, err)
 	}
 	pkgs := packageSet(t, packages, toolchain)
-	mode := "root"
+	// As root, mmdebstrap writes the directory itself. As a user it works
+	// in a user namespace (--mode=unshare), and a directory it wrote would
+	// be owned by the user's subordinate ids, which the user can neither
+	// finish, use as its own nor remove; so it writes a tarball, unpacked
+	// below as the user, owned by the user.
+	mode, format, output := "root", "directory", tmp
 	if os.Geteuid() != 0 {
-		mode = "unshare"
+		mode, format, output = "unshare", "tar", tmp+".tar"
+		defer os.Remove(output)
 	}
 	args := []string{
-		"--variant=apt", "--mode=" + mode, "--format=directory",
+		"--variant=apt", "--mode=" + mode, "--format=" + format,
 		"--architectures=" + debArch(arch),
 		"--components=" + strings.Join(t.Bootstrap.Components, ","),
 		"--include=" + strings.Join(append(pkgs, "ca-certificates"), ","),
@@ -162,7 +168,7 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		"--dpkgopt=path-exclude=/usr/share/man/*",
 		"--dpkgopt=path-exclude=/usr/share/doc/*",
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
-		"--", t.Bootstrap.Suite, tmp, mirrorURL,
+		"--", t.Bootstrap.Suite, output, mirrorURL,
 	}
 	start := time.Now()
 	if r.Logger != nil {
@@ -197,6 +203,12 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("make the %s root filesystem: mmdebstrap %s: %v\n%s", t.Name, strings.Join(args, " "), err, lastLines(out.String(), 30))
 	}
+	if format == "tar" {
+		if err := unpackUserRoot(ctx, output, tmp); err != nil {
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("make the %s root filesystem: %w", t.Name, err)
+		}
+	}
 	data, _ := json.MarshalIndent(RootfsInfo{Target: t.Name, Arch: arch, Suite: t.Bootstrap.Suite, Mirror: t.Bootstrap.Mirror, Packages: pkgs, Key: key, CreatedAt: time.Now(), Seconds: time.Since(start).Seconds()}, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, ".coach-rootfs.json"), data, 0o644); err != nil {
 		os.RemoveAll(tmp)
@@ -210,6 +222,21 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		r.Logger.Info("made root filesystem", "target", t.Name, "seconds", time.Since(start).Round(100*time.Millisecond).Seconds(), "dir", dir)
 	}
 	return dir, nil
+}
+
+// unpackUserRoot unpacks mmdebstrap's tarball of a root filesystem into dir
+// as the user: owners are not kept (every file is the user's, which the
+// sandbox maps to root), device nodes are left out (the sandbox mounts its
+// own /dev).
+func unpackUserRoot(ctx context.Context, tarball, dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, "tar", "-x", "--no-same-owner", "--exclude=./dev/*", "-f", tarball, "-C", dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("unpack %s: %v: %s", tarball, err, lastLines(string(out), 10))
+	}
+	return nil
 }
 
 // phaseWriter logs mmdebstrap's progress lines ("I: downloading packages
