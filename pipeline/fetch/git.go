@@ -39,7 +39,7 @@ func (f *Fetcher) fetchGit(ctx context.Context, req Request, key string, res *Re
 		}
 		return strings.TrimSpace(out.String()), nil
 	}
-	if out, err := exec.CommandContext(ctx, "git", "init", "-q", "--bare", repo).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "git", "init", "-q", "--bare", "--", repo).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("fetch %s: git init: %v: %s", req, err, out)
 	}
 	commit := req.Source.Commit
@@ -53,11 +53,11 @@ func (f *Fetcher) fetchGit(ctx context.Context, req Request, key string, res *Re
 		if err := f.downloadPlain(ctx, loc, bundle); err != nil {
 			continue
 		}
-		if _, err := git("fetch", "-q", bundle, "+refs/*:refs/mirror/*"); err != nil {
+		if _, err := git("fetch", "-q", "--", bundle, "+refs/*:refs/mirror/*"); err != nil {
 			f.log().Warn("mirror bundle unusable", "component", req.String(), "from", loc, "err", err)
 			continue
 		}
-		if _, err := git("cat-file", "-e", commit+"^{commit}"); err == nil {
+		if _, err := git("cat-file", "-e", "--", commit+"^{commit}"); err == nil {
 			from = loc
 			break
 		}
@@ -68,19 +68,19 @@ func (f *Fetcher) fetchGit(ctx context.Context, req Request, key string, res *Re
 		}
 		// Shallow fetch of the commit itself, which most servers allow;
 		// otherwise everything, and look for it.
-		if _, err := git("fetch", "-q", "--depth", "1", req.Source.Git, commit); err != nil {
-			if _, err := git("fetch", "-q", req.Source.Git, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err != nil {
+		if _, err := git("fetch", "-q", "--depth", "1", "--", req.Source.Git, commit); err != nil {
+			if _, err := git("fetch", "-q", "--", req.Source.Git, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err != nil {
 				return nil, fmt.Errorf("fetch %s from %s: %w", req, req.Source.Git, err)
 			}
 		}
-		if _, err := git("cat-file", "-e", commit+"^{commit}"); err != nil {
+		if _, err := git("cat-file", "-e", "--", commit+"^{commit}"); err != nil {
 			return nil, fmt.Errorf("fetch %s from %s: commit %s is not in the repository", req, req.Source.Git, commit)
 		}
 		if tag := req.Source.Tag; tag != "" {
-			if _, err := git("fetch", "-q", "--depth", "1", req.Source.Git, "+refs/tags/"+tag+":refs/tags/"+tag); err != nil {
+			if _, err := git("fetch", "-q", "--depth", "1", "--", req.Source.Git, "+refs/tags/"+tag+":refs/tags/"+tag); err != nil {
 				return nil, fmt.Errorf("fetch %s from %s: tag %s: %w", req, req.Source.Git, tag, err)
 			}
-			got, err := git("rev-parse", "refs/tags/"+tag+"^{commit}")
+			got, err := git("rev-parse", "--verify", "--end-of-options", "refs/tags/"+tag+"^{commit}")
 			if err != nil {
 				return nil, fmt.Errorf("fetch %s: tag %s: %w", req, tag, err)
 			}
@@ -90,7 +90,7 @@ func (f *Fetcher) fetchGit(ctx context.Context, req Request, key string, res *Re
 		}
 		from = req.Source.Git
 	}
-	if _, err := git("update-ref", "refs/coach/pin", commit); err != nil {
+	if _, err := git("update-ref", "--", "refs/coach/pin", commit); err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", req, err)
 	}
 	// The tree as a tar, for the build, and the bundle, for mirrors.
@@ -98,7 +98,7 @@ func (f *Fetcher) fetchGit(ctx context.Context, req Request, key string, res *Re
 		key  string
 		args []string
 	}{
-		{key, []string{"archive", "--format=tar", commit}},
+		{key, []string{"archive", "--format=tar", "--end-of-options", commit}},
 		{BundleKey(commit), []string{"bundle", "create", "-q", "-", "refs/coach/pin"}},
 	} {
 		p, err := f.Cache.create()

@@ -3,7 +3,7 @@ package spec
 import (
 	"encoding/hex"
 	"fmt"
-	"github.com/coach-build/coach/pipeline/mirror"
+	"io/fs"
 	"net/url"
 	"os"
 	"path"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -29,6 +30,40 @@ var (
 	envName     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	hexCommit   = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 )
+
+var (
+	// safeVersion is what a version may be made of: it goes into paths,
+	// file names and package versions.
+	safeVersion = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+~_-]{0,127}$`)
+	// safeInstallDir is an absolute path of plain names, at least two deep.
+	safeInstallDir = regexp.MustCompile(`^(/[A-Za-z0-9_+][A-Za-z0-9._+-]*){2,}$`)
+	// safeRef is a plain tag name; never an option.
+	safeRef = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/+-]*$`)
+	// scpLike is git's user@host:path form.
+	scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^-]`)
+)
+
+// gitURL reports whether s is a repository URL that git can only take as a
+// repository: never an option (a leading -), always a known transport.
+func gitURL(s string) bool {
+	if s == "" || strings.HasPrefix(s, "-") || strings.ContainsAny(s, " \t\n\x00") {
+		return false
+	}
+	if scpLike.MatchString(s) {
+		return true
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	switch u.Scheme {
+	case "https", "http", "ssh", "git":
+		return u.Host != "" && !strings.HasPrefix(u.Host, "-")
+	case "file":
+		return u.Path != ""
+	}
+	return false
+}
 
 // systemDirs may not hold an install_dir: they belong to the distribution.
 var systemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var"}
@@ -114,10 +149,30 @@ func (v *validator) software(name string, s *Software) {
 		}
 	}
 	if s.RelativePath != "" {
-		if rel, err := Expand(s.RelativePath, sampleVars); err != nil { // rendered: the result is checked
-			v.add(at("relative_path"), templateHint, "relative_path: %s", templateError(err))
-		} else if !filepath.IsLocal(rel) {
-			v.add(at("relative_path"), "give a directory inside the unpacked source, e.g. zlib-{{.Version}}", "relative_path %q must stay inside the source tree", s.RelativePath)
+		// Rendered with each version's real values (and the sample ones
+		// for the rest): a template must stay inside the source tree for
+		// every version it can be built at.
+		vars := []StepVars{sampleVars}
+		for _, ver := range s.Versions {
+			sv := sampleVars
+			sv.Name, sv.Version = name, ver.Version
+			vars = append(vars, sv)
+		}
+		for _, sv := range vars {
+			rel, err := Expand(s.RelativePath, sv)
+			if err != nil { // rendered: the result is checked
+				v.add(at("relative_path"), templateHint, "relative_path: %s", templateError(err))
+				break
+			}
+			if !filepath.IsLocal(rel) || strings.ContainsAny(rel, "\n\x00") {
+				v.add(at("relative_path"), "give a directory inside the unpacked source, e.g. zlib-{{.Version}}", "relative_path %q renders as %q for version %s, which leaves the source tree", s.RelativePath, rel, sv.Version)
+				break
+			}
+		}
+	}
+	for i, f := range s.LicenseFiles {
+		if !filepath.IsLocal(filepath.FromSlash(f)) {
+			v.add(at(fmt.Sprintf("license_files[%d]", i)), "give a file relative to the source directory, e.g. LICENSE", "license file %q must stay inside the source tree", f)
 		}
 	}
 	seenDep := map[string]bool{}
@@ -179,6 +234,10 @@ func (v *validator) version(s *Software, p string, ver Version) {
 		v.add(at(p), "add version: <x.y.z>", "version is required")
 	} else if _, err := semver.NewVersion(ver.Version); err != nil && !ver.Exact {
 		v.add(at(p+".version"), "use a semver version such as 1.2.3, or add exact: true to pin a version that is not semver", "version %q is not semver", ver.Version)
+	} else if !safeVersion.MatchString(ver.Version) {
+		// It goes into paths, file names and package versions through
+		// {{.Version}}.
+		v.add(at(p+".version"), "use letters, digits and . + ~ _ - (at most 128, starting with a letter or digit)", "version %q has characters a version may not have", ver.Version)
 	}
 	kinds := 0
 	for _, k := range []string{ver.URL, ver.Git, ver.Path} {
@@ -201,6 +260,12 @@ func (v *validator) version(s *Software, p string, ver Version) {
 			v.add(at(p), "add sha256: <64 hex digits> (sha256sum <file>) so the download can be verified", "version %s has no checksum: an unpinned url is refused", ver.Version)
 		}
 	case ver.Git != "":
+		if !gitURL(ver.Git) {
+			v.add(at(p+".git"), "give a repository URL: https://, http://, ssh://, git:// or file://, or user@host:path", "git %q is not a repository URL", ver.Git)
+		}
+		if ver.Tag != "" && !safeRef.MatchString(ver.Tag) {
+			v.add(at(p+".tag"), "give a tag name of letters, digits and . _ / + -, starting with a letter or digit", "tag %q is not a plain tag name", ver.Tag)
+		}
 		if ver.Commit == "" {
 			v.add(at(p), "add commit: <full 40-hex commit>; a tag or branch alone can move", "git source of %s is not pinned to a commit", ver.Version)
 		} else if !hexCommit.MatchString(ver.Commit) {
@@ -209,8 +274,10 @@ func (v *validator) version(s *Software, p string, ver Version) {
 	case ver.Path != "":
 		if !filepath.IsLocal(ver.Path) {
 			v.add(at(p+".path"), "give a path relative to software/, e.g. hello", "path %q must stay inside software/", ver.Path)
-		} else if _, err := os.Stat(filepath.Join(v.repo.Root, "software", ver.Path)); err != nil {
+		} else if st, err := os.Lstat(filepath.Join(v.repo.Root, "software", ver.Path)); err != nil {
 			v.add(at(p+".path"), "create it, or fix the path (relative to software/)", "path source %q does not exist", filepath.Join("software", ver.Path))
+		} else if st.Mode()&fs.ModeSymlink != 0 {
+			v.add(at(p+".path"), "keep the source itself under software/, not a link to it", "path source %q is a symlink; coach reads only what is in the repository", filepath.Join("software", ver.Path))
 		}
 	}
 	if ver.URL == "" && (ver.SHA256 != "" || ver.SHA512 != "") {
@@ -416,6 +483,8 @@ func (v *validator) installDir(p *Project) {
 		v.add(p.At("install_dir"), "use a clean absolute path such as /opt/"+p.Name, "install_dir %q must be a clean absolute path", d)
 	case d == "/":
 		v.add(p.At("install_dir"), "use a directory of the package's own, such as /opt/"+p.Name, "install_dir must not be /")
+	case !safeInstallDir.MatchString(d):
+		v.add(p.At("install_dir"), "use letters, digits and . _ + - in each part, at least two parts deep, such as /opt/"+p.Name, "install_dir %q must be a path of plain names strictly below a top-level directory", d)
 	default:
 		for _, sys := range systemDirs {
 			if within(d, sys) {

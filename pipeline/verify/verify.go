@@ -170,6 +170,11 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 		os.Remove(filepath.Join(root, "etc/resolv.conf"))
 		os.WriteFile(filepath.Join(root, "etc/resolv.conf"), resolv, 0o644)
 	}
+	if os.Geteuid() != 0 {
+		// As a user the checks run as root of a user namespace in which
+		// only that root is mapped: apt cannot drop to its _apt user there.
+		os.WriteFile(filepath.Join(root, "etc/apt/apt.conf.d/00coach-rootless"), []byte("APT::Sandbox::User \"root\";\n"), 0o644)
+	}
 	s := &scratch{root: root, pkgs: pkgs, log: o.Log}
 	if o.Target.Format == target.FormatRPM {
 		err = verifyRPM(ctx, o, s, rep)
