@@ -118,6 +118,16 @@ func TestMaliciousArchivesAreRejected(t *testing.T) {
 		"zip absolute":           makeZip(t, []entry{{name: abs, body: "x"}}),
 		"zip symlink escape":     makeZip(t, []entry{{name: "up", link: "../../.."}}),
 		"zip device":             makeZip(t, []entry{{name: "null", typ: tar.TypeChar}}),
+		// Chains that stay inside by path.Join but leave in the kernel:
+		// up resolves to a, and a/../.. is above the destination.
+		"symlink chain": makeTar(t, []entry{{name: "a/b/c/", typ: tar.TypeDir}, {name: "a/b/c/up", typ: tar.TypeSymlink, link: "../.."},
+			{name: "X", typ: tar.TypeSymlink, link: "a/b/c/up/../../" + escape}}),
+		"symlink chain to a parent": makeTar(t, []entry{{name: "a/b/", typ: tar.TypeDir}, {name: "a/b/up", typ: tar.TypeSymlink, link: ".."},
+			{name: ".coach-patches", typ: tar.TypeSymlink, link: "a/b/up/../.."}}),
+		// The link is made before the names it passes through exist.
+		"symlink chain made later": makeTar(t, []entry{{name: "X", typ: tar.TypeSymlink, link: "a/b/c/d/../../../../" + escape},
+			{name: "a/b/c/", typ: tar.TypeDir}, {name: "a/b/c/d", typ: tar.TypeSymlink, link: "../.."}}),
+		"zip symlink chain": makeZip(t, []entry{{name: "a/b/c/up", link: "../.."}, {name: "X", link: "a/b/c/up/../../../etc"}}),
 	}
 	for name, data := range cases {
 		t.Run(name, func(t *testing.T) {

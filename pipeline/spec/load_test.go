@@ -16,13 +16,17 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // extract writes a txtar archive into a fresh directory. Files under
 // scripts/ are executable unless the archive comment says
-// "mode 0644 <path>".
+// "mode 0644 <path>"; "symlink <path> <target>" makes a symlink.
 func extract(t *testing.T, ar *txtar.Archive) string {
 	t.Helper()
 	dir := t.TempDir()
 	modes := map[string]os.FileMode{}
+	var links [][2]string
 	sc := bufio.NewScanner(strings.NewReader(string(ar.Comment)))
 	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "symlink" {
+			links = append(links, [2]string{f[1], f[2]})
+		}
 		if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "mode" {
 			m, err := strconv.ParseUint(f[1], 8, 32)
 			if err != nil {
@@ -47,6 +51,13 @@ func extract(t *testing.T, ar *txtar.Archive) string {
 			t.Fatal(err)
 		}
 		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range links {
+		p := filepath.Join(dir, l[0])
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.Symlink(l[1], p); err != nil {
 			t.Fatal(err)
 		}
 	}

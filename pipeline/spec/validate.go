@@ -307,8 +307,10 @@ func (v *validator) patches(s *Software, p string, patches []string) {
 			v.add(s.At(pp), "give a path relative to software/"+s.Name+"/", "patch %q must stay inside software/%s/", patch, s.Name)
 			continue
 		}
-		if st, err := os.Stat(filepath.Join(v.repo.Root, "software", s.Name, patch)); err != nil || !st.Mode().IsRegular() {
+		if st, err := os.Lstat(filepath.Join(v.repo.Root, "software", s.Name, patch)); err != nil {
 			v.add(s.At(pp), "put the patch file there, or fix the name", "patch software/%s/%s does not exist", s.Name, patch)
+		} else if !st.Mode().IsRegular() {
+			v.add(s.At(pp), "keep the patch itself under software/"+s.Name+"/, as a plain file", "patch software/%s/%s is not a regular file (a symlink or a directory)", s.Name, patch)
 		}
 	}
 }
