@@ -169,8 +169,8 @@ func TestConfinementCorpus(t *testing.T) {
 				dir := t.TempDir()
 				p, sum := tarball(t, dir, k.tar)
 				files = map[string]string{
-					"projects/evil.yaml": proj,
-					"software/evil.yaml": fmt.Sprintf("name: evil\nlicense: MIT\nlicense_files: [LICENSE]\nrelative_path: src\nversions: [{version: 1.0.0, url: 'file://%s', sha256: %s}]\npatches: [fix.patch]\nbuild: [\"true\"]\n", p, sum),
+					"projects/evil.yaml":      proj,
+					"software/evil.yaml":      fmt.Sprintf("name: evil\nlicense: MIT\nlicense_files: [LICENSE]\nrelative_path: src\nversions: [{version: 1.0.0, url: 'file://%s', sha256: %s}]\npatches: [fix.patch]\nbuild: [\"true\"]\n", p, sum),
 					"software/evil/fix.patch": "",
 				}
 			}
