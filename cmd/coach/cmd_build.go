@@ -106,10 +106,19 @@ are merged into one tree per target.`,
 			// still built, packaged and verified.
 			var failed []targetFailure
 			for _, t := range prep.Plan.TargetList() {
+				workDir := filepath.Join(bf.cache(), "work", prep.Project.Name, t.Name)
+				unlock, err := build.LockWork(ctx, workDir, a.log)
+				if err != nil {
+					if ctx.Err() != nil {
+						return withCode(exitInterrupted, fmt.Errorf("build %s for %s: interrupted while waiting for another coach run", prep.Project.Name, t.Name))
+					}
+					return err
+				}
+				defer unlock()
 				b := &build.Builder{
 					Runner: r, Fetcher: f,
 					Layers:  &build.LayerCache{Dir: filepath.Join(bf.cache(), "layers")},
-					WorkDir: filepath.Join(bf.cache(), "work", prep.Project.Name, t.Name),
+					WorkDir: workDir,
 					Jobs:    bf.jobs, MakeJobs: bf.makeJobs,
 					NoCache: bf.noCache, KeepFailed: bf.keepFailed,
 					Log: a.log, Events: status.event,

@@ -151,7 +151,13 @@ func (a *app) runHealth(arg string, hf healthFlags) (*health.Report, error) {
 	if err != nil {
 		return nil, usageError(err)
 	}
-	res, err := build.ReadResult(filepath.Join(cacheDir, "work", p.Name, t.Name))
+	workDir := filepath.Join(cacheDir, "work", p.Name, t.Name)
+	unlock, err := build.LockWork(context.Background(), workDir, a.log)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	res, err := build.ReadResult(workDir)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("no build of %s for %s in %s: run coach build %s -t %s first", p.Name, t.Name, cacheDir, p.Name, t.Name))
 	}

@@ -57,12 +57,22 @@ for debian-12, for hosts where el9 itself cannot be built.`,
 				cacheDir = defaultCacheDir()
 			}
 			var trees []pkg.TargetTree
+			locked := map[string]bool{}
 			for _, t := range prep.Plan.TargetList() {
 				src := t.Name
 				if from != "" {
 					src = from
 				}
-				res, err := build.ReadResult(filepath.Join(cacheDir, "work", prep.Project.Name, src))
+				workDir := filepath.Join(cacheDir, "work", prep.Project.Name, src)
+				if !locked[workDir] {
+					unlock, err := build.LockWork(cmd.Context(), workDir, a.log)
+					if err != nil {
+						return err
+					}
+					defer unlock()
+					locked[workDir] = true
+				}
+				res, err := build.ReadResult(workDir)
 				if err != nil {
 					return usageError(fmt.Errorf("no build of %s for %s: run coach build %s -t %s first", prep.Project.Name, src, prep.Project.Name, src))
 				}

@@ -107,3 +107,76 @@ func TestKillLeavesNothingRunning(t *testing.T) {
 	}
 	t.Logf("%d kills at offsets %v after the step started: %d left a process running", len(offsets), offsets, leaked)
 }
+
+// copyRepoFiles copies the named files and directories of this repository
+// into dst.
+func copyRepoFiles(t *testing.T, dst string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		out, err := exec.Command("cp", "-a", filepath.Join("../..", n), filepath.Join(dst, n)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("copy %s: %v: %s", n, err, out)
+		}
+	}
+}
+
+// TestConcurrentBuilds runs two builds of hello for the same target at the
+// same time, from the cache and with --no-cache: both must succeed, the
+// second waiting for the first and saying so. COACH_TEST_CONCURRENT_N sets
+// how many pairs of each (default 3).
+func TestConcurrentBuilds(t *testing.T) {
+	for _, tool := range []string{"bwrap", "mmdebstrap", "strip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (.ci/run installs it): the test builds hello in the sandbox", tool)
+		}
+	}
+	n := 3
+	if v := os.Getenv("COACH_TEST_CONCURRENT_N"); v != "" {
+		fmt.Sscanf(v, "%d", &n)
+	}
+	bin := t.TempDir()
+	coach := filepath.Join(bin, "coach")
+	if err := os.Symlink(os.Args[0], coach); err != nil {
+		t.Fatal(err)
+	}
+	repo, cache := t.TempDir(), t.TempDir()
+	for _, d := range []string{"projects", "software", "scripts"} {
+		os.Mkdir(filepath.Join(repo, d), 0o755)
+	}
+	copyRepoFiles(t, repo, "projects/hello.yaml", "projects/hello.lock", "software/hello.yaml", "software/hello", "software/libgreet.yaml", "software/libgreet", "scripts/hello")
+	rootfs := os.Getenv("COACH_ROOTFS_DIR")
+	if rootfs == "" {
+		rootfs = "/var/tmp/coach-test-rootfs"
+	}
+	waited := 0
+	for _, extra := range [][]string{nil, {"--no-cache"}} {
+		for i := 0; i < n; i++ {
+			type out struct {
+				stderr string
+				err    error
+			}
+			results := make(chan out, 2)
+			for j := 0; j < 2; j++ {
+				go func() {
+					args := append([]string{"-C", repo, "build", "hello", "-t", "debian-12", "--cache-dir", cache, "--no-verify", "-o", filepath.Join(cache, fmt.Sprintf("pkg-%d", j))}, extra...)
+					cmd := exec.Command(coach, args...)
+					cmd.Env = append(os.Environ(), "COACH_ROOTFS_DIR="+rootfs)
+					var stderr bytes.Buffer
+					cmd.Stderr = &stderr
+					err := cmd.Run()
+					results <- out{stderr.String(), err}
+				}()
+			}
+			for j := 0; j < 2; j++ {
+				r := <-results
+				if r.err != nil {
+					t.Errorf("concurrent build %v #%d failed: %v\n%s", extra, i, r.err, r.stderr)
+				}
+				if strings.Contains(r.stderr, "waiting for another coach run") {
+					waited++
+				}
+			}
+		}
+	}
+	t.Logf("%d pairs of concurrent builds, with and without --no-cache: all succeeded; %d builds waited for the other", 2*n, waited)
+}

@@ -1,10 +1,12 @@
 package build
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/confine"
+	"github.com/coach-build/coach/pipeline/internal/lockfile"
 )
 
 // LayerCache keeps each component's layer under its plan key:
@@ -275,4 +278,30 @@ func Merge(layers []NamedLayer, dst string) error {
 		return &ConflictError{Conflicts: conflicts}
 	}
 	return nil
+}
+
+// LockWork takes the lock of a work directory (one project and target) for
+// the rest of a run: two coach processes building the same project for the
+// same target would otherwise delete and merge each other's trees. The
+// second waits, saying so once, until the first is done or ctx ends.
+func LockWork(ctx context.Context, workDir string, log *slog.Logger) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(workDir), 0o755); err != nil {
+		return nil, err
+	}
+	path := workDir + ".lock"
+	quick, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	unlock, err = lockfile.Lock(quick, path, 10*time.Millisecond)
+	cancel()
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		holder, _ := os.ReadFile(path)
+		if log != nil {
+			log.Warn("waiting for another coach run that is using this work directory", "dir", workDir, "holder", strings.TrimSpace(string(holder)))
+		}
+		unlock, err = lockfile.Lock(ctx, path, 200*time.Millisecond)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", workDir, err)
+	}
+	os.WriteFile(path, []byte(fmt.Sprintf("pid %d\n", os.Getpid())), 0o644)
+	return unlock, nil
 }
