@@ -73,19 +73,21 @@ func readObject(path string) (o *object, err error) {
 	if !o.dynamic {
 		return o, nil
 	}
-	if ef.Section(".dynamic") == nil {
-		return nil, fmt.Errorf("malformed ELF: a PT_DYNAMIC segment but no .dynamic section")
+	// What ld.so reads: the dynamic array of PT_DYNAMIC, whatever the
+	// section headers say (they may be missing or lie). DT_FILTER and
+	// DT_AUXILIARY name filtees, which ld.so loads as it loads DT_NEEDED.
+	dyn, err := readDynamic(ef, f)
+	if err != nil {
+		return nil, fmt.Errorf("malformed ELF: %w", err)
 	}
-	if o.needed, err = ef.DynString(elf.DT_NEEDED); err != nil {
-		return nil, fmt.Errorf("malformed ELF: DT_NEEDED: %w", err)
-	}
-	if names, _ := ef.DynString(elf.DT_SONAME); len(names) > 0 {
+	o.needed = append(append(append(o.needed, dyn.strs[elf.DT_NEEDED]...), dyn.strs[elf.DT_FILTER]...), dyn.strs[elf.DT_AUXILIARY]...)
+	if names := dyn.strs[elf.DT_SONAME]; len(names) > 0 {
 		o.soname = names[0]
 	}
-	if rp, _ := ef.DynString(elf.DT_RPATH); len(rp) > 0 {
+	if rp := dyn.strs[elf.DT_RPATH]; len(rp) > 0 {
 		o.rpath = splitPath(strings.Join(rp, ":"))
 	}
-	if rp, _ := ef.DynString(elf.DT_RUNPATH); len(rp) > 0 {
+	if rp, ok := dyn.strs[elf.DT_RUNPATH]; ok {
 		o.hasRun = true
 		o.runpath = splitPath(strings.Join(rp, ":"))
 	}

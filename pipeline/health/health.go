@@ -276,7 +276,7 @@ func Check(opts Options) (*Report, error) {
 				}
 				fromRel := r.rel
 				if e.from.parent != nil {
-					if !within(e.from.path, installDir) {
+					if !within(e.from.real, installDir) {
 						continue // a system library's own needs are the system's business
 					}
 					fromRel = strings.TrimPrefix(strings.TrimPrefix(e.from.path, installDir), "/")
@@ -288,7 +288,7 @@ func Check(opts Options) (*Report, error) {
 				loaded = nil
 			}
 			for _, n := range append([]*node{{path: runtimePath, obj: r.obj}}, values(loaded)...) {
-				if n.path != runtimePath && !within(n.path, installDir) {
+				if n.path != runtimePath && !within(n.real, installDir) {
 					continue
 				}
 				nRel := strings.TrimPrefix(strings.TrimPrefix(n.path, installDir), "/")
@@ -300,7 +300,7 @@ func Check(opts Options) (*Report, error) {
 								obj.GlibcFloor = ver
 							}
 						}
-						if m == nil || !within(m.path, installDir) {
+						if m == nil || !within(m.real, installDir) {
 							if sl := system[lib]; sl != nil && !slices.Contains(sl.Versions, ver) {
 								sl.Versions = append(sl.Versions, ver)
 							}
@@ -308,7 +308,7 @@ func Check(opts Options) (*Report, error) {
 						if m == nil {
 							continue // unresolved: reported above
 						}
-						if !m.obj.defs[ver] && (within(m.path, installDir) || v.sysroot != "") {
+						if !m.obj.defs[ver] && (within(m.real, installDir) || v.sysroot != "") {
 							add(Problem{Severity: Error, Kind: KindMissingVersion, File: nRel, Component: owner(nRel), Library: lib, Resolved: m.path, Version: ver,
 								Why: fmt.Sprintf("needs symbol version %s of %s, which %s does not define", ver, lib, m.path),
 								Fix: fixMissingVersion(lib, m.path, installDir, owner)})
@@ -380,7 +380,7 @@ func judge(e edge, fromRel, installDir string, haveSysroot bool, allow []string,
 	comp := owner(fromRel)
 	allowed := matchAny(e.soname, allow)
 	switch {
-	case e.to.obj != nil && within(e.to.path, installDir):
+	case e.to.obj != nil && within(e.to.real, installDir):
 		return
 	case e.to.obj == nil && !haveSysroot && allowed:
 		// No target root to look in: an allowed name is taken on trust.
@@ -396,10 +396,20 @@ func judge(e edge, fromRel, installDir string, haveSysroot bool, allow []string,
 		}
 		add(Problem{Severity: Error, Kind: KindUnresolved, File: fromRel, Component: comp, Library: e.soname, Why: why, Fix: fixOutside(e.soname, comp, providers)})
 	case allowed:
-		recordSystem(system, e.soname, e.to.path)
+		// By the name ld.so found it under, as the distribution's package
+		// database lists it; a link from the tree by where it leads.
+		p := e.to.path
+		if within(p, installDir) {
+			p = e.to.real
+		}
+		recordSystem(system, e.soname, p)
 	default:
+		where := e.to.path
+		if e.to.real != e.to.path {
+			where += " -> " + e.to.real
+		}
 		add(Problem{Severity: Error, Kind: KindNotAllowed, File: fromRel, Component: comp, Library: e.soname, Resolved: e.to.path,
-			Why: fmt.Sprintf("needs %s, which resolved to %s outside %s and is not in %s's allowlist", e.soname, e.to.path, installDir, targetName),
+			Why: fmt.Sprintf("needs %s, which resolved to %s outside %s and is not in %s's allowlist", e.soname, where, installDir, targetName),
 			Fix: fixOutside(e.soname, comp, providers)})
 	}
 }

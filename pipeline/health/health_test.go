@@ -308,3 +308,117 @@ func TestGlob(t *testing.T) {
 		}
 	}
 }
+
+// patchELF rewrites a copy of an ELF64 file in place with edit.
+func patchELF(t *testing.T, file string, edit func(b []byte)) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[4] != 2 || b[5] != 1 {
+		t.Skip("the patches are for little-endian ELF64")
+	}
+	edit(b)
+	if err := os.WriteFile(file, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sectionHeader returns the offset of the section header of name.
+func sectionHeader(t *testing.T, b []byte, name string) int {
+	t.Helper()
+	le := binary.LittleEndian
+	shoff, shentsize, shnum, shstrndx := int(le.Uint64(b[0x28:])), int(le.Uint16(b[0x3a:])), int(le.Uint16(b[0x3c:])), int(le.Uint16(b[0x3e:]))
+	strOff := int(le.Uint64(b[shoff+shstrndx*shentsize+0x18:]))
+	for i := 0; i < shnum; i++ {
+		h := shoff + i*shentsize
+		n := strOff + int(le.Uint32(b[h:]))
+		end := n
+		for b[end] != 0 {
+			end++
+		}
+		if string(b[n:end]) == name {
+			return h
+		}
+	}
+	t.Fatalf("no section %s", name)
+	return 0
+}
+
+// TestHealthEvasions: ways to load a system library at run time that a
+// check reading the wrong thing would pass. Each must be the error a plain
+// DT_NEEDED on the system library is.
+func TestHealthEvasions(t *testing.T) {
+	needCC(t)
+	sysZ := "/usr/lib/x86_64-linux-gnu/libz.so.1"
+	if _, err := os.Stat(sysZ); err != nil {
+		t.Skipf("%s is not on this host: %v", sysZ, err)
+	}
+	zapp := "const char *zlibVersion(void);\nint main(void) { return zlibVersion()[0] == 0; }\n"
+	rpath := "-Wl,-rpath," + installDir + "/embedded/lib"
+	want := []string{"error not-allowed bin/zapp libz.so.1 "}
+	cases := map[string]func(tree string) []string{
+		// The link's path is inside the prefix; where it leads is not.
+		"absolute link in the tree to a system library": func(tree string) []string {
+			cc(t, tree, "bin/zapp", zapp, "-l:libz.so.1", rpath)
+			os.MkdirAll(filepath.Join(tree, "embedded/lib"), 0o755)
+			os.Symlink(sysZ, filepath.Join(tree, "embedded/lib/libz.so.1"))
+			return want
+		},
+		"relative link out of the prefix to a system library": func(tree string) []string {
+			cc(t, tree, "bin/zapp", zapp, "-l:libz.so.1", rpath)
+			os.MkdirAll(filepath.Join(tree, "embedded/lib"), 0o755)
+			os.Symlink("../../../.."+sysZ, filepath.Join(tree, "embedded/lib/libz.so.1"))
+			return want
+		},
+		"link chain inside the tree that ends in the system": func(tree string) []string {
+			cc(t, tree, "bin/zapp", zapp, "-l:libz.so.1", rpath)
+			os.MkdirAll(filepath.Join(tree, "embedded/lib/real"), 0o755)
+			os.Symlink("real/libz.so.1", filepath.Join(tree, "embedded/lib/libz.so.1"))
+			os.Symlink(sysZ, filepath.Join(tree, "embedded/lib/real/libz.so.1"))
+			return want
+		},
+		// Filtees are loaded by ld.so like needed libraries.
+		"DT_FILTER": func(tree string) []string {
+			cc(t, tree, "embedded/lib/libf.so.1", libSrc, "-shared", "-fPIC", "-Wl,-soname,libf.so.1", "-Wl,-F,libz.so.1")
+			cc(t, tree, "bin/app", mainSrc, "-L"+filepath.Join(tree, "embedded/lib"), "-l:libf.so.1", rpath)
+			return []string{"error not-allowed embedded/lib/libf.so.1 libz.so.1 "}
+		},
+		"DT_AUXILIARY": func(tree string) []string {
+			cc(t, tree, "embedded/lib/libf.so.1", libSrc, "-shared", "-fPIC", "-Wl,-soname,libf.so.1", "-Wl,-f,libz.so.1")
+			cc(t, tree, "bin/app", mainSrc, "-L"+filepath.Join(tree, "embedded/lib"), "-l:libf.so.1", rpath)
+			return []string{"error not-allowed embedded/lib/libf.so.1 libz.so.1 "}
+		},
+		// ld.so reads PT_DYNAMIC; the section headers can lie or be gone.
+		"no section headers": func(tree string) []string {
+			cc(t, tree, "bin/zapp", zapp, "-l:libz.so.1")
+			patchELF(t, filepath.Join(tree, "bin/zapp"), func(b []byte) {
+				binary.LittleEndian.PutUint64(b[0x28:], 0) // e_shoff
+				binary.LittleEndian.PutUint16(b[0x3c:], 0) // e_shnum
+				binary.LittleEndian.PutUint16(b[0x3e:], 0) // e_shstrndx
+			})
+			return want
+		},
+		".dynamic section of size 0": func(tree string) []string {
+			cc(t, tree, "bin/zapp", zapp, "-l:libz.so.1")
+			patchELF(t, filepath.Join(tree, "bin/zapp"), func(b []byte) {
+				binary.LittleEndian.PutUint64(b[sectionHeader(t, b, ".dynamic")+0x20:], 0) // sh_size
+			})
+			return want
+		},
+	}
+	for name, setup := range cases {
+		t.Run(name, func(t *testing.T) {
+			tree := t.TempDir()
+			want := setup(tree)
+			rep := check(t, tree, "debian-12", nil)
+			if got := kinds(rep); !slices.Equal(got, want) {
+				t.Errorf("problems = %v, want %v", got, want)
+			}
+			if rep.OK() {
+				t.Errorf("the check passed, with runtime dependencies %v", rep.Dependencies)
+			}
+		})
+	}
+}

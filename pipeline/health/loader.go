@@ -30,6 +30,9 @@ type objResult struct {
 // (search directory + name) and the object there.
 type found struct {
 	path string
+	// real is where path leads once every symlink is followed: a link in
+	// the tree to a system library is a system library.
+	real string
 	obj  *object
 	how  string // rpath, runpath, system, path
 	// incompatible names a candidate skipped for its class or machine,
@@ -118,7 +121,7 @@ func (l *loader) closure(rootPath, rootReal string, root *object) ([]edge, map[s
 		queue = queue[1:]
 		for _, name := range n.obj.needed {
 			if m, ok := loaded[name]; ok {
-				edges = append(edges, edge{n, name, found{path: m.path, obj: m.obj, how: "loaded"}})
+				edges = append(edges, edge{n, name, found{path: m.path, real: m.real, obj: m.obj, how: "loaded"}})
 				continue
 			}
 			f := l.resolve(n, name)
@@ -126,10 +129,7 @@ func (l *loader) closure(rootPath, rootReal string, root *object) ([]edge, map[s
 			if f.obj == nil {
 				continue
 			}
-			real, _, err := l.v.realpath(f.path)
-			if err != nil {
-				real = f.path
-			}
+			real := f.real
 			if m, ok := byPath[real]; ok {
 				loaded[name] = m
 				continue
@@ -226,7 +226,7 @@ func (l *loader) try(dirs []string, name string, for_ *object) found {
 			continue
 		}
 		p := path.Join(d, name)
-		_, host, err := l.v.realpath(p)
+		real, host, err := l.v.realpath(p)
 		if err != nil {
 			continue
 		}
@@ -240,7 +240,7 @@ func (l *loader) try(dirs []string, name string, for_ *object) found {
 			}
 			continue
 		}
-		f = found{path: p, obj: o}
+		f = found{path: p, real: real, obj: o}
 		break
 	}
 	l.mu.Lock()
