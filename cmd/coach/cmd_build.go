@@ -183,7 +183,10 @@ are merged into one tree per target.`,
 				if !bf.noVerify {
 					var failures []string
 					for _, art := range rel.Artifacts {
-						rep, err := a.verifyOne(art.Path, "", art.Target, bf.cache(), map[string]*spec.Project{prep.Project.Name: prep.Project})
+						rep, err := a.verifyOne(ctx, art.Path, "", art.Target, bf.cache(), map[string]*spec.Project{prep.Project.Name: prep.Project})
+						if ctx.Err() != nil {
+							return err
+						}
 						if err != nil {
 							return withCode(exitVerify, fmt.Errorf("verify %s: %w", art.File, err))
 						}

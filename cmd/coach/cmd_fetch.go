@@ -61,11 +61,6 @@ func defaultCacheDir() string { return fetch.DefaultDir() }
 
 // cmdContext is a context cancelled by SIGINT or SIGTERM, for commands
 // that do not need to know it was a signal.
-func cmdContext() context.Context {
-	ctx, _ := signalContext()
-	return ctx
-}
-
 // signalContext is cancelled by SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -77,10 +78,12 @@ recorded with its arguments.`,
 			if repo, err := pipeline.Load(a.dir); err == nil {
 				projects = repo.Projects
 			}
+			ctx, stop := signalContext()
+			defer stop()
 			var reps []*verify.Report
 			var failures []error
 			for _, pkgFile := range args {
-				rep, err := a.verifyOne(pkgFile, previous, tname, cacheDir, projects)
+				rep, err := a.verifyOne(ctx, pkgFile, previous, tname, cacheDir, projects)
 				if err != nil {
 					return err
 				}
@@ -111,7 +114,7 @@ recorded with its arguments.`,
 
 // verifyOne verifies a package; projects (which may be nil) supply the
 // checks of the project named like the package.
-func (a *app) verifyOne(pkgFile, previous, tname, cacheDir string, projects map[string]*spec.Project) (*verify.Report, error) {
+func (a *app) verifyOne(ctx context.Context, pkgFile, previous, tname, cacheDir string, projects map[string]*spec.Project) (*verify.Report, error) {
 	if _, err := os.Stat(pkgFile); err != nil {
 		return nil, usageError(err)
 	}
@@ -134,11 +137,15 @@ func (a *app) verifyOne(pkgFile, previous, tname, cacheDir string, projects map[
 	if previous != "" {
 		prev, _ = filepath.Abs(previous)
 	}
-	return verify.Verify(cmdContext(), verify.Options{
+	rep, err := verify.Verify(ctx, verify.Options{
 		Package: abs, Previous: prev, Name: name, Target: t, Arch: runtime.GOARCH, Project: project,
 		Roots:   &sandbox.Rootfs{Dir: rootfsDir(cacheDir), Logger: a.log},
 		WorkDir: filepath.Join(cacheDir, "verify"),
 	})
+	if ctx.Err() != nil {
+		return rep, withCode(exitInterrupted, fmt.Errorf("verify %s: interrupted; its scratch root was removed", filepath.Base(pkgFile)))
+	}
+	return rep, err
 }
 
 func writeVerify(a *app, r *verify.Report) {

@@ -58,7 +58,7 @@ func stripped(src, dir string, shared bool) (string, error) {
 	} else {
 		args = append(args, "--strip-all")
 	}
-	if out, err := exec.Command(strip, append(args, "-o", dst.Name(), src)...).CombinedOutput(); err != nil {
+	if out, err := exec.Command(strip, append(args, "-o", dst.Name(), "--", src)...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("strip %s: %v: %s", src, err, out)
 	}
 	return dst.Name(), nil

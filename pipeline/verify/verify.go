@@ -18,7 +18,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/coach-build/coach/pipeline/internal/pidns"
@@ -143,16 +145,17 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
-	root, err := os.MkdirTemp(o.WorkDir, "root-")
+	sweepScratch(o.WorkDir)
+	root, err := os.MkdirTemp(o.WorkDir, fmt.Sprintf("root-%d-", os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
 	defer removeTree(root)
-	if out, err := exec.CommandContext(ctx, "cp", "-a", clean+"/.", root).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "cp", "-a", "--", clean+"/.", root).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("copy the clean %s root: %v: %s", o.Target.Name, err, out)
 	}
 	os.Remove(filepath.Join(root, ".coach-rootfs.json"))
-	pkgs, err := os.MkdirTemp(o.WorkDir, "pkgs-")
+	pkgs, err := os.MkdirTemp(o.WorkDir, fmt.Sprintf("pkgs-%d-", os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
@@ -389,27 +392,27 @@ func verifyRPM(ctx context.Context, o Options, s *scratch, rep *Report) error {
 	st.do("rpm --initdb", func() (string, string, bool) { return failed(rpm("init", "--initdb")) })
 	if o.Previous != "" {
 		if st.do("install "+filepath.Base(o.Previous), func() (string, string, bool) {
-			return failed(rpm("install", "-i", "--nodeps", o.Previous))
+			return failed(rpm("install", "-i", "--nodeps", "--", o.Previous))
 		}) {
 			projectChecks(ctx, o, s, st)
 		}
 		st.do("upgrade to "+filepath.Base(o.Package), func() (string, string, bool) {
-			return failed(rpm("upgrade", "-U", "--nodeps", o.Package))
+			return failed(rpm("upgrade", "-U", "--nodeps", "--", o.Package))
 		})
 	} else {
 		st.do("install "+filepath.Base(o.Package), func() (string, string, bool) {
-			return failed(rpm("install", "-i", "--nodeps", o.Package))
+			return failed(rpm("install", "-i", "--nodeps", "--", o.Package))
 		})
 	}
 	projectChecks(ctx, o, s, st)
 	st.do("list files", func() (string, string, bool) {
-		out, err := exec.CommandContext(ctx, "rpm", "--root", s.root, "-ql", o.Name).CombinedOutput()
+		out, err := exec.CommandContext(ctx, "rpm", "--root", s.root, "-ql", "--", o.Name).CombinedOutput()
 		if err == nil {
 			err = os.WriteFile(filepath.Join(s.root, "root/.coach-files"), out, 0o644)
 		}
 		return failed(fmt.Sprintf("%d files", strings.Count(string(out), "\n")), err)
 	})
-	st.do("erase", func() (string, string, bool) { return failed(rpm("erase", "-e", "--nodeps", o.Name)) })
+	st.do("erase", func() (string, string, bool) { return failed(rpm("erase", "-e", "--nodeps", "--", o.Name)) })
 	linksGone(ctx, o, s, st, "links removed")
 	nothingLeft(ctx, s, st)
 	return nil
@@ -424,5 +427,31 @@ func copyFile(src, dst string) error {
 }
 
 func removeTree(p string) {
-	exec.Command("rm", "-rf", "--one-file-system", p).Run()
+	exec.Command("rm", "-rf", "--one-file-system", "--", p).Run()
+}
+
+var scratchName = regexp.MustCompile(`^(root|pkgs)-([0-9]+)-`)
+
+// sweepScratch removes the scratch roots (a copy of a clean root, about
+// 200 MB each) and package directories that verify runs left behind when
+// they were killed: each is named after the process that made it, and one
+// whose process is gone is no one's.
+func sweepScratch(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		m := scratchName.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		pid, _ := strconv.Atoi(m[2])
+		if pid <= 0 || pid == os.Getpid() || processAlive(pid) {
+			continue
+		}
+		removeTree(filepath.Join(dir, e.Name()))
+	}
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
