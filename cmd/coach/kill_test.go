@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -179,4 +180,86 @@ func TestConcurrentBuilds(t *testing.T) {
 		}
 	}
 	t.Logf("%d pairs of concurrent builds, with and without --no-cache: all succeeded; %d builds waited for the other", 2*n, waited)
+}
+
+// TestVerifyInterrupted: SIGINT during verify exits 130 and removes the
+// scratch root; a SIGKILLed verify leaves its root, and the next verify
+// sweeps it away.
+func TestVerifyInterrupted(t *testing.T) {
+	for _, tool := range []string{"bwrap", "mmdebstrap", "strip", "dpkg-deb"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (.ci/run installs it): the test verifies hello in a clean root", tool)
+		}
+	}
+	bin := t.TempDir()
+	coach := filepath.Join(bin, "coach")
+	if err := os.Symlink(os.Args[0], coach); err != nil {
+		t.Fatal(err)
+	}
+	repo, cache := t.TempDir(), t.TempDir()
+	for _, d := range []string{"projects", "software", "scripts"} {
+		os.Mkdir(filepath.Join(repo, d), 0o755)
+	}
+	copyRepoFiles(t, repo, "projects/hello.yaml", "projects/hello.lock", "software/hello.yaml", "software/hello", "software/libgreet.yaml", "software/libgreet", "scripts/hello")
+	rootfs := os.Getenv("COACH_ROOTFS_DIR")
+	if rootfs == "" {
+		rootfs = "/var/tmp/coach-test-rootfs"
+	}
+	env := append(os.Environ(), "COACH_ROOTFS_DIR="+rootfs)
+	out := filepath.Join(cache, "pkg")
+	build := exec.Command(coach, "-C", repo, "build", "hello", "-t", "debian-12", "--cache-dir", cache, "--no-verify", "-o", out)
+	build.Env = env
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, b)
+	}
+	deb := filepath.Join(out, "hello-1.2.0-1", "hello_1.2.0-1+deb12_amd64.deb")
+	roots := func() []string {
+		m, _ := filepath.Glob(filepath.Join(cache, "verify", "root-*"))
+		return m
+	}
+	// start runs coach verify and returns once its scratch root exists.
+	start := func() *exec.Cmd {
+		cmd := exec.Command(coach, "-C", repo, "verify", deb, "--cache-dir", cache)
+		cmd.Env = env
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for end := time.Now().Add(10 * time.Minute); len(roots()) == 0; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(end) {
+				cmd.Process.Kill()
+				t.Fatal("verify made no scratch root")
+			}
+		}
+		time.Sleep(300 * time.Millisecond) // into the copy or apt
+		return cmd
+	}
+
+	cmd := start()
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
+		t.Errorf("SIGINT during verify: %v, want exit code %d", err, exitInterrupted)
+	}
+	if left := roots(); len(left) != 0 {
+		t.Errorf("an interrupted verify left %v", left)
+	}
+
+	cmd = start()
+	cmd.Process.Kill()
+	cmd.Wait()
+	left := roots()
+	if len(left) == 0 {
+		t.Fatal("a SIGKILLed verify left no scratch root; the sweep below proves nothing")
+	}
+	again := exec.Command(coach, "-C", repo, "verify", deb, "--cache-dir", cache)
+	again.Env = env
+	if b, err := again.CombinedOutput(); err != nil {
+		t.Fatalf("verify after a killed one: %v\n%s", err, b)
+	}
+	for _, l := range left {
+		if _, err := os.Stat(l); err == nil {
+			t.Errorf("%s, left by a killed verify, was not swept", l)
+		}
+	}
 }

@@ -151,7 +151,9 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer removeTree(root)
-	if out, err := exec.CommandContext(ctx, "cp", "-a", "--", clean+"/.", root).CombinedOutput(); err != nil {
+	cp := exec.CommandContext(ctx, "cp", "-a", "--", clean+"/.", root)
+	cp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives coach: the sweep would race it
+	if out, err := cp.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("copy the clean %s root: %v: %s", o.Target.Name, err, out)
 	}
 	os.Remove(filepath.Join(root, ".coach-rootfs.json"))

@@ -232,7 +232,9 @@ func unpackUserRoot(ctx context.Context, tarball, dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, "tar", "-x", "--no-same-owner", "--exclude=./dev/*", "-f", tarball, "-C", dir).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "tar", "-x", "--no-same-owner", "--exclude=./dev/*", "-f", tarball, "-C", dir)
+	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("unpack %s: %v: %s", tarball, err, lastLines(string(out), 10))
 	}
