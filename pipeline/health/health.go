@@ -405,8 +405,8 @@ func judge(e edge, fromRel, installDir string, haveSysroot bool, allow []string,
 		recordSystem(system, e.soname, p)
 	default:
 		where := e.to.path
-		if e.to.real != e.to.path {
-			where += " -> " + e.to.real
+		if within(where, installDir) {
+			where += " -> " + e.to.real // a link from the tree into the system
 		}
 		add(Problem{Severity: Error, Kind: KindNotAllowed, File: fromRel, Component: comp, Library: e.soname, Resolved: e.to.path,
 			Why: fmt.Sprintf("needs %s, which resolved to %s outside %s and is not in %s's allowlist", e.soname, where, installDir, targetName),

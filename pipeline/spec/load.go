@@ -58,6 +58,15 @@ func Load(root string) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(softwareFiles) == 0 && len(projectFiles) == 0 {
+		if st, err := os.Stat(root); err != nil {
+			return nil, fmt.Errorf("no definitions: %w", err)
+		} else if !st.IsDir() {
+			return nil, fmt.Errorf("no definitions: %s is not a directory", root)
+		}
+		ps.add(Pos{File: root}, "run coach in a repository with projects/*.yaml and software/*.yaml, or point -C at one; coach new project <name> starts one", "no definitions found: %s has no projects/*.yaml and no software/*.yaml", root)
+		return r, ps.err()
+	}
 	software, err := decodeAll(root, softwareFiles, &ps, decodeSoftware)
 	if err != nil {
 		return nil, err
@@ -85,6 +94,7 @@ func Load(root string) (*Repo, error) {
 	for _, name := range r.SoftwareNames() {
 		v.software(name, r.Software[name])
 	}
+	v.cycles()
 	for _, name := range r.ProjectNames() {
 		v.project(name, r.Projects[name])
 	}
@@ -96,6 +106,10 @@ func Load(root string) (*Repo, error) {
 	}
 	return r, nil
 }
+
+// MaxDefinitionSize is the largest definition file read: the largest real
+// one is a few KiB.
+const MaxDefinitionSize = 1 << 20
 
 // decodeAll reads and decodes files in parallel; files are independent, and
 // a repository of hundreds of definitions loads several times faster.
@@ -109,6 +123,10 @@ func decodeAll[T any](root string, files []string, ps *problems, decode func(str
 	for range min(runtime.GOMAXPROCS(0), max(len(files), 1)) {
 		wg.Go(func() {
 			for i := range next {
+				if st, err := os.Stat(filepath.Join(root, files[i])); err == nil && st.Size() > MaxDefinitionSize {
+					perFile[i].add(Pos{File: files[i]}, "split it, or keep data (sources, patches) in files of their own", "the file is %d bytes; a definition may be at most %d", st.Size(), MaxDefinitionSize)
+					continue
+				}
 				data, err := os.ReadFile(filepath.Join(root, files[i]))
 				if err != nil {
 					errs[i] = err

@@ -130,3 +130,22 @@ func TestRepositoryDefinitionsAreValid(t *testing.T) {
 		t.Errorf("hello hooks = %v", hello.Hooks)
 	}
 }
+
+// TestHugeDefinitionsAreBounded: a definition that is one enormous scalar
+// gives a short message, and a file over the size limit is not parsed.
+func TestHugeDefinitionsAreBounded(t *testing.T) {
+	for _, size := range []int{512 << 10, 20 << 20} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "software"), 0o755)
+		big := strings.Repeat("A", size)
+		os.WriteFile(filepath.Join(dir, "software", "x.yaml"), []byte("name: "+big+"\nlicense: MIT\nversions: [{version: 1.0.0, path: x}]\nbuild: [make]\n"), 0o644)
+		_, err := Load(dir)
+		if err == nil {
+			t.Fatalf("%d bytes: loaded", size)
+		}
+		if n := len(err.Error()); n > 2000 {
+			t.Errorf("%d-byte scalar: a %d-byte message", size, n)
+		}
+		t.Logf("%d bytes: %s", size, err)
+	}
+}

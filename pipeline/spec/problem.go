@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unicode/utf8"
 )
 
 // Pos is a place in a definition file. Line and Col are 1-based; zero means
@@ -41,7 +42,22 @@ func (p *Problem) Error() string {
 type problems []*Problem
 
 func (ps *problems) add(pos Pos, hint, format string, args ...any) {
-	*ps = append(*ps, &Problem{Pos: pos, Msg: fmt.Sprintf(format, args...), Hint: hint})
+	*ps = append(*ps, &Problem{Pos: pos, Msg: bounded(fmt.Sprintf(format, args...)), Hint: bounded(hint)})
+}
+
+// maxMessage bounds a problem's message: a value quoted in it may be a
+// scalar of megabytes.
+const maxMessage = 400
+
+func bounded(msg string) string {
+	if len(msg) <= maxMessage {
+		return msg
+	}
+	cut := maxMessage
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes in all)", msg[:cut], len(msg))
 }
 
 // err sorts the problems by position and joins them, or returns nil.

@@ -204,7 +204,7 @@ func (v *validator) software(name string, s *Software) {
 		case st.Run != "" && len(st.Argv) > 0:
 			v.add(at(p), "keep run or argv, not both", "build step has both run and argv")
 		}
-		for _, text := range append([]string{st.Run, st.Dir}, st.Argv...) {
+		for _, text := range append([]string{st.Name, st.Run, st.Dir}, st.Argv...) {
 			if _, err := v.checkTemplate(text); err != nil {
 				v.add(at(p), templateHint, "build step: %s", templateError(err))
 				break
@@ -570,4 +570,42 @@ func templateError(err error) string {
 		msg = msg[i+2:]
 	}
 	return "bad template: " + msg
+}
+
+// cycles reports each dependency cycle among the software definitions once,
+// at the dependencies entry that closes it, as the path around it.
+func (v *validator) cycles() {
+	const (
+		unseen = iota
+		onStack
+		done
+	)
+	state := map[string]int{}
+	var stack []string
+	var visit func(name string)
+	visit = func(name string) {
+		state[name] = onStack
+		stack = append(stack, name)
+		s := v.repo.Software[name]
+		for i, dep := range s.Dependencies {
+			if v.repo.Software[dep] == nil || dep == name {
+				continue // reported where the dependency is checked
+			}
+			switch state[dep] {
+			case unseen:
+				visit(dep)
+			case onStack:
+				start := slices.Index(stack, dep)
+				path := append(slices.Clone(stack[start:]), dep)
+				v.add(s.At(fmt.Sprintf("dependencies[%d]", i)), "remove one of the dependencies on the path", "dependency cycle: %s", strings.Join(path, " -> "))
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[name] = done
+	}
+	for _, name := range v.repo.SoftwareNames() {
+		if state[name] == unseen {
+			visit(name)
+		}
+	}
 }
