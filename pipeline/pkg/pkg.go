@@ -25,6 +25,7 @@ import (
 	"github.com/goreleaser/nfpm/v2/files"
 	"github.com/goreleaser/nfpm/v2/rpm"
 
+	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -214,6 +215,11 @@ func Contents(opts Options) (files.Contents, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	tree, err := confine.Open(opts.Tree)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tree.Close()
 	err = filepath.WalkDir(opts.Tree, func(hostPath string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -241,9 +247,9 @@ func Contents(opts Options) (files.Contents, int, error) {
 				delete(config, dst)
 			}
 			src, mode := hostPath, fi.Mode().Perm()
-			if exe, shared := elfKind(hostPath); exe || shared {
+			if exe, shared := elfKind(tree, rel); exe || shared {
 				if p.Package.StripBinaries() {
-					if src, err = stripped(hostPath, work, shared); err != nil {
+					if src, err = stripped(tree, rel, work, shared); err != nil {
 						return err
 					}
 				}

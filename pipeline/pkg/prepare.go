@@ -18,8 +18,13 @@ import (
 )
 
 // elfKind says whether a file is an ELF executable or shared library.
-func elfKind(p string) (exe, shared bool) {
-	f, err := elf.Open(p)
+func elfKind(tree *os.Root, rel string) (exe, shared bool) {
+	fh, err := tree.Open(rel)
+	if err != nil {
+		return false, false
+	}
+	defer fh.Close()
+	f, err := elf.NewFile(fh)
 	if err != nil {
 		return false, false
 	}
@@ -42,11 +47,18 @@ func elfKind(p string) (exe, shared bool) {
 // stripped writes a stripped copy of an ELF file into dir, as Debian's
 // dh_strip does: .comment and .note sections dropped, and shared
 // libraries stripped of what linking them does not need.
-func stripped(src, dir string, shared bool) (string, error) {
+func stripped(tree *os.Root, rel, dir string, shared bool) (string, error) {
 	strip, err := exec.LookPath("strip")
 	if err != nil {
 		return "", fmt.Errorf("packaging strips binaries and needs strip (apt-get install binutils), or set package.strip: false")
 	}
+	// strip reads the file through a descriptor opened beneath the tree,
+	// never by a path it resolves itself.
+	in, err := tree.Open(rel)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
 	dst, err := os.CreateTemp(dir, "strip-*")
 	if err != nil {
 		return "", err
@@ -58,8 +70,10 @@ func stripped(src, dir string, shared bool) (string, error) {
 	} else {
 		args = append(args, "--strip-all")
 	}
-	if out, err := exec.Command(strip, append(args, "-o", dst.Name(), "--", src)...).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("strip %s: %v: %s", src, err, out)
+	cmd := exec.Command(strip, append(args, "-o", dst.Name(), "--", "/dev/fd/3")...)
+	cmd.ExtraFiles = []*os.File{in}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("strip %s: %v: %s", rel, err, out)
 	}
 	return dst.Name(), nil
 }
