@@ -15,6 +15,7 @@ require (
 	github.com/ulikunitz/xz v0.5.15
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/sys v0.42.0
+	golang.org/x/term v0.40.0
 )
 
 require (

@@ -3,9 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -98,23 +101,29 @@ are merged into one tree per target.`,
 			if err != nil {
 				return err
 			}
+			if c, ok := r.(io.Closer); ok {
+				defer c.Close() // after the last query, so no output is cut
+			}
 			ctx, stop := signalContext()
 			defer stop()
 			out := buildJSON{Project: prep.Project.Name, Version: prep.Project.Version, Runner: r.Name()}
 			status := newBuildStatus(a)
+			var unlocks unlockers
 			// A target that fails is reported at the end; the others are
 			// still built, packaged and verified.
 			var failed []targetFailure
-			for _, t := range prep.Plan.TargetList() {
+			// buildTarget builds and checks one target: its result, or why
+			// it failed; interrupted reports a cancelled run.
+			buildTarget := func(t target.Target) (tb *targetBuild, fail *targetFailure, interrupted error) {
 				workDir := filepath.Join(bf.cache(), "work", prep.Project.Name, t.Name)
 				unlock, err := build.LockWork(ctx, workDir, a.log)
 				if err != nil {
 					if ctx.Err() != nil {
-						return withCode(exitInterrupted, fmt.Errorf("build %s for %s: interrupted while waiting for another coach run", prep.Project.Name, t.Name))
+						return nil, nil, withCode(exitInterrupted, fmt.Errorf("build %s for %s: interrupted while waiting for another coach run", prep.Project.Name, t.Name))
 					}
-					return err
+					return nil, &targetFailure{t.Name, exitFailure, err}, nil
 				}
-				defer unlock()
+				unlocks.add(unlock) // held until the packages are verified
 				b := &build.Builder{
 					Runner: r, Fetcher: f,
 					Layers:  &build.LayerCache{Dir: filepath.Join(bf.cache(), "layers")},
@@ -124,46 +133,81 @@ are merged into one tree per target.`,
 					Log: a.log, Events: status.event,
 				}
 				res, err := b.Build(ctx, prep.Plan, prep.Project, a.dir, t)
-				d.finish()
-				status.finish()
 				if ctx.Err() != nil {
-					return withCode(exitInterrupted, fmt.Errorf("build %s for %s: interrupted; nothing half-built was kept", prep.Project.Name, t.Name))
+					return nil, nil, withCode(exitInterrupted, fmt.Errorf("build %s for %s: interrupted; nothing half-built was kept", prep.Project.Name, t.Name))
 				}
 				if err != nil {
-					failed = append(failed, buildFailure(prep.Project.Name, t, err))
 					a.log.Error("target not built", "target", t.Name, "err", err)
-					continue
+					f := buildFailure(prep.Project.Name, t, err)
+					return nil, &f, nil
 				}
-				tb := targetBuild{Result: res}
+				tb = &targetBuild{Result: res}
 				if bf.skipHealth {
 					a.log.Warn("HEALTH CHECK SKIPPED (--skip-health): nothing checked that this tree links only what it ships and what the target allows", "target", t.Name)
-				} else {
-					// The target's root as the runner built it; when every
-					// component came from the cache, make sure it exists.
-					sysroot := ""
-					if s, ok := r.(interface {
-						Sysroot(target.Target, string) string
-					}); ok {
-						if sysroot = s.Sysroot(t, prep.Plan.Arch); sysroot == "" {
-							if err := r.Prepare(ctx, t, prep.Plan.Arch, build.Packages(prep.Plan, t)); err == nil {
-								sysroot = s.Sysroot(t, prep.Plan.Arch)
-							}
+					return tb, nil, nil
+				}
+				// The target's root as the runner built it; when every
+				// component came from the cache, make sure it exists.
+				sysroot := ""
+				if s, ok := r.(interface {
+					Sysroot(target.Target, string) string
+				}); ok {
+					if sysroot = s.Sysroot(t, prep.Plan.Arch); sysroot == "" {
+						if err := r.Prepare(ctx, t, prep.Plan.Arch, build.Packages(prep.Plan, t)); err == nil {
+							sysroot = s.Sysroot(t, prep.Plan.Arch)
 						}
 					}
-					rep, err := checkBuild(res, prep.Project, t, sysroot, nil, nil)
-					if err != nil {
-						failed = append(failed, targetFailure{t.Name, exitHealth, fmt.Errorf("health check of %s for %s: %w", prep.Project.Name, t.Name, err)})
-						continue
-					}
-					tb.Health = rep
-					if !rep.OK() {
-						rep.WriteText(a.stderr)
-						failed = append(failed, targetFailure{t.Name, exitHealth, fmt.Errorf("health check of %s for %s failed: %d errors (the tree is at %s; --skip-health builds anyway)", prep.Project.Name, t.Name, rep.Errors, res.Tree)})
-						continue
-					}
-					a.log.Info("health check passed", "target", t.Name, "elf_files", rep.ELF, "warnings", rep.Warnings, "dependencies", strings.Join(rep.Dependencies, ", "))
 				}
-				out.Targets = append(out.Targets, tb)
+				rep, err := checkBuild(res, prep.Project, t, sysroot, nil, nil)
+				if err != nil {
+					return nil, &targetFailure{t.Name, exitHealth, fmt.Errorf("health check of %s for %s: %w", prep.Project.Name, t.Name, err)}, nil
+				}
+				tb.Health = rep
+				if !rep.OK() {
+					rep.WriteText(a.stderr)
+					return nil, &targetFailure{t.Name, exitHealth, fmt.Errorf("health check of %s for %s failed: %d errors (the tree is at %s; --skip-health builds anyway)", prep.Project.Name, t.Name, rep.Errors, res.Tree)}, nil
+				}
+				a.log.Info("health check passed", "target", t.Name, "elf_files", rep.ELF, "warnings", rep.Warnings, "dependencies", strings.Join(rep.Dependencies, ", "))
+				return tb, nil, nil
+			}
+			defer unlocks.release()
+			targets := prep.Plan.TargetList()
+			type outcome struct {
+				tb          *targetBuild
+				fail        *targetFailure
+				interrupted error
+			}
+			outcomes := make([]outcome, len(targets))
+			if r.Name() == "dagger" {
+				// The engine schedules the work: every target at once.
+				var wg sync.WaitGroup
+				for i, t := range targets {
+					wg.Go(func() {
+						tb, fail, intr := buildTarget(t)
+						outcomes[i] = outcome{tb, fail, intr}
+					})
+				}
+				wg.Wait()
+			} else {
+				for i, t := range targets {
+					tb, fail, intr := buildTarget(t)
+					outcomes[i] = outcome{tb, fail, intr}
+					if intr != nil {
+						break
+					}
+				}
+			}
+			d.finish()
+			status.finish()
+			for _, o := range outcomes {
+				switch {
+				case o.interrupted != nil:
+					return o.interrupted
+				case o.fail != nil:
+					failed = append(failed, *o.fail)
+				case o.tb != nil:
+					out.Targets = append(out.Targets, *o.tb)
+				}
 			}
 			if !bf.noPackage && len(out.Targets) > 0 {
 				var trees []pkg.TargetTree
@@ -183,7 +227,7 @@ are merged into one tree per target.`,
 				if !bf.noVerify {
 					var failures []string
 					for _, art := range rel.Artifacts {
-						rep, err := a.verifyOne(ctx, art.Path, "", art.Target, bf.cache(), map[string]*spec.Project{prep.Project.Name: prep.Project})
+						rep, err := a.verifyOne(ctx, r, art.Path, "", art.Target, bf.cache(), map[string]*spec.Project{prep.Project.Name: prep.Project})
 						if ctx.Err() != nil {
 							return err
 						}
@@ -244,7 +288,7 @@ are merged into one tree per target.`,
 	bf.register(cmd.Flags())
 	fl := cmd.Flags()
 	fl.StringSliceVarP(&bf.targets, "target", "t", nil, "build only these targets (repeatable)")
-	fl.StringVar(&bf.runnerName, "runner", "auto", "auto, sandbox or dagger (auto: dagger when an engine is configured, else sandbox)")
+	fl.StringVar(&bf.runnerName, "runner", "auto", "auto, sandbox or dagger (auto: dagger when an engine is configured or off Linux, else sandbox)")
 	fl.IntVar(&bf.makeJobs, "make-jobs", build.DefaultJobs(), "parallel jobs inside each build ({{.Jobs}})")
 	fl.BoolVar(&bf.noCache, "no-cache", false, "rebuild every component")
 	fl.BoolVar(&bf.keepFailed, "keep-failed", false, "keep the work directory of a failed component")
@@ -254,6 +298,24 @@ are merged into one tree per target.`,
 	fl.BoolVar(&bf.noVerify, "no-verify", false, "do not install and check the packages in a clean root of their target")
 	bf.packageFlags.registerPackage(fl)
 	return cmd
+}
+
+// unlockers collects the work-directory locks of a run, taken by targets
+// built at once, to release them together.
+type unlockers struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+func (u *unlockers) add(f func()) { u.mu.Lock(); u.fns = append(u.fns, f); u.mu.Unlock() }
+
+func (u *unlockers) release() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, f := range u.fns {
+		f()
+	}
+	u.fns = nil
 }
 
 // targetFailure is a target that was not built, checked or verified.
@@ -317,7 +379,9 @@ func daggerConfigured() bool {
 func (a *app) newRunner(name, cacheDir string) (runner.Runner, error) {
 	switch name {
 	case "auto":
-		if daggerConfigured() {
+		// The sandbox is Linux's; elsewhere (macOS and Windows laptops,
+		// with Docker Desktop, OrbStack or Colima) the engine is the way.
+		if daggerConfigured() || runtime.GOOS != "linux" {
 			return a.newRunner("dagger", cacheDir)
 		}
 		return a.newRunner("sandbox", cacheDir)

@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
@@ -99,16 +99,26 @@ through sudo otherwise. It says which packages before it runs anything.`,
 				}
 				add("sandbox: "+name+" mirror", err, base+" serves "+t.Bootstrap.Suite, "make the mirror reachable, or set "+mirrorHint(t.Bootstrap.Mirror)+"bootstrap.mirror in a custom target")
 			}
-			// Dagger.
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			// Dagger: a real query, and each target's image pulled.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			daggerOK := false
-			if r, err := dagger.Connect(ctx, nil); err != nil {
-				add("dagger: engine", err, "", "start an engine and set _EXPERIMENTAL_DAGGER_RUNNER_HOST, or run coach under `dagger run`")
-			} else {
-				r.Close()
-				daggerOK = add("dagger: engine", nil, "connected", "")
+			var images []string
+			for _, name := range target.BuiltinNames() {
+				if t, _ := target.Builtin(name); t.Image != "" && !slices.Contains(images, t.Image) {
+					images = append(images, t.Image)
+				}
 			}
+			dr := dagger.New(nil)
+			if version, failed, err := dr.Ping(ctx, images); err != nil {
+				add("dagger: engine", err, "", "start an engine and set _EXPERIMENTAL_DAGGER_RUNNER_HOST (unix://, tcp://), or run coach under `dagger run`")
+			} else {
+				daggerOK = add("dagger: engine", nil, dagger.Engine()+" answered, version "+version, "")
+				for _, img := range images {
+					add("dagger: image "+img, failed[img], "pulled", "make the registry reachable from the engine, or set image in a custom target to a mirror")
+				}
+			}
+			dr.Close()
 			// Cache and host tools for the later stages.
 			add("cache", writable(cacheDir), cacheDir+" is writable"+freeSpace(cacheDir), "choose another --cache-dir or COACH_CACHE_DIR")
 			for _, tool := range []struct{ bin, pkg, why string }{
@@ -185,12 +195,4 @@ func writable(dir string) error {
 	}
 	f.Close()
 	return os.Remove(f.Name())
-}
-
-func freeSpace(dir string) string {
-	var st unix.Statfs_t
-	if unix.Statfs(dir, &st) != nil {
-		return ""
-	}
-	return fmt.Sprintf(", %.1f GiB free", float64(st.Bavail)*float64(st.Bsize)/(1<<30))
 }

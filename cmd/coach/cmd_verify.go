@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/runner"
+	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
@@ -55,7 +59,7 @@ func packageIdentity(file string) (name string, t target.Target, err error) {
 }
 
 func (a *app) verifyCommand() *cobra.Command {
-	var previous, tname, cacheDir string
+	var previous, tname, cacheDir, runnerName string
 	cmd := &cobra.Command{
 		Use:   "verify <package>...",
 		Short: "Install, upgrade, remove and purge packages in a clean root of their target",
@@ -80,10 +84,17 @@ recorded with its arguments.`,
 			}
 			ctx, stop := signalContext()
 			defer stop()
+			r, err := a.verifyRunner(runnerName, cacheDir)
+			if err != nil {
+				return err
+			}
+			if c, ok := r.(io.Closer); ok {
+				defer c.Close()
+			}
 			var reps []*verify.Report
 			var failures []error
 			for _, pkgFile := range args {
-				rep, err := a.verifyOne(ctx, pkgFile, previous, tname, cacheDir, projects)
+				rep, err := a.verifyOne(ctx, r, pkgFile, previous, tname, cacheDir, projects)
 				if err != nil {
 					return err
 				}
@@ -109,12 +120,33 @@ recorded with its arguments.`,
 	cmd.Flags().StringVar(&previous, "previous", "", "an older package to install first and upgrade from")
 	cmd.Flags().StringVarP(&tname, "target", "t", "", "the package's target (default: from its dist tag)")
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", "", "cache directory (clean root filesystems)")
+	cmd.Flags().StringVar(&runnerName, "runner", "auto", "where to install: auto, sandbox (a clean root in bubblewrap) or dagger (a clean container on the engine); auto: sandbox where bubblewrap is, else dagger")
 	return cmd
+}
+
+// verifyRunner picks where verify installs: a bubblewrap scratch root, or
+// a container on the Dagger engine.
+func (a *app) verifyRunner(name, cacheDir string) (runner.Runner, error) {
+	if name == "auto" {
+		name = "sandbox"
+		if _, err := exec.LookPath("bwrap"); err != nil || runtime.GOOS != "linux" {
+			if daggerConfigured() || runtime.GOOS != "linux" {
+				name = "dagger"
+			}
+		}
+	}
+	switch name {
+	case "sandbox":
+		return &sandbox.Runner{}, nil
+	case "dagger":
+		return newDaggerRunner(a)
+	}
+	return nil, usageError(errors.New("--runner must be auto, sandbox or dagger"))
 }
 
 // verifyOne verifies a package; projects (which may be nil) supply the
 // checks of the project named like the package.
-func (a *app) verifyOne(ctx context.Context, pkgFile, previous, tname, cacheDir string, projects map[string]*spec.Project) (*verify.Report, error) {
+func (a *app) verifyOne(ctx context.Context, r runner.Runner, pkgFile, previous, tname, cacheDir string, projects map[string]*spec.Project) (*verify.Report, error) {
 	if _, err := os.Stat(pkgFile); err != nil {
 		return nil, usageError(err)
 	}
@@ -137,11 +169,23 @@ func (a *app) verifyOne(ctx context.Context, pkgFile, previous, tname, cacheDir 
 	if previous != "" {
 		prev, _ = filepath.Abs(previous)
 	}
-	rep, err := verify.Verify(ctx, verify.Options{
+	opts := verify.Options{
 		Package: abs, Previous: prev, Name: name, Target: t, Arch: runtime.GOARCH, Project: project,
 		Roots:   &sandbox.Rootfs{Dir: rootfsDir(cacheDir), Logger: a.log},
 		WorkDir: filepath.Join(cacheDir, "verify"),
-	})
+	}
+	if d, ok := r.(*dagger.Runner); ok {
+		// A clean container of the target on the engine: no bubblewrap or
+		// mmdebstrap on the host.
+		opts.NewMachine = func(ctx context.Context, t target.Target, arch string, pkgs []string) (verify.Machine, func(), error) {
+			m, err := d.Machine(ctx, t, arch, pkgs)
+			if err != nil {
+				return nil, nil, err
+			}
+			return m, func() {}, nil
+		}
+	}
+	rep, err := verify.Verify(ctx, opts)
 	if ctx.Err() != nil {
 		return rep, withCode(exitInterrupted, fmt.Errorf("verify %s: interrupted; its scratch root was removed", filepath.Base(pkgFile)))
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
-	"golang.org/x/sys/unix"
 )
 
 // Format is what Detect finds.
@@ -455,8 +454,7 @@ func (t *tree) file(name string, perm fs.FileMode, r io.Reader, mtime time.Time)
 		err = f.Chmod(perm)
 	}
 	if err == nil && !mtime.IsZero() {
-		tv := unix.NsecToTimeval(mtime.UnixNano())
-		err = unix.Futimes(int(f.Fd()), []unix.Timeval{tv, tv})
+		err = setFileTimes(f, mtime)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -502,8 +500,7 @@ func (t *tree) symlink(name, target string, mtime time.Time) error {
 	if !mtime.IsZero() {
 		// A symlink's own times, through its parent's descriptor.
 		if dir, err := t.root.Open(path.Dir(rel)); err == nil {
-			ts := []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
-			unix.UtimesNanoAt(int(dir.Fd()), path.Base(rel), ts, unix.AT_SYMLINK_NOFOLLOW)
+			setLinkTimes(dir, path.Base(rel), mtime)
 			dir.Close()
 		}
 	}

@@ -398,6 +398,10 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		Component: n.Name, Version: n.Version, Target: t, Arch: pl.Arch, Packages: Packages(pl, t),
 		Source: src, Dir: dir, InstallDir: p.InstallDir, Output: pending.layerDir(), Scratch: scratch,
 		Env: env, Steps: steps, Log: &stepLogger{w: log, emit: func(step string) { emit(Event{Component: n.Name, State: "step", Step: step}) }},
+		KeepFailed: b.KeepFailed, NoCache: b.NoCache,
+	}
+	for _, f := range s.LicenseFiles {
+		job.Collect = append(job.Collect, filepath.Join(dir, filepath.FromSlash(f)))
 	}
 	for _, d := range deps {
 		job.Layers = append(job.Layers, d.Dir)

@@ -14,11 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
+	"github.com/coach-build/coach/pipeline/internal/proc"
 )
 
 // LayerCache keeps each component's layer under its plan key:
@@ -147,7 +146,7 @@ func (c *LayerCache) sweep() {
 	entries, _ := os.ReadDir(filepath.Join(c.Dir, "tmp"))
 	for _, e := range entries {
 		pid, err := strconv.Atoi(strings.SplitN(e.Name(), "-", 2)[0])
-		if err == nil && pid != os.Getpid() && unix.Kill(pid, 0) == unix.ESRCH {
+		if err == nil && pid != os.Getpid() && !proc.Alive(pid) {
 			archive.RemoveAll(filepath.Join(c.Dir, "tmp", e.Name()))
 		}
 	}
@@ -261,7 +260,7 @@ func Merge(layers []NamedLayer, dst string) error {
 				return fmt.Errorf("layer of %s: %s is not a regular file, directory or symlink", l.Component, rel)
 			}
 			if err := confine.Link(in, rel, out, rel); err != nil {
-				if !errors.Is(err, unix.EXDEV) {
+				if !confine.CannotLink(err) {
 					return err
 				}
 				return confine.CopyFile(in, rel, out, rel, info.Mode().Perm())

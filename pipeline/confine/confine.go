@@ -15,8 +15,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrSymlinkRoot is a tree whose top directory is itself a symlink.
@@ -158,5 +156,5 @@ func Link(src *os.Root, srcRel string, dst *os.Root, dstRel string) error {
 		return err
 	}
 	defer to.Close()
-	return os.NewSyscallError("linkat", unix.Linkat(int(from.Fd()), filepath.Base(srcRel), int(to.Fd()), filepath.Base(dstRel), 0))
+	return linkat(from, filepath.Base(srcRel), to, filepath.Base(dstRel))
 }

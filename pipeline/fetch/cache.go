@@ -12,9 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
+	"github.com/coach-build/coach/pipeline/internal/proc"
 	"github.com/coach-build/coach/pipeline/resolve"
 )
 
@@ -95,9 +94,8 @@ type pending struct {
 // sweepPartials removes it once the process is gone.
 func (c *Cache) create() (*pending, error) {
 	dir := filepath.Join(c.Dir, "tmp")
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
-	if err == nil {
-		return &pending{File: os.NewFile(uintptr(fd), dir+"/(unnamed)")}, nil
+	if f, err := openUnnamed(dir); err == nil {
+		return &pending{File: f}, nil
 	}
 	f, err := os.CreateTemp(dir, fmt.Sprintf("partial-%d-*", os.Getpid()))
 	if err != nil {
@@ -121,7 +119,7 @@ func (c *Cache) commit(p *pending, key string) error {
 	if p.named != "" {
 		err = os.Link(p.named, final)
 	} else {
-		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(p.Fd())), unix.AT_FDCWD, final, unix.AT_SYMLINK_FOLLOW)
+		err = linkUnnamed(p.File, final)
 	}
 	if errors.Is(err, fs.ErrExist) {
 		return nil
@@ -156,7 +154,7 @@ func (c *Cache) sweepPartials() (removed int) {
 		if err != nil {
 			continue
 		}
-		if pid != os.Getpid() && unix.Kill(pid, 0) == unix.ESRCH {
+		if pid != os.Getpid() && !proc.Alive(pid) {
 			if os.RemoveAll(filepath.Join(c.Dir, "tmp", e.Name())) == nil {
 				removed++
 			}

@@ -64,6 +64,16 @@ type Job struct {
 	Steps   []Step
 	// Log receives every step's output.
 	Log io.Writer
+	// Collect are files, relative to Source, that the build may have
+	// made (license files) and that must be in Source on the host when
+	// Run returns. A runner that works on Source itself has nothing to do.
+	Collect []string
+	// KeepFailed asks a runner that works on a copy of Source to put the
+	// copy's state back into Source when a step fails, for inspection.
+	KeepFailed bool
+	// NoCache asks a runner with a cache of its own (an engine's) to run
+	// every step again.
+	NoCache bool
 }
 
 // Step is one command. Argv runs without a shell; a shell step is

@@ -20,10 +20,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/coach-build/coach/pipeline/internal/pidns"
+	"github.com/coach-build/coach/pipeline/internal/proc"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -31,6 +31,17 @@ import (
 // Roots makes clean root filesystems of a target.
 type Roots interface {
 	Clean(ctx context.Context, t target.Target, arch string) (string, error)
+}
+
+// A Machine is a clean installation of the target in which the checks run,
+// as root, one shell script at a time, each seeing what the last left.
+type Machine interface {
+	// Run runs script; net allows the network where the machine can deny
+	// it. A script that exits non-zero returns an error with ExitCode.
+	Run(ctx context.Context, script string, net bool) (string, error)
+	// RPMRoot is the host directory of the machine's root, for the host's
+	// rpm --root, or "" when rpm runs inside the machine.
+	RPMRoot() string
 }
 
 // Options say what to verify.
@@ -47,6 +58,10 @@ type Options struct {
 	// WorkDir holds the scratch root; it is removed afterwards.
 	WorkDir string
 	Log     io.Writer
+	// NewMachine, when set, makes the machine the checks run in (a
+	// container of the target, with the packages at /coach/pkgs) instead of
+	// a bubblewrap scratch copy of a clean root from Roots.
+	NewMachine func(ctx context.Context, t target.Target, arch string, packages []string) (Machine, func(), error)
 }
 
 // Step is one check.
@@ -97,9 +112,12 @@ type scratch struct {
 
 const pkgMount = "/coach/pkgs"
 
-// run executes a shell script inside the root, as root, with the network
+// RPMRoot is the scratch root: rpm runs on the host with --root.
+func (s *scratch) RPMRoot() string { return s.root }
+
+// Run executes a shell script inside the root, as root, with the network
 // only when net is set (to fetch dependencies).
-func (s *scratch) run(ctx context.Context, script string, net bool) (string, error) {
+func (s *scratch) Run(ctx context.Context, script string, net bool) (string, error) {
 	args := []string{"--bind", s.root, "/", "--dev", "/dev", "--proc", "/proc",
 		"--ro-bind", s.pkgs, pkgMount, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
 		"--die-with-parent", "--new-session", "--clearenv",
@@ -129,8 +147,22 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 	if o.Previous != "" {
 		rep.Previous = filepath.Base(o.Previous)
 	}
+	if o.NewMachine != nil {
+		var pkgs []string
+		for _, p := range []string{o.Previous, o.Package} {
+			if p != "" {
+				pkgs = append(pkgs, p)
+			}
+		}
+		m, done, err := o.NewMachine(ctx, o.Target, o.Arch, pkgs)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		return finish(ctx, o, m, rep, start)
+	}
 	if _, err := exec.LookPath("bwrap"); err != nil {
-		return nil, fmt.Errorf("verify needs bubblewrap (apt-get install bubblewrap)")
+		return nil, fmt.Errorf("verify needs bubblewrap (apt-get install bubblewrap), or a Dagger engine (--runner dagger)")
 	}
 	clean, err := o.Roots.Clean(ctx, o.Target, o.Arch)
 	if err != nil && o.Target.Format == target.FormatRPM {
@@ -152,7 +184,7 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 	}
 	defer removeTree(root)
 	cp := exec.CommandContext(ctx, "cp", "-a", "--", clean+"/.", root)
-	cp.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives coach: the sweep would race it
+	pidns.DieWithParent(cp) // never outlives coach: the sweep would race it
 	if out, err := cp.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("copy the clean %s root: %v: %s", o.Target.Name, err, out)
 	}
@@ -180,11 +212,16 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 		// only that root is mapped: apt cannot drop to its _apt user there.
 		os.WriteFile(filepath.Join(root, "etc/apt/apt.conf.d/00coach-rootless"), []byte("APT::Sandbox::User \"root\";\n"), 0o644)
 	}
-	s := &scratch{root: root, pkgs: pkgs, log: o.Log}
+	return finish(ctx, o, &scratch{root: root, pkgs: pkgs, log: o.Log}, rep, start)
+}
+
+// finish runs the cycle of the package's format in m.
+func finish(ctx context.Context, o Options, m Machine, rep *Report, start time.Time) (*Report, error) {
+	var err error
 	if o.Target.Format == target.FormatRPM {
-		err = verifyRPM(ctx, o, s, rep)
+		err = verifyRPM(ctx, o, m, rep)
 	} else {
-		err = verifyDeb(ctx, o, s, rep)
+		err = verifyDeb(ctx, o, m, rep)
 	}
 	if err != nil {
 		return nil, err
@@ -250,7 +287,7 @@ func failed(out string, err error) (string, string, bool) {
 	if err == nil {
 		return out, "", true
 	}
-	var ee *exec.ExitError
+	var ee interface{ ExitCode() int }
 	if errors.As(err, &ee) {
 		return out, fmt.Sprintf("exited with code %d", ee.ExitCode()), false
 	}
@@ -258,16 +295,16 @@ func failed(out string, err error) (string, string, bool) {
 }
 
 // checks are the project's checks on an installed package.
-func projectChecks(ctx context.Context, o Options, s *scratch, st *stepper) {
+func projectChecks(ctx context.Context, o Options, m Machine, st *stepper) {
 	p := o.Project
 	if p == nil {
 		return
 	}
 	for _, c := range p.Verify {
-		st.do("verify: "+c, func() (string, string, bool) { return failed(s.run(ctx, c, false)) })
+		st.do("verify: "+c, func() (string, string, bool) { return failed(m.Run(ctx, c, false)) })
 	}
 	st.do("ownership", func() (string, string, bool) {
-		out, err := s.run(ctx, fmt.Sprintf("find %q \\( ! -user root -o ! -group root \\) -print", p.InstallDir), false)
+		out, err := m.Run(ctx, fmt.Sprintf("find %q \\( ! -user root -o ! -group root \\) -print", p.InstallDir), false)
 		if err != nil {
 			return failed(out, err)
 		}
@@ -282,12 +319,12 @@ func projectChecks(ctx context.Context, o Options, s *scratch, st *stepper) {
 			for _, l := range slices.Sorted(maps.Keys(p.Package.Links)) {
 				fmt.Fprintf(&script, "[ \"$(readlink %q)\" = %q ] && echo %q || { echo 'missing or wrong link %s'; exit 1; }\n", l, p.Package.Links[l], l+" -> "+p.Package.Links[l], l)
 			}
-			return failed(s.run(ctx, script.String(), false))
+			return failed(m.Run(ctx, script.String(), false))
 		})
 	}
 }
 
-func linksGone(ctx context.Context, o Options, s *scratch, st *stepper, step string) {
+func linksGone(ctx context.Context, o Options, m Machine, st *stepper, step string) {
 	if o.Project == nil || len(o.Project.Package.Links) == 0 {
 		return
 	}
@@ -297,14 +334,14 @@ func linksGone(ctx context.Context, o Options, s *scratch, st *stepper, step str
 			fmt.Fprintf(&script, "if [ -e %[1]q ] || [ -L %[1]q ]; then echo 'still there: %[1]s'; exit 1; fi\n", l)
 		}
 		script.WriteString("echo links removed\n")
-		return failed(s.run(ctx, script.String(), false))
+		return failed(m.Run(ctx, script.String(), false))
 	})
 }
 
 // nothingLeft is the last step of every cycle: the leftovers check.
-func nothingLeft(ctx context.Context, s *scratch, st *stepper) {
+func nothingLeft(ctx context.Context, m Machine, st *stepper) {
 	st.do("nothing left", func() (string, string, bool) {
-		out, err := s.run(ctx, leftovers+"\n", false)
+		out, err := m.Run(ctx, leftovers+"\n", false)
 		if err == nil {
 			out = "nothing of the package remains"
 		}
@@ -331,56 +368,71 @@ done < /root/.coach-files
 exit $left
 `
 
-func verifyDeb(ctx context.Context, o Options, s *scratch, rep *Report) error {
+func verifyDeb(ctx context.Context, o Options, m Machine, rep *Report) error {
 	st := &stepper{rep: rep}
 	dpkgDebug := "-o DPkg::Options::=--debug=2"
 	file := func(p string) string { return path.Join(pkgMount, filepath.Base(p)) }
-	st.do("apt-get update", func() (string, string, bool) { return failed(s.run(ctx, "apt-get update -qq", true)) })
+	st.do("apt-get update", func() (string, string, bool) { return failed(m.Run(ctx, "apt-get update -qq", true)) })
 	install := func(name, pkgPath string) bool {
 		return st.do(name, func() (string, string, bool) {
-			out, err := s.run(ctx, fmt.Sprintf("apt-get install -y -q %s %s", dpkgDebug, file(pkgPath)), true)
+			out, err := m.Run(ctx, fmt.Sprintf("apt-get install -y -q %s %s", dpkgDebug, file(pkgPath)), true)
 			recordDeb(rep, name, out)
 			return failed(out, err)
 		})
 	}
 	if o.Previous != "" {
 		if install("install "+filepath.Base(o.Previous), o.Previous) {
-			projectChecks(ctx, o, s, st)
+			projectChecks(ctx, o, m, st)
 		}
 		install("upgrade to "+filepath.Base(o.Package), o.Package)
 	} else {
 		install("install "+filepath.Base(o.Package), o.Package)
 	}
-	projectChecks(ctx, o, s, st)
+	projectChecks(ctx, o, m, st)
 	st.do("list files", func() (string, string, bool) {
-		return failed(s.run(ctx, fmt.Sprintf("dpkg-query -L %s > /root/.coach-files && wc -l < /root/.coach-files", o.Name), false))
+		return failed(m.Run(ctx, fmt.Sprintf("dpkg-query -L %s > /root/.coach-files && wc -l < /root/.coach-files", o.Name), false))
 	})
 	st.do("remove", func() (string, string, bool) {
-		out, err := s.run(ctx, fmt.Sprintf("apt-get remove -y -q %s %s", dpkgDebug, o.Name), false)
+		out, err := m.Run(ctx, fmt.Sprintf("apt-get remove -y -q %s %s", dpkgDebug, o.Name), false)
 		recordDeb(rep, "remove", out)
 		return failed(out, err)
 	})
-	linksGone(ctx, o, s, st, "links removed")
+	linksGone(ctx, o, m, st, "links removed")
 	st.do("purge", func() (string, string, bool) {
-		out, err := s.run(ctx, "dpkg --debug=2 --purge "+o.Name, false)
+		out, err := m.Run(ctx, "dpkg --debug=2 --purge "+o.Name, false)
 		recordDeb(rep, "purge", out)
 		return failed(out, err)
 	})
-	nothingLeft(ctx, s, st)
+	nothingLeft(ctx, m, st)
 	return nil
 }
 
-func verifyRPM(ctx context.Context, o Options, s *scratch, rep *Report) error {
-	if _, err := exec.LookPath("rpm"); err != nil {
+func verifyRPM(ctx context.Context, o Options, m Machine, rep *Report) error {
+	root := m.RPMRoot()
+	if _, err := exec.LookPath("rpm"); err != nil && root != "" {
 		return fmt.Errorf("verifying an rpm needs rpm (apt-get install rpm)")
 	}
 	st := &stepper{rep: rep}
+	// rpm runs on the host with --root into a scratch root, or inside a
+	// machine of the target itself, with the package at /coach/pkgs.
+	pkgArg := func(p string) string {
+		if root == "" {
+			return path.Join(pkgMount, filepath.Base(p))
+		}
+		return p
+	}
 	rpm := func(step string, args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "rpm", append([]string{"--root", s.root, "-vv"}, args...)...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		full := out.String()
+		var full string
+		var err error
+		if root != "" {
+			cmd := exec.CommandContext(ctx, "rpm", append([]string{"--root", root, "-vv"}, args...)...)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err = cmd.Run()
+			full = out.String()
+		} else {
+			full, err = m.Run(ctx, "rpm -vv "+shellQuote(args), false)
+		}
 		recordRPM(rep, step, full)
 		// Keep what a person needs: the scriptlets' own output and errors.
 		var kept []string
@@ -394,29 +446,32 @@ func verifyRPM(ctx context.Context, o Options, s *scratch, rep *Report) error {
 	st.do("rpm --initdb", func() (string, string, bool) { return failed(rpm("init", "--initdb")) })
 	if o.Previous != "" {
 		if st.do("install "+filepath.Base(o.Previous), func() (string, string, bool) {
-			return failed(rpm("install", "-i", "--nodeps", "--", o.Previous))
+			return failed(rpm("install", "-i", "--nodeps", "--", pkgArg(o.Previous)))
 		}) {
-			projectChecks(ctx, o, s, st)
+			projectChecks(ctx, o, m, st)
 		}
 		st.do("upgrade to "+filepath.Base(o.Package), func() (string, string, bool) {
-			return failed(rpm("upgrade", "-U", "--nodeps", "--", o.Package))
+			return failed(rpm("upgrade", "-U", "--nodeps", "--", pkgArg(o.Package)))
 		})
 	} else {
 		st.do("install "+filepath.Base(o.Package), func() (string, string, bool) {
-			return failed(rpm("install", "-i", "--nodeps", "--", o.Package))
+			return failed(rpm("install", "-i", "--nodeps", "--", pkgArg(o.Package)))
 		})
 	}
-	projectChecks(ctx, o, s, st)
+	projectChecks(ctx, o, m, st)
 	st.do("list files", func() (string, string, bool) {
-		out, err := exec.CommandContext(ctx, "rpm", "--root", s.root, "-ql", "--", o.Name).CombinedOutput()
+		if root == "" {
+			return failed(m.Run(ctx, "rpm -ql -- "+shellQuote([]string{o.Name})+" > /root/.coach-files && wc -l < /root/.coach-files", false))
+		}
+		out, err := exec.CommandContext(ctx, "rpm", "--root", root, "-ql", "--", o.Name).CombinedOutput()
 		if err == nil {
-			err = os.WriteFile(filepath.Join(s.root, "root/.coach-files"), out, 0o644)
+			err = os.WriteFile(filepath.Join(root, "root/.coach-files"), out, 0o644)
 		}
 		return failed(fmt.Sprintf("%d files", strings.Count(string(out), "\n")), err)
 	})
 	st.do("erase", func() (string, string, bool) { return failed(rpm("erase", "-e", "--nodeps", "--", o.Name)) })
-	linksGone(ctx, o, s, st, "links removed")
-	nothingLeft(ctx, s, st)
+	linksGone(ctx, o, m, st, "links removed")
+	nothingLeft(ctx, m, st)
 	return nil
 }
 
@@ -446,14 +501,18 @@ func sweepScratch(dir string) {
 			continue
 		}
 		pid, _ := strconv.Atoi(m[2])
-		if pid <= 0 || pid == os.Getpid() || processAlive(pid) {
+		if pid <= 0 || pid == os.Getpid() || proc.Alive(pid) {
 			continue
 		}
 		removeTree(filepath.Join(dir, e.Name()))
 	}
 }
 
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+// shellQuote quotes words for sh.
+func shellQuote(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
 }

@@ -4,12 +4,9 @@ package lockfile
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Lock takes an exclusive lock on path (creating the file), polling every
@@ -21,11 +18,11 @@ func Lock(ctx context.Context, path string, interval time.Duration) (unlock func
 		return nil, err
 	}
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		held, err := tryLock(f)
 		if err == nil {
-			return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+			return func() { unlockFile(f); f.Close() }, nil
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
+		if !held {
 			f.Close()
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}

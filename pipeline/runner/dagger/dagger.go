@@ -4,17 +4,32 @@
 // from the host, each step a WithExec, and the layer the Diff of the install
 // dir, exported to the host. Everything else is shared with the sandbox
 // runner in pipeline/build. Only this package imports the Dagger SDK.
+//
+// It keeps the sandbox's semantics: a step sees exactly the job's
+// environment (nothing from the image or the engine's session), its output
+// is kept whole with stdout and stderr interleaved, every step really runs
+// (coach's layer cache decides what to rebuild, not the engine's), a build
+// that deletes a dependency's file fails, and license files the build made
+// come back to the host.
 package dagger
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	dg "dagger.io/dagger"
 
@@ -22,32 +37,130 @@ import (
 	"github.com/coach-build/coach/pipeline/target"
 )
 
-// Runner builds in containers on a Dagger engine.
+// DefaultConnectTimeout bounds how long connecting may take: a dead engine
+// fails in seconds, not minutes.
+const DefaultConnectTimeout = 8 * time.Second
+
+// Runner builds in containers on a Dagger engine. It connects on first use,
+// so a build whose every component is cached needs no engine.
 type Runner struct {
-	client *dg.Client
-	mu     sync.Mutex
-	bases  map[string]*dg.Container
+	// LogOutput receives the engine's progress; nil drops it.
+	LogOutput io.Writer
+	// ConnectTimeout bounds the connection (DefaultConnectTimeout if 0);
+	// it no longer applies once connected.
+	ConnectTimeout time.Duration
+
+	mu      sync.Mutex
+	client  *dg.Client
+	connErr error
+	cancel  context.CancelFunc
+	bases   map[string]*dg.Container
 }
 
 var _ runner.Runner = (*Runner)(nil)
 
-// Connect connects to the engine the usual way: inside `dagger run`
-// (DAGGER_SESSION_PORT), or through the dagger CLI, which honours
-// _EXPERIMENTAL_DAGGER_RUNNER_HOST. Engine progress goes to logOutput.
-func Connect(ctx context.Context, logOutput io.Writer) (*Runner, error) {
-	opts := []dg.ClientOpt{}
-	if logOutput != nil {
-		opts = append(opts, dg.WithLogOutput(logOutput))
-	}
-	c, err := dg.Connect(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to the Dagger engine: %w", err)
-	}
-	return &Runner{client: c, bases: map[string]*dg.Container{}}, nil
+// New returns a runner that connects when it is first needed.
+func New(logOutput io.Writer) *Runner {
+	return &Runner{LogOutput: logOutput, bases: map[string]*dg.Container{}}
 }
 
-// Close ends the engine session.
-func (r *Runner) Close() error { return r.client.Close() }
+// Connect returns a runner connected now: inside `dagger run`
+// (DAGGER_SESSION_PORT), or through the dagger CLI, which honours
+// _EXPERIMENTAL_DAGGER_RUNNER_HOST.
+func Connect(ctx context.Context, logOutput io.Writer) (*Runner, error) {
+	r := New(logOutput)
+	if _, err := r.connect(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Engine names the engine the SDK will use, for messages.
+func Engine() string {
+	if h := os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST"); h != "" {
+		return h
+	}
+	if os.Getenv("DAGGER_SESSION_PORT") != "" {
+		return "the `dagger run` session"
+	}
+	return "the default engine (the dagger CLI's)"
+}
+
+// connect makes the session once. The session lives until Close: the SDK
+// ties its session process to the context it is given, so that context is
+// the runner's own, cancelled by the deadline only while Connect has not
+// returned.
+func (r *Runner) connect(ctx context.Context) (*dg.Client, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.client != nil || r.connErr != nil {
+		return r.client, r.connErr
+	}
+	timeout := r.ConnectTimeout
+	if timeout == 0 {
+		timeout = DefaultConnectTimeout
+	}
+	sess, cancel := context.WithCancel(context.Background())
+	var timedOut bool
+	var tmu sync.Mutex
+	timer := time.AfterFunc(timeout, func() { tmu.Lock(); timedOut = true; tmu.Unlock(); cancel() })
+	stop := context.AfterFunc(ctx, cancel)
+	opts := []dg.ClientOpt{}
+	if r.LogOutput != nil {
+		opts = append(opts, dg.WithLogOutput(r.LogOutput))
+	}
+	c, err := dg.Connect(sess, opts...)
+	timer.Stop()
+	stop()
+	if err == nil {
+		// One real query: Connect can return before an engine answers.
+		qctx, qcancel := context.WithTimeout(ctx, timeout)
+		_, err = c.Version(qctx)
+		qcancel()
+		if err != nil {
+			c.Close()
+		}
+	}
+	if err != nil {
+		cancel()
+		tmu.Lock()
+		late := timedOut
+		tmu.Unlock()
+		r.connErr = connectError(err, timeout, late)
+		return nil, r.connErr
+	}
+	r.client, r.cancel = c, cancel
+	return c, nil
+}
+
+var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
+
+// connectError is one plain line: where coach looked, and why it failed.
+func connectError(err error, timeout time.Duration, timedOut bool) error {
+	msg := strings.TrimSpace(ansi.ReplaceAllString(err.Error(), ""))
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	if timedOut {
+		msg = fmt.Sprintf("no answer within %s (%s)", timeout, msg)
+	}
+	return fmt.Errorf("connect to the Dagger engine at %s: %s; start the engine, or point _EXPERIMENTAL_DAGGER_RUNNER_HOST at one", Engine(), msg)
+}
+
+// Close ends the engine session, if there is one.
+func (r *Runner) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var err error
+	if r.client != nil {
+		err = r.client.Close()
+		r.client = nil
+	}
+	if r.cancel != nil {
+		r.cancel()
+	}
+	return err
+}
 
 func (r *Runner) Name() string { return "dagger" }
 
@@ -72,103 +185,264 @@ func cacheDirs(t target.Target) []string {
 	return []string{"/var/cache/apt/archives", "/var/lib/apt/lists"}
 }
 
+// Ping connects and pulls each image, for coach doctor: which engine
+// answered, and which images it could not get.
+func (r *Runner) Ping(ctx context.Context, images []string) (version string, failed map[string]error, err error) {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	if version, err = c.Version(ctx); err != nil {
+		return "", nil, err
+	}
+	failed = map[string]error{}
+	for _, img := range images {
+		if _, err := c.Container().From(img).Sync(ctx); err != nil {
+			failed[img] = errors.New(firstLine(err))
+		}
+	}
+	return version, failed, nil
+}
+
+func firstLine(err error) string {
+	msg := strings.TrimSpace(ansi.ReplaceAllString(err.Error(), ""))
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
+}
+
 func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, packages []string) error {
 	if t.Image == "" {
 		return fmt.Errorf("target %s has no image for the dagger runner", t.Name)
 	}
-	ctr := r.client.Container(dg.ContainerOpts{Platform: dg.Platform("linux/" + arch)}).From(t.Image)
+	c, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
+	ctr := c.Container(dg.ContainerOpts{Platform: dg.Platform("linux/" + arch)}).From(t.Image)
 	for _, d := range cacheDirs(t) {
-		ctr = ctr.WithMountedCache(d, r.client.CacheVolume("coach-"+t.Name+"-"+arch+strings.ReplaceAll(d, "/", "-")))
+		ctr = ctr.WithMountedCache(d, c.CacheVolume("coach-"+t.Name+"-"+arch+strings.ReplaceAll(d, "/", "-")))
 	}
 	// The engine caches this step by its inputs: the image, the command.
-	ctr = ctr.WithExec([]string{"/bin/sh", "-c", InstallCommand(t, packages)})
-	for _, d := range cacheDirs(t) {
-		ctr = ctr.WithoutMount(d)
-	}
-	ctr, err := ctr.Sync(ctx)
+	// Its output is kept whole and interleaved, like a build step's.
+	cmd := InstallCommand(t, packages)
+	installed := ctr.WithExec([]string{"/bin/sh", "-c", `(` + cmd + `) >/coach-install.log 2>&1; echo $? >/coach-install.rc`})
+	out, rc, err := result(ctx, installed, "/coach-install.log", "/coach-install.rc")
 	if err != nil {
-		return fmt.Errorf("prepare %s image %s: %w", t.Name, t.Image, stepError(err, -1, "install build packages", nil))
+		return fmt.Errorf("prepare %s: install the build packages in %s: %s", t.Name, t.Image, firstLine(err))
 	}
+	if rc != 0 {
+		return fmt.Errorf("prepare %s: installing the build packages in %s exited with code %d:\n%s\n(the command: %s)", t.Name, t.Image, rc, lastLines(out, 40), cmd)
+	}
+	for _, d := range cacheDirs(t) {
+		installed = installed.WithoutMount(d)
+	}
+	installed = installed.WithoutFile("/coach-install.log").WithoutFile("/coach-install.rc")
 	r.mu.Lock()
-	r.bases[t.Name+"/"+arch] = ctr
+	r.bases[t.Name+"/"+arch] = installed
 	r.mu.Unlock()
 	return nil
 }
 
+// result reads what a wrapped exec wrote: its whole output and its exit
+// code.
+func result(ctx context.Context, ctr *dg.Container, logFile, rcFile string) (string, int, error) {
+	rc, err := ctr.File(rcFile).Contents(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	out, err := ctr.File(logFile).Contents(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	code, err := strconv.Atoi(strings.TrimSpace(rc))
+	if err != nil {
+		return out, 0, fmt.Errorf("exit code %q: %w", rc, err)
+	}
+	return out, code, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Paths in the build container that are coach's own.
+const (
+	stepLog  = "/coach/.step.log"
+	stepRC   = "/coach/.step.rc"
+	depsList = "/coach/.deps"
+)
+
+// stepScript runs the step with its output (stdout and stderr, in order)
+// in a file and its exit code in another, and always succeeds itself: so
+// the output is whole (the engine keeps only the tail of an exec's output)
+// and a failed step's state can still be read.
+const stepScript = `"$@" >` + stepLog + ` 2>&1 </dev/null; echo $? >` + stepRC
+
 func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
 	r.mu.Lock()
 	base := r.bases[job.Target.Name+"/"+job.Arch]
 	r.mu.Unlock()
 	if base == nil {
 		return fmt.Errorf("dagger: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
 	}
-	deps := r.client.Directory()
+	deps := c.Directory()
+	var depFiles []string
 	for _, l := range job.Layers {
-		deps = deps.WithDirectory(".", r.client.Host().Directory(l, dg.HostDirectoryOpts{NoCache: true}))
+		deps = deps.WithDirectory(".", c.Host().Directory(l, dg.HostDirectoryOpts{NoCache: true}))
+		files, err := layerFiles(l)
+		if err != nil {
+			return err
+		}
+		depFiles = append(depFiles, files...)
 	}
+	// A nonce in the container (never in a step's environment, which is
+	// set with env -i) makes the engine run every step: whether a
+	// component is rebuilt is coach's cache's decision, and a failed step
+	// is never replayed from the engine's cache.
+	nonce := make([]byte, 8)
+	rand.Read(nonce)
 	ctr := base.
+		WithEnvVariable("COACH_RUN", hex.EncodeToString(nonce)).
 		WithDirectory(job.InstallDir, deps).
-		WithMountedDirectory(runner.SourceMount, r.client.Host().Directory(job.Source, dg.HostDirectoryOpts{NoCache: true})).
-		WithDirectory(runner.HomeDir, r.client.Directory())
-	for _, kv := range job.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		ctr = ctr.WithEnvVariable(k, v)
-	}
+		WithMountedDirectory(runner.SourceMount, c.Host().Directory(job.Source, dg.HostDirectoryOpts{NoCache: true})).
+		WithDirectory(runner.HomeDir, c.Directory())
 	for i, st := range job.Steps {
 		runner.WriteStepHeader(job, i)
-		step := ctr.WithWorkdir(path.Join(runner.SourceMount, job.Dir, st.Dir))
-		for _, kv := range st.Env {
-			k, v, _ := strings.Cut(kv, "=")
-			step = step.WithEnvVariable(k, v)
-		}
-		done, err := step.WithExec(st.Argv).Sync(ctx)
+		env := append(slices.Clone(job.Env), st.Env...)
+		argv := append(append([]string{"/usr/bin/env", "-i"}, env...), "/bin/sh", "-c", stepScript, "coach-step")
+		argv = append(argv, st.Argv...)
+		done := ctr.WithWorkdir(path.Join(runner.SourceMount, job.Dir, st.Dir)).WithExec(argv)
+		out, code, err := result(ctx, done, stepLog, stepRC)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return stepError(err, i, st.Name, job.Log)
+			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: errors.New(firstLine(err))}
 		}
-		if out, err := done.Stdout(ctx); err == nil {
-			io.WriteString(job.Log, out)
-		}
-		if out, err := done.Stderr(ctx); err == nil {
-			io.WriteString(job.Log, out)
-		}
-		for _, kv := range st.Env {
-			k, _, _ := strings.Cut(kv, "=")
-			done = done.WithoutEnvVariable(k)
-			if v, ok := lookup(job.Env, k); ok {
-				done = done.WithEnvVariable(k, v)
+		io.WriteString(job.Log, out)
+		if code != 0 {
+			if job.KeepFailed {
+				if _, err := done.Directory(runner.SourceMount).Export(ctx, job.Source, dg.DirectoryExportOpts{Wipe: true}); err != nil {
+					fmt.Fprintf(job.Log, "coach: could not export the failed build's source tree: %s\n", firstLine(err))
+				}
 			}
+			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: code}
 		}
 		ctr = done
 	}
+	if err := r.checkDeletions(ctx, ctr, job, depFiles); err != nil {
+		return err
+	}
+	for _, f := range job.Collect {
+		p := path.Join(runner.SourceMount, filepath.ToSlash(f))
+		if _, err := ctr.File(p).Export(ctx, filepath.Join(job.Source, f)); err != nil && ctx.Err() == nil {
+			// Missing: the host's license collection says which.
+			continue
+		}
+	}
 	layer := deps.Diff(ctr.Directory(job.InstallDir))
 	if _, err := layer.Export(ctx, job.Output); err != nil {
-		return fmt.Errorf("dagger: export the layer of %s: %w", job.Component, err)
+		return fmt.Errorf("dagger: export the layer of %s: %s", job.Component, firstLine(err))
 	}
 	return nil
 }
 
-func lookup(env []string, key string) (string, bool) {
-	for _, kv := range env {
-		if k, v, _ := strings.Cut(kv, "="); k == key {
-			return v, true
-		}
+// checkDeletions fails the build if it deleted a file of its dependencies:
+// a Diff cannot express that, and the sandbox refuses it too.
+func (r *Runner) checkDeletions(ctx context.Context, ctr *dg.Container, job *runner.Job, depFiles []string) error {
+	if len(depFiles) == 0 {
+		return nil
 	}
-	return "", false
+	script := `cd "$1" && while IFS= read -r f; do [ -e "$f" ] || [ -L "$f" ] || printf '%s\n' "$f"; done <` + depsList
+	out, err := ctr.WithNewFile(depsList, strings.Join(depFiles, "\n")+"\n").
+		WithExec([]string{"/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "/bin/sh", "-c", script, "coach-check", job.InstallDir}).
+		Stdout(ctx)
+	if err != nil {
+		return fmt.Errorf("dagger: check %s's dependencies: %s", job.Component, firstLine(err))
+	}
+	if gone := strings.Fields(out); len(gone) > 0 {
+		return fmt.Errorf("the build deleted files of its dependencies, which a layer cannot do: %s", strings.Join(gone, ", "))
+	}
+	return nil
 }
 
-// stepError turns the engine's *dg.ExecError into coach's *runner.StepError,
-// writing the command's output to log. Other errors pass through.
-func stepError(err error, i int, name string, log io.Writer) error {
-	var ee *dg.ExecError
-	if !errors.As(err, &ee) {
-		return err
-	}
-	if log != nil {
-		io.WriteString(log, ee.Stdout)
-		io.WriteString(log, ee.Stderr)
-	}
-	return &runner.StepError{Step: i, StepName: name, ExitCode: ee.ExitCode}
+// layerFiles lists a layer's non-directory entries, relative to it.
+func layerFiles(dir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	return out, err
 }
+
+// Machine is a clean container of a target on the engine, for verify: each
+// script runs on the state the last one left, and the packages are at
+// /coach/pkgs.
+type Machine struct {
+	ctr *dg.Container
+}
+
+// ExitError is a machine script that exited non-zero.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exited with code %d", e.Code) }
+
+// ExitCode is the script's exit code.
+func (e *ExitError) ExitCode() int { return e.Code }
+
+// Machine starts a clean container of the target's image with packages
+// (host files) copied to /coach/pkgs.
+func (r *Runner) Machine(ctx context.Context, t target.Target, arch string, packages []string) (*Machine, error) {
+	if t.Image == "" {
+		return nil, fmt.Errorf("target %s has no image for the dagger runner", t.Name)
+	}
+	c, err := r.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, 8)
+	rand.Read(nonce)
+	ctr := c.Container(dg.ContainerOpts{Platform: dg.Platform("linux/" + arch)}).From(t.Image).
+		WithEnvVariable("COACH_RUN", hex.EncodeToString(nonce)). // a verify always runs
+		WithEnvVariable("DEBIAN_FRONTEND", "noninteractive").
+		WithDirectory("/coach/pkgs", c.Directory())
+	for _, p := range packages {
+		ctr = ctr.WithFile(path.Join("/coach/pkgs", filepath.Base(p)), c.Host().File(p))
+	}
+	return &Machine{ctr: ctr}, nil
+}
+
+// Run runs script as root in the machine. The engine gives every exec the
+// network, so net cannot take it away here.
+func (m *Machine) Run(ctx context.Context, script string, net bool) (string, error) {
+	next := m.ctr.WithExec([]string{"/bin/sh", "-c", `( ` + script + "\n) >/coach/.out 2>&1 </dev/null; echo $? >/coach/.rc"})
+	out, code, err := result(ctx, next, "/coach/.out", "/coach/.rc")
+	if err != nil {
+		return "", errors.New(firstLine(err))
+	}
+	m.ctr = next
+	if code != 0 {
+		return out, &ExitError{code}
+	}
+	return out, nil
+}
+
+// RPMRoot is "": rpm runs inside the target's own container.
+func (m *Machine) RPMRoot() string { return "" }

@@ -4,35 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	dg "dagger.io/dagger"
-
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
 )
-
-func TestStepErrorFromExecError(t *testing.T) {
-	var log bytes.Buffer
-	ee := &dg.ExecError{Cmd: []string{"make", "install"}, ExitCode: 2, Stdout: "compiling\n", Stderr: "make: *** [install] Error 2\n"}
-	err := stepError(fmt.Errorf("wrapped: %w", ee), 3, "make install", &log)
-	var se *runner.StepError
-	if !errors.As(err, &se) || se.Step != 3 || se.ExitCode != 2 || se.StepName != "make install" {
-		t.Fatalf("got %#v", err)
-	}
-	if log.String() != "compiling\nmake: *** [install] Error 2\n" {
-		t.Errorf("log = %q", log.String())
-	}
-	plain := errors.New("connection lost")
-	if got := stepError(plain, 0, "x", nil); got != plain {
-		t.Errorf("a non-exec error changed: %v", got)
-	}
-}
 
 func TestInstallCommand(t *testing.T) {
 	d12, _ := target.Builtin("debian-12")

@@ -15,10 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
+	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -198,7 +197,7 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		}()
 	}
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
+	pidns.DieWithParent(cmd)
 	if err := cmd.Run(); err != nil {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("make the %s root filesystem: mmdebstrap %s: %v\n%s", t.Name, strings.Join(args, " "), err, lastLines(out.String(), 30))
@@ -233,7 +232,7 @@ func unpackUserRoot(ctx context.Context, tarball, dir string) error {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, "tar", "-x", "--no-same-owner", "--exclude=./dev/*", "-f", tarball, "-C", dir)
-	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
+	pidns.DieWithParent(cmd)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("unpack %s: %v: %s", tarball, err, lastLines(string(out), 10))

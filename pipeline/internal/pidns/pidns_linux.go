@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package pidns runs a command so that the whole process tree it starts dies
 // with coach, whatever the timing.
 //
@@ -116,4 +118,12 @@ func CommandContext(ctx context.Context, argv []string, ov *Overlay) *Cmd {
 	}
 	cmd.SysProcAttr = attr
 	return &Cmd{cmd}
+}
+
+// DieWithParent makes a command that needs no namespaces die with coach.
+func DieWithParent(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }

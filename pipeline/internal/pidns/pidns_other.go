@@ -1,0 +1,38 @@
+//go:build !linux
+
+package pidns
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os/exec"
+)
+
+// Overlay is an overlayfs mount; only Linux has them.
+type Overlay struct {
+	Mount, Options, Target string
+}
+
+// ErrNotLinux is what every command fails with off Linux: the sandbox and
+// the clean-root verify are Linux's (use the Dagger runner elsewhere).
+var ErrNotLinux = errors.New("sandboxed commands need Linux: use --runner dagger on this system")
+
+// Cmd is a command that cannot run here.
+type Cmd struct{ *exec.Cmd }
+
+func Command(argv []string, ov *Overlay) *Cmd { return CommandContext(context.Background(), argv, ov) }
+
+func CommandContext(ctx context.Context, argv []string, ov *Overlay) *Cmd {
+	return &Cmd{exec.CommandContext(ctx, argv[0], argv[1:]...)}
+}
+
+func (c *Cmd) Start() error { return ErrNotLinux }
+func (c *Cmd) Run() error   { return ErrNotLinux }
+func (c *Cmd) CombinedOutput() ([]byte, error) {
+	var b bytes.Buffer
+	return b.Bytes(), ErrNotLinux
+}
+
+// DieWithParent does nothing where there is no parent-death signal.
+func DieWithParent(cmd *exec.Cmd) {}

@@ -1,0 +1,75 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/coach-build/coach/pipeline/internal/pidns"
+	"github.com/coach-build/coach/pipeline/runner"
+)
+
+// exec runs one sandboxed command under an init of its own in a new pid
+// namespace (pidns), so that the command and everything it started die with
+// coach whenever coach dies; when ctx ends, the process group is killed.
+func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, ov *pidns.Overlay) error {
+	cmd := pidns.Command(args, ov)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Stdout, cmd.Stderr = job.Log, job.Log
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+		return ctx.Err()
+	}
+}
+
+// cleanUpper turns an overlay upper dir into a plain layer. A whiteout
+// (the build deleted a dependency's file) or an opaque directory (it
+// replaced a dependency's directory) cannot be expressed by a layer that is
+// merged with the others, so both are errors naming the paths.
+func cleanUpper(upper string) error {
+	var deleted []string
+	err := filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(upper, p)
+		if d.Type()&fs.ModeCharDevice != 0 {
+			deleted = append(deleted, rel)
+			return os.Remove(p)
+		}
+		if d.IsDir() {
+			for _, attr := range []string{"trusted.overlay.opaque", "user.overlay.opaque"} {
+				if sz, err := unix.Lgetxattr(p, attr, nil); err == nil && sz > 0 {
+					unix.Lremovexattr(p, attr)
+					deleted = append(deleted, rel+"/ (replaced)")
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(deleted) > 0 {
+		return fmt.Errorf("the build deleted or replaced files of its dependencies, which a layer cannot do: %s", strings.Join(deleted, ", "))
+	}
+	return nil
+}

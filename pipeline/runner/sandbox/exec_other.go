@@ -1,0 +1,17 @@
+//go:build !linux
+
+package sandbox
+
+import (
+	"context"
+
+	"github.com/coach-build/coach/pipeline/internal/pidns"
+	"github.com/coach-build/coach/pipeline/runner"
+)
+
+// exec cannot run a sandbox here: bubblewrap and its namespaces are Linux's.
+func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, ov *pidns.Overlay) error {
+	return pidns.ErrNotLinux
+}
+
+func cleanUpper(upper string) error { return pidns.ErrNotLinux }
