@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -37,9 +38,10 @@ import (
 	"github.com/coach-build/coach/pipeline/target"
 )
 
-// DefaultConnectTimeout bounds how long connecting may take: a dead engine
-// fails in seconds, not minutes.
-const DefaultConnectTimeout = 8 * time.Second
+// DefaultConnectTimeout bounds how long connecting may take. An engine that
+// is not running at a unix:// or tcp:// address is found out at once (see
+// probe); this bounds an engine that is up but does not answer.
+const DefaultConnectTimeout = 90 * time.Second
 
 // Runner builds in containers on a Dagger engine. It connects on first use,
 // so a build whose every component is cached needs no engine.
@@ -100,51 +102,81 @@ func (r *Runner) connect(ctx context.Context) (*dg.Client, error) {
 	if timeout == 0 {
 		timeout = DefaultConnectTimeout
 	}
+	if err := probe(ctx); err != nil {
+		r.connErr = connectError(err)
+		return nil, r.connErr
+	}
 	sess, cancel := context.WithCancel(context.Background())
-	var timedOut bool
-	var tmu sync.Mutex
-	timer := time.AfterFunc(timeout, func() { tmu.Lock(); timedOut = true; tmu.Unlock(); cancel() })
-	stop := context.AfterFunc(ctx, cancel)
 	opts := []dg.ClientOpt{}
 	if r.LogOutput != nil {
 		opts = append(opts, dg.WithLogOutput(r.LogOutput))
 	}
-	c, err := dg.Connect(sess, opts...)
-	timer.Stop()
-	stop()
-	if err == nil {
-		// One real query: Connect can return before an engine answers.
-		qctx, qcancel := context.WithTimeout(ctx, timeout)
-		_, err = c.Version(qctx)
-		qcancel()
-		if err != nil {
-			c.Close()
-		}
+	// The SDK waits for its session process up to five minutes whatever
+	// its context says, so the wait is ours: Connect runs aside, and a
+	// deadline or a cancelled ctx stops waiting for it. A session process
+	// left behind ends when coach does (its stdin closes).
+	type conn struct {
+		c   *dg.Client
+		err error
 	}
-	if err != nil {
+	done := make(chan conn, 1)
+	go func() {
+		c, err := dg.Connect(sess, opts...)
+		if err == nil {
+			// One real query: Connect can return before an engine answers.
+			if _, err = c.Version(sess); err != nil {
+				c.Close()
+			}
+		}
+		done <- conn{c, err}
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var res conn
+	select {
+	case res = <-done:
+	case <-timer.C:
+		res.err = fmt.Errorf("no answer within %s", timeout)
+	case <-ctx.Done():
+		res.err = ctx.Err()
+	}
+	if res.err != nil {
 		cancel()
-		tmu.Lock()
-		late := timedOut
-		tmu.Unlock()
-		r.connErr = connectError(err, timeout, late)
+		r.connErr = connectError(res.err)
 		return nil, r.connErr
 	}
+	c := res.c
 	r.client, r.cancel = c, cancel
 	return c, nil
+}
+
+// probe dials the engine's address when it is a socket or a TCP address,
+// so that an engine that is not running fails in milliseconds instead of
+// after the SDK's retries.
+func probe(ctx context.Context) error {
+	host := os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+	network, addr := "", ""
+	switch {
+	case strings.HasPrefix(host, "unix://"):
+		network, addr = "unix", strings.TrimPrefix(host, "unix://")
+	case strings.HasPrefix(host, "tcp://"):
+		network, addr = "tcp", strings.TrimPrefix(host, "tcp://")
+	default:
+		return nil // docker-image://, kube-pod://, a `dagger run` session: the SDK's business
+	}
+	d := net.Dialer{Timeout: 5 * time.Second}
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return fmt.Errorf("no engine is listening (%v)", err)
+	}
+	return conn.Close()
 }
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
 // connectError is one plain line: where coach looked, and why it failed.
-func connectError(err error, timeout time.Duration, timedOut bool) error {
-	msg := strings.TrimSpace(ansi.ReplaceAllString(err.Error(), ""))
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
-	}
-	if timedOut {
-		msg = fmt.Sprintf("no answer within %s (%s)", timeout, msg)
-	}
-	return fmt.Errorf("connect to the Dagger engine at %s: %s; start the engine, or point _EXPERIMENTAL_DAGGER_RUNNER_HOST at one", Engine(), msg)
+func connectError(err error) error {
+	return fmt.Errorf("connect to the Dagger engine at %s: %s; start the engine, or point _EXPERIMENTAL_DAGGER_RUNNER_HOST at one", Engine(), firstLine(err))
 }
 
 // Close ends the engine session, if there is one.
@@ -153,7 +185,15 @@ func (r *Runner) Close() error {
 	defer r.mu.Unlock()
 	var err error
 	if r.client != nil {
-		err = r.client.Close()
+		// The SDK waits up to five minutes for its session process to
+		// drain; an engine that died never answers, so the wait is bounded.
+		done := make(chan error, 1)
+		go func(c *dg.Client) { done <- c.Close() }(r.client)
+		select {
+		case err = <-done:
+		case <-time.After(closeTimeout):
+			err = fmt.Errorf("the Dagger session did not end within %s", closeTimeout)
+		}
 		r.client = nil
 	}
 	if r.cancel != nil {
@@ -161,6 +201,9 @@ func (r *Runner) Close() error {
 	}
 	return err
 }
+
+// closeTimeout bounds Close.
+const closeTimeout = 15 * time.Second
 
 func (r *Runner) Name() string { return "dagger" }
 
@@ -204,10 +247,19 @@ func (r *Runner) Ping(ctx context.Context, images []string) (version string, fai
 	return version, failed, nil
 }
 
+var gqlMessage = regexp.MustCompile(`"message":"((?:[^"\\]|\\.)*)"`)
+
+// firstLine is an engine error as one plain line: no colours, and the
+// message of a GraphQL error body rather than the body.
 func firstLine(err error) string {
 	msg := strings.TrimSpace(ansi.ReplaceAllString(err.Error(), ""))
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {
 		msg = msg[:i]
+	}
+	if m := gqlMessage.FindStringSubmatch(msg); m != nil {
+		if u, err := strconv.Unquote(`"` + m[1] + `"`); err == nil {
+			msg = u
+		}
 	}
 	return msg
 }
@@ -327,7 +379,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: errors.New(firstLine(err))}
+			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: fmt.Errorf("the Dagger engine at %s failed during the step: %s", Engine(), firstLine(err))}
 		}
 		io.WriteString(job.Log, out)
 		if code != 0 {

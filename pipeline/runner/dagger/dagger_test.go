@@ -31,7 +31,7 @@ func connect(t *testing.T) *Runner {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r, err := Connect(ctx, os.Stderr)
+	r, err := Connect(ctx, nil)
 	if err != nil {
 		t.Skipf("no Dagger engine is reachable, so the engine tests are skipped (run under `dagger run go test`, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST; offline also _EXPERIMENTAL_DAGGER_CLI_BIN): %v", err)
 	}
