@@ -43,9 +43,23 @@ func TestEngineSuite(t *testing.T) {
 	r := daggerRunner(t)
 	t.Run("hello", func(t *testing.T) {
 		root, _ := filepath.Abs("../..")
-		res, err := buildProject(t, builder(t, r, root), root, "hello", "debian-12")
+		b := builder(t, r, root)
+		res, err := buildProject(t, b, root, "hello", "debian-12")
 		if err != nil {
 			t.Fatal(err)
+		}
+		// Every component cached: no engine is needed, so a runner whose
+		// engine is gone still builds.
+		t.Setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-engine.sock"))
+		b.Runner = dagger.New(nil)
+		again, err := buildProject(t, b, root, "hello", "debian-12")
+		if err != nil {
+			t.Fatalf("a fully cached build needed the engine: %v", err)
+		}
+		for _, c := range again.Components {
+			if !c.CacheHit {
+				t.Errorf("%s was rebuilt", c.Name)
+			}
 		}
 		layers := map[string][]string{}
 		for _, c := range res.Components {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,5 +72,84 @@ func TestEngineBuild(t *testing.T) {
 	var se *runner.StepError
 	if err := r.Run(ctx, job); !errors.As(err, &se) || se.ExitCode != 7 {
 		t.Errorf("failing step: %v", err)
+	}
+}
+
+// proxy forwards connections from a listener to the engine's socket, so a
+// test can reach the same engine at another address.
+func proxy(t *testing.T, l net.Listener, socket string) {
+	t.Helper()
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				e, err := net.Dial("unix", socket)
+				if err != nil {
+					return
+				}
+				defer e.Close()
+				go io.Copy(e, c)
+				io.Copy(c, e)
+			}()
+		}
+	}()
+}
+
+// TestRemoteEngine points coach at an engine that is not the local default:
+// another socket, and a tcp:// address (the way to a shared engine on
+// another machine), and runs a real query through each.
+func TestRemoteEngine(t *testing.T) {
+	host := os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+	socket, ok := strings.CutPrefix(host, "unix://")
+	if !ok {
+		t.Skip("no engine on a unix socket is configured (_EXPERIMENTAL_DAGGER_RUNNER_HOST=unix://...), so there is nothing to reach by another address")
+	}
+	if _, err := net.Dial("unix", socket); err != nil {
+		t.Skipf("the engine at %s is not running: %v", host, err)
+	}
+	other := filepath.Join(t.TempDir(), "other.sock")
+	ul, err := net.Listen("unix", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy(t, ul, socket)
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy(t, tl, socket)
+	for _, addr := range []string{"unix://" + other, "tcp://" + tl.Addr().String()} {
+		t.Run(addr[:strings.Index(addr, ":")], func(t *testing.T) {
+			t.Setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", addr)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			r, err := Connect(ctx, nil)
+			if err != nil {
+				t.Fatalf("connect through %s: %v", addr, err)
+			}
+			defer r.Close()
+			if Engine() != addr {
+				t.Errorf("Engine() = %q, want %q", Engine(), addr)
+			}
+			version, failed, err := r.Ping(ctx, []string{"docker.io/library/debian:bookworm"})
+			if err != nil || len(failed) != 0 {
+				t.Fatalf("a query through %s: %v %v", addr, err, failed)
+			}
+			t.Logf("%s: engine %s answered and pulled debian:bookworm", addr, version)
+		})
+	}
+	// Nothing listening there: a plain error at once.
+	t.Setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "tcp://127.0.0.1:1")
+	start := time.Now()
+	if _, err := Connect(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "no engine is listening") {
+		t.Errorf("a dead address: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a dead address took %s to fail", d)
 	}
 }
