@@ -86,6 +86,64 @@ func (c canary) reset(t *testing.T) canary {
 	return c
 }
 
+// hostDirs are the host directories a hostile build would aim at, walked
+// before and after each case. /tmp and /var/tmp are left out: other tests
+// write there at the same time; the canary stands for them.
+var hostDirs = []string{"/etc", "/opt", "/usr/local", "/srv", "/home", "/root"}
+
+// skippedDir reports the subtrees that tools write while tests run (caches,
+// Go's module cache and telemetry) and the Go toolchain.
+func skippedDir(p string) bool {
+	if p == "/usr/local/go" {
+		return true
+	}
+	if strings.HasPrefix(p, "/root/") || strings.HasPrefix(p, "/home/") {
+		switch filepath.Base(p) {
+		case ".cache", ".config", ".local", "go":
+			return true
+		}
+	}
+	return false
+}
+
+// hostState is every path under hostDirs with its size and mtime.
+func hostState(t *testing.T) map[string]string {
+	t.Helper()
+	state := map[string]string{}
+	for _, d := range hostDirs {
+		filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if e.IsDir() && skippedDir(p) {
+				return fs.SkipDir
+			}
+			if info, err := e.Info(); err == nil && !e.IsDir() {
+				state[p] = fmt.Sprintf("%d %d", info.Size(), info.ModTime().UnixNano())
+			}
+			return nil
+		})
+	}
+	return state
+}
+
+// unchanged reports what differs between two host states.
+func unchanged(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	for p, v := range after {
+		if w, ok := before[p]; !ok {
+			t.Errorf("the host gained %s", p)
+		} else if w != v {
+			t.Errorf("the host's %s changed", p)
+		}
+	}
+	for p := range before {
+		if _, ok := after[p]; !ok {
+			t.Errorf("the host lost %s", p)
+		}
+	}
+}
+
 // check proves the host was not touched: the canary holds exactly what it
 // held, and no file that coach wrote (under the given dirs) holds the
 // secret's content.
@@ -176,7 +234,9 @@ func TestConfinementCorpus(t *testing.T) {
 			}
 			root := writeRepo(t, files)
 			b := builder(t, r, root)
+			before := hostState(t)
 			_, err := buildProject(t, b, root, "evil", "debian-12")
+			unchanged(t, before, hostState(t))
 			if err == nil || !strings.Contains(err.Error(), k.want) {
 				t.Errorf("the build was not stopped (want an error with %q): %v", k.want, err)
 			}
@@ -190,6 +250,8 @@ func TestConfinementCorpus(t *testing.T) {
 	// not reach the host.
 	t.Run("path source replaced by a link to a host directory", func(t *testing.T) {
 		c := c0.reset(t)
+		before := hostState(t)
+		defer func() { unchanged(t, before, hostState(t)) }()
 		root := writeRepo(t, pathSource("  - touch /coach/src/planted\n", ""))
 		prep, err := pipeline.Prepare(root, "evil", pipeline.Options{Targets: []string{"debian-12"}})
 		if err != nil {
