@@ -23,6 +23,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/confine"
+	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/runner"
@@ -309,8 +310,28 @@ func (b *Builder) depLayers(pl *plan.Plan, n *plan.Node, results map[string]Comp
 	return out
 }
 
-func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, deps []NamedLayer, prepare func() error, emit func(Event)) (ComponentResult, error) {
+// Environment is implemented by a runner whose build environment has an
+// identity of its own: the sandbox's root filesystem (its key covers every
+// component's build_packages, since they all build in one root), the
+// Dagger image. It goes into every layer's key, so that a layer is never
+// reused from another environment and layers of two environments never
+// meet in one tree.
+type Environment interface {
+	EnvironmentID(t target.Target, arch string, packages []string) string
+}
+
+// layerKey is a component's key for the layer cache: its plan key, and the
+// identity of the environment it builds in.
+func (b *Builder) layerKey(pl *plan.Plan, t target.Target, n *plan.Node) string {
 	key := n.Keys[t.Name]
+	if e, ok := b.Runner.(Environment); ok {
+		key = digest.JSON(struct{ Plan, Environment string }{key, e.EnvironmentID(t, pl.Arch, Packages(pl, t))})
+	}
+	return key
+}
+
+func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, deps []NamedLayer, prepare func() error, emit func(Event)) (ComponentResult, error) {
+	key := b.layerKey(pl, t, n)
 	res := ComponentResult{Name: n.Name, Version: n.Version, Key: key, Start: time.Now()}
 	finish := func() {
 		res.End = time.Now()

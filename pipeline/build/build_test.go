@@ -14,6 +14,7 @@ import (
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/fake"
+	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -283,5 +284,61 @@ func TestCriticalPathFirst(t *testing.T) {
 	calls := f.runner.Calls()
 	if calls[0].Component != "zlib" {
 		t.Errorf("with one job, %s built first; zlib has pcre2 waiting on it", calls[0].Component)
+	}
+}
+
+// envRunner is the fake runner with a build environment identity.
+type envRunner struct {
+	*fake.Runner
+	id func(t target.Target, arch string, packages []string) string
+}
+
+func (e envRunner) EnvironmentID(t target.Target, arch string, packages []string) string {
+	return e.id(t, arch, packages)
+}
+
+func rebuilt(res *Result) []string {
+	var out []string
+	for _, c := range res.Components {
+		if !c.CacheHit {
+			out = append(out, c.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestLayerKeyCoversTheEnvironment: a layer is never reused from another
+// build environment. The sandbox's environment is one root filesystem for
+// all of a target's components, keyed by the union of their
+// build_packages, so adding a package to one component's build_packages
+// rebuilds every component of the target; and a layer of one runner is
+// never taken by another.
+func TestLayerKeyCoversTheEnvironment(t *testing.T) {
+	f := newFixture(t)
+	sandboxEnv := func(tg target.Target, arch string, pkgs []string) string {
+		return (&sandbox.Runner{}).EnvironmentID(tg, arch, pkgs)
+	}
+	f.builder.Runner = envRunner{f.runner, sandboxEnv}
+	all := []string{"libyaml", "pcre2", "xz", "zlib"}
+	res, err := f.build(t, "debian-12")
+	if err != nil || !slices.Equal(rebuilt(res), all) {
+		t.Fatalf("first build: %v %v", rebuilt(res), err)
+	}
+	if res, err = f.build(t, "debian-12"); err != nil || len(rebuilt(res)) != 0 {
+		t.Fatalf("no-op: rebuilt %v %v", rebuilt(res), err)
+	}
+	// One component's build_packages: the root of every component changes.
+	p := filepath.Join(f.root, "software/xz.yaml")
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, append(b, []byte("build_packages: {deb: [libncurses-dev]}\n")...), 0o644)
+	if res, err = f.build(t, "debian-12"); err != nil || !slices.Equal(rebuilt(res), all) {
+		t.Errorf("after xz's build_packages changed, rebuilt %v (want every component) %v", rebuilt(res), err)
+	}
+	// The same definitions in another runner's environment: nothing is
+	// taken from the sandbox's layers.
+	f.builder.Runner = envRunner{f.runner, func(tg target.Target, arch string, pkgs []string) string { return "dagger " + tg.Image }}
+	if res, err = f.build(t, "debian-12"); err != nil || !slices.Equal(rebuilt(res), all) {
+		t.Errorf("in another environment, rebuilt %v (want every component) %v", rebuilt(res), err)
 	}
 }

@@ -207,6 +207,13 @@ const closeTimeout = 15 * time.Second
 
 func (r *Runner) Name() string { return "dagger" }
 
+// EnvironmentID is the target's image with the build packages installed.
+// (The image is named by its tag; pinning it by digest in the lock file is
+// still to be done.)
+func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) string {
+	return "dagger " + t.Image + " " + arch + " " + InstallCommand(t, packages)
+}
+
 // InstallCommand is the shell command that installs the toolchain and
 // packages in a target's image.
 func InstallCommand(t target.Target, packages []string) string {

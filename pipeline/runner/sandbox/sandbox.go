@@ -56,6 +56,12 @@ var _ runner.Runner = (*Runner)(nil)
 
 func (r *Runner) Name() string { return "sandbox" }
 
+// EnvironmentID is the key of the root filesystem the target's components
+// build in: the target's bootstrap recipe, the arch and the package set.
+func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) string {
+	return "sandbox " + Key(t, arch, packages)
+}
+
 // Check reports whether the sandbox can run here, and which mode it uses.
 func (r *Runner) Check() (Mode, error) {
 	r.mu.Lock()
