@@ -31,8 +31,10 @@ func need(t *testing.T, tools ...string) {
 	}
 }
 
+// run runs a host tool, skipping the test when the tool is not installed.
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
+	need(t, name)
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)

@@ -46,8 +46,11 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
+// command runs a host tool, skipping the test when the tool is not
+// installed (the quickstart's coach doctor --fix and .ci/run install them).
 func command(t *testing.T, name string, args ...string) string {
 	t.Helper()
+	need(t, name)
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
@@ -143,6 +146,7 @@ func steps(r *verify.Report) string {
 }
 
 func TestHelloDebian(t *testing.T) {
+	need(t, "dpkg-deb", "rpm")
 	prep, tree := helloTree(t)
 	v120 := packages(t, prep, tree, "1.2.0", "debian-12", "debian-13", "el9")
 	v121 := packages(t, prep, tree, "1.2.1", "debian-12", "debian-13", "el9")
