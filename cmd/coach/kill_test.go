@@ -32,16 +32,7 @@ func running(marker string) []string {
 // step running for good. Each run's step has a command line of its own, so
 // the test looks only for its own processes.
 func TestKillLeavesNothingRunning(t *testing.T) {
-	for _, tool := range []string{"bwrap", "mmdebstrap"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (.ci/run installs it): the test kills a sandboxed build", tool)
-		}
-	}
-	bin := t.TempDir()
-	coach := filepath.Join(bin, "coach")
-	if err := os.Symlink(os.Args[0], coach); err != nil {
-		t.Fatal(err)
-	}
+	coach, rootfs := coachBinary(t, "the test kills a sandboxed build", "bwrap", "mmdebstrap")
 	repo, cache := t.TempDir(), t.TempDir()
 	write := func(name, body string) {
 		p := filepath.Join(repo, name)
@@ -52,10 +43,6 @@ func TestKillLeavesNothingRunning(t *testing.T) {
 	}
 	write("projects/app.yaml", "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [slow]\n")
 	write("software/src/README", "a source tree\n")
-	rootfs := os.Getenv("COACH_ROOTFS_DIR")
-	if rootfs == "" {
-		rootfs = "/var/tmp/coach-test-rootfs"
-	}
 	log := filepath.Join(cache, "work/app/debian-12/slow/build.log")
 	ms := time.Millisecond
 	offsets := []time.Duration{0, 0, 1 * ms, 2 * ms, 5 * ms, 8 * ms, 10 * ms, 12 * ms, 15 * ms, 20 * ms, 25 * ms, 30 * ms, 35 * ms, 40 * ms, 45 * ms, 50 * ms, 100 * ms, 200 * ms, 500 * ms, 1000 * ms}
@@ -109,6 +96,37 @@ func TestKillLeavesNothingRunning(t *testing.T) {
 	t.Logf("%d kills at offsets %v after the step started: %d left a process running", len(offsets), offsets, leaked)
 }
 
+// coachBinary is the test binary under the name coach (testscript's Main
+// runs coach when it is called so), and the root filesystem directory the
+// tests share; it skips when a tool the test needs is missing.
+func coachBinary(t *testing.T, why string, tools ...string) (coach, rootfs string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (.ci/run installs it): %s", tool, why)
+		}
+	}
+	coach = filepath.Join(t.TempDir(), "coach")
+	if err := os.Symlink(os.Args[0], coach); err != nil {
+		t.Fatal(err)
+	}
+	if rootfs = os.Getenv("COACH_ROOTFS_DIR"); rootfs == "" {
+		rootfs = "/var/tmp/coach-test-rootfs"
+	}
+	return coach, rootfs
+}
+
+// helloRepo copies the repository's hello project into a new directory.
+func helloRepo(t *testing.T) string {
+	t.Helper()
+	repo := t.TempDir()
+	for _, d := range []string{"projects", "software", "scripts"} {
+		os.Mkdir(filepath.Join(repo, d), 0o755)
+	}
+	copyRepoFiles(t, repo, "projects/hello.yaml", "projects/hello.lock", "software/hello.yaml", "software/hello", "software/libgreet.yaml", "software/libgreet", "scripts/hello")
+	return repo
+}
+
 // copyRepoFiles copies the named files and directories of this repository
 // into dst.
 func copyRepoFiles(t *testing.T, dst string, names ...string) {
@@ -126,29 +144,12 @@ func copyRepoFiles(t *testing.T, dst string, names ...string) {
 // second waiting for the first and saying so. COACH_TEST_CONCURRENT_N sets
 // how many pairs of each (default 3).
 func TestConcurrentBuilds(t *testing.T) {
-	for _, tool := range []string{"bwrap", "mmdebstrap", "strip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (.ci/run installs it): the test builds hello in the sandbox", tool)
-		}
-	}
+	coach, rootfs := coachBinary(t, "the test builds hello in the sandbox", "bwrap", "mmdebstrap", "strip")
 	n := 3
 	if v := os.Getenv("COACH_TEST_CONCURRENT_N"); v != "" {
 		fmt.Sscanf(v, "%d", &n)
 	}
-	bin := t.TempDir()
-	coach := filepath.Join(bin, "coach")
-	if err := os.Symlink(os.Args[0], coach); err != nil {
-		t.Fatal(err)
-	}
-	repo, cache := t.TempDir(), t.TempDir()
-	for _, d := range []string{"projects", "software", "scripts"} {
-		os.Mkdir(filepath.Join(repo, d), 0o755)
-	}
-	copyRepoFiles(t, repo, "projects/hello.yaml", "projects/hello.lock", "software/hello.yaml", "software/hello", "software/libgreet.yaml", "software/libgreet", "scripts/hello")
-	rootfs := os.Getenv("COACH_ROOTFS_DIR")
-	if rootfs == "" {
-		rootfs = "/var/tmp/coach-test-rootfs"
-	}
+	repo, cache := helloRepo(t), t.TempDir()
 	waited := 0
 	for _, extra := range [][]string{nil, {"--no-cache"}} {
 		for i := 0; i < n; i++ {
@@ -186,25 +187,8 @@ func TestConcurrentBuilds(t *testing.T) {
 // scratch root; a SIGKILLed verify leaves its root, and the next verify
 // sweeps it away.
 func TestVerifyInterrupted(t *testing.T) {
-	for _, tool := range []string{"bwrap", "mmdebstrap", "strip", "dpkg-deb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (.ci/run installs it): the test verifies hello in a clean root", tool)
-		}
-	}
-	bin := t.TempDir()
-	coach := filepath.Join(bin, "coach")
-	if err := os.Symlink(os.Args[0], coach); err != nil {
-		t.Fatal(err)
-	}
-	repo, cache := t.TempDir(), t.TempDir()
-	for _, d := range []string{"projects", "software", "scripts"} {
-		os.Mkdir(filepath.Join(repo, d), 0o755)
-	}
-	copyRepoFiles(t, repo, "projects/hello.yaml", "projects/hello.lock", "software/hello.yaml", "software/hello", "software/libgreet.yaml", "software/libgreet", "scripts/hello")
-	rootfs := os.Getenv("COACH_ROOTFS_DIR")
-	if rootfs == "" {
-		rootfs = "/var/tmp/coach-test-rootfs"
-	}
+	coach, rootfs := coachBinary(t, "the test verifies hello in a clean root", "bwrap", "mmdebstrap", "strip", "dpkg-deb")
+	repo, cache := helloRepo(t), t.TempDir()
 	env := append(os.Environ(), "COACH_ROOTFS_DIR="+rootfs)
 	out := filepath.Join(cache, "pkg")
 	build := exec.Command(coach, "-C", repo, "build", "hello", "-t", "debian-12", "--cache-dir", cache, "--no-verify", "-o", out)

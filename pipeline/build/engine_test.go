@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,16 +60,7 @@ func TestEngineSuite(t *testing.T) {
 				t.Errorf("%s was rebuilt", c.Name)
 			}
 		}
-		layers := map[string][]string{}
-		for _, c := range res.Components {
-			layers[c.Name] = layerFiles(t, c.Layer)
-		}
-		if want := []string{"LICENSES/hello/LICENSE", "bin/hello", "etc/hello.conf"}; !slices.Equal(layers["hello"], want) {
-			t.Errorf("hello's layer = %v, want %v", layers["hello"], want)
-		}
-		if want := []string{"LICENSES/libgreet/LICENSE", "embedded/include/greet.h", "embedded/lib/libgreet.so", "embedded/lib/libgreet.so.1", "embedded/lib/libgreet.so.1.0.0"}; !slices.Equal(layers["libgreet"], want) {
-			t.Errorf("libgreet's layer = %v, want %v", layers["libgreet"], want)
-		}
+		checkHelloLayers(t, res)
 	})
 	t.Run("isolation and failures", func(t *testing.T) {
 		files := map[string]string{
