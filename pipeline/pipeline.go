@@ -130,6 +130,15 @@ func PrepareProject(repo *spec.Repo, project string, opts Options) (*Prepared, e
 	if err != nil {
 		return nil, &RequestError{err}
 	}
+	// Images pinned by digest in the lock: the Dagger runner builds from
+	// the digest, and the digest is part of every key of the target.
+	if lock != nil {
+		for i := range targets {
+			if pin := lock.Images[targets[i].Name]; pin != "" {
+				targets[i].Image = pin
+			}
+		}
+	}
 	arch := opts.Arch
 	if arch == "" {
 		arch = target.HostArch()

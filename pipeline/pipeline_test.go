@@ -88,3 +88,38 @@ func BenchmarkPrepare500(b *testing.B) {
 		}
 	}
 }
+
+// TestPreparePinsImages: an image pinned in the lock is the image the plan
+// builds from, and part of the target's keys; the other targets keep their
+// tags.
+func TestPreparePinsImages(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "projects"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "software", "x"), 0o755)
+	os.WriteFile(filepath.Join(dir, "software", "x.yaml"), []byte("name: x\nlicense: MIT\nversions: [{version: 1.0.0, path: x}]\nbuild: [make]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "software", "x", "README"), []byte("x\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "projects", "app.yaml"), []byte("name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12, debian-13]\nsoftware: [x]\n"), 0o644)
+	before, err := Prepare(dir, "app", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := before.Resolution.Lock()
+	const pin = "docker.io/library/debian:bookworm@sha256:11b305dc557fc2ef0cd8f84bd7b067aec2fb48c1f37ab095dfd0f49dd9ba2127"
+	lock.Images = map[string]string{"debian-12": pin}
+	os.WriteFile(filepath.Join(dir, "projects", "app.lock"), lock.Marshal(), 0o644)
+	after, err := Prepare(dir, "app", Options{Locked: true})
+	if err != nil {
+		t.Fatalf("a lock with pinned images is stale: %v", err)
+	}
+	images := map[string]string{}
+	for _, tg := range after.Plan.TargetList() {
+		images[tg.Name] = tg.Image
+	}
+	if images["debian-12"] != pin || images["debian-13"] != "docker.io/library/debian:trixie" {
+		t.Errorf("images = %v", images)
+	}
+	x0, x1 := before.Plan.Nodes[0].Keys, after.Plan.Nodes[0].Keys
+	if x0["debian-12"] == x1["debian-12"] || x0["debian-13"] != x1["debian-13"] {
+		t.Errorf("keys before %v, after %v: want only debian-12's to change", x0, x1)
+	}
+}

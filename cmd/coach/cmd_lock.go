@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/resolve"
+	"github.com/coach-build/coach/pipeline/runner/dagger"
+	"github.com/coach-build/coach/pipeline/spec"
 )
 
 type lockJSON struct {
@@ -22,6 +25,7 @@ type lockJSON struct {
 
 func (a *app) lockCommand() *cobra.Command {
 	var upgrade, check bool
+	var pinImages string
 	cmd := &cobra.Command{
 		Use:   "lock [project...]",
 		Short: "Resolve versions and write projects/<name>.lock",
@@ -38,6 +42,11 @@ is missing or out of date.`,
 			if err != nil {
 				return err
 			}
+			pins, done, err := a.imagePinner(pinImages)
+			if err != nil {
+				return err
+			}
+			defer done()
 			projects := args
 			if len(projects) == 0 {
 				projects = repo.ProjectNames()
@@ -62,6 +71,26 @@ is missing or out of date.`,
 					return withCode(exitResolve, err)
 				}
 				changes := resolve.Diff(old, res.Lock())
+				images := map[string]string{}
+				if old != nil {
+					for t, pin := range old.Images {
+						images[t] = pin
+					}
+				}
+				if pins != nil {
+					fresh, err := pins(cmd.Context(), p)
+					if err != nil {
+						return withCode(exitResolve, fmt.Errorf("pin the images of %s: %w", name, err))
+					}
+					var oldImages map[string]string
+					if old != nil {
+						oldImages = old.Images
+					}
+					changes = append(changes, resolve.DiffImages(oldImages, fresh)...)
+					for t, pin := range fresh {
+						images[t] = pin
+					}
+				}
 				if old != nil && old.SourceDateEpoch == 0 {
 					changes = append(changes, "source_date_epoch: recorded for reproducible packages")
 				}
@@ -77,6 +106,9 @@ is missing or out of date.`,
 				case r.Changed:
 					l := res.Lock()
 					l.SourceDateEpoch = time.Now().Unix()
+					if len(images) > 0 {
+						l.Images = images
+					}
 					if err := resolve.WriteLock(repo.Root, l); err != nil {
 						return fmt.Errorf("write %s: %w", r.Path, err)
 					}
@@ -104,5 +136,45 @@ is missing or out of date.`,
 	}
 	cmd.Flags().BoolVar(&upgrade, "upgrade", false, "ignore locked versions and resolve to the highest allowed")
 	cmd.Flags().BoolVar(&check, "check", false, "write nothing; exit 4 if a lock file is missing or out of date")
+	cmd.Flags().StringVar(&pinImages, "pin-images", "auto", "pin each target's image by digest through the Dagger engine: auto (when an engine is configured), always or never")
 	return cmd
+}
+
+// imagePinner returns what resolves a project's target images to digests,
+// or nil when images are not pinned this time.
+func (a *app) imagePinner(mode string) (func(context.Context, *spec.Project) (map[string]string, error), func(), error) {
+	switch mode {
+	case "never":
+		return nil, func() {}, nil
+	case "auto":
+		if !daggerConfigured() {
+			return nil, func() {}, nil
+		}
+	case "always":
+	default:
+		return nil, nil, usageError(errors.New("--pin-images must be auto, always or never"))
+	}
+	r := dagger.New(nil)
+	pin := func(ctx context.Context, p *spec.Project) (map[string]string, error) {
+		out := map[string]string{}
+		for _, name := range p.Targets {
+			t, err := p.Target(name)
+			if err != nil || t.Image == "" {
+				continue
+			}
+			ref, err := r.PinImage(ctx, t.Image)
+			if err != nil {
+				if mode == "always" {
+					return nil, err
+				}
+				// Kept as it was: an image this engine cannot reach is
+				// not a reason to refuse the rest of the lock.
+				a.log.Warn("image not pinned", "target", name, "image", t.Image, "err", err)
+				continue
+			}
+			out[name] = ref
+		}
+		return out, nil
+	}
+	return pin, func() { r.Close() }, nil
 }

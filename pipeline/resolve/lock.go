@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -24,6 +25,35 @@ type Lock struct {
 	// byte-identical.
 	SourceDateEpoch int64           `yaml:"source_date_epoch,omitempty"`
 	Components      []LockComponent `yaml:"components"`
+	// Images pins each target's image to a digest (target name ->
+	// image@sha256:...), for the Dagger runner: a moving tag cannot change
+	// the build environment under a lock. coach lock writes them when an
+	// engine is reachable.
+	Images map[string]string `yaml:"images,omitempty"`
+}
+
+// DiffImages lists how the image pins have differ from want, for the
+// targets want has.
+func DiffImages(have, want map[string]string) []string {
+	var out []string
+	for _, t := range sortedKeys(want) {
+		switch old := have[t]; {
+		case old == "":
+			out = append(out, fmt.Sprintf("image of %s: pinned to %s", t, want[t]))
+		case old != want[t]:
+			out = append(out, fmt.Sprintf("image of %s: locked %s, the tag now resolves to %s", t, old, want[t]))
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // LockComponent is one component's entry in the lock file.

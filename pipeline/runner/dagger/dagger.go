@@ -207,9 +207,8 @@ const closeTimeout = 15 * time.Second
 
 func (r *Runner) Name() string { return "dagger" }
 
-// EnvironmentID is the target's image with the build packages installed.
-// (The image is named by its tag; pinning it by digest in the lock file is
-// still to be done.)
+// EnvironmentID is the target's image with the build packages installed:
+// by digest when the lock file pins it (coach lock), else by its tag.
 func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) string {
 	return "dagger " + t.Image + " " + arch + " " + InstallCommand(t, packages)
 }
@@ -233,6 +232,23 @@ func cacheDirs(t target.Target) []string {
 		return []string{"/var/cache/dnf"}
 	}
 	return []string{"/var/cache/apt/archives", "/var/lib/apt/lists"}
+}
+
+// PinImage resolves an image reference to one pinned by digest
+// (repository@sha256:...), as the engine's registry serves it now.
+func (r *Runner) PinImage(ctx context.Context, image string) (string, error) {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	ref, err := c.Container().From(image).ImageRef(ctx)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %s", image, firstLine(err))
+	}
+	if !strings.Contains(ref, "@sha256:") {
+		return "", fmt.Errorf("resolve %s: the engine gave %q, with no digest", image, ref)
+	}
+	return ref, nil
 }
 
 // Ping connects and pulls each image, for coach doctor: which engine

@@ -153,3 +153,27 @@ func TestRemoteEngine(t *testing.T) {
 		t.Errorf("a dead address took %s to fail", d)
 	}
 }
+
+// TestPinImage resolves a target's image to its digest and builds the
+// target's environment from the digest.
+func TestPinImage(t *testing.T) {
+	r := connect(t)
+	ctx := context.Background()
+	tg, _ := target.Builtin("debian-12")
+	pin, err := r.PinImage(ctx, tg.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(pin, "docker.io/library/debian") || !strings.Contains(pin, "@sha256:") {
+		t.Fatalf("pin = %q", pin)
+	}
+	again, err := r.PinImage(ctx, pin)
+	if err != nil || again != pin {
+		t.Errorf("pinning the pin: %q %v", again, err)
+	}
+	tg.Image = pin
+	if err := r.Prepare(ctx, tg, "amd64", nil); err != nil {
+		t.Fatalf("prepare from %s: %v", pin, err)
+	}
+	t.Logf("%s", pin)
+}
