@@ -53,7 +53,7 @@ func TestKillLeavesNothingRunning(t *testing.T) {
 		marker := fmt.Sprintf("600.%05d%02d", os.Getpid()%100000, i)
 		write("software/slow.yaml", "name: slow\nlicense: MIT\nversions: [{version: 1.0.0, path: src}]\nbuild:\n  - sleep "+marker+"\n")
 		os.Remove(log)
-		cmd := exec.Command(coach, "-C", repo, "build", "app", "-t", "debian-12", "--cache-dir", cache, "--no-package")
+		cmd := exec.Command(coach, "-C", repo, "build", "app", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "--no-package")
 		cmd.Env = append(os.Environ(), "COACH_ROOTFS_DIR="+rootfs)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -160,7 +160,7 @@ func TestConcurrentBuilds(t *testing.T) {
 			results := make(chan out, 2)
 			for j := 0; j < 2; j++ {
 				go func() {
-					args := append([]string{"-C", repo, "build", "hello", "-t", "debian-12", "--cache-dir", cache, "--no-verify", "-o", filepath.Join(cache, fmt.Sprintf("pkg-%d", j))}, extra...)
+					args := append([]string{"-C", repo, "build", "hello", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "--no-verify", "-o", filepath.Join(cache, fmt.Sprintf("pkg-%d", j))}, extra...)
 					cmd := exec.Command(coach, args...)
 					cmd.Env = append(os.Environ(), "COACH_ROOTFS_DIR="+rootfs)
 					var stderr bytes.Buffer
@@ -191,7 +191,7 @@ func TestVerifyInterrupted(t *testing.T) {
 	repo, cache := helloRepo(t), t.TempDir()
 	env := append(os.Environ(), "COACH_ROOTFS_DIR="+rootfs)
 	out := filepath.Join(cache, "pkg")
-	build := exec.Command(coach, "-C", repo, "build", "hello", "-t", "debian-12", "--cache-dir", cache, "--no-verify", "-o", out)
+	build := exec.Command(coach, "-C", repo, "build", "hello", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "--no-verify", "-o", out)
 	build.Env = env
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, b)
@@ -203,7 +203,7 @@ func TestVerifyInterrupted(t *testing.T) {
 	}
 	// start runs coach verify and returns once its scratch root exists.
 	start := func() *exec.Cmd {
-		cmd := exec.Command(coach, "-C", repo, "verify", deb, "--cache-dir", cache)
+		cmd := exec.Command(coach, "-C", repo, "verify", deb, "--runner", "sandbox", "--cache-dir", cache)
 		cmd.Env = env
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -236,7 +236,7 @@ func TestVerifyInterrupted(t *testing.T) {
 	if len(left) == 0 {
 		t.Fatal("a SIGKILLed verify left no scratch root; the sweep below proves nothing")
 	}
-	again := exec.Command(coach, "-C", repo, "verify", deb, "--cache-dir", cache)
+	again := exec.Command(coach, "-C", repo, "verify", deb, "--runner", "sandbox", "--cache-dir", cache)
 	again.Env = env
 	if b, err := again.CombinedOutput(); err != nil {
 		t.Fatalf("verify after a killed one: %v\n%s", err, b)
