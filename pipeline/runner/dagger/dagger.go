@@ -348,7 +348,7 @@ func lastLines(s string, n int) string {
 
 // Paths in the build container that are coach's own.
 const (
-	stepLog  = "/coach/.step.log"
+	logDir   = "/coach/.log" // a cache volume of the build, shared with the poller
 	stepRC   = "/coach/.step.rc"
 	depsList = "/coach/.deps"
 )
@@ -356,8 +356,42 @@ const (
 // stepScript runs the step with its output (stdout and stderr, in order)
 // in a file and its exit code in another, and always succeeds itself: so
 // the output is whole (the engine keeps only the tail of an exec's output)
-// and a failed step's state can still be read.
-const stepScript = `"$@" >` + stepLog + ` 2>&1 </dev/null; echo $? >` + stepRC
+// and a failed step's state can still be read. $COACH_LOG names the
+// step's log file in the shared volume.
+const stepScript = `log=$1; shift; "$@" >"$log" 2>&1 </dev/null; echo $? >` + stepRC
+
+// pollInterval is how often a running step's output is read.
+const pollInterval = 2 * time.Second
+
+// follow copies what the step writes to its log file in the shared volume
+// into w while the step runs, reading it from a container of its own every
+// pollInterval, until stop is closed; then it reads the rest. It returns the
+// whole output.
+func follow(ctx context.Context, poller *dg.Container, file string, w io.Writer, stop <-chan struct{}) (string, error) {
+	var all strings.Builder
+	read := func(n int) error {
+		out, err := poller.WithEnvVariable("COACH_POLL", strconv.Itoa(n)).
+			WithExec([]string{"/bin/sh", "-c", `tail -c +$(( $1 + 1 )) "$2" 2>/dev/null || true`, "coach-poll", strconv.Itoa(all.Len()), file}).
+			Stdout(ctx)
+		if err != nil {
+			return err
+		}
+		all.WriteString(out)
+		io.WriteString(w, out)
+		return nil
+	}
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			err := read(n)
+			return all.String(), err
+		case <-time.After(pollInterval):
+			if err := read(n); err != nil && ctx.Err() != nil {
+				return all.String(), err
+			}
+		}
+	}
+}
 
 func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 	c, err := r.connect(ctx)
@@ -386,25 +420,47 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 	// is never replayed from the engine's cache.
 	nonce := make([]byte, 8)
 	rand.Read(nonce)
+	run := hex.EncodeToString(nonce)
+	logs := c.CacheVolume("coach-log-" + run)
+	shared := dg.ContainerWithMountedCacheOpts{Sharing: dg.CacheSharingModeShared}
+	poller := base.WithEnvVariable("COACH_RUN", run).WithMountedCache(logDir, logs, shared)
 	ctr := base.
-		WithEnvVariable("COACH_RUN", hex.EncodeToString(nonce)).
+		WithEnvVariable("COACH_RUN", run).
+		WithMountedCache(logDir, logs, shared).
 		WithDirectory(job.InstallDir, deps).
 		WithMountedDirectory(runner.SourceMount, c.Host().Directory(job.Source, dg.HostDirectoryOpts{NoCache: true})).
 		WithDirectory(runner.HomeDir, c.Directory())
 	for i, st := range job.Steps {
 		runner.WriteStepHeader(job, i)
 		env := append(slices.Clone(job.Env), st.Env...)
-		argv := append(append([]string{"/usr/bin/env", "-i"}, env...), "/bin/sh", "-c", stepScript, "coach-step")
+		logFile := fmt.Sprintf("%s/step-%d.log", logDir, i)
+		argv := append(append([]string{"/usr/bin/env", "-i"}, env...), "/bin/sh", "-c", stepScript, "coach-step", logFile)
 		argv = append(argv, st.Argv...)
 		done := ctr.WithWorkdir(path.Join(runner.SourceMount, job.Dir, st.Dir)).WithExec(argv)
-		out, code, err := result(ctx, done, stepLog, stepRC)
+		// The step's output streams while it runs: read from the shared
+		// volume by a poller, as the step writes it.
+		stop := make(chan struct{})
+		followed := make(chan error, 1)
+		go func() {
+			_, err := follow(ctx, poller, logFile, job.Log, stop)
+			followed <- err
+		}()
+		rc, err := done.File(stepRC).Contents(ctx)
+		close(stop)
+		ferr := <-followed
+		if err == nil {
+			err = ferr
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: fmt.Errorf("the Dagger engine at %s failed during the step: %s", Engine(), firstLine(err))}
 		}
-		io.WriteString(job.Log, out)
+		code, err := strconv.Atoi(strings.TrimSpace(rc))
+		if err != nil {
+			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: fmt.Errorf("exit code %q: %w", rc, err)}
+		}
 		if code != 0 {
 			if job.KeepFailed {
 				if _, err := done.Directory(runner.SourceMount).Export(ctx, job.Source, dg.DirectoryExportOpts{Wipe: true}); err != nil {

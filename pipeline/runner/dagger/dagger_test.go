@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,4 +177,55 @@ func TestPinImage(t *testing.T) {
 		t.Fatalf("prepare from %s: %v", pin, err)
 	}
 	t.Logf("%s", pin)
+}
+
+// timedLog records when each line arrived.
+type timedLog struct {
+	mu    sync.Mutex
+	buf   strings.Builder
+	times map[string]time.Time
+}
+
+func (l *timedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	for _, line := range strings.Split(l.buf.String(), "\n") {
+		if _, ok := l.times[line]; !ok && line != "" {
+			l.times[line] = time.Now()
+		}
+	}
+	return len(p), nil
+}
+
+// TestEngineStreamsOutput: a step that prints a line every second shows
+// each line while it runs, not when it ends, and the output is whole and in
+// order at the end.
+func TestEngineStreamsOutput(t *testing.T) {
+	r := connect(t)
+	ctx := context.Background()
+	tg, _ := target.Builtin("debian-12")
+	if err := r.Prepare(ctx, tg, "amd64", nil); err != nil {
+		t.Fatal(err)
+	}
+	log := &timedLog{times: map[string]time.Time{}}
+	job := &runner.Job{Component: "ticker", Target: tg, Arch: "amd64", Source: t.TempDir(), Dir: ".", InstallDir: "/opt/x", Output: t.TempDir(), Scratch: t.TempDir(),
+		Env: []string{"PATH=/usr/bin:/bin"}, Log: log,
+		Steps: []runner.Step{runner.ShellStep("tick", "for i in 1 2 3 4 5; do echo tick $i; sleep 1; done; echo err >&2; echo done")}}
+	if err := r.Run(ctx, job); err != nil {
+		t.Fatalf("%v\n%s", err, log.buf.String())
+	}
+	if got := log.buf.String(); !strings.Contains(got, "tick 1\ntick 2\ntick 3\ntick 4\ntick 5\nerr\ndone\n") {
+		t.Errorf("the output is not whole and in order:\n%s", got)
+	}
+	first, last := log.times["tick 1"], log.times["done"]
+	if first.IsZero() || last.IsZero() {
+		t.Fatalf("lines missing: %v", log.times)
+	}
+	// Written at once when the step ended, they would arrive together.
+	if gap := last.Sub(first); gap < 2*time.Second {
+		t.Errorf("tick 1 arrived %s before the last line: the output is not streamed", gap)
+	} else {
+		t.Logf("tick 1 arrived %s before the last line of the 5-second step", gap.Round(100*time.Millisecond))
+	}
 }
