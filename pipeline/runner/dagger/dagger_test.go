@@ -229,3 +229,54 @@ func TestEngineStreamsOutput(t *testing.T) {
 		t.Logf("tick 1 arrived %s before the last line of the 5-second step", gap.Round(100*time.Millisecond))
 	}
 }
+
+// TestPrepareFailureNamesTheTarget: a build package that does not exist
+// fails Prepare with the target, the image and apt's own words.
+func TestPrepareFailureNamesTheTarget(t *testing.T) {
+	r := connect(t)
+	tg, _ := target.Builtin("debian-12")
+	err := r.Prepare(context.Background(), tg, "amd64", []string{"coach-no-such-package"})
+	if err == nil {
+		t.Fatal("installing a package that does not exist succeeded")
+	}
+	for _, want := range []string{"prepare debian-12", tg.Image, "coach-no-such-package", "exited with code"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+// TestEngineKeepsFailedState: with KeepFailed, the failed container's
+// source tree (what configure left, say) comes back to the host; license
+// files a successful build generates come back too.
+func TestEngineKeepsFailedState(t *testing.T) {
+	r := connect(t)
+	ctx := context.Background()
+	tg, _ := target.Builtin("debian-12")
+	if err := r.Prepare(ctx, tg, "amd64", nil); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "configure"), []byte("#!/bin/sh\n"), 0o755)
+	var log bytes.Buffer
+	job := &runner.Job{Component: "x", Target: tg, Arch: "amd64", Source: src, Dir: ".", InstallDir: "/opt/x", Output: t.TempDir(), Scratch: t.TempDir(),
+		Env: []string{"PATH=/usr/bin:/bin"}, Log: &log, KeepFailed: true,
+		Steps: []runner.Step{runner.ShellStep("configure", "echo 'checking for foo... no' > config.log; exit 1")}}
+	var se *runner.StepError
+	if err := r.Run(ctx, job); !errors.As(err, &se) || se.ExitCode != 1 {
+		t.Fatalf("the failing step: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(src, "config.log")); err != nil || !strings.Contains(string(b), "checking for foo") {
+		t.Errorf("the failed build's config.log is not on the host: %q %v", b, err)
+	}
+	src2 := t.TempDir()
+	job = &runner.Job{Component: "y", Target: tg, Arch: "amd64", Source: src2, Dir: ".", InstallDir: "/opt/y", Output: t.TempDir(), Scratch: t.TempDir(),
+		Env: []string{"PATH=/usr/bin:/bin"}, Log: &log, Collect: []string{"LICENSE"},
+		Steps: []runner.Step{runner.ShellStep("generate", "echo 'generated license text' > LICENSE")}}
+	if err := r.Run(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(src2, "LICENSE")); err != nil || string(b) != "generated license text\n" {
+		t.Errorf("the generated license file did not come back: %q %v", b, err)
+	}
+}
