@@ -31,7 +31,9 @@ func (s *Step) decodeNode(d *decoder, n *yaml.Node, path string) {
 	}
 }
 
-func joinArgv(argv []string) string {
+// ShellJoin renders argv as one POSIX shell command line, quoting each word
+// that needs it.
+func ShellJoin(argv []string) string {
 	quoted := make([]string, len(argv))
 	for i, a := range argv {
 		quoted[i] = shellQuote(a)

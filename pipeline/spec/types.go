@@ -151,5 +151,5 @@ func (s Step) Label() string {
 	if s.Run != "" {
 		return s.Run
 	}
-	return joinArgv(s.Argv)
+	return ShellJoin(s.Argv)
 }

@@ -431,7 +431,7 @@ func verifyRPM(ctx context.Context, o Options, m Machine, rep *Report) error {
 			err = cmd.Run()
 			full = out.String()
 		} else {
-			full, err = m.Run(ctx, "rpm -vv "+shellQuote(args), false)
+			full, err = m.Run(ctx, "rpm -vv "+spec.ShellJoin(args), false)
 		}
 		recordRPM(rep, step, full)
 		// Keep what a person needs: the scriptlets' own output and errors.
@@ -461,7 +461,7 @@ func verifyRPM(ctx context.Context, o Options, m Machine, rep *Report) error {
 	projectChecks(ctx, o, m, st)
 	st.do("list files", func() (string, string, bool) {
 		if root == "" {
-			return failed(m.Run(ctx, "rpm -ql -- "+shellQuote([]string{o.Name})+" > /root/.coach-files && wc -l < /root/.coach-files", false))
+			return failed(m.Run(ctx, "rpm -ql -- "+spec.ShellJoin([]string{o.Name})+" > /root/.coach-files && wc -l < /root/.coach-files", false))
 		}
 		out, err := exec.CommandContext(ctx, "rpm", "--root", root, "-ql", "--", o.Name).CombinedOutput()
 		if err == nil {
@@ -506,13 +506,4 @@ func sweepScratch(dir string) {
 		}
 		removeTree(filepath.Join(dir, e.Name()))
 	}
-}
-
-// shellQuote quotes words for sh.
-func shellQuote(words []string) string {
-	q := make([]string, len(words))
-	for i, w := range words {
-		q[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
-	}
-	return strings.Join(q, " ")
 }
