@@ -365,29 +365,27 @@ const pollInterval = 2 * time.Second
 
 // follow copies what the step writes to its log file in the shared volume
 // into w while the step runs, reading it from a container of its own every
-// pollInterval, until stop is closed; then it reads the rest. It returns the
-// whole output.
-func follow(ctx context.Context, poller *dg.Container, file string, w io.Writer, stop <-chan struct{}) (string, error) {
-	var all strings.Builder
+// pollInterval, until stop is closed; then it reads the rest.
+func follow(ctx context.Context, poller *dg.Container, file string, w io.Writer, stop <-chan struct{}) error {
+	offset := 0
 	read := func(n int) error {
 		out, err := poller.WithEnvVariable("COACH_POLL", strconv.Itoa(n)).
-			WithExec([]string{"/bin/sh", "-c", `tail -c +$(( $1 + 1 )) "$2" 2>/dev/null || true`, "coach-poll", strconv.Itoa(all.Len()), file}).
+			WithExec([]string{"/bin/sh", "-c", `tail -c +$(( $1 + 1 )) "$2" 2>/dev/null || true`, "coach-poll", strconv.Itoa(offset), file}).
 			Stdout(ctx)
 		if err != nil {
 			return err
 		}
-		all.WriteString(out)
+		offset += len(out)
 		io.WriteString(w, out)
 		return nil
 	}
 	for n := 0; ; n++ {
 		select {
 		case <-stop:
-			err := read(n)
-			return all.String(), err
+			return read(n)
 		case <-time.After(pollInterval):
 			if err := read(n); err != nil && ctx.Err() != nil {
-				return all.String(), err
+				return err
 			}
 		}
 	}
@@ -442,8 +440,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		stop := make(chan struct{})
 		followed := make(chan error, 1)
 		go func() {
-			_, err := follow(ctx, poller, logFile, job.Log, stop)
-			followed <- err
+			followed <- follow(ctx, poller, logFile, job.Log, stop)
 		}()
 		rc, err := done.File(stepRC).Contents(ctx)
 		close(stop)
