@@ -10,26 +10,34 @@
 //	package  pkg       deb/rpm per target with nfpm
 //	verify   verify    install, upgrade, remove in a clean target
 //
-// This package only strings them together and says which stage failed, so
-// that the CLI can map a failure to its exit code.
+// This package strings them together: Prepare (load, resolve, plan), Fetch,
+// Run (the whole flow for each target), Health, Package and Verify are the
+// Go API the CLI is a thin layer over. Each reports what it does as events
+// (package event) and says which stage failed, so that a caller can map a
+// failure to an exit code.
 package pipeline
 
 import (
 	"errors"
 	"fmt"
 
+	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
-// Stage names, as they appear in errors and reports.
+// Stage names, as they appear in errors, events and reports.
 const (
-	StageLoad    = "load"
-	StageResolve = "resolve"
-	StagePlan    = "plan"
-	StageFetch   = "fetch"
+	StageLoad    = event.StageLoad
+	StageResolve = event.StageResolve
+	StagePlan    = event.StagePlan
+	StageFetch   = event.StageFetch
+	StageBuild   = event.StageBuild
+	StageHealth  = event.StageHealth
+	StagePackage = event.StagePackage
+	StageVerify  = event.StageVerify
 )
 
 // StageError says which stage failed.

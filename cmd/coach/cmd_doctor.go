@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/coach-build/coach/pipeline"
+
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
@@ -47,7 +49,7 @@ through sudo otherwise. It says which packages before it runs anything.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cacheDir == "" {
-				cacheDir = defaultCacheDir()
+				cacheDir = pipeline.DefaultCacheDir()
 			}
 			if fix {
 				if err := a.installHostTools(cmd.Context(), hostToolPackages()); err != nil {
@@ -66,7 +68,7 @@ through sudo otherwise. It says which packages before it runs anything.`,
 				return err == nil
 			}
 			// Sandbox.
-			sb := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: rootfsDir(cacheDir)}}
+			sb := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: pipeline.RootfsDir(cacheDir)}}
 			mode, err := sb.Check()
 			if _, lerr := exec.LookPath("bwrap"); lerr != nil {
 				pkg = "bubblewrap"
@@ -131,9 +133,7 @@ through sudo otherwise. It says which packages before it runs anything.`,
 				add("tool: "+tool.bin, err, "for "+tool.why, "apt-get install "+tool.pkg)
 			}
 			out := doctorJSON{Runners: map[string]bool{"sandbox": sandboxOK, "dagger": daggerOK}, Checks: checks}
-			if a.json {
-				a.writeJSON(out)
-			} else {
+			if a.output(out) {
 				for _, c := range checks {
 					mark := "ok  "
 					if !c.OK {

@@ -7,8 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -20,7 +18,7 @@ import (
 	"github.com/coach-build/coach/pipeline/resolve"
 )
 
-// sourceFlags are the flags of every command that fetches.
+// sourceFlags are the flags of the commands that use the source cache.
 type sourceFlags struct {
 	cacheDir string
 	mirrors  []string
@@ -28,39 +26,30 @@ type sourceFlags struct {
 	jobs     int
 }
 
-func (s *sourceFlags) register(f *pflag.FlagSet) {
+func (s *sourceFlags) registerCache(f *pflag.FlagSet) {
 	f.StringVar(&s.cacheDir, "cache-dir", "", "cache directory (default $COACH_CACHE_DIR, else the user cache dir + /coach)")
+}
+
+func (s *sourceFlags) registerSources(f *pflag.FlagSet) {
 	f.StringArrayVar(&s.mirrors, "source-mirror", nil, "file:// or http(s):// mirror base tried before upstream (repeatable; also $COACH_SOURCE_MIRROR, space-separated)")
 	f.BoolVar(&s.offline, "offline", false, "use only the cache and file:// locations; fail naming every missing source")
-	f.IntVarP(&s.jobs, "jobs", "j", runtime.NumCPU(), "parallel downloads")
 }
 
-func (s *sourceFlags) fetcher(a *app, progress bool) (*fetch.Fetcher, *downloads, error) {
-	dir := s.cache()
-	mirrors := append([]string{}, s.mirrors...)
-	mirrors = append(mirrors, strings.Fields(strings.ReplaceAll(os.Getenv("COACH_SOURCE_MIRROR"), ",", " "))...)
-	for i, m := range mirrors {
-		switch {
-		case strings.HasPrefix(m, "file://"), strings.HasPrefix(m, "http://"), strings.HasPrefix(m, "https://"):
-		case filepath.IsAbs(m):
-			mirrors[i] = "file://" + m
-		default:
-			return nil, nil, usageError(fmt.Errorf("--source-mirror %q: give a file://, http:// or https:// base", m))
-		}
-	}
-	f := &fetch.Fetcher{Cache: &fetch.Cache{Dir: filepath.Join(dir, "sources")}, Root: a.dir, Mirrors: mirrors, Offline: s.offline, Log: a.log}
-	var d *downloads
-	if progress {
-		d = newDownloads(a)
-		f.Progress = d.report
-	}
-	return f, d, nil
+func (s *sourceFlags) registerDownloads(f *pflag.FlagSet) {
+	f.IntVarP(&s.jobs, "jobs", "j", 4, "downloads at once")
 }
 
-func defaultCacheDir() string { return fetch.DefaultDir() }
+func (s *sourceFlags) cache() string {
+	if s.cacheDir != "" {
+		return s.cacheDir
+	}
+	return pipeline.DefaultCacheDir()
+}
 
-// cmdContext is a context cancelled by SIGINT or SIGTERM, for commands
-// that do not need to know it was a signal.
+func (s *sourceFlags) options(a *app) pipeline.FetcherOptions {
+	return pipeline.FetcherOptions{Root: a.dir, CacheDir: s.cache(), Mirrors: s.mirrors, Offline: s.offline, Log: a.log, Events: a.events}
+}
+
 // signalContext is cancelled by SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -75,28 +64,18 @@ func (a *app) fetchCommand() *cobra.Command {
 		Long: `fetch resolves the project and brings every component's source into the
 content-addressed cache, in parallel, verifying checksums as the bytes stream
 in. Mirrors (--source-mirror, $COACH_SOURCE_MIRROR) are tried before upstream.`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeProjects,
+		Annotations:       map[string]string{"live": "true"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			prep, err := pipeline.Prepare(a.dir, args[0], pipeline.Options{Locked: locked})
-			if err != nil {
-				return err
-			}
-			f, d, err := sf.fetcher(a, true)
-			if err != nil {
-				return err
-			}
 			ctx, stop := signalContext()
 			defer stop()
-			results, err := f.FetchAll(ctx, fetch.Requests(prep.Resolution), sf.jobs)
-			d.finish()
-			if ctx.Err() != nil {
-				return withCode(exitInterrupted, errors.New("interrupted"))
-			}
+			results, err := pipeline.Fetch(ctx, pipeline.FetchRequest{Root: a.dir, Project: args[0], Locked: locked, FetcherOptions: sf.options(a), Jobs: sf.jobs})
 			if err != nil {
-				return pipeline.Stage(pipeline.StageFetch, err)
+				return err
 			}
-			if a.json {
-				return a.writeJSON(results)
+			if !a.output(results) {
+				return nil
 			}
 			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 			for _, r := range results {
@@ -109,7 +88,9 @@ in. Mirrors (--source-mirror, $COACH_SOURCE_MIRROR) are tried before upstream.`,
 			return tw.Flush()
 		},
 	}
-	sf.register(cmd.Flags())
+	sf.registerCache(cmd.Flags())
+	sf.registerSources(cmd.Flags())
+	sf.registerDownloads(cmd.Flags())
 	cmd.Flags().BoolVar(&locked, "locked", false, "fail if the lock file is missing or out of date")
 	return cmd
 }
@@ -133,7 +114,8 @@ func (a *app) cachePopulateCommand() *cobra.Command {
 sources; path sources live in the repository) and lays them out under D so
 that --source-mirror file://D serves them: D/<file name>, D/sha256/<hex> and
 D/git/<commit>.bundle.`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{"live": "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				return usageError(errors.New("--dir is required"))
@@ -142,7 +124,7 @@ D/git/<commit>.bundle.`,
 			if err != nil {
 				return err
 			}
-			f, d, err := sf.fetcher(a, true)
+			f, err := pipeline.NewFetcher(sf.options(a))
 			if err != nil {
 				return err
 			}
@@ -153,18 +135,21 @@ D/git/<commit>.bundle.`,
 				return err
 			}
 			pop, err := f.Populate(ctx, fetch.ListedRequests(resolve.AllVersions(repo)), abs, sf.jobs)
-			d.finish()
+			if ctx.Err() != nil {
+				return pipeline.ErrInterrupted
+			}
 			if err != nil {
 				return pipeline.Stage(pipeline.StageFetch, err)
 			}
-			if a.json {
-				return a.writeJSON(pop)
+			if a.output(pop) {
+				fmt.Fprintf(a.stdout, "populated %s with %d sources\n", abs, len(pop))
 			}
-			fmt.Fprintf(a.stdout, "populated %s with %d sources\n", abs, len(pop))
 			return nil
 		},
 	}
-	sf.register(cmd.Flags())
+	sf.registerCache(cmd.Flags())
+	sf.registerSources(cmd.Flags())
+	sf.registerDownloads(cmd.Flags())
 	cmd.Flags().StringVar(&dir, "dir", "", "mirror directory to fill")
 	return cmd
 }
@@ -180,9 +165,11 @@ func (a *app) cacheMissingCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "missing [project...]",
 		Short: "List sources the cache lacks (exit 5 if any)",
-		Long: `missing lists the sources that are not in the cache: of the named projects'
-resolved components, or of every version of every definition when no project
-is named. It exits 5 when anything is missing, so CI can gate on it.`,
+		Long: `missing lists the sources that are not in the cache (or a file:// mirror):
+of the named projects' resolved components, or of every version of every
+definition when no project is named. It exits 5 when anything is missing, so
+CI can gate on it.`,
+		ValidArgsFunction: a.completeProjects,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			repo, err := pipeline.Load(a.dir)
 			if err != nil {
@@ -199,7 +186,7 @@ is named. It exits 5 when anything is missing, so CI can gate on it.`,
 				}
 				reqs = append(reqs, fetch.Requests(prep.Resolution)...)
 			}
-			f, _, err := sf.fetcher(a, false)
+			f, err := pipeline.NewFetcher(sf.options(a))
 			if err != nil {
 				return err
 			}
@@ -214,11 +201,8 @@ is named. It exits 5 when anything is missing, so CI can gate on it.`,
 				}
 				out = append(out, missingJSON{m.Name, m.Version, src})
 			}
-			if a.json {
-				if err := a.writeJSON(out); err != nil {
-					return err
-				}
-			} else {
+			text := a.output(out)
+			if text {
 				for _, m := range out {
 					fmt.Fprintf(a.stdout, "%s@%s\t%s\n", m.Name, m.Version, m.Source)
 				}
@@ -226,13 +210,14 @@ is named. It exits 5 when anything is missing, so CI can gate on it.`,
 			if len(missing) > 0 {
 				return withCode(exitFetch, fmt.Errorf("%d of %d sources are missing from %s", len(missing), len(reqs), f.Cache.Dir))
 			}
-			if !a.json {
+			if text {
 				fmt.Fprintf(a.stdout, "all %d sources are cached\n", len(reqs))
 			}
 			return nil
 		},
 	}
-	sf.register(cmd.Flags())
+	sf.registerCache(cmd.Flags())
+	cmd.Flags().StringArrayVar(&sf.mirrors, "source-mirror", nil, "file:// mirror base that counts as having a source (repeatable; also $COACH_SOURCE_MIRROR)")
 	return cmd
 }
 
@@ -248,7 +233,7 @@ func (a *app) cacheGCCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			f, _, err := sf.fetcher(a, false)
+			f, err := pipeline.NewFetcher(sf.options(a))
 			if err != nil {
 				return err
 			}
@@ -256,8 +241,8 @@ func (a *app) cacheGCCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.json {
-				return a.writeJSON(res)
+			if !a.output(res) {
+				return nil
 			}
 			verb := "removed"
 			if dryRun {
@@ -270,7 +255,7 @@ func (a *app) cacheGCCommand() *cobra.Command {
 			return nil
 		},
 	}
-	sf.register(cmd.Flags())
+	sf.registerCache(cmd.Flags())
 	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "only list what would be removed")
 	return cmd
 }

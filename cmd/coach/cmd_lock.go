@@ -116,21 +116,21 @@ is missing or out of date.`,
 				if !a.json {
 					switch {
 					case !r.Changed:
-						fmt.Fprintf(a.stdout, "%s is up to date (%d components)\n", r.Path, len(res.Components))
+						fmt.Fprintf(a.stdout, "%s is up to date (%s)\n", r.Path, plural(len(res.Components), "component"))
 					case check:
 					default:
-						fmt.Fprintf(a.stdout, "wrote %s (%d components)\n", r.Path, len(res.Components))
+						if len(changes) == 1 && changes[0] == resolve.NoLockFile {
+							fmt.Fprintf(a.stdout, "wrote %s, a new lock file (%s)\n", r.Path, plural(len(res.Components), "component"))
+							break
+						}
+						fmt.Fprintf(a.stdout, "wrote %s (%s):\n", r.Path, plural(len(res.Components), "component"))
 						for _, c := range slices.Clone(changes) {
 							fmt.Fprintf(a.stdout, "\t%s\n", c)
 						}
 					}
 				}
 			}
-			if a.json {
-				if err := a.writeJSON(results); err != nil {
-					return err
-				}
-			}
+			a.output(results)
 			return withCode(exitResolve, errors.Join(stale...))
 		},
 	}
@@ -147,7 +147,7 @@ func (a *app) imagePinner(mode string) (func(context.Context, *spec.Project) (ma
 	case "never":
 		return nil, func() {}, nil
 	case "auto":
-		if !daggerConfigured() {
+		if !pipeline.DaggerConfigured() {
 			return nil, func() {}, nil
 		}
 	case "always":

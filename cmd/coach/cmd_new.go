@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/coach-build/coach/pipeline"
+
 	"github.com/coach-build/coach/pipeline/spec"
 )
 
@@ -57,9 +59,7 @@ func (a *app) writeNew(files []file) error {
 			fmt.Fprintf(a.stdout, "created %s\n", f.path)
 		}
 	}
-	if a.json {
-		return a.writeJSON(map[string][]string{"created": written})
-	}
+	a.output(map[string][]string{"created": written})
 	return nil
 }
 
@@ -177,7 +177,7 @@ validates and builds at once.`,
 			if err := a.writeNew(files); err != nil {
 				return err
 			}
-			if !daggerConfigured() {
+			if !pipeline.DaggerConfigured() {
 				fmt.Fprintf(a.stderr, "note: no Dagger engine is configured, so el9 in projects/%s.yaml cannot be built here: coach build will build debian-12 and debian-13 and name el9 as not built. Remove el9 from targets, or build it with --runner dagger and an engine.\n", name)
 			}
 			return nil

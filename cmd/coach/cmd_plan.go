@@ -33,15 +33,15 @@ func (a *app) planCommand() *cobra.Command {
 				a.log.Warn("lock file is out of date; the plan uses fresh resolution (run coach lock)", "project", args[0], "changes", strings.Join(prep.LockStale, "; "))
 			}
 			switch {
-			case a.json:
-				return a.writeJSON(prep.Plan)
+			case !a.output(prep.Plan):
+				return nil
 			case dot:
 				return writeDot(a.stdout, prep.Plan)
 			}
 			return writePlan(a.stdout, prep.Plan)
 		},
 	}
-	cmd.Flags().StringSliceVarP(&opts.Targets, "target", "t", nil, "plan only these targets (repeatable)")
+	a.targetFlag(cmd, &opts.Targets, "plan only these targets (repeatable)")
 	cmd.Flags().BoolVar(&opts.Locked, "locked", false, "fail if the lock file is missing or out of date")
 	cmd.Flags().StringVar(&opts.Arch, "arch", "", "build architecture as a Go arch name (default: the host's)")
 	cmd.Flags().BoolVar(&dot, "dot", false, "write the graph in Graphviz dot format")

@@ -35,8 +35,8 @@ func (a *app) targetsCommand() *cobra.Command {
 					list = append(list, t)
 				}
 			}
-			if a.json {
-				return a.writeJSON(list)
+			if !a.output(list) {
+				return nil
 			}
 			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tFORMAT\tDIST TAG\tGLIBC\tCOMPRESSION\tSANDBOX\tIMAGE")

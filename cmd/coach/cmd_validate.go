@@ -49,8 +49,8 @@ dependency cycles are caught too.`,
 				// Report the first failing stage's exit code.
 				return withCode(exitCode(errs[0]), err)
 			}
-			if a.json {
-				return a.writeJSON(validateJSON{OK: true, Root: a.dir, Projects: repo.ProjectNames(), Software: repo.SoftwareNames(), Problems: []*spec.Problem{}})
+			if !a.output(validateJSON{OK: true, Root: a.dir, Projects: repo.ProjectNames(), Software: repo.SoftwareNames(), Problems: []*spec.Problem{}}) {
+				return nil
 			}
 			fmt.Fprintf(a.stdout, "ok: %s, %s\n", plural(len(repo.Projects), "project"), plural(len(repo.Software), "software definition"))
 			return nil

@@ -40,8 +40,8 @@ func (a *app) versionCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v := buildVersion()
-			if a.json {
-				return a.writeJSON(v)
+			if !a.output(v) {
+				return nil
 			}
 			fmt.Fprintf(a.stdout, "coach %s (%s, %s)\n", v.Version, v.Go, v.Platform)
 			return nil

@@ -45,6 +45,10 @@ var stageCodes = map[string]int{
 	pipeline.StageResolve: exitResolve,
 	pipeline.StagePlan:    exitInvalid,
 	pipeline.StageFetch:   exitFetch,
+	pipeline.StageBuild:   exitBuild,
+	pipeline.StageHealth:  exitHealth,
+	pipeline.StagePackage: exitPackage,
+	pipeline.StageVerify:  exitVerify,
 }
 
 // exitCode picks the exit code for an error: an explicit one, else the
@@ -56,6 +60,9 @@ func exitCode(err error) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
+	}
+	if errors.Is(err, pipeline.ErrInterrupted) {
+		return exitInterrupted
 	}
 	var re *pipeline.RequestError
 	if errors.As(err, &re) {

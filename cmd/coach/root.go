@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/progress"
 	"github.com/coach-build/coach/pipeline/spec"
 )
 
@@ -22,8 +24,37 @@ type app struct {
 	dir            string
 	json           bool
 	logFormat      string
+	progress       string
 	verbose        bool
 	log            *slog.Logger
+	// events is the run's event stream, rendered on stderr by render.
+	events event.Sink
+	render progress.Renderer
+	// command is the command's name and result what it produced, for
+	// the one JSON document --json prints at the end (success or not).
+	command string
+	result  any
+}
+
+// jsonFormat is the version of the documents --json prints. It changes
+// only when a field changes meaning or goes away; new fields may appear.
+const jsonFormat = 1
+
+// envelope is the one document --json prints.
+type envelope struct {
+	FormatVersion int        `json:"format_version"`
+	Command       string     `json:"command"`
+	OK            bool       `json:"ok"`
+	Result        any        `json:"result,omitempty"`
+	Error         *errorBody `json:"error,omitempty"`
+}
+
+// errorBody says why a command failed.
+type errorBody struct {
+	ExitCode int             `json:"exit_code"`
+	Stage    string          `json:"stage,omitempty"`
+	Message  string          `json:"message"`
+	Problems []*spec.Problem `json:"problems,omitempty"`
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -33,15 +64,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.Execute()
-	if err == nil {
-		return exitOK
+	if a.render != nil {
+		a.render.Close()
 	}
 	code := exitCode(err)
-	if isCobraUsage(err) {
+	if err != nil && isCobraUsage(err) {
 		code = exitUsage
 	}
-	a.report(err, code)
+	if a.json && !a.printedHelp(root, args) {
+		a.writeEnvelope(err, code)
+	}
+	if err != nil {
+		a.report(err)
+	}
 	return code
+}
+
+// printedHelp reports whether cobra answered with help or the version
+// (text by nature), where no document is due.
+func (a *app) printedHelp(root *cobra.Command, args []string) bool {
+	for _, arg := range args {
+		if arg == "--" {
+			break
+		}
+		if arg == "-h" || arg == "--help" || arg == "--version" {
+			return true
+		}
+	}
+	return false
 }
 
 // isCobraUsage recognises cobra's own argument and flag errors.
@@ -68,14 +118,18 @@ checks that nothing links outside it but the allowed system libraries, and
 packages the tree as deb and rpm for each target distribution.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion().Version,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.setup()
+			a.command = strings.TrimPrefix(cmd.CommandPath(), "coach ")
+			return a.setup(cmd.Annotations["live"] == "true")
 		},
 	}
+	root.SetVersionTemplate("coach {{.Version}}\n")
 	f := root.PersistentFlags()
 	f.StringVarP(&a.dir, "chdir", "C", "", "repository root (default: the nearest directory above . with projects/ or software/)")
-	f.BoolVar(&a.json, "json", false, "write machine-readable JSON to stdout")
-	f.StringVar(&a.logFormat, "log-format", "auto", "log format on stderr: auto, text or json (auto: text lines, json when --json)")
+	f.BoolVar(&a.json, "json", false, "write one machine-readable JSON document to stdout, on success and on failure")
+	f.StringVar(&a.logFormat, "log-format", "auto", "format of what goes to stderr: auto, text or json (json: every event as a JSON line; auto: json with --json, else text)")
+	f.StringVar(&a.progress, "progress", "auto", "how text progress is shown: auto, tty (live view), plain (a line per event, step output streamed) or quiet (warnings and failures); auto: tty on a terminal unless $CI is set, else plain")
 	f.BoolVarP(&a.verbose, "verbose", "v", false, "log debug detail")
 	root.AddCommand(
 		a.versionCommand(),
@@ -95,20 +149,41 @@ packages the tree as deb and rpm for each target distribution.`,
 	return root
 }
 
-func (a *app) setup() error {
+// setup picks the renderer of the event stream and the logger feeding
+// it. Only live commands (those that build, fetch or install) get the
+// terminal view; the others write plain lines.
+func (a *app) setup(live bool) error {
 	level := slog.LevelInfo
 	if a.verbose {
 		level = slog.LevelDebug
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	mode := a.progress
 	switch a.logFormat {
 	case "json":
-		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
-	case "text", "auto":
-		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
+		mode = progress.JSON
+	case "auto":
+		if a.json {
+			mode = progress.JSON
+		}
+	case "text":
 	default:
 		return usageError(fmt.Errorf("--log-format must be auto, text or json, not %q", a.logFormat))
 	}
+	switch a.progress {
+	case progress.Auto, progress.TTY, progress.Plain, progress.Quiet:
+	default:
+		return usageError(fmt.Errorf("--progress must be auto, tty, plain or quiet, not %q", a.progress))
+	}
+	if mode != progress.JSON && progress.Resolve(mode, a.stderr) == progress.TTY && !live {
+		mode = progress.Plain
+	}
+	r, err := progress.New(mode, a.stderr, progress.Options{Verbose: a.verbose})
+	if err != nil {
+		return usageError(err)
+	}
+	a.render = r
+	a.events = event.Serialize(r.Event)
+	a.log = event.NewLogger(a.events, level)
 	if a.dir == "" {
 		wd, err := os.Getwd()
 		if err != nil {
@@ -139,35 +214,37 @@ func findRoot(dir string) string {
 	}
 }
 
-// errorJSON is what --json prints on stdout when a command fails.
-type errorJSON struct {
-	Error struct {
-		ExitCode int             `json:"exit_code"`
-		Stage    string          `json:"stage,omitempty"`
-		Message  string          `json:"message"`
-		Problems []*spec.Problem `json:"problems,omitempty"`
-	} `json:"error"`
-}
-
-func (a *app) report(err error, code int) {
+// positioned is the problems of an error that have a place in a file.
+func positioned(err error) []*spec.Problem {
 	problems := spec.Problems(err)
-	positioned := 0
 	for _, p := range problems {
 		if p.File != "" {
-			positioned++
+			return problems
 		}
 	}
-	if a.json {
-		var out errorJSON
-		out.Error.ExitCode = code
-		out.Error.Stage = pipeline.FailedStage(err)
-		out.Error.Message = err.Error()
-		if positioned > 0 {
-			out.Error.Problems = problems
-		}
-		a.writeJSON(out)
+	return nil
+}
+
+// writeEnvelope prints the one JSON document of the invocation.
+func (a *app) writeEnvelope(err error, code int) {
+	command := a.command
+	if command == "" {
+		command = "coach"
 	}
-	if positioned == 0 {
+	out := envelope{FormatVersion: jsonFormat, Command: command, OK: err == nil, Result: a.result}
+	if err != nil {
+		out.Error = &errorBody{ExitCode: code, Stage: pipeline.FailedStage(err), Message: err.Error(), Problems: positioned(err)}
+	}
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
+}
+
+// report writes a failure to stderr: every positioned problem, or the
+// error.
+func (a *app) report(err error) {
+	problems := positioned(err)
+	if len(problems) == 0 {
 		fmt.Fprintf(a.stderr, "coach: %v\n", err)
 		return
 	}
@@ -179,10 +256,12 @@ func (a *app) report(err error, code int) {
 	fmt.Fprintf(a.stderr, "coach: %s in %s\n", plural(len(problems), "problem"), plural(len(files), "file"))
 }
 
-func (a *app) writeJSON(v any) error {
-	enc := json.NewEncoder(a.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// output records a command's result: the one JSON document prints it
+// under --json; text output is the command's own. It reports whether the
+// command should print its text.
+func (a *app) output(v any) bool {
+	a.result = v
+	return !a.json
 }
 
 func (a *app) rel(path string) string {
@@ -190,4 +269,13 @@ func (a *app) rel(path string) string {
 		return r
 	}
 	return path
+}
+
+// findRootOfWD is findRoot of the working directory.
+func findRootOfWD() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	return findRoot(wd)
 }

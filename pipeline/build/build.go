@@ -24,6 +24,7 @@ import (
 	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/digest"
+	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/runner"
@@ -46,17 +47,9 @@ type Builder struct {
 	// KeepFailed keeps the work directory of a failed component.
 	KeepFailed bool
 	Log        *slog.Logger
-	// Events, if set, receives progress; calls are serialised.
-	Events func(Event)
-}
-
-// Event is a change in a component's state.
-type Event struct {
-	Target    string
-	Component string
-	State     string // queued, cached, building, step, built, failed
-	Step      string
-	Time      time.Time
+	// Events, if set, hears each component's progress and every line its
+	// steps print; calls are serialised.
+	Events event.Sink
 }
 
 // ComponentResult is one component's outcome on one target.
@@ -136,14 +129,10 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 		return nil
 	}
 
-	var evMu sync.Mutex
-	emit := func(e Event) {
-		if b.Events != nil {
-			e.Target, e.Time = t.Name, time.Now()
-			evMu.Lock()
-			b.Events(e)
-			evMu.Unlock()
-		}
+	sink := event.Serialize(b.Events)
+	emit := func(e event.Event) {
+		e.Target = t.Name
+		sink.Emit(e)
 	}
 
 	type outcome struct {
@@ -157,7 +146,7 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 	inflight := 0
 	var firstErr error
 	for _, n := range pl.Nodes {
-		emit(Event{Component: n.Name, State: "queued"})
+		emit(event.Event{Kind: event.ComponentQueued, Component: n.Name, Version: n.Version})
 	}
 	order := criticalFirst(pl, b.Layers.Durations())
 	for len(results) < len(pl.Nodes) {
@@ -330,7 +319,7 @@ func (b *Builder) layerKey(pl *plan.Plan, t target.Target, n *plan.Node) string 
 	return key
 }
 
-func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, deps []NamedLayer, prepare func() error, emit func(Event)) (ComponentResult, error) {
+func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, deps []NamedLayer, prepare func() error, emit func(event.Event)) (ComponentResult, error) {
 	key := b.layerKey(pl, t, n)
 	res := ComponentResult{Name: n.Name, Version: n.Version, Key: key, Start: time.Now()}
 	finish := func() {
@@ -342,8 +331,8 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 			res.CacheHit, res.Layer, res.Files, res.Bytes = true, dir, meta.Files, meta.Bytes
 			res.Log = filepath.Join(filepath.Dir(dir), "build.log")
 			finish()
-			emit(Event{Component: n.Name, State: "cached"})
-			b.log().Info("cached", "target", t.Name, "component", n.Name, "key", shortKey(key))
+			emit(event.Event{Kind: event.ComponentCached, Component: n.Name, Version: n.Version})
+			b.log().Debug("cached", "target", t.Name, "component", n.Name, "key", shortKey(key))
 			return res, nil
 		}
 	}
@@ -351,8 +340,8 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		return res, err
 	}
 	res.Start = time.Now() // after the runner is ready: the build itself
-	emit(Event{Component: n.Name, State: "building"})
-	b.log().Info("building", "target", t.Name, "component", n.Name, "version", n.Version, "key", shortKey(key))
+	emit(event.Event{Kind: event.ComponentStarted, Component: n.Name, Version: n.Version})
+	b.log().Debug("building", "target", t.Name, "component", n.Name, "version", n.Version, "key", shortKey(key))
 
 	s := n.Component.Software
 	vars := spec.StepVars{Name: n.Name, Version: n.Version, InstallDir: p.InstallDir, Embedded: p.Embedded(),
@@ -369,7 +358,9 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		return res, err
 	}
 	tail := newTail(50)
-	log := io.MultiWriter(logFile, tail)
+	lines := stepLines(n.Name, emit)
+	defer lines.Flush()
+	log := io.MultiWriter(logFile, tail, lines)
 	failed := true
 	defer func() {
 		logFile.Close()
@@ -418,7 +409,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	job := &runner.Job{
 		Component: n.Name, Version: n.Version, Target: t, Arch: pl.Arch, Packages: Packages(pl, t),
 		Source: src, Dir: dir, InstallDir: p.InstallDir, Output: pending.layerDir(), Scratch: scratch,
-		Env: env, Steps: steps, Log: &stepLogger{w: log, emit: func(step string) { emit(Event{Component: n.Name, State: "step", Step: step}) }},
+		Env: env, Steps: steps, Log: log,
 		KeepFailed: b.KeepFailed, NoCache: b.NoCache,
 	}
 	for _, f := range s.LicenseFiles {
@@ -433,7 +424,8 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	}
 	if err != nil {
 		pending.discard()
-		emit(Event{Component: n.Name, State: "failed"})
+		lines.Flush()
+		emit(event.Event{Kind: event.ComponentFailed, Component: n.Name, Version: n.Version, Seconds: time.Since(res.Start).Seconds(), Error: firstLine(err)})
 		var se *runner.StepError
 		if errors.As(err, &se) {
 			se.Component, se.Tail, se.LogPath = n.Name, tail.lines(), logPath
@@ -459,8 +451,9 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	res.Layer = layer
 	res.Files, res.Bytes, _ = treeSize(layer)
 	res.Log = filepath.Join(filepath.Dir(layer), "build.log")
-	emit(Event{Component: n.Name, State: "built"})
-	b.log().Info("built", "target", t.Name, "component", n.Name, "seconds", fmt.Sprintf("%.1f", res.Seconds), "files", res.Files)
+	lines.Flush()
+	emit(event.Event{Kind: event.ComponentFinished, Component: n.Name, Version: n.Version, Seconds: res.Seconds})
+	b.log().Debug("built", "target", t.Name, "component", n.Name, "seconds", fmt.Sprintf("%.1f", res.Seconds), "files", res.Files)
 	return res, nil
 }
 
@@ -543,16 +536,21 @@ func (t *tail) lines() []string {
 	return out
 }
 
-// stepLogger passes output through and notices the step headers runners
-// write ("==> step N: name"), to report progress.
-type stepLogger struct {
-	w    io.Writer
-	emit func(step string)
+// stepLines turns a component's output into events: the step headers
+// runners write ("==> step 2/3: make") into step events, every other line
+// into an output event.
+func stepLines(component string, emit func(event.Event)) *event.LineWriter {
+	return event.NewLineWriter(func(line string) {
+		if h, ok := strings.CutPrefix(line, runner.StepHeader); ok {
+			emit(event.Event{Kind: event.ComponentStep, Component: component, Step: label(strings.TrimPrefix(strings.TrimSpace(h), "step "))})
+			return
+		}
+		emit(event.Event{Kind: event.ComponentOutput, Component: component, Line: line})
+	})
 }
 
-func (s *stepLogger) Write(p []byte) (int, error) {
-	if bytes.HasPrefix(p, []byte(runner.StepHeader)) {
-		s.emit(label(strings.TrimSpace(string(p[len(runner.StepHeader):]))))
-	}
-	return s.w.Write(p)
+// firstLine is an error's first line, for an event that names it.
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
 }

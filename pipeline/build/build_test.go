@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/plan"
+	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/fake"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -62,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) build(t *testing.T, tgt string) (*Result, error) {
 	t.Helper()
-	prep, err := pipeline.Prepare(f.root, "app", pipeline.Options{Targets: []string{tgt}})
+	prep, err := prepare(f.root, tgt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +253,7 @@ func TestBuildConflictNamesBothComponents(t *testing.T) {
 func TestBuildCancelLeavesNoLayer(t *testing.T) {
 	f := newFixture(t)
 	f.runner.Delay = 5 * time.Second
-	prep, err := pipeline.Prepare(f.root, "app", pipeline.Options{Targets: []string{"debian-12"}})
+	prep, err := prepare(f.root, "debian-12")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,4 +343,35 @@ func TestLayerKeyCoversTheEnvironment(t *testing.T) {
 	if res, err = f.build(t, "debian-12"); err != nil || !slices.Equal(rebuilt(res), all) {
 		t.Errorf("in another environment, rebuilt %v (want every component) %v", rebuilt(res), err)
 	}
+}
+
+type prepared struct {
+	Project *spec.Project
+	Plan    *plan.Plan
+}
+
+// prepare loads, resolves and plans the fixture's app for one target, as
+// pipeline.Prepare does (which this package cannot import).
+func prepare(root, tgt string) (*prepared, error) {
+	repo, err := spec.Load(root)
+	if err != nil {
+		return nil, err
+	}
+	p, err := repo.Project("app")
+	if err != nil {
+		return nil, err
+	}
+	res, err := resolve.Resolve(repo, p, resolve.Options{})
+	if err != nil {
+		return nil, err
+	}
+	ts, err := p.SelectTargets([]string{tgt})
+	if err != nil {
+		return nil, err
+	}
+	pl, err := plan.New(p, res, ts, target.HostArch())
+	if err != nil {
+		return nil, err
+	}
+	return &prepared{p, pl}, nil
 }

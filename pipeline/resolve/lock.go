@@ -32,6 +32,9 @@ type Lock struct {
 	Images map[string]string `yaml:"images,omitempty"`
 }
 
+// NoLockFile is the one change Diff reports when there is no lock file.
+const NoLockFile = "there is no lock file"
+
 // DiffImages lists how the image pins have differ from want, for the
 // targets want has.
 func DiffImages(have, want map[string]string) []string {
@@ -169,7 +172,7 @@ func (e *StaleError) Error() string {
 func Diff(have, want *Lock) []string {
 	var out []string
 	if have == nil {
-		return []string{"there is no lock file"}
+		return []string{NoLockFile}
 	}
 	old := map[string]LockComponent{}
 	for _, c := range have.Components {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coach-build/coach/pipeline/digest"
+	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/mirror"
@@ -38,6 +39,9 @@ type Rootfs struct {
 	// Logger, when set, hears when a root filesystem is being made and when
 	// it is done: a minute or more in which nothing else happens.
 	Logger *slog.Logger
+	// Events, when set, hears a RootfsStarted and a RootfsFinished event
+	// around the making of each root filesystem.
+	Events event.Sink
 	// Archives expands a target's mirror://name; nil means the host's.
 	Archives *mirror.Set
 }
@@ -173,6 +177,15 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 	if r.Logger != nil {
 		r.Logger.Info("making root filesystem (once per target and package set)", "target", t.Name, "suite", t.Bootstrap.Suite, "packages", strings.Join(pkgs, ","), "dir", dir)
 	}
+	r.Events.Emit(event.Event{Kind: event.RootfsStarted, Target: t.Name, Message: "making the " + t.Bootstrap.Suite + " root filesystem with mmdebstrap"})
+	made := errors.New("interrupted")
+	defer func() {
+		e := event.Event{Kind: event.RootfsFinished, Target: t.Name, Seconds: time.Since(start).Seconds()}
+		if made != nil {
+			e.Error = made.Error()
+		}
+		r.Events.Emit(e)
+	}()
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, mm, args...)
 	w := io.Writer(&out)
@@ -200,6 +213,7 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 	pidns.DieWithParent(cmd)
 	if err := cmd.Run(); err != nil {
 		os.RemoveAll(tmp)
+		made = err
 		return "", fmt.Errorf("make the %s root filesystem: mmdebstrap %s: %v\n%s", t.Name, strings.Join(args, " "), err, lastLines(out.String(), 30))
 	}
 	if format == "tar" {
@@ -217,6 +231,7 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		os.RemoveAll(tmp)
 		return "", err
 	}
+	made = nil
 	if r.Logger != nil {
 		r.Logger.Info("made root filesystem", "target", t.Name, "seconds", time.Since(start).Round(100*time.Millisecond).Seconds(), "dir", dir)
 	}

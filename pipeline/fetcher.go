@@ -1,0 +1,95 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/fetch"
+)
+
+// FetcherOptions say where sources come from and go to.
+type FetcherOptions struct {
+	Root     string // the repository: path sources are under Root/software
+	CacheDir string // sources go to CacheDir/sources
+	// Mirrors are file://, http:// or https:// bases (or absolute
+	// directories) tried before upstream; $COACH_SOURCE_MIRROR adds more
+	// (space- or comma-separated).
+	Mirrors []string
+	Offline bool
+	Log     *slog.Logger
+	// Events hears Download events.
+	Events event.Sink
+}
+
+// NewFetcher makes the fetcher of a run.
+func NewFetcher(o FetcherOptions) (*fetch.Fetcher, error) {
+	if o.CacheDir == "" {
+		o.CacheDir = DefaultCacheDir()
+	}
+	mirrors := append([]string{}, o.Mirrors...)
+	mirrors = append(mirrors, strings.Fields(strings.ReplaceAll(os.Getenv("COACH_SOURCE_MIRROR"), ",", " "))...)
+	for i, m := range mirrors {
+		switch {
+		case strings.HasPrefix(m, "file://"), strings.HasPrefix(m, "http://"), strings.HasPrefix(m, "https://"):
+		case filepath.IsAbs(m):
+			mirrors[i] = "file://" + m
+		default:
+			return nil, &RequestError{fmt.Errorf("source mirror %q: give a file://, http:// or https:// base", m)}
+		}
+	}
+	f := &fetch.Fetcher{Cache: &fetch.Cache{Dir: filepath.Join(o.CacheDir, "sources")}, Root: o.Root, Mirrors: mirrors, Offline: o.Offline, Log: o.Log}
+	if o.Events != nil {
+		f.Progress = func(p fetch.Progress) {
+			o.Events.Emit(event.Event{Kind: event.Download, Component: p.Request.String(), Bytes: p.Bytes, Total: p.Total, Done: p.Done, Message: p.From})
+		}
+	}
+	return f, nil
+}
+
+// FetchRequest is what Fetch brings into the cache.
+type FetchRequest struct {
+	Root, Project string
+	Locked        bool
+	FetcherOptions
+	// Jobs is how many downloads run at once (0: 4).
+	Jobs int
+}
+
+// Fetch resolves a project and brings every component's source into the
+// cache.
+func Fetch(ctx context.Context, req FetchRequest) ([]*fetch.Result, error) {
+	prep, err := Prepare(req.Root, req.Project, Options{Locked: req.Locked})
+	if err != nil {
+		return nil, err
+	}
+	req.FetcherOptions.Root = req.Root
+	f, err := NewFetcher(req.FetcherOptions)
+	if err != nil {
+		return nil, err
+	}
+	var results []*fetch.Result
+	err = runStage(req.Events, event.StageFetch, "", func() (string, error) {
+		var err error
+		jobs := req.Jobs
+		if jobs <= 0 {
+			jobs = 4
+		}
+		results, err = f.FetchAll(ctx, fetch.Requests(prep.Resolution), jobs)
+		if ctx.Err() != nil {
+			return "", interrupted("fetch %s", req.Project)
+		}
+		return fmt.Sprintf("%d sources", len(results)), err
+	})
+	if err != nil && !isInterrupted(err) {
+		return results, stage(event.StageFetch, err)
+	}
+	return results, err
+}
+
+func isInterrupted(err error) bool { return err != nil && errors.Is(err, ErrInterrupted) }

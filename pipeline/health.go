@@ -1,0 +1,218 @@
+package pipeline
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/health"
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// CheckBuild runs the health check on a build's merged tree, with the
+// project's allowlist and ignores (plus allow and ignore).
+func CheckBuild(res *build.Result, p *spec.Project, t target.Target, sysroot string, allow, ignore []string) (*health.Report, error) {
+	files, libs, err := res.Owners()
+	if err != nil {
+		return nil, err
+	}
+	return health.Check(health.Options{
+		Tree: res.InstallTree(), InstallDir: p.InstallDir, Sysroot: sysroot, Target: t, Arch: runtime.GOARCH,
+		Allow: append(append([]string{}, p.Health.Allow...), allow...), Ignore: append(append([]string{}, p.Health.Ignore...), ignore...),
+		Owner: func(rel string) string { return files[rel] }, Providers: libs,
+	})
+}
+
+// TargetSysroot is the sandbox's clean root filesystem of a target, made
+// if needed, or "" (system libraries judged by name) where there is none.
+func TargetSysroot(ctx context.Context, t target.Target, o RunnerOptions) string {
+	log := logger(o.Log)
+	if t.Bootstrap.Tool == "" {
+		log.Warn("no root filesystem for this target here; system libraries are judged by name only", "target", t.Name)
+		return ""
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = DefaultCacheDir()
+	}
+	dir, err := o.rootfs().Ensure(ctx, t, runtime.GOARCH, nil)
+	if err != nil {
+		log.Warn("cannot make the target's root filesystem; system libraries are judged by name only", "target", t.Name, "err", err)
+		return ""
+	}
+	return dir
+}
+
+// HostTarget guesses the catalogue target of this host from os-release.
+func HostTarget() (target.Target, bool) {
+	f, err := os.Open("/etc/os-release")
+	if err != nil {
+		return target.Target{}, false
+	}
+	defer f.Close()
+	kv := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if ok {
+			kv[k] = strings.Trim(v, `"`)
+		}
+	}
+	major, _, _ := strings.Cut(kv["VERSION_ID"], ".")
+	var name string
+	switch kv["ID"] {
+	case "debian":
+		name = "debian-" + major
+	case "ubuntu":
+		name = "ubuntu-" + kv["VERSION_ID"]
+	case "rhel", "almalinux", "rocky", "centos":
+		name = "el" + major
+	case "amzn":
+		name = "amazonlinux-" + kv["VERSION_ID"]
+	}
+	return target.Builtin(name)
+}
+
+// HealthRequest says what to check. With Project, the trees of the
+// project's last builds (coach build) for Targets (default: the first of
+// the project's); with Dir, that directory as the install dir (or as the
+// contents of InstallDir) for Targets (default: this host's).
+type HealthRequest struct {
+	Root    string
+	Project string
+	Dir     string
+	Targets []string
+	// InstallDir is where Dir is at run time (default: Dir itself).
+	InstallDir string
+	// Sysroot is the root filesystem to resolve system libraries in
+	// (default: / for this host's target, else the sandbox's of the
+	// target).
+	Sysroot  string
+	Allow    []string
+	Ignore   []string
+	CacheDir string
+	Log      *slog.Logger
+	Events   event.Sink
+}
+
+// Health runs the linkage check: one report per target. A report that is
+// not OK is not an error; the caller decides (the CLI exits 7).
+func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
+	if req.CacheDir == "" {
+		req.CacheDir = DefaultCacheDir()
+	}
+	ro := RunnerOptions{CacheDir: req.CacheDir, Log: req.Log, Events: req.Events}
+	if req.Dir != "" {
+		return healthOfDir(ctx, req, ro)
+	}
+	repo, err := Load(req.Root)
+	if err != nil {
+		return nil, err
+	}
+	p, err := repo.Project(req.Project)
+	if err != nil {
+		return nil, &RequestError{err}
+	}
+	names := req.Targets
+	if len(names) == 0 {
+		names = p.Targets[:1]
+	}
+	var reps []*health.Report
+	for _, name := range names {
+		t, err := p.Target(name)
+		if err != nil {
+			return reps, &RequestError{err}
+		}
+		workDir := filepath.Join(req.CacheDir, "work", p.Name, t.Name)
+		rep, err := func() (*health.Report, error) {
+			unlock, err := build.LockWork(ctx, workDir, logger(req.Log))
+			if err != nil {
+				return nil, err
+			}
+			defer unlock()
+			res, err := build.ReadResult(workDir)
+			if err != nil {
+				return nil, &RequestError{fmt.Errorf("no build of %s for %s in %s: run coach build %s -t %s first", p.Name, t.Name, req.CacheDir, p.Name, t.Name)}
+			}
+			sysroot := req.Sysroot
+			if sysroot == "" {
+				sysroot = TargetSysroot(ctx, t, ro)
+			}
+			return CheckBuild(res, p, t, sysroot, req.Allow, req.Ignore)
+		}()
+		if err != nil {
+			return reps, err
+		}
+		reps = append(reps, rep)
+	}
+	return reps, nil
+}
+
+func healthOfDir(ctx context.Context, req HealthRequest, ro RunnerOptions) ([]*health.Report, error) {
+	dir, err := filepath.Abs(req.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, &RequestError{fmt.Errorf("%s is not a directory", req.Dir)}
+	}
+	host, isHost := HostTarget()
+	names := req.Targets
+	if len(names) == 0 {
+		if !isHost {
+			return nil, &RequestError{errors.New("this host is not in the target catalogue: give --target")}
+		}
+		names = []string{host.Name}
+	}
+	var reps []*health.Report
+	for _, name := range names {
+		t, ok := target.Builtin(name)
+		if !ok {
+			return reps, &RequestError{fmt.Errorf("unknown target %q (coach targets)", name)}
+		}
+		opts := health.Options{Tree: dir, InstallDir: dir, Allow: req.Allow, Ignore: req.Ignore, Arch: runtime.GOARCH, Target: t, Sysroot: req.Sysroot}
+		if req.InstallDir != "" {
+			opts.InstallDir = req.InstallDir
+		}
+		if opts.Sysroot == "" {
+			if isHost && host.Name == t.Name {
+				opts.Sysroot = "/"
+			} else {
+				opts.Sysroot = TargetSysroot(ctx, t, ro)
+			}
+		}
+		rep, err := health.Check(opts)
+		if err != nil {
+			return reps, err
+		}
+		reps = append(reps, rep)
+	}
+	return reps, nil
+}
+
+type healthReport = health.Report
+
+// HealthError is a health check that failed, with its report.
+type HealthError struct {
+	Report *health.Report
+	Err    error
+}
+
+func (e *HealthError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Err.Error())
+	if e.Report != nil {
+		b.WriteString("\n")
+		e.Report.WriteText(&b)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+func (e *HealthError) Unwrap() error { return e.Err }

@@ -1,0 +1,105 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+
+	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/pkg"
+)
+
+// PackageRequest packages a project's last build again, without building.
+type PackageRequest struct {
+	Root, Project string
+	// Targets to package; empty means all of the project's.
+	Targets []string
+	// From packages the tree built for this target instead of each
+	// target's own: an rpm for el9 from the debian-12 tree, where el9
+	// itself cannot be built.
+	From string
+	// SkipHealth packages even when the health check fails (loudly; the
+	// check still runs and derives the dependencies).
+	SkipHealth                     bool
+	CacheDir                       string
+	OutDir, SignKey, PassphraseEnv string
+	Log                            *slog.Logger
+	Events                         event.Sink
+}
+
+// Package writes the packages of the last build of a project.
+func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
+	if req.CacheDir == "" {
+		req.CacheDir = DefaultCacheDir()
+	}
+	log := req.Log
+	if log == nil {
+		log = event.NewLogger(req.Events, slog.LevelInfo)
+	}
+	prep, err := Prepare(req.Root, req.Project, Options{Targets: req.Targets})
+	if err != nil {
+		return nil, err
+	}
+	ro := RunnerOptions{CacheDir: req.CacheDir, Log: log, Events: req.Events}
+	var trees []pkg.TargetTree
+	locked := map[string]bool{}
+	for _, t := range prep.Plan.TargetList() {
+		src := t.Name
+		if req.From != "" {
+			src = req.From
+		}
+		workDir := filepath.Join(req.CacheDir, "work", prep.Project.Name, src)
+		if !locked[workDir] {
+			unlock, err := build.LockWork(ctx, workDir, log)
+			if err != nil {
+				return nil, err
+			}
+			defer unlock()
+			locked[workDir] = true
+		}
+		res, err := build.ReadResult(workDir)
+		if err != nil {
+			return nil, &RequestError{fmt.Errorf("no build of %s for %s: run coach build %s -t %s first", prep.Project.Name, src, prep.Project.Name, src)}
+		}
+		st, err := prep.Project.Target(src)
+		if err != nil {
+			return nil, &RequestError{err}
+		}
+		var rep *healthReport
+		err = runStage(req.Events, event.StageHealth, t.Name, func() (string, error) {
+			r, err := CheckBuild(res, prep.Project, t, TargetSysroot(ctx, st, ro), nil, nil)
+			if err != nil {
+				return "", err
+			}
+			rep = r
+			if !r.OK() {
+				return "", fmt.Errorf("health check of the %s tree for %s failed: %d errors", src, t.Name, r.Errors)
+			}
+			return fmt.Sprintf("%d ELF files, %d warnings", r.ELF, r.Warnings), nil
+		})
+		if rep == nil {
+			return nil, stage(event.StageHealth, err)
+		}
+		if !rep.OK() {
+			if !req.SkipHealth {
+				return nil, stage(event.StageHealth, &HealthError{Report: rep, Err: fmt.Errorf("health check of the %s tree for %s failed (--skip-health packages it anyway)", src, t.Name)})
+			}
+			log.Warn("HEALTH CHECK FAILED AND IGNORED (--skip-health): this package may not run on its target", "tree", src, "target", t.Name, "errors", rep.Errors)
+		}
+		trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies})
+	}
+	var rel *pkg.Release
+	err = runStage(req.Events, event.StagePackage, "", func() (string, error) {
+		var err error
+		rel, err = writeRelease(prep, trees, releaseOptions{root: req.Root, outDir: req.OutDir, signKey: req.SignKey, passEnv: req.PassphraseEnv},
+			map[string]any{"packaged_from": req.From, "arch": runtime.GOARCH}, log)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d packages in %s", len(rel.Artifacts), rel.OutDir), nil
+	})
+	return rel, err
+}

@@ -1,0 +1,503 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/health"
+	"github.com/coach-build/coach/pipeline/pkg"
+	"github.com/coach-build/coach/pipeline/runner"
+	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+	"github.com/coach-build/coach/pipeline/verify"
+)
+
+// BuildRequest is what Run builds and how.
+type BuildRequest struct {
+	// Root is the repository: projects/, software/, scripts/.
+	Root    string
+	Project string
+	// Targets restricts the run to these targets; empty means all of the
+	// project's.
+	Targets []string
+	// Locked refuses a lock file that does not match the definitions.
+	Locked bool
+	// Runner builds the components; nil makes one named by RunnerName
+	// (auto when empty) with NewRunner. Run closes only a runner it made.
+	Runner     runner.Runner
+	RunnerName string
+	// CacheDir holds sources, layers, work directories and root
+	// filesystems; empty means DefaultCacheDir().
+	CacheDir string
+	// Mirrors are source mirror bases tried before upstream; Offline uses
+	// only the cache and file:// locations.
+	Mirrors []string
+	Offline bool
+	// Jobs is how many components build at once, MakeJobs the {{.Jobs}}
+	// of each build; zero splits the cores between them (SplitJobs).
+	Jobs, MakeJobs int
+	// NoCache rebuilds every component; KeepFailed keeps a failed
+	// component's work directory.
+	NoCache, KeepFailed bool
+	// SkipHealth skips the linkage health check (loudly).
+	SkipHealth bool
+	// NoPackage stops after the health check; NoVerify does not install
+	// the packages in a clean root of their target.
+	NoPackage, NoVerify bool
+	// OutDir is where the release directory goes; empty means <Root>/pkg.
+	OutDir string
+	// SignKey is a GPG private key file to sign with; its passphrase is
+	// read from the environment variable PassphraseEnv
+	// (COACH_SIGNING_PASSPHRASE when empty).
+	SignKey, PassphraseEnv string
+	// Log receives log records; nil turns them into Log and Warning
+	// events on Events.
+	Log *slog.Logger
+	// Events hears everything the run does. It may be called from several
+	// goroutines at once (targets run concurrently on an engine).
+	Events event.Sink
+	// EngineLog asks the Dagger runner for its engine's progress.
+	EngineLog bool
+}
+
+// BuildResult is a run's outcome. On failure Run returns what it has next
+// to the error: the targets that were built, and why the others were not.
+type BuildResult struct {
+	Project string `json:"project"`
+	Version string `json:"version"`
+	Runner  string `json:"runner"`
+	// Targets are in the project's order, failed ones included.
+	Targets []*TargetResult `json:"targets"`
+	// Release is the release directory, when anything was packaged.
+	Release *pkg.Release `json:"release,omitempty"`
+	// LockStale says how the lock file differs from the resolution built.
+	LockStale []string `json:"lock_stale,omitempty"`
+	Seconds   float64  `json:"seconds"`
+}
+
+// TargetResult is one target's outcome.
+type TargetResult struct {
+	Target string `json:"target"`
+	// The build: components (with cache hits and times), the merged tree.
+	*build.Result
+	Health   *health.Report   `json:"health,omitempty"`
+	Packages []*pkg.Artifact  `json:"packages,omitempty"`
+	Verify   []*verify.Report `json:"verify,omitempty"`
+	// FailedStage is the stage that failed (build, health, verify), and
+	// Error why; both empty when the target went through.
+	FailedStage string `json:"failed_stage,omitempty"`
+	Error       string `json:"error,omitempty"`
+	err         error
+}
+
+// OK reports whether the target went through every stage asked for.
+func (t *TargetResult) OK() bool { return t.FailedStage == "" }
+
+// Err is why the target failed, or nil.
+func (t *TargetResult) Err() error { return t.err }
+
+func (t *TargetResult) fail(stageName string, err error) {
+	t.FailedStage, t.err = stageName, stage(stageName, err)
+	t.Error = err.Error()
+}
+
+// Packages lists every package of a result, in target order.
+func (r *BuildResult) Packages() []*pkg.Artifact {
+	var out []*pkg.Artifact
+	for _, t := range r.Targets {
+		out = append(out, t.Packages...)
+	}
+	return out
+}
+
+// TargetsError is a run in which some targets failed. Its stage (for
+// FailedStage and the CLI's exit code) is the first failure's.
+type TargetsError struct {
+	Project string
+	// Failed are the failed targets' results, in target order.
+	Failed []*TargetResult
+	// OK is how many targets went through.
+	OK int
+}
+
+func (e *TargetsError) Error() string {
+	if len(e.Failed) == 1 && e.OK == 0 {
+		return e.Failed[0].Error
+	}
+	msgs := make([]string, len(e.Failed))
+	for i, f := range e.Failed {
+		msgs[i] = f.Error
+	}
+	summary := fmt.Sprintf("%d of %d targets failed", len(e.Failed), len(e.Failed)+e.OK)
+	if e.OK > 0 {
+		summary += " (the packages of the others were written)"
+	}
+	return fmt.Sprintf("%s: %s:\n\t%s", e.Project, summary, strings.Join(msgs, "\n\t"))
+}
+
+func (e *TargetsError) Unwrap() error { return e.Failed[0].err }
+
+// ErrInterrupted is wrapped by the error of a run whose context was
+// cancelled; nothing half-built is kept.
+var ErrInterrupted = errors.New("interrupted")
+
+func interrupted(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrInterrupted)
+}
+
+// SplitJobs picks how many components build at once and how many jobs
+// each build's make gets, so that together they use the cores and do not
+// exceed them: a number given is kept, a zero is derived from the other
+// (cores / given), and with both zero the components get the square root
+// of the cores and make the rest.
+func SplitJobs(jobs, makeJobs, cores int) (int, int) {
+	cores = max(cores, 1)
+	switch {
+	case jobs > 0 && makeJobs > 0:
+	case jobs > 0:
+		makeJobs = max(1, cores/jobs)
+	case makeJobs > 0:
+		jobs = max(1, cores/makeJobs)
+	default:
+		jobs = 1
+		for (jobs+1)*(jobs+1) <= cores {
+			jobs++
+		}
+		makeJobs = max(1, cores/jobs)
+	}
+	return jobs, makeJobs
+}
+
+// Run is the whole flow for one project: load, resolve and plan; then for
+// each target fetch and build every component in the runner, merge the
+// layers and check the tree's linkage; then package every target that went
+// through and verify each package in a clean root of its target. Targets
+// are independent: a failed target is reported, the others still go
+// through, and the error names every failure. Everything the run does is
+// reported to req.Events as it happens.
+func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
+	start := time.Now()
+	sink := event.Serialize(req.Events)
+	log := req.Log
+	if log == nil {
+		log = event.NewLogger(sink, slog.LevelInfo)
+	}
+	if req.CacheDir == "" {
+		req.CacheDir = DefaultCacheDir()
+	}
+	res := &BuildResult{Project: req.Project}
+	finish := func(err error) (*BuildResult, error) {
+		res.Seconds = time.Since(start).Seconds()
+		e := event.Event{Kind: event.RunFinished, Project: req.Project, Seconds: res.Seconds}
+		if err != nil {
+			e.Error = err.Error()
+		}
+		sink.Emit(e)
+		return res, err
+	}
+
+	prep, err := Prepare(req.Root, req.Project, Options{Targets: req.Targets, Locked: req.Locked})
+	if err != nil {
+		return finish(err)
+	}
+	res.Version, res.LockStale = prep.Project.Version, prep.LockStale
+	if len(prep.LockStale) > 0 {
+		log.Warn("lock file is out of date; building the fresh resolution (run coach lock)", "project", req.Project, "changes", strings.Join(prep.LockStale, "; "))
+	}
+	f, err := NewFetcher(FetcherOptions{Root: req.Root, CacheDir: req.CacheDir, Mirrors: req.Mirrors, Offline: req.Offline, Log: log, Events: sink})
+	if err != nil {
+		return finish(err)
+	}
+	r := req.Runner
+	if r == nil {
+		r, err = NewRunner(req.RunnerName, RunnerOptions{CacheDir: req.CacheDir, Log: log, Events: sink, EngineLog: req.EngineLog})
+		if err != nil {
+			return finish(err)
+		}
+		if c, ok := r.(io.Closer); ok {
+			defer c.Close() // after the last query, so no output is cut
+		}
+	}
+	res.Runner = r.Name()
+	targets := prep.Plan.TargetList()
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.Name
+	}
+	var comps []string
+	for _, n := range prep.Plan.Nodes {
+		comps = append(comps, n.Name)
+	}
+	sink.Emit(event.Event{Kind: event.RunStarted, Project: prep.Project.Name, Version: prep.Project.Version, Runner: r.Name(), Targets: names, Components: comps})
+
+	jobs, makeJobs := SplitJobs(req.Jobs, req.MakeJobs, runtime.NumCPU())
+	tb := &targetBuilder{req: req, prep: prep, runner: r, fetcher: f, log: log, sink: sink, jobs: jobs, makeJobs: makeJobs}
+	defer tb.unlock()
+	res.Targets = make([]*TargetResult, len(targets))
+	if r.Name() == RunnerDagger {
+		// The engine schedules the work: every target at once.
+		var wg sync.WaitGroup
+		for i, t := range targets {
+			wg.Go(func() { res.Targets[i] = tb.build(ctx, t) })
+		}
+		wg.Wait()
+	} else {
+		for i, t := range targets {
+			res.Targets[i] = tb.build(ctx, t)
+		}
+	}
+	if ctx.Err() != nil {
+		return finish(interrupted("build %s", prep.Project.Name))
+	}
+	var built []*TargetResult
+	for _, t := range res.Targets {
+		if t.OK() {
+			built = append(built, t)
+		}
+	}
+	if !req.NoPackage && len(built) > 0 {
+		rel, err := tb.release(built, start)
+		if err != nil {
+			return finish(err)
+		}
+		res.Release = rel
+		for _, t := range built {
+			for _, a := range rel.Artifacts {
+				if a.Target == t.Target {
+					t.Packages = append(t.Packages, a)
+				}
+			}
+		}
+		if !req.NoVerify {
+			for _, t := range built {
+				tb.verify(ctx, t, rel.OutDir)
+				if ctx.Err() != nil {
+					return finish(interrupted("verify the packages of %s", prep.Project.Name))
+				}
+			}
+		}
+	}
+	te := &TargetsError{Project: prep.Project.Name}
+	for _, t := range res.Targets {
+		if t.OK() {
+			te.OK++
+		} else {
+			te.Failed = append(te.Failed, t)
+		}
+	}
+	if len(te.Failed) > 0 {
+		return finish(te)
+	}
+	return finish(nil)
+}
+
+// targetBuilder takes one target through build and health; the whole run
+// shares it.
+type targetBuilder struct {
+	req            BuildRequest
+	prep           *Prepared
+	runner         runner.Runner
+	fetcher        *fetch.Fetcher
+	log            *slog.Logger
+	sink           event.Sink
+	jobs, makeJobs int
+
+	mu      sync.Mutex
+	unlocks []func()
+}
+
+func (b *targetBuilder) unlock() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, f := range b.unlocks {
+		f()
+	}
+	b.unlocks = nil
+}
+
+// stage brackets fn with StageStarted and StageFinished events.
+func (b *targetBuilder) stage(name, tgt string, fn func() (string, error)) error {
+	return runStage(b.sink, name, tgt, fn)
+}
+
+func runStage(sink event.Sink, name, tgt string, fn func() (string, error)) error {
+	start := time.Now()
+	sink.Emit(event.Event{Kind: event.StageStarted, Stage: name, Target: tgt})
+	msg, err := fn()
+	e := event.Event{Kind: event.StageFinished, Stage: name, Target: tgt, Seconds: time.Since(start).Seconds(), Message: msg}
+	if err != nil {
+		e.Error = firstLine(err.Error())
+	}
+	sink.Emit(e)
+	return err
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResult {
+	p := b.prep.Project
+	out := &TargetResult{Target: t.Name}
+	workDir := filepath.Join(b.req.CacheDir, "work", p.Name, t.Name)
+	var res *build.Result
+	err := b.stage(event.StageBuild, t.Name, func() (string, error) {
+		unlock, err := build.LockWork(ctx, workDir, b.log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", interrupted("build %s for %s: while waiting for another coach run", p.Name, t.Name)
+			}
+			return "", err
+		}
+		b.mu.Lock()
+		b.unlocks = append(b.unlocks, unlock) // held until the packages are verified
+		b.mu.Unlock()
+		bl := &build.Builder{
+			Runner: b.runner, Fetcher: b.fetcher,
+			Layers:  &build.LayerCache{Dir: filepath.Join(b.req.CacheDir, "layers")},
+			WorkDir: workDir,
+			Jobs:    b.jobs, MakeJobs: b.makeJobs,
+			NoCache: b.req.NoCache, KeepFailed: b.req.KeepFailed,
+			Log: b.log, Events: b.sink,
+		}
+		res, err = bl.Build(ctx, b.prep.Plan, p, b.req.Root, t)
+		if ctx.Err() != nil {
+			return "", interrupted("build %s for %s: nothing half-built was kept", p.Name, t.Name)
+		}
+		if err != nil {
+			return "", buildError(p.Name, t, err)
+		}
+		cached := 0
+		for _, c := range res.Components {
+			if c.CacheHit {
+				cached++
+			}
+		}
+		return fmt.Sprintf("%d components (%d cached)", len(res.Components), cached), nil
+	})
+	if err != nil {
+		out.fail(event.StageBuild, err)
+		return out
+	}
+	out.Result = res
+	if b.req.SkipHealth {
+		b.log.Warn("HEALTH CHECK SKIPPED (--skip-health): nothing checked that this tree links only what it ships and what the target allows", "target", t.Name)
+		return out
+	}
+	err = b.stage(event.StageHealth, t.Name, func() (string, error) {
+		// The target's root as the runner built it; when every component
+		// came from the cache, make sure it exists.
+		sysroot := ""
+		if s, ok := b.runner.(interface {
+			Sysroot(target.Target, string) string
+		}); ok {
+			if sysroot = s.Sysroot(t, b.prep.Plan.Arch); sysroot == "" {
+				if err := b.runner.Prepare(ctx, t, b.prep.Plan.Arch, build.Packages(b.prep.Plan, t)); err == nil {
+					sysroot = s.Sysroot(t, b.prep.Plan.Arch)
+				}
+			}
+		}
+		rep, err := CheckBuild(res, p, t, sysroot, nil, nil)
+		if err != nil {
+			return "", fmt.Errorf("health check of %s for %s: %w", p.Name, t.Name, err)
+		}
+		out.Health = rep
+		if !rep.OK() {
+			var problems strings.Builder
+			rep.WriteText(&problems)
+			return "", fmt.Errorf("health check of %s for %s failed: %d errors (the tree is at %s; --skip-health builds anyway)\n%s", p.Name, t.Name, rep.Errors, res.Tree, strings.TrimRight(problems.String(), "\n"))
+		}
+		b.log.Debug("health check passed", "target", t.Name, "elf_files", rep.ELF, "warnings", rep.Warnings, "dependencies", strings.Join(rep.Dependencies, ", "))
+		return fmt.Sprintf("%d ELF files, %d warnings", rep.ELF, rep.Warnings), nil
+	})
+	if err != nil {
+		out.fail(event.StageHealth, err)
+	}
+	return out
+}
+
+// buildError says why a target was not built, and what to do where the
+// runner cannot build it at all.
+func buildError(project string, t target.Target, err error) error {
+	if errors.Is(err, sandbox.ErrNoBootstrap) {
+		return fmt.Errorf("%s cannot be built here: the sandbox runner makes root filesystems for the Debian family only; build it with --runner dagger and a Dagger engine, or package a Debian target's tree with coach package %s -t %s --from debian-12", t.Name, project, t.Name)
+	}
+	return fmt.Errorf("build %s for %s: %w", project, t.Name, err)
+}
+
+// release packages the targets that went through into one release
+// directory, with the build's report.
+func (b *targetBuilder) release(built []*TargetResult, start time.Time) (*pkg.Release, error) {
+	var rel *pkg.Release
+	err := runStage(b.sink, event.StagePackage, "", func() (string, error) {
+		var trees []pkg.TargetTree
+		for _, tr := range built {
+			t, _ := b.prep.Project.Target(tr.Target)
+			var deps []string
+			if tr.Health != nil {
+				deps = tr.Health.Dependencies
+			}
+			trees = append(trees, pkg.TargetTree{Target: t, Tree: tr.InstallTree(), Depends: deps})
+		}
+		report := map[string]any{"build": struct {
+			Project string          `json:"project"`
+			Version string          `json:"version"`
+			Runner  string          `json:"runner"`
+			Targets []*TargetResult `json:"targets"`
+			Seconds float64         `json:"seconds"`
+		}{b.prep.Project.Name, b.prep.Project.Version, b.runner.Name(), built, time.Since(start).Seconds()}}
+		var err error
+		rel, err = writeRelease(b.prep, trees, releaseOptions{root: b.req.Root, outDir: b.req.OutDir, signKey: b.req.SignKey, passEnv: b.req.PassphraseEnv}, report, b.log)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d packages in %s", len(rel.Artifacts), rel.OutDir), nil
+	})
+	return rel, err
+}
+
+// verify installs each package of a target in a clean root of it.
+func (b *targetBuilder) verify(ctx context.Context, tr *TargetResult, outDir string) {
+	projects := map[string]*spec.Project{b.prep.Project.Name: b.prep.Project}
+	err := b.stage(event.StageVerify, tr.Target, func() (string, error) {
+		var failures []string
+		for _, art := range tr.Packages {
+			rep, err := verifyPackage(ctx, verifyOne{
+				runner: b.runner, pkgFile: art.Path, target: art.Target, cacheDir: b.req.CacheDir,
+				projects: projects, log: b.log, sink: b.sink,
+			})
+			if ctx.Err() != nil {
+				return "", interrupted("verify %s", art.File)
+			}
+			if err != nil {
+				return "", fmt.Errorf("verify %s: %w", art.File, err)
+			}
+			tr.Verify = append(tr.Verify, rep)
+			if !rep.OK {
+				failures = append(failures, fmt.Sprintf("%s: step %q failed: %s", art.File, rep.Failed().Name, rep.Failed().Detail))
+				continue
+			}
+			b.log.Debug("verified", "target", tr.Target, "package", art.File, "seconds", fmt.Sprintf("%.1f", rep.Seconds), "hooks", len(rep.Hooks))
+		}
+		if len(failures) > 0 {
+			return "", fmt.Errorf("verification failed (the packages are in %s):\n\t%s", outDir, strings.Join(failures, "\n\t"))
+		}
+		return fmt.Sprintf("%d packages installed, checked, removed and purged", len(tr.Packages)), nil
+	})
+	if err != nil && ctx.Err() == nil {
+		tr.fail(event.StageVerify, err)
+	}
+}

@@ -1,0 +1,206 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/runner"
+	"github.com/coach-build/coach/pipeline/runner/dagger"
+	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+	"github.com/coach-build/coach/pipeline/verify"
+)
+
+// PackageIdentity reads a package's name and target from its file name:
+// name_version-iteration+tag_arch.deb or name-version-iteration.tag.arch.rpm.
+func PackageIdentity(file string) (name string, t target.Target, err error) {
+	base := filepath.Base(file)
+	var tag, format string
+	switch {
+	case strings.HasSuffix(base, ".deb"):
+		parts := strings.Split(strings.TrimSuffix(base, ".deb"), "_")
+		if len(parts) != 3 || !strings.Contains(parts[1], "+") {
+			return "", t, fmt.Errorf("%s is not named name_version-iteration+tag_arch.deb", base)
+		}
+		name, tag, format = parts[0], parts[1][strings.LastIndex(parts[1], "+")+1:], target.FormatDeb
+	case strings.HasSuffix(base, ".rpm"):
+		parts := strings.Split(strings.TrimSuffix(base, ".rpm"), ".")
+		if len(parts) < 3 {
+			return "", t, fmt.Errorf("%s is not named name-version-iteration.tag.arch.rpm", base)
+		}
+		tag, format = parts[len(parts)-2], target.FormatRPM
+		nv := strings.Join(parts[:len(parts)-2], ".")
+		fields := strings.Split(nv, "-")
+		if len(fields) < 3 {
+			return "", t, fmt.Errorf("%s is not named name-version-iteration.tag.arch.rpm", base)
+		}
+		name = strings.Join(fields[:len(fields)-2], "-")
+	default:
+		return "", t, fmt.Errorf("%s is neither a .deb nor an .rpm", base)
+	}
+	for _, n := range target.BuiltinNames() {
+		c, _ := target.Builtin(n)
+		if c.DistTag == tag && c.Format == format {
+			return name, c, nil
+		}
+	}
+	return "", t, fmt.Errorf("%s: no target has the dist tag %q; give --target", base, tag)
+}
+
+// VerifyRequest is what Verify checks.
+type VerifyRequest struct {
+	// Root is the repository whose project definitions supply the checks
+	// of the packages named like a project; empty or without definitions,
+	// only the install/remove cycle is checked.
+	Root     string
+	Packages []string
+	// Previous is an older package to install first and upgrade from.
+	Previous string
+	// Targets are the targets to verify on; empty means each package's
+	// own (from its dist tag). With several, each package is verified on
+	// each.
+	Targets []string
+	// Runner is where packages are installed; nil makes one named by
+	// RunnerName with NewVerifyRunner. Verify closes only one it made.
+	Runner     runner.Runner
+	RunnerName string
+	CacheDir   string
+	Log        *slog.Logger
+	Events     event.Sink
+}
+
+// Verify installs, checks, upgrades, removes and purges each package in a
+// clean root of its target. A failed check is a report that is not OK, not
+// an error.
+func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
+	if req.CacheDir == "" {
+		req.CacheDir = DefaultCacheDir()
+	}
+	log := req.Log
+	if log == nil {
+		log = event.NewLogger(req.Events, slog.LevelInfo)
+	}
+	var projects map[string]*spec.Project
+	if req.Root != "" {
+		if repo, err := Load(req.Root); err == nil {
+			projects = repo.Projects
+		}
+	}
+	for _, name := range req.Targets {
+		if _, ok := target.Builtin(name); !ok {
+			return nil, &RequestError{fmt.Errorf("unknown target %q (coach targets)", name)}
+		}
+	}
+	r := req.Runner
+	if r == nil {
+		var err error
+		r, err = NewVerifyRunner(req.RunnerName, RunnerOptions{CacheDir: req.CacheDir, Log: log, Events: req.Events})
+		if err != nil {
+			return nil, err
+		}
+		if c, ok := r.(io.Closer); ok {
+			defer c.Close()
+		}
+	}
+	targets := req.Targets
+	if len(targets) == 0 {
+		targets = []string{""}
+	}
+	var reps []*verify.Report
+	for _, pkgFile := range req.Packages {
+		for _, tname := range targets {
+			var rep *verify.Report
+			err := runStage(req.Events, event.StageVerify, tname, func() (string, error) {
+				var err error
+				rep, err = verifyPackage(ctx, verifyOne{runner: r, pkgFile: pkgFile, previous: req.Previous, target: tname, cacheDir: req.CacheDir, projects: projects, log: log, sink: req.Events})
+				if err != nil {
+					return "", err
+				}
+				if !rep.OK {
+					return "", fmt.Errorf("%s: step %q failed: %s", rep.Package, rep.Failed().Name, rep.Failed().Detail)
+				}
+				return "installed, checked, removed and purged", nil
+			})
+			if rep != nil {
+				reps = append(reps, rep)
+			}
+			if err != nil && (rep == nil || ctx.Err() != nil) {
+				return reps, err
+			}
+		}
+	}
+	return reps, nil
+}
+
+// verifyOne is one package to verify.
+type verifyOne struct {
+	runner                              runner.Runner
+	pkgFile, previous, target, cacheDir string
+	// projects (which may be nil) supply the checks of the project named
+	// like the package.
+	projects map[string]*spec.Project
+	log      *slog.Logger
+	sink     event.Sink
+}
+
+func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
+	if _, err := os.Stat(v.pkgFile); err != nil {
+		return nil, &RequestError{err}
+	}
+	name, t, err := PackageIdentity(v.pkgFile)
+	if err != nil && v.target == "" {
+		return nil, &RequestError{err}
+	}
+	if v.target != "" {
+		var ok bool
+		if t, ok = target.Builtin(v.target); !ok {
+			return nil, &RequestError{fmt.Errorf("unknown target %q", v.target)}
+		}
+	}
+	project := v.projects[name]
+	if project == nil {
+		v.log.Warn("no project definition for the package here: checking the install/remove cycle only", "package", name)
+	}
+	abs, _ := filepath.Abs(v.pkgFile)
+	prev := ""
+	if v.previous != "" {
+		prev, _ = filepath.Abs(v.previous)
+	}
+	out := event.NewLineWriter(func(line string) {
+		v.sink.Emit(event.Event{Kind: event.StageOutput, Stage: event.StageVerify, Target: t.Name, Component: filepath.Base(v.pkgFile), Line: line})
+	})
+	defer out.Flush()
+	opts := verify.Options{
+		Package: abs, Previous: prev, Name: name, Target: t, Arch: runtime.GOARCH, Project: project,
+		Roots:   &sandbox.Rootfs{Dir: RootfsDir(v.cacheDir), Logger: v.log, Events: v.sink},
+		WorkDir: filepath.Join(v.cacheDir, "verify"),
+		Log:     out,
+	}
+	if d, ok := v.runner.(*dagger.Runner); ok {
+		// A clean container of the target on the engine: no bubblewrap or
+		// mmdebstrap on the host.
+		opts.NewMachine = func(ctx context.Context, t target.Target, arch string, pkgs []string) (verify.Machine, func(), error) {
+			m, err := d.Machine(ctx, t, arch, pkgs)
+			if err != nil {
+				return nil, nil, err
+			}
+			return m, func() {}, nil
+		}
+	}
+	rep, err := verify.Verify(ctx, opts)
+	if ctx.Err() != nil {
+		return rep, interrupted("verify %s: its scratch root was removed", filepath.Base(v.pkgFile))
+	}
+	if err != nil {
+		return rep, stage(event.StageVerify, err)
+	}
+	return rep, nil
+}
