@@ -318,6 +318,9 @@ func (m *model) View() string {
 			line(m.componentLine(r, nameWidth, now))
 		}
 	}
+	if len(m.stageOrder[""]) > 0 {
+		line(m.targetLine("", now))
+	}
 	if len(m.downloads) > 0 && !m.finished {
 		var parts []string
 		for _, n := range sortedKeys(m.downloads) {
