@@ -3,10 +3,12 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -78,6 +80,19 @@ debian-12 needs libc6 (>= 2.34)
 `
 	if got != want {
 		t.Errorf("the example printed:\n%s\nwant:\n%s", got, want)
+	}
+	// The report in the release says how long the build took.
+	data, err := os.ReadFile(filepath.Join(exampleOut, "hello-1.2.0-1", "build-report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report struct {
+		Build struct {
+			Seconds float64 `json:"seconds"`
+		} `json:"build"`
+	}
+	if err := json.Unmarshal(data, &report); err != nil || report.Build.Seconds <= 0 {
+		t.Errorf("build-report.json has build.seconds %v (%v)", report.Build.Seconds, err)
 	}
 }
 

@@ -1,0 +1,167 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"time"
+
+	"github.com/coach-build/coach/pipeline/resolve"
+	"github.com/coach-build/coach/pipeline/runner/dagger"
+	"github.com/coach-build/coach/pipeline/spec"
+)
+
+// Image pinning modes of LockRequest.PinImages.
+const (
+	PinAuto   = "auto"   // when a Dagger engine is configured
+	PinAlways = "always" // an image that cannot be pinned is an error
+	PinNever  = "never"
+)
+
+// LockRequest says which lock files to write or check.
+type LockRequest struct {
+	Root string
+	// Projects to lock; empty means all.
+	Projects []string
+	// Upgrade ignores locked versions and resolves to the highest allowed;
+	// Check writes nothing and fails if a lock file is missing or stale.
+	Upgrade, Check bool
+	// PinImages pins each target's image by digest through the engine.
+	PinImages string
+	Log       *slog.Logger
+}
+
+// LockResult is one project's lock file.
+type LockResult struct {
+	Project    string              `json:"project"`
+	Path       string              `json:"path"`
+	Changed    bool                `json:"changed"`
+	Changes    []string            `json:"changes"`
+	Components []resolve.Component `json:"components"`
+	// New says there was no lock file before.
+	New bool `json:"new,omitempty"`
+}
+
+// Lock resolves each project and writes (or checks) its lock file. Under
+// Check, stale lock files are a *resolve.StaleError each, joined.
+func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
+	if req.Upgrade && req.Check {
+		return nil, &RequestError{errors.New("--upgrade and --check cannot be used together")}
+	}
+	repo, err := Load(req.Root)
+	if err != nil {
+		return nil, err
+	}
+	pin, done, err := imagePinner(req.PinImages, logger(req.Log))
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	projects := req.Projects
+	if len(projects) == 0 {
+		projects = repo.ProjectNames()
+	}
+	var results []*LockResult
+	var stale []error
+	for _, name := range projects {
+		p, err := repo.Project(name)
+		if err != nil {
+			return results, &RequestError{err}
+		}
+		old, err := resolve.ReadLock(repo.Root, name)
+		if err != nil && !req.Upgrade {
+			return results, stage(StageResolve, err)
+		}
+		opts := resolve.Options{}
+		if !req.Upgrade {
+			opts.Prefer = old.Versions()
+		}
+		res, err := resolve.Resolve(repo, p, opts)
+		if err != nil {
+			return results, stage(StageResolve, err)
+		}
+		changes := resolve.Diff(old, res.Lock())
+		images := map[string]string{}
+		var oldImages map[string]string
+		if old != nil {
+			oldImages = old.Images
+			maps.Copy(images, old.Images)
+		}
+		if pin != nil {
+			fresh, err := pin(ctx, p)
+			if err != nil {
+				return results, stage(StageResolve, fmt.Errorf("pin the images of %s: %w", name, err))
+			}
+			changes = append(changes, resolve.DiffImages(oldImages, fresh)...)
+			maps.Copy(images, fresh)
+		}
+		if old != nil && old.SourceDateEpoch == 0 {
+			changes = append(changes, "source_date_epoch: recorded for reproducible packages")
+		}
+		path := resolve.LockPath(repo.Root, name)
+		r := &LockResult{Project: name, Path: path, Changed: len(changes) > 0, Changes: changes, Components: res.Components, New: old == nil}
+		if r.Changes == nil {
+			r.Changes = []string{}
+		}
+		results = append(results, r)
+		switch {
+		case req.Check && r.Changed:
+			stale = append(stale, &resolve.StaleError{Path: path, Project: name, Changes: changes})
+		case req.Check:
+		case r.Changed:
+			l := res.Lock()
+			l.SourceDateEpoch = time.Now().Unix()
+			if len(images) > 0 {
+				l.Images = images
+			}
+			if err := resolve.WriteLock(repo.Root, l); err != nil {
+				return results, fmt.Errorf("write %s: %w", path, err)
+			}
+		}
+	}
+	if len(stale) > 0 {
+		return results, stage(StageResolve, errors.Join(stale...))
+	}
+	return results, nil
+}
+
+// imagePinner returns what resolves a project's target images to digests,
+// or nil when images are not pinned this time.
+func imagePinner(mode string, log *slog.Logger) (func(context.Context, *spec.Project) (map[string]string, error), func(), error) {
+	switch mode {
+	case PinNever:
+		return nil, func() {}, nil
+	case PinAuto, "":
+		if !DaggerConfigured() {
+			return nil, func() {}, nil
+		}
+	case PinAlways:
+	default:
+		return nil, nil, &RequestError{errors.New("--pin-images must be auto, always or never")}
+	}
+	r := dagger.New(nil)
+	pin := func(ctx context.Context, p *spec.Project) (map[string]string, error) {
+		out := map[string]string{}
+		for _, name := range p.Targets {
+			t, err := p.Target(name)
+			if err != nil || t.Image == "" {
+				continue
+			}
+			ref, err := r.PinImage(ctx, t.Image)
+			if err != nil {
+				if mode == PinAlways {
+					return nil, err
+				}
+				// Kept as it was: an image this engine cannot reach is
+				// not a reason to refuse the rest of the lock.
+				log.Warn("image not pinned", "target", name, "image", t.Image, "err", err)
+				continue
+			}
+			out[name] = ref
+		}
+		return out, nil
+	}
+	return pin, func() { r.Close() }, nil
+}
