@@ -121,6 +121,7 @@ watch:
 		t.Fatalf("build failed: %v\n%s", runErr, screenText)
 	}
 
+	t.Logf("the slow step's elapsed time, as drawn while it ran: %v", seen)
 	// The elapsed time advanced while the step ran, second by second.
 	if len(seen) < 4 {
 		t.Errorf("the slow step's elapsed time took the values %v while it ran; want at least 4 of them, advancing", seen)
@@ -257,6 +258,7 @@ func TestPlainStreamsStepOutput(t *testing.T) {
 	// after the one before, not in a burst at the end.
 	for k := 2; k <= 5; k++ {
 		gap := arrived[k].Sub(arrived[k-1])
+		t.Logf("tick-%d arrived %v after tick-%d", k, gap.Round(time.Millisecond), k-1)
 		if gap < 500*time.Millisecond || gap > 1500*time.Millisecond {
 			t.Errorf("tick-%d came %v after tick-%d; a line printed every second must show within a second", k, gap, k-1)
 		}
