@@ -65,6 +65,9 @@ type ComponentResult struct {
 	Bytes    int64     `json:"layer_bytes"`
 	Layer    string    `json:"layer"`
 	Log      string    `json:"log,omitempty"`
+	// Digest is the layer's content digest; Inputs what its key covers.
+	Digest string     `json:"digest"`
+	Inputs *KeyInputs `json:"inputs,omitempty"`
 }
 
 // Result is one target's build.
@@ -293,7 +296,7 @@ func (b *Builder) depLayers(pl *plan.Plan, n *plan.Node, results map[string]Comp
 	var out []NamedLayer
 	for _, m := range pl.Nodes {
 		if slices.Contains(n.Transitive, m.Name) {
-			out = append(out, NamedLayer{Component: m.Name, Dir: results[m.Name].Layer})
+			out = append(out, NamedLayer{Component: m.Name, Dir: results[m.Name].Layer, Digest: results[m.Name].Digest})
 		}
 	}
 	return out
@@ -309,26 +312,32 @@ type Environment interface {
 	EnvironmentID(t target.Target, arch string, packages []string) string
 }
 
-// layerKey is a component's key for the layer cache: its plan key, and the
-// identity of the environment it builds in.
-func (b *Builder) layerKey(pl *plan.Plan, t target.Target, n *plan.Node) string {
-	key := n.Keys[t.Name]
+// layerKey is a component's key for the layer cache: its own inputs, the
+// identity of the environment it builds in, and the content digests of the
+// dependency layers it builds against. A dependency rebuilt into the same
+// bytes leaves the key as it was (early cutoff); any change to what the
+// build sees changes it.
+func (b *Builder) layerKey(pl *plan.Plan, t target.Target, n *plan.Node, deps []NamedLayer) (string, *KeyInputs) {
+	in := &KeyInputs{Input: n.InputKeys[t.Name], Layers: map[string]string{}}
 	if e, ok := b.Runner.(Environment); ok {
-		key = digest.JSON(struct{ Plan, Environment string }{key, e.EnvironmentID(t, pl.Arch, Packages(pl, t))})
+		in.Environment = e.EnvironmentID(t, pl.Arch, Packages(pl, t))
 	}
-	return key
+	for _, d := range deps {
+		in.Layers[d.Component] = d.Digest
+	}
+	return digest.JSON(in), in
 }
 
 func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, deps []NamedLayer, prepare func() error, emit func(event.Event)) (ComponentResult, error) {
-	key := b.layerKey(pl, t, n)
-	res := ComponentResult{Name: n.Name, Version: n.Version, Key: key, Start: time.Now()}
+	key, inputs := b.layerKey(pl, t, n, deps)
+	res := ComponentResult{Name: n.Name, Version: n.Version, Key: key, Inputs: inputs, Start: time.Now()}
 	finish := func() {
 		res.End = time.Now()
 		res.Seconds = res.End.Sub(res.Start).Seconds()
 	}
 	if !b.NoCache {
 		if dir, meta, ok := b.Layers.Lookup(key); ok {
-			res.CacheHit, res.Layer, res.Files, res.Bytes = true, dir, meta.Files, meta.Bytes
+			res.CacheHit, res.Layer, res.Files, res.Bytes, res.Digest = true, dir, meta.Files, meta.Bytes, meta.Digest
 			res.Log = filepath.Join(filepath.Dir(dir), "build.log")
 			finish()
 			emit(event.Event{Kind: event.ComponentCached, Component: n.Name, Version: n.Version})
@@ -442,13 +451,16 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	}
 	finish()
 	logFile.Sync()
-	layer, err := pending.commit(LayerMeta{Component: n.Name, Version: n.Version, Target: t.Name, BuiltAt: res.End, Seconds: res.Seconds}, logPath)
+	layer, err := pending.commit(LayerMeta{Component: n.Name, Version: n.Version, Target: t.Name, BuiltAt: res.End, Seconds: res.Seconds, Inputs: inputs}, logPath)
 	if err != nil {
 		pending.discard()
 		return res, fmt.Errorf("build %s: store layer: %w", n.Name, err)
 	}
 	failed = false
 	res.Layer = layer
+	if _, meta, ok := b.Layers.Lookup(key); ok {
+		res.Digest = meta.Digest
+	}
 	res.Files, res.Bytes, _ = treeSize(layer)
 	res.Log = filepath.Join(filepath.Dir(layer), "build.log")
 	lines.Flush()

@@ -177,9 +177,10 @@ func TestBuildParallelCachedIncremental(t *testing.T) {
 	if got := rebuilt(); !slices.Equal(got, []string{"pcre2"}) {
 		t.Errorf("after editing pcre2, built %v", got)
 	}
+	// An edit of zlib that leaves its layer byte-identical stops there.
 	f.edit(t, "zlib", "make -j{{.Jobs}} install", "make install")
-	if got := rebuilt(); !slices.Equal(got, []string{"pcre2", "zlib"}) {
-		t.Errorf("after editing zlib, built %v", got)
+	if got := rebuilt(); !slices.Equal(got, []string{"zlib"}) {
+		t.Errorf("after editing zlib into the same layer, built %v", got)
 	}
 	os.WriteFile(filepath.Join(f.root, "software/libyaml/configure"), []byte("#!/bin/sh\n# changed source\n"), 0o755)
 	if got := rebuilt(); !slices.Equal(got, []string{"libyaml"}) {
@@ -190,6 +191,51 @@ func TestBuildParallelCachedIncremental(t *testing.T) {
 	f.builder.Runner = f.runner
 	if _, err := f.build(t, "debian-13"); err != nil || len(f.runner.Built()) != 4 {
 		t.Errorf("debian-13 built %v: %v", f.runner.Built(), err)
+	}
+}
+
+// TestEarlyCutoff edits inputs one at a time and checks the exact set of
+// components each edit rebuilds: a component is rebuilt when its own
+// inputs, its build environment or the content of a layer it builds
+// against changed, and only then.
+func TestEarlyCutoff(t *testing.T) {
+	f := newFixture(t)
+	f.builder.Jobs = 1
+	build := func(outputs map[string]map[string]string) []string {
+		t.Helper()
+		f.runner = &fake.Runner{Outputs: outputs}
+		f.builder.Runner = f.runner
+		if _, err := f.build(t, "debian-12"); err != nil {
+			t.Fatal(err)
+		}
+		got := f.runner.Built()
+		slices.Sort(got)
+		return got
+	}
+	zlibV2 := map[string]map[string]string{"zlib": {"embedded/lib/libz.so.1": "zlib, changed\n"}}
+	build(nil)
+	for _, c := range []struct {
+		edit    string
+		do      func()
+		outputs map[string]map[string]string
+		want    []string
+	}{
+		{"nothing", func() {}, nil, nil},
+		{"zlib: an unused env var, same layer", func() { f.edit(t, "zlib", "build:\n", "env: {UNUSED: x}\nbuild:\n") }, nil, []string{"zlib"}},
+		{"zlib: a step that changes its layer", func() { f.edit(t, "zlib", "make -j{{.Jobs}} install", "make install") }, zlibV2, []string{"pcre2", "zlib"}},
+		{"nothing again, zlib's new layer cached", func() {}, zlibV2, nil},
+		{"pcre2: its own step", func() { f.edit(t, "pcre2", "make -j{{.Jobs}} install", "make -j{{.Jobs}} install-strip") }, zlibV2, []string{"pcre2"}},
+		{"xz: its source", func() {
+			os.WriteFile(filepath.Join(f.root, "software/xz/configure"), []byte("#!/bin/sh\n# new\n"), 0o755)
+		}, zlibV2, []string{"xz"}},
+		{"libyaml: build_packages (the shared build root)", func() {
+			f.edit(t, "libyaml", "build:\n", "build_packages: {deb: [libncurses-dev]}\nbuild:\n")
+		}, zlibV2, []string{"libyaml", "pcre2", "xz", "zlib"}},
+	} {
+		c.do()
+		if got := build(c.outputs); !slices.Equal(got, c.want) {
+			t.Errorf("after %s: built %v, want %v", c.edit, got, c.want)
+		}
 	}
 }
 

@@ -43,6 +43,26 @@ type LayerMeta struct {
 	Bytes     int64     `json:"bytes"`
 	BuiltAt   time.Time `json:"built_at"`
 	Seconds   float64   `json:"seconds"`
+	// Digest is the layer's content digest (confine.TreeDigest): what a
+	// dependent's key covers.
+	Digest string `json:"digest"`
+	// Inputs is what the key covers: the component's input key, the
+	// build environment's identity and the digest of each layer the
+	// build saw.
+	Inputs *KeyInputs `json:"inputs,omitempty"`
+}
+
+// KeyInputs is what a layer's key is the digest of.
+type KeyInputs struct {
+	// Input is the plan's input key: the component's definition, version,
+	// source, target, arch and install dir.
+	Input string `json:"input"`
+	// Environment is the build environment's identity (the sandbox root
+	// filesystem's key, the Dagger image and its packages).
+	Environment string `json:"environment,omitempty"`
+	// Layers are the content digests of the dependency layers the build
+	// saw (every transitive dependency), by component.
+	Layers map[string]string `json:"layers"`
 }
 
 func keyDir(key string) string { return strings.TrimPrefix(key, "sha256:") }
@@ -117,6 +137,15 @@ func (p *pendingLayer) commit(meta LayerMeta, logPath string) (string, error) {
 		return "", err
 	}
 	meta.Files, meta.Bytes, meta.Key = files, bytes, p.key
+	root, err := confine.Open(p.layerDir())
+	if err != nil {
+		return "", err
+	}
+	meta.Digest, err = confine.TreeDigest(root)
+	root.Close()
+	if err != nil {
+		return "", fmt.Errorf("digest the layer: %w", err)
+	}
 	data, _ := json.MarshalIndent(meta, "", "  ")
 	if err := os.WriteFile(filepath.Join(p.tmp, "meta.json"), data, 0o644); err != nil {
 		return "", err
@@ -172,6 +201,8 @@ func treeSize(dir string) (files int, bytes int64, err error) {
 type NamedLayer struct {
 	Component string
 	Dir       string
+	// Digest is the layer's content digest.
+	Digest string
 }
 
 // ConflictError lists paths that more than one layer writes.

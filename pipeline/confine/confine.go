@@ -9,6 +9,8 @@
 package confine
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -157,4 +159,53 @@ func Link(src *os.Root, srcRel string, dst *os.Root, dstRel string) error {
 	}
 	defer to.Close()
 	return linkat(from, filepath.Base(srcRel), to, filepath.Base(dstRel))
+}
+
+// TreeDigest is the digest of the tree beneath root: each entry's path,
+// type, permission bits, content and symlink target, and nothing else (not
+// times, owners or the order the directory lists entries in). Every read
+// goes through root, so a tree that changes under the walk cannot lead it
+// outside.
+func TreeDigest(root *os.Root) (string, error) {
+	h := sha256.New()
+	fsys := root.FS()
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		perm := info.Mode().Perm() | info.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			dest, err := root.Readlink(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%q link %q\n", p, dest)
+		case info.IsDir():
+			fmt.Fprintf(h, "%q dir %o\n", p, perm)
+		case info.Mode().IsRegular():
+			f, err := root.Open(p)
+			if err != nil {
+				return err
+			}
+			fh := sha256.New()
+			_, err = io.Copy(fh, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, "%q file %o %x\n", p, perm, fh.Sum(nil))
+		default:
+			return fmt.Errorf("%s: unsupported file type %s", p, info.Mode().Type())
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -18,16 +18,25 @@ import (
 
 // KeySchema is mixed into every cache key; bump it when the way a layer is
 // built changes so that every cached layer is rebuilt.
-const KeySchema = 3 // 2: layers carry LICENSES/<component>/; 3: SOURCE_DATE_EPOCH in builds
+const KeySchema = 4 // 2: layers carry LICENSES/<component>/; 3: SOURCE_DATE_EPOCH in builds; 4: layer keys on dependency layer digests
 
 // Node is one component in the plan.
 type Node struct {
-	Name         string            `json:"name"`
-	Version      string            `json:"version"`
-	Source       string            `json:"source"`
-	Dependencies []string          `json:"dependencies"`
-	Level        int               `json:"level"`
-	Keys         map[string]string `json:"keys"`
+	Name         string   `json:"name"`
+	Version      string   `json:"version"`
+	Source       string   `json:"source"`
+	Dependencies []string `json:"dependencies"`
+	Level        int      `json:"level"`
+	// Keys are the plan keys, per target: the component's own inputs and
+	// its dependencies' plan keys. They change whenever anything a build
+	// could see changes, before anything is built.
+	Keys map[string]string `json:"keys"`
+	// InputKeys are the component's own inputs only, per target: the
+	// build combines one with the build environment's identity and the
+	// content digests of the dependency layers it builds against, so that
+	// an edit leaving a dependency's layer byte-identical rebuilds nothing
+	// after it (early cutoff).
+	InputKeys map[string]string `json:"input_keys"`
 	// Transitive lists every component this one builds against, sorted:
 	// the layers its build sees.
 	Transitive []string           `json:"transitive"`
@@ -82,7 +91,7 @@ func New(p *spec.Project, res *resolve.Resolution, targets []target.Target, arch
 	var missing []error
 	for i := range res.Components {
 		c := &res.Components[i]
-		pl.index[c.Name] = &Node{Name: c.Name, Version: c.Version, Source: c.Source.Pin(), Dependencies: c.Dependencies, Component: c, Keys: map[string]string{}}
+		pl.index[c.Name] = &Node{Name: c.Name, Version: c.Version, Source: c.Source.Pin(), Dependencies: c.Dependencies, Component: c, Keys: map[string]string{}, InputKeys: map[string]string{}}
 	}
 	for _, n := range pl.index {
 		for _, d := range n.Dependencies {
@@ -119,6 +128,7 @@ func New(p *spec.Project, res *resolve.Resolution, targets []target.Target, arch
 		}
 		for i, t := range targets {
 			n.Keys[t.Name] = key(p, n, t.Name, targetDigests[i], arch, pl.index)
+			n.InputKeys[t.Name] = inputKey(p, n, targetDigests[i], arch)
 		}
 		pl.Nodes = append(pl.Nodes, n)
 		for len(pl.Levels) <= n.Level {
@@ -256,6 +266,20 @@ func key(p *spec.Project, n *Node, targetName, targetDigest, arch string, index 
 	}
 	for _, d := range n.Dependencies {
 		in.Deps[d] = index[d].Keys[targetName]
+	}
+	return digest.JSON(in)
+}
+
+// inputKey is key without the dependencies' keys: only the names of the
+// direct dependencies (the definition names them too).
+func inputKey(p *spec.Project, n *Node, targetDigest, arch string) string {
+	in := keyInput{
+		Schema: KeySchema, Target: targetDigest, Arch: arch, InstallDir: p.InstallDir,
+		Name: n.Name, Version: n.Version, Source: n.Source, Definition: n.Component.Definition,
+		Deps: map[string]string{},
+	}
+	for _, d := range n.Dependencies {
+		in.Deps[d] = ""
 	}
 	return digest.JSON(in)
 }

@@ -113,3 +113,9 @@ func (r *Runner) Prepared() []string {
 	defer r.mu.Unlock()
 	return slices.Clone(r.prepared)
 }
+
+// EnvironmentID is the fake's build environment: like the sandbox's root
+// filesystem, one per target, arch and package set.
+func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) string {
+	return fmt.Sprintf("fake %s/%s %v", t.Name, arch, packages)
+}
