@@ -54,8 +54,10 @@ type BuildRequest struct {
 	// SkipHealth skips the linkage health check (loudly).
 	SkipHealth bool
 	// NoPackage stops after the health check; NoVerify does not install
-	// the packages in a clean root of their target.
-	NoPackage, NoVerify bool
+	// the packages in a clean root of their target; Reverify verifies
+	// again packages that passed before (same bytes, clean root and
+	// checks) instead of reporting the cached result.
+	NoPackage, NoVerify, Reverify bool
 	// OutDir is where the release directory goes; empty means <Root>/pkg.
 	OutDir string
 	// SignKey is a GPG private key file to sign with; its passphrase is
@@ -474,10 +476,11 @@ func (b *targetBuilder) verify(ctx context.Context, tr *TargetResult, outDir str
 	projects := map[string]*spec.Project{b.prep.Project.Name: b.prep.Project}
 	err := b.stage(event.StageVerify, tr.Target, func() (string, error) {
 		var failures []string
+		cached := 0
 		for _, art := range tr.Packages {
 			rep, err := verifyPackage(ctx, verifyOne{
 				runner: b.runner, pkgFile: art.Path, target: art.Target, cacheDir: b.req.CacheDir,
-				projects: projects, log: b.log, sink: b.sink,
+				projects: projects, log: b.log, sink: b.sink, reverify: b.req.Reverify,
 			})
 			if ctx.Err() != nil {
 				return "", interrupted("verify %s", art.File)
@@ -490,10 +493,16 @@ func (b *targetBuilder) verify(ctx context.Context, tr *TargetResult, outDir str
 				failures = append(failures, fmt.Sprintf("%s: step %q failed: %s", art.File, rep.Failed().Name, rep.Failed().Detail))
 				continue
 			}
-			b.log.Debug("verified", "target", tr.Target, "package", art.File, "seconds", fmt.Sprintf("%.1f", rep.Seconds), "hooks", len(rep.Hooks))
+			b.log.Debug("verified", "target", tr.Target, "package", art.File, "seconds", fmt.Sprintf("%.1f", rep.Seconds), "hooks", len(rep.Hooks), "cached", rep.Cached)
+			if rep.Cached {
+				cached++
+			}
 		}
 		if len(failures) > 0 {
 			return "", fmt.Errorf("verification failed (the packages are in %s):\n\t%s", outDir, strings.Join(failures, "\n\t"))
+		}
+		if cached == len(tr.Packages) {
+			return "verified (cached)", nil
 		}
 		return fmt.Sprintf("%d packages installed, checked, removed and purged", len(tr.Packages)), nil
 	})

@@ -73,8 +73,11 @@ type VerifyRequest struct {
 	Runner     runner.Runner
 	RunnerName string
 	CacheDir   string
-	Log        *slog.Logger
-	Events     event.Sink
+	// Reverify verifies again a package that passed before (same bytes,
+	// clean root and checks), instead of reporting the earlier result.
+	Reverify bool
+	Log      *slog.Logger
+	Events   event.Sink
 }
 
 // Verify installs, checks, upgrades, removes and purges each package in a
@@ -120,12 +123,15 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 			var rep *verify.Report
 			err := runStage(req.Events, event.StageVerify, tname, func() (string, error) {
 				var err error
-				rep, err = verifyPackage(ctx, verifyOne{runner: r, pkgFile: pkgFile, previous: req.Previous, target: tname, cacheDir: req.CacheDir, projects: projects, log: log, sink: req.Events})
+				rep, err = verifyPackage(ctx, verifyOne{runner: r, pkgFile: pkgFile, previous: req.Previous, target: tname, cacheDir: req.CacheDir, projects: projects, log: log, sink: req.Events, reverify: req.Reverify})
 				if err != nil {
 					return "", err
 				}
 				if !rep.OK {
 					return "", fmt.Errorf("%s: step %q failed: %s", rep.Package, rep.Failed().Name, rep.Failed().Detail)
+				}
+				if rep.Cached {
+					return "verified (cached)", nil
 				}
 				return "installed, checked, removed and purged", nil
 			})
@@ -149,6 +155,8 @@ type verifyOne struct {
 	projects map[string]*spec.Project
 	log      *slog.Logger
 	sink     event.Sink
+	// reverify verifies again what passed before.
+	reverify bool
 }
 
 func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
@@ -195,7 +203,18 @@ func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
 			return m, func() {}, nil
 		}
 	}
+	cache := verifyCache{dir: filepath.Join(v.cacheDir, "verified")}
+	key := cache.key(opts, v.runner.Name())
+	if !v.reverify {
+		if rep := cache.get(key); rep != nil {
+			v.log.Debug("verified before: same package bytes, clean root and checks", "target", t.Name, "package", filepath.Base(v.pkgFile))
+			return rep, nil
+		}
+	}
 	rep, err := verify.Verify(ctx, opts)
+	if err == nil && ctx.Err() == nil {
+		cache.put(key, rep)
+	}
 	if ctx.Err() != nil {
 		return rep, interrupted("verify %s: its scratch root was removed", filepath.Base(v.pkgFile))
 	}

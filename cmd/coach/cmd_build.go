@@ -80,6 +80,7 @@ by default they split the cores so that together they do not exceed them
 	fl.BoolVar(&req.SkipHealth, "skip-health", false, "do not run the linkage health check (loudly)")
 	fl.BoolVar(&req.NoPackage, "no-package", false, "stop after the health check")
 	fl.BoolVar(&req.NoVerify, "no-verify", false, "do not install and check the packages in a clean root of their target")
+	fl.BoolVar(&req.Reverify, "reverify", false, "verify packages that passed before again (same bytes, clean root and checks)")
 	pf.registerPackage(fl)
 	return cmd
 }
@@ -106,9 +107,12 @@ func (a *app) writeBuild(res *pipeline.BuildResult) {
 	}
 	for _, t := range res.Targets {
 		for _, v := range t.Verify {
-			if v.OK {
+			switch {
+			case v.OK && v.Cached:
+				fmt.Fprintf(a.stdout, "%s: verified %s (cached: the same bytes passed in the same clean root with the same checks; --reverify runs it again)\n", v.Target, v.Package)
+			case v.OK:
 				fmt.Fprintf(a.stdout, "%s: verified %s: installed, checked, removed and purged cleanly (%d steps, %d hook runs, %.1fs)\n", v.Target, v.Package, len(v.Steps), len(v.Hooks), v.Seconds)
-			} else {
+			default:
 				writeVerify(a, v)
 			}
 		}

@@ -55,6 +55,7 @@ verified on each.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&req.Reverify, "reverify", false, "verify again a package that passed before (same bytes, clean root and checks)")
 	cmd.Flags().StringVar(&req.Previous, "previous", "", "an older package to install first and upgrade from")
 	a.targetFlag(cmd, &req.Targets, "target to verify on (repeatable; default: each package's own, from its dist tag)")
 	sf.registerCache(cmd.Flags())
@@ -64,8 +65,11 @@ verified on each.`,
 
 func writeVerify(a *app, r *verify.Report) {
 	status := "passed"
-	if !r.OK {
+	switch {
+	case !r.OK:
 		status = "FAILED"
+	case r.Cached:
+		status = "passed before (cached; --reverify runs it again)"
 	}
 	fmt.Fprintf(a.stdout, "verify %s on %s: %s (%.1fs)\n", r.Package, r.Target, status, r.Seconds)
 	for _, s := range r.Steps {

@@ -175,6 +175,20 @@ func TestJSONContract(t *testing.T) {
 	if sandbox {
 		cases = append(cases, tc{"doctor ok", append(C, "doctor", cd), 0, true, nil})
 	}
+	// The verify of a package that passed before is cached; --reverify
+	// runs it again.
+	deb := filepath.Join(repo, "pkg", "app-1.0.0-1", "app_1.0.0-1+deb12_amd64.deb")
+	cached := map[string]bool{
+		"verify ok":       false,
+		"verify cached":   true,
+		"verify reverify": false,
+		"build cached":    true,
+	}
+	cases = append(cases,
+		tc{"verify cached", append(C, "verify", deb, "--runner", "sandbox", cd), 0, true, nil},
+		tc{"verify reverify", append(C, "verify", deb, "--runner", "sandbox", "--reverify", cd), 0, true, nil},
+		tc{"build cached", append(C, "build", "app", "--runner", "sandbox", cd), 0, true, nil},
+	)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if c.sandbox && !sandbox {
@@ -200,6 +214,25 @@ func TestJSONContract(t *testing.T) {
 				t.Errorf("a success has error %v and result %q", doc.Error, doc.Result)
 			case got != 0 && (doc.Error == nil || doc.Error.ExitCode != got || doc.Error.Message == ""):
 				t.Errorf("a failure's error is %+v, want exit_code %d and a message", doc.Error, got)
+			}
+			if want, ok := cached[c.name]; ok {
+				var reps []struct{ Cached bool }
+				if c.name == "build cached" {
+					var b struct {
+						Targets []struct{ Verify []struct{ Cached bool } }
+					}
+					json.Unmarshal(doc.Result, &b)
+					for _, t := range b.Targets {
+						for _, v := range t.Verify {
+							reps = append(reps, struct{ Cached bool }{v.Cached})
+						}
+					}
+				} else {
+					json.Unmarshal(doc.Result, &reps)
+				}
+				if len(reps) != 1 || reps[0].Cached != want {
+					t.Errorf("verify reports %+v, want one with cached %v", reps, want)
+				}
 			}
 			// Under --json, stderr carries JSON lines (--log-format auto).
 			for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {

@@ -91,6 +91,9 @@ type Report struct {
 	Steps    []Step  `json:"steps"`
 	Hooks    []Hook  `json:"hooks"`
 	Seconds  float64 `json:"seconds"`
+	// Cached says the report is an earlier run's: the same package bytes
+	// passed in the same clean root with the same checks.
+	Cached bool `json:"cached,omitempty"`
 }
 
 // Failed returns the first failed step, or nil.

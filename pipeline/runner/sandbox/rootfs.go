@@ -63,6 +63,12 @@ func Key(t target.Target, arch string, packages []string) string {
 	return key(t, arch, packages, true)
 }
 
+// CleanKey is the key of a target's clean root filesystem, the one
+// packages are verified in.
+func CleanKey(t target.Target, arch string) string {
+	return key(t, arch, nil, false)
+}
+
 func key(t target.Target, arch string, packages []string, toolchain bool) string {
 	return digest.JSON(struct {
 		Schema    int

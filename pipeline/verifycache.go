@@ -1,0 +1,102 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/coach-build/coach/pipeline/digest"
+	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/target"
+	"github.com/coach-build/coach/pipeline/verify"
+)
+
+// verifySchema is mixed into every verify cache key; bump it when verify's
+// checks change, so that every package is verified again.
+const verifySchema = 1
+
+// verifyCache keeps the reports of packages that passed verification,
+// under a key of everything the result depends on: the package's bytes
+// (and the previous package's, for an upgrade), the target's definition,
+// the clean root or image it was installed in, and the project's checks.
+type verifyCache struct{ dir string }
+
+func (c verifyCache) path(key string) string {
+	return filepath.Join(c.dir, strings.TrimPrefix(key, digest.Prefix)+".json")
+}
+
+// key is the cache key of a verification, or "" when it cannot be made.
+func (c verifyCache) key(o verify.Options, runnerName string) string {
+	pkg, err := digest.File(o.Package)
+	if err != nil {
+		return ""
+	}
+	prev := ""
+	if o.Previous != "" {
+		if prev, err = digest.File(o.Previous); err != nil {
+			return ""
+		}
+	}
+	env := "dagger " + o.Target.Image + " " + o.Arch
+	if runnerName != RunnerDagger {
+		root := o.Target
+		if root.Format == target.FormatRPM {
+			// rpm packages are checked with rpm --root in a clean Debian
+			// root, as verify does.
+			root, _ = target.Builtin("debian-12")
+		}
+		env = "sandbox " + sandbox.CleanKey(root, o.Arch)
+	}
+	type checks struct {
+		Name, InstallDir string
+		Verify           []string
+		Links            map[string]string
+	}
+	var ch *checks
+	if p := o.Project; p != nil {
+		ch = &checks{p.Name, p.InstallDir, p.Verify, p.Package.Links}
+	}
+	return digest.JSON(struct {
+		Schema            int
+		Package, Previous string
+		Name              string
+		Target            target.Target
+		Environment       string
+		Checks            *checks
+	}{verifySchema, pkg, prev, o.Name, o.Target, env, ch})
+}
+
+func (c verifyCache) get(key string) *verify.Report {
+	if key == "" {
+		return nil
+	}
+	data, err := os.ReadFile(c.path(key))
+	if err != nil {
+		return nil
+	}
+	var r verify.Report
+	if json.Unmarshal(data, &r) != nil || !r.OK {
+		return nil
+	}
+	r.Cached = true
+	return &r
+}
+
+// put keeps a passing report.
+func (c verifyCache) put(key string, r *verify.Report) {
+	if key == "" || r == nil || !r.OK {
+		return
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	if os.MkdirAll(c.dir, 0o755) != nil {
+		return
+	}
+	tmp := c.path(key) + ".tmp"
+	if os.WriteFile(tmp, data, 0o644) == nil {
+		os.Rename(tmp, c.path(key))
+	}
+}

@@ -1,0 +1,63 @@
+package pipeline
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+	"github.com/coach-build/coach/pipeline/verify"
+)
+
+// TestVerifyCacheKey checks that the key of a verification changes with
+// everything its result depends on, and that only passing reports are
+// kept.
+func TestVerifyCacheKey(t *testing.T) {
+	dir := t.TempDir()
+	pkg, other := filepath.Join(dir, "a.deb"), filepath.Join(dir, "b.deb")
+	os.WriteFile(pkg, []byte("package one"), 0o644)
+	os.WriteFile(other, []byte("package two"), 0o644)
+	d12, _ := target.Builtin("debian-12")
+	d13, _ := target.Builtin("debian-13")
+	base := func() verify.Options {
+		return verify.Options{Package: pkg, Name: "app", Target: d12, Arch: "amd64",
+			Project: &spec.Project{Name: "app", InstallDir: "/opt/app", Verify: []string{"app --version"}}}
+	}
+	c := verifyCache{dir: filepath.Join(dir, "cache")}
+	k := c.key(base(), RunnerSandbox)
+	if k == "" || k != c.key(base(), RunnerSandbox) {
+		t.Fatalf("key %q is not stable", k)
+	}
+	for _, change := range []struct {
+		what   string
+		edit   func(*verify.Options)
+		runner string
+	}{
+		{"package bytes", func(o *verify.Options) { o.Package = other }, RunnerSandbox},
+		{"previous package", func(o *verify.Options) { o.Previous = other }, RunnerSandbox},
+		{"target", func(o *verify.Options) { o.Target = d13 }, RunnerSandbox},
+		{"arch", func(o *verify.Options) { o.Arch = "arm64" }, RunnerSandbox},
+		{"verify commands", func(o *verify.Options) { o.Project.Verify = []string{"app --help"} }, RunnerSandbox},
+		{"links", func(o *verify.Options) { o.Project.Package.Links = map[string]string{"/usr/bin/app": "/opt/app/bin/app"} }, RunnerSandbox},
+		{"no project", func(o *verify.Options) { o.Project = nil }, RunnerSandbox},
+		{"runner", func(o *verify.Options) {}, RunnerDagger},
+	} {
+		o := base()
+		change.edit(&o)
+		if c.key(o, change.runner) == k {
+			t.Errorf("changing the %s left the key as it was", change.what)
+		}
+	}
+	if c.get(k) != nil {
+		t.Fatal("a report before any was kept")
+	}
+	c.put(k, &verify.Report{Package: "a.deb", OK: false})
+	if c.get(k) != nil {
+		t.Error("a failed report was kept")
+	}
+	c.put(k, &verify.Report{Package: "a.deb", OK: true, Seconds: 4})
+	if r := c.get(k); r == nil || !r.Cached || r.Seconds != 4 {
+		t.Errorf("kept report: %+v", r)
+	}
+}
