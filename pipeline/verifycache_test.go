@@ -39,7 +39,9 @@ func TestVerifyCacheKey(t *testing.T) {
 		{"target", func(o *verify.Options) { o.Target = d13 }, RunnerSandbox},
 		{"arch", func(o *verify.Options) { o.Arch = "arm64" }, RunnerSandbox},
 		{"verify commands", func(o *verify.Options) { o.Project.Verify = []string{"app --help"} }, RunnerSandbox},
-		{"links", func(o *verify.Options) { o.Project.Package.Links = map[string]string{"/usr/bin/app": "/opt/app/bin/app"} }, RunnerSandbox},
+		{"links", func(o *verify.Options) {
+			o.Project.Package.Links = map[string]string{"/usr/bin/app": "/opt/app/bin/app"}
+		}, RunnerSandbox},
 		{"no project", func(o *verify.Options) { o.Project = nil }, RunnerSandbox},
 		{"runner", func(o *verify.Options) {}, RunnerDagger},
 	} {
