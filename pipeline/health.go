@@ -32,9 +32,11 @@ func CheckBuild(res *build.Result, p *spec.Project, t target.Target, sysroot str
 	})
 }
 
-// TargetSysroot is the sandbox's clean root filesystem of a target, made
-// if needed, or "" (system libraries judged by name) where there is none.
-func TargetSysroot(ctx context.Context, t target.Target, o RunnerOptions) string {
+// TargetSysroot is the sandbox's root filesystem of a target with the given
+// build packages (the one its components built in, when they are the
+// plan's: build.Packages), made if needed, or "" (system libraries judged
+// by name) where there is none.
+func TargetSysroot(ctx context.Context, t target.Target, packages []string, o RunnerOptions) string {
 	log := logger(o.Log)
 	if t.Bootstrap.Tool == "" {
 		log.Warn("no root filesystem for this target here; system libraries are judged by name only", "target", t.Name)
@@ -43,7 +45,7 @@ func TargetSysroot(ctx context.Context, t target.Target, o RunnerOptions) string
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir()
 	}
-	dir, err := o.rootfs().Ensure(ctx, t, runtime.GOARCH, nil)
+	dir, err := o.rootfs().Ensure(ctx, t, runtime.GOARCH, packages)
 	if err != nil {
 		log.Warn("cannot make the target's root filesystem; system libraries are judged by name only", "target", t.Name, "err", err)
 		return ""
@@ -125,6 +127,12 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 	if len(names) == 0 {
 		names = p.Targets[:1]
 	}
+	// The plan gives the build packages, so that the check judges the
+	// tree in the root its components were built in, not a third one.
+	prep, err := PrepareProject(repo, p.Name, Options{Targets: names})
+	if err != nil {
+		return nil, err
+	}
 	var reps []*health.Report
 	for _, name := range names {
 		t, err := p.Target(name)
@@ -144,7 +152,7 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 			}
 			sysroot := req.Sysroot
 			if sysroot == "" {
-				sysroot = TargetSysroot(ctx, t, ro)
+				sysroot = TargetSysroot(ctx, t, build.Packages(prep.Plan, t), ro)
 			}
 			return CheckBuild(res, p, t, sysroot, req.Allow, req.Ignore)
 		}()
@@ -186,7 +194,7 @@ func healthOfDir(ctx context.Context, req HealthRequest, ro RunnerOptions) ([]*h
 			if isHost && host.Name == t.Name {
 				opts.Sysroot = "/"
 			} else {
-				opts.Sysroot = TargetSysroot(ctx, t, ro)
+				opts.Sysroot = TargetSysroot(ctx, t, nil, ro)
 			}
 		}
 		rep, err := health.Check(opts)

@@ -70,7 +70,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 		}
 		var rep *healthReport
 		err = runStage(req.Events, event.StageHealth, t.Name, func() (string, error) {
-			r, err := CheckBuild(res, prep.Project, t, TargetSysroot(ctx, st, ro), nil, nil)
+			r, err := CheckBuild(res, prep.Project, t, TargetSysroot(ctx, st, build.Packages(prep.Plan, st), ro), nil, nil)
 			if err != nil {
 				return "", err
 			}

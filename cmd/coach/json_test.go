@@ -42,6 +42,7 @@ targets: [debian-12]
 	"software/app.yaml": `name: app
 license: MIT
 versions: [{version: 1.0.0, path: app}]
+build_packages: {deb: [autoconf, automake, libtool]}
 build:
   - mkdir -p {{.InstallDir}}/bin && cp app.sh {{.InstallDir}}/bin/app && chmod 0755 {{.InstallDir}}/bin/app
 `,
@@ -189,6 +190,7 @@ func TestJSONContract(t *testing.T) {
 		tc{"verify reverify", append(C, "verify", deb, "--runner", "sandbox", "--reverify", cd), 0, true, nil},
 		tc{"build cached", append(C, "build", "app", "--runner", "sandbox", cd), 0, true, nil},
 	)
+	buildSysroot := ""
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if c.sandbox && !sandbox {
@@ -214,6 +216,24 @@ func TestJSONContract(t *testing.T) {
 				t.Errorf("a success has error %v and result %q", doc.Error, doc.Result)
 			case got != 0 && (doc.Error == nil || doc.Error.ExitCode != got || doc.Error.Message == ""):
 				t.Errorf("a failure's error is %+v, want exit_code %d and a message", doc.Error, got)
+			}
+			// health of a project judges it in the root it was built in,
+			// not in a third one.
+			switch c.name {
+			case "build ok":
+				var b struct {
+					Targets []struct{ Health struct{ Sysroot string } }
+				}
+				json.Unmarshal(doc.Result, &b)
+				if len(b.Targets) == 1 {
+					buildSysroot = b.Targets[0].Health.Sysroot
+				}
+			case "health of the build":
+				var reps []struct{ Sysroot string }
+				json.Unmarshal(doc.Result, &reps)
+				if buildSysroot == "" || len(reps) != 1 || reps[0].Sysroot != buildSysroot {
+					t.Errorf("health judged the build in %+v, the build was judged in %q", reps, buildSysroot)
+				}
 			}
 			if want, ok := cached[c.name]; ok {
 				var reps []struct{ Cached bool }
