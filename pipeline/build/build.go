@@ -50,6 +50,46 @@ type Builder struct {
 	// Events, if set, hears each component's progress and every line its
 	// steps print; calls are serialised.
 	Events event.Sink
+	// History keeps build times for the scheduler; nil means
+	// history.json beside the layer cache's directory.
+	History *History
+}
+
+func (b *Builder) history() *History {
+	if b.History != nil {
+		return b.History
+	}
+	return &History{Path: filepath.Join(filepath.Dir(b.Layers.Dir), "history.json")}
+}
+
+// scheduleEstimates are the estimated build times the scheduler ranks by:
+// from the history, else (for components never built here) from the size
+// of their source, fetched ahead for that.
+func (b *Builder) scheduleEstimates(ctx context.Context, pl *plan.Plan, jobs int) map[string]float64 {
+	hist := b.history().Load()
+	if len(hist) == 0 {
+		// Times recorded only in the layers, before there was a history.
+		for name, secs := range b.Layers.Durations() {
+			hist[name] = HistoryEntry{Seconds: secs}
+		}
+	}
+	var reqs []fetch.Request
+	for _, n := range pl.Nodes {
+		if _, ok := hist[n.Name]; !ok && b.Fetcher != nil {
+			reqs = append(reqs, fetch.Request{Name: n.Name, Version: n.Version, Source: n.Component.Source})
+		}
+	}
+	sizes := map[string]int64{}
+	if len(reqs) > 0 {
+		// Errors are the build's to report, when it fetches again.
+		results, _ := b.Fetcher.FetchAll(ctx, reqs, jobs)
+		for _, r := range results {
+			if r != nil {
+				sizes[r.Name] = r.Bytes
+			}
+		}
+	}
+	return estimates(pl, hist, sizes)
 }
 
 // ComponentResult is one component's outcome on one target.
@@ -151,7 +191,7 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 	for _, n := range pl.Nodes {
 		emit(event.Event{Kind: event.ComponentQueued, Component: n.Name, Version: n.Version})
 	}
-	order := criticalFirst(pl, b.Layers.Durations())
+	order := criticalFirst(pl, b.scheduleEstimates(ctx, pl, max(jobs, 4)))
 	for len(results) < len(pl.Nodes) {
 		// Start every component whose dependencies are built, those at the
 		// head of the longest (estimated) chain of builds first.
@@ -457,6 +497,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		return res, fmt.Errorf("build %s: store layer: %w", n.Name, err)
 	}
 	failed = false
+	b.history().Record(n.Name, HistoryEntry{Seconds: res.Seconds, SourceBytes: fetched.Bytes, At: res.End})
 	res.Layer = layer
 	if _, meta, ok := b.Layers.Lookup(key); ok {
 		res.Digest = meta.Digest

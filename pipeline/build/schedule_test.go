@@ -82,3 +82,41 @@ func TestLayerDurations(t *testing.T) {
 		t.Errorf("Durations() = %v", got)
 	}
 }
+
+// TestEstimatesWithoutHistory: with no build history, the source sizes
+// rank the builds, at the rate of the builds that are known.
+func TestEstimatesWithoutHistory(t *testing.T) {
+	node := func(name string) *plan.Node { return &plan.Node{Name: name} }
+	pl := &plan.Plan{Nodes: []*plan.Node{node("libyaml"), node("pcre2"), node("xz"), node("zlib")}}
+	// Debian's orig tarballs of the CI project.
+	sizes := map[string]int64{"libyaml": 85_055, "pcre2": 2_397_194, "xz": 1_485_272, "zlib": 1_239_825}
+	est := estimates(pl, nil, sizes)
+	if got := names(criticalFirst(pl, est)); got[0] != "pcre2" {
+		t.Errorf("cold order %v: pcre2, the largest source, should start first", got)
+	}
+	if want := float64(sizes["pcre2"]) / sourceRate; est["pcre2"] != want {
+		t.Errorf("pcre2 estimated at %.1fs, want %.1fs at the default rate", est["pcre2"], want)
+	}
+	// One build known (xz, 1.5 MB in 40 s): the others at its rate.
+	hist := map[string]HistoryEntry{"xz": {Seconds: 40, SourceBytes: 1_485_272}}
+	est = estimates(pl, hist, sizes)
+	if est["xz"] != 40 || est["zlib"] != float64(sizes["zlib"])/(1_485_272.0/40) {
+		t.Errorf("estimates with xz known: %v", est)
+	}
+}
+
+// TestHistorySurvivesAColdLayerCache: build times live beside the layer
+// cache, so removing the layers keeps them.
+func TestHistorySurvivesAColdLayerCache(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.build(t, "debian-12"); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(f.builder.Layers.Dir)
+	hist := f.builder.history().Load()
+	for _, n := range []string{"zlib", "pcre2", "libyaml", "xz"} {
+		if _, ok := hist[n]; !ok {
+			t.Errorf("no history of %s after the layers were removed: %v", n, hist)
+		}
+	}
+}
