@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/health"
+	"github.com/coach-build/coach/pipeline/internal/jobserver"
 	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
@@ -46,8 +48,13 @@ type BuildRequest struct {
 	Mirrors []string
 	Offline bool
 	// Jobs is how many components build at once, MakeJobs the {{.Jobs}}
-	// of each build; zero splits the cores between them (SplitJobs).
-	Jobs, MakeJobs int
+	// of each build (and the -j of plain make without a job server).
+	// Cores is the budget (0: all of this machine's). With a job server
+	// (the sandbox's, unless NoJobserver), every make of every build
+	// shares Cores tokens, Jobs defaults to Cores and MakeJobs to Cores;
+	// without one, a zero splits Cores between them (SplitJobs).
+	Jobs, MakeJobs, Cores int
+	NoJobserver           bool
 	// NoCache rebuilds every component; KeepFailed keeps a failed
 	// component's work directory.
 	NoCache, KeepFailed bool
@@ -244,8 +251,21 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	}
 	sink.Emit(event.Event{Kind: event.RunStarted, Project: prep.Project.Name, Version: prep.Project.Version, Runner: r.Name(), Targets: names, Components: comps})
 
-	jobs, makeJobs := SplitJobs(req.Jobs, req.MakeJobs, runtime.NumCPU())
-	tb := &targetBuilder{req: req, prep: prep, runner: r, fetcher: f, log: log, sink: sink, jobs: jobs, makeJobs: makeJobs}
+	cores := req.Cores
+	if cores <= 0 {
+		cores = runtime.NumCPU()
+	}
+	jobs, makeJobs := SplitJobs(req.Jobs, req.MakeJobs, cores)
+	var js *jobserver.Server
+	if s, ok := r.(interface{ SharesJobserver() bool }); ok && s.SharesJobserver() && !req.NoJobserver {
+		if js, err = jobserver.New(cores); err != nil {
+			return finish(err)
+		}
+		defer js.Close()
+		jobs, makeJobs = cmp.Or(req.Jobs, cores), cmp.Or(req.MakeJobs, cores)
+		log.Debug("job server", "tokens", cores, "jobs", jobs)
+	}
+	tb := &targetBuilder{req: req, prep: prep, runner: r, fetcher: f, log: log, sink: sink, jobs: jobs, makeJobs: makeJobs, jobserver: js}
 	defer tb.unlock()
 	res.Targets = make([]*TargetResult, len(targets))
 	if r.Name() == RunnerDagger {
@@ -315,6 +335,7 @@ type targetBuilder struct {
 	log            *slog.Logger
 	sink           event.Sink
 	jobs, makeJobs int
+	jobserver      *jobserver.Server
 
 	mu      sync.Mutex
 	unlocks []func()
@@ -373,7 +394,7 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 			WorkDir: workDir,
 			Jobs:    b.jobs, MakeJobs: b.makeJobs,
 			NoCache: b.req.NoCache, KeepFailed: b.req.KeepFailed,
-			Log: b.log, Events: b.sink,
+			Log: b.log, Events: b.sink, Jobserver: b.jobserver,
 		}
 		res, err = bl.Build(ctx, b.prep.Plan, p, b.req.Root, t)
 		if ctx.Err() != nil {

@@ -45,9 +45,17 @@ are merged into one tree per target, its linkage is checked, and the targets
 that pass are packaged and verified. A target that fails is named at the end;
 the others still go through.
 
---jobs components build at once, and each build's make gets --make-jobs;
-by default they split the cores so that together they do not exceed them
-(2 cores: 1 × 2; 16 cores: 4 × 4). Give one and the other is derived.`,
+In the sandbox, coach runs a GNU make job server with one token per core
+(--cores, default all) and puts it in every step's MAKEFLAGS: every
+component that builds at once (--jobs, default the cores) takes a token for
+itself, and every make of every build takes its parallel jobs from the same
+tokens, so that together they use the cores and never more. Steps that run
+plain make need no -j. {{.Jobs}} (for tools that are not make-aware: ninja,
+cargo, cmake --build) is --make-jobs, default the cores.
+
+Without a job server (--no-jobserver, or on Dagger), --jobs and --make-jobs
+split the cores so that together they do not exceed them (2 cores: 1 × 2;
+16 cores: 4 × 4); give one and the other is derived.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeProjects,
 		Annotations:       map[string]string{"live": "true"},
@@ -72,8 +80,10 @@ by default they split the cores so that together they do not exceed them
 	sf.registerSources(fl)
 	a.targetFlag(cmd, &req.Targets, "build only these targets (repeatable; default: all of the project's)")
 	fl.StringVar(&req.RunnerName, "runner", "auto", "auto, sandbox or dagger (auto: dagger when an engine is configured or off Linux, else sandbox)")
-	fl.IntVarP(&req.Jobs, "jobs", "j", 0, "components built at once (default: derived, see above)")
-	fl.IntVar(&req.MakeJobs, "make-jobs", 0, "jobs inside each build, the {{.Jobs}} of its steps (default: derived, see above)")
+	fl.IntVarP(&req.Jobs, "jobs", "j", 0, "components built at once (default: see above)")
+	fl.IntVar(&req.MakeJobs, "make-jobs", 0, "the {{.Jobs}} of each build's steps, and plain make's -j without a job server (default: see above)")
+	fl.IntVar(&req.Cores, "cores", 0, "the budget of cores every build shares (default: all)")
+	fl.BoolVar(&req.NoJobserver, "no-jobserver", false, "do not run a make job server; split the cores between --jobs and --make-jobs")
 	fl.BoolVar(&req.NoCache, "no-cache", false, "rebuild every component")
 	fl.BoolVar(&req.KeepFailed, "keep-failed", false, "keep the work directory of a failed component")
 	fl.BoolVar(&req.Locked, "locked", false, "fail if the lock file is missing or out of date")

@@ -26,6 +26,7 @@ import (
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/internal/jobserver"
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -53,6 +54,10 @@ type Builder struct {
 	// History keeps build times for the scheduler; nil means
 	// history.json beside the layer cache's directory.
 	History *History
+	// Jobserver, when set, is the make job server of the run: a build
+	// takes a token for itself before it starts (its make's implicit
+	// slot), and its makes take the rest from the same pool.
+	Jobserver *jobserver.Server
 }
 
 func (b *Builder) history() *History {
@@ -467,7 +472,17 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	for _, d := range deps {
 		job.Layers = append(job.Layers, d.Dir)
 	}
+	if b.Jobserver != nil {
+		if err := b.Jobserver.Acquire(ctx); err != nil {
+			pending.discard()
+			return res, err
+		}
+		job.Jobserver = b.Jobserver
+	}
 	err = b.Runner.Run(ctx, job)
+	if b.Jobserver != nil {
+		b.Jobserver.Release()
+	}
 	if err == nil {
 		err = collectLicenses(s, n.Name, src, dir, pending.layerDir())
 	}

@@ -38,6 +38,9 @@ func StandardEnv(vars spec.StepVars) map[string]string {
 		"COACH_INSTALL_DIR": vars.InstallDir,
 		"COACH_EMBEDDED":    emb,
 		"COACH_JOBS":        fmt.Sprint(vars.Jobs),
+		// Plain make runs {{.Jobs}} jobs; a runner with a job server
+		// replaces this with the server's flags.
+		"MAKEFLAGS":         fmt.Sprintf("-j%d", vars.Jobs),
 		"SOURCE_DATE_EPOCH": fmt.Sprint(BuildEpoch),
 	}
 }

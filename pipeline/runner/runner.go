@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/coach-build/coach/pipeline/target"
@@ -74,6 +75,18 @@ type Job struct {
 	// NoCache asks a runner with a cache of its own (an engine's) to run
 	// every step again.
 	NoCache bool
+	// Jobserver, when set, is the GNU make job server the builds of the
+	// run share. A runner that can pass it into the build environment
+	// does so and puts its flags in MAKEFLAGS (unless the definition set
+	// MAKEFLAGS); one that cannot ignores it.
+	Jobserver Jobserver
+}
+
+// Jobserver is what a runner needs of a job server: descriptors of its
+// pipe for one step, and the MAKEFLAGS naming them.
+type Jobserver interface {
+	ChildFiles() (r, w *os.File, err error)
+	MakeFlags(rfd, wfd int) string
 }
 
 // Step is one command. Argv runs without a shell; a shell step is

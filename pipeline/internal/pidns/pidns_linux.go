@@ -71,7 +71,8 @@ func (c *Cmd) Start() error {
 	if err != nil {
 		return err
 	}
-	c.ExtraFiles = append(c.ExtraFiles[:0:0], r)
+	// The handshake is fd 3; files the caller added follow it, from 4.
+	c.ExtraFiles = append([]*os.File{r}, c.ExtraFiles...)
 	err = c.Cmd.Start()
 	r.Close()
 	if err == nil {

@@ -18,11 +18,16 @@ import (
 // exec runs one sandboxed command under an init of its own in a new pid
 // namespace (pidns), so that the command and everything it started die with
 // coach whenever coach dies; when ctx ends, the process group is killed.
-func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, ov *pidns.Overlay) error {
+func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, ov *pidns.Overlay, extra ...*os.File) error {
 	cmd := pidns.Command(args, ov)
+	cmd.ExtraFiles = extra
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.Stdout, cmd.Stderr = job.Log, job.Log
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	for _, f := range extra {
+		f.Close() // the child has its copies
+	}
+	if err != nil {
 		return err
 	}
 	done := make(chan error, 1)

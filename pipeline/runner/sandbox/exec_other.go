@@ -4,13 +4,14 @@ package sandbox
 
 import (
 	"context"
+	"os"
 
 	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/runner"
 )
 
 // exec cannot run a sandbox here: bubblewrap and its namespaces are Linux's.
-func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, ov *pidns.Overlay) error {
+func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, ov *pidns.Overlay, extra ...*os.File) error {
 	return pidns.ErrNotLinux
 }
 

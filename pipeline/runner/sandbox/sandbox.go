@@ -56,6 +56,9 @@ var _ runner.Runner = (*Runner)(nil)
 
 func (r *Runner) Name() string { return "sandbox" }
 
+// SharesJobserver says the sandbox passes a job server into its steps.
+func (r *Runner) SharesJobserver() bool { return true }
+
 // EnvironmentID is the key of the root filesystem the target's components
 // build in: the target's bootstrap recipe, the arch and the package set.
 func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) string {
@@ -262,13 +265,25 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 			"--bind", job.Source, runner.SourceMount,
 			"--bind", installSrc, job.InstallDir,
 			"--chdir", filepath.Join(runner.SourceMount, job.Dir, st.Dir))
-		for _, kv := range append(slices.Clone(job.Env), st.Env...) {
+		env := append(slices.Clone(job.Env), st.Env...)
+		// The job server's pipe, at fds 4 and 5 of the step (after the
+		// init's handshake at 3), and in MAKEFLAGS.
+		var extra []*os.File
+		if job.Jobserver != nil && !definesMakeflags(env) {
+			jr, jw, err := job.Jobserver.ChildFiles()
+			if err != nil {
+				return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: err}
+			}
+			extra = []*os.File{jr, jw}
+			env = append(env, "MAKEFLAGS="+job.Jobserver.MakeFlags(4, 5))
+		}
+		for _, kv := range env {
 			k, v, _ := strings.Cut(kv, "=")
 			args = append(args, "--setenv", k, v)
 		}
 		args = append(args, "--")
 		args = append(args, st.Argv...)
-		if err := r.exec(ctx, job, args, ov); err != nil {
+		if err := r.exec(ctx, job, args, ov, extra...); err != nil {
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && ctx.Err() == nil {
 				return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: ee.ExitCode()}
@@ -285,4 +300,28 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 	default:
 		return snap.diff(installSrc, job.Output)
 	}
+}
+
+// definesMakeflags reports whether the definition set MAKEFLAGS itself
+// (anything but the standard -jN), which the job server then leaves alone.
+func definesMakeflags(env []string) bool {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "MAKEFLAGS="); ok && !isJobsFlag(v) {
+			return true
+		}
+	}
+	return false
+}
+
+func isJobsFlag(v string) bool {
+	n, ok := strings.CutPrefix(v, "-j")
+	if !ok || n == "" {
+		return false
+	}
+	for _, c := range n {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
