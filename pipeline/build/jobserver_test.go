@@ -24,7 +24,7 @@ func TestSandboxJobserver(t *testing.T) {
 	mk.WriteString("JOBS = a b c d e f g h\nall: $(JOBS)\n$(JOBS):\n")
 	mk.WriteString("\t@s=$$(date +%s.%N); sleep 0.4; echo \"$$s $$(date +%s.%N)\" >> $(DEST)/times\n")
 	files := map[string]string{
-		"projects/app.yaml": "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [one, two, three]\n",
+		"projects/app.yaml":     "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [one, two, three]\n",
 		"software/src/Makefile": mk.String(),
 	}
 	for _, n := range []string{"one", "two", "three"} {
