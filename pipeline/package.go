@@ -89,7 +89,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 			}
 			log.Warn("HEALTH CHECK FAILED AND IGNORED (--skip-health): this package may not run on its target", "tree", src, "target", t.Name, "errors", rep.Errors)
 		}
-		trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies})
+		trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies, TreeDigest: treeDigest(res)})
 	}
 	var rel *pkg.Release
 	err = runStage(req.Events, event.StagePackage, "", func() (string, error) {

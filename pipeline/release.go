@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/pkg"
 )
@@ -36,7 +38,29 @@ func writeRelease(prep *Prepared, trees []pkg.TargetTree, o releaseOptions, repo
 		return nil, stage(event.StagePackage, err)
 	}
 	for _, p := range rel.Artifacts {
-		log.Info("packaged", "target", p.Target, "file", p.File, "bytes", p.Size, "sha256", p.SHA256)
+		switch {
+		case p.Reused:
+			log.Info("package unchanged (same tree, definition and target)", "target", p.Target, "file", p.File, "sha256", p.SHA256)
+		case !p.Kept:
+			log.Info("packaged", "target", p.Target, "file", p.File, "bytes", p.Size, "sha256", p.SHA256)
+		}
 	}
 	return rel, nil
+}
+
+// treeDigest identifies a merged tree by its layers' content digests, in
+// merge order; "" when a layer has none (a build from before digests).
+func treeDigest(res *build.Result) string {
+	type layer struct{ Component, Digest string }
+	var layers []layer
+	for _, c := range res.Components {
+		if c.Digest == "" {
+			return ""
+		}
+		layers = append(layers, layer{c.Name, c.Digest})
+	}
+	return digest.JSON(struct {
+		InstallDir string
+		Layers     []layer
+	}{res.InstallDir, layers})
 }

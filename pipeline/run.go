@@ -473,7 +473,7 @@ func (b *targetBuilder) release(built []*TargetResult, start time.Time) (*pkg.Re
 			if tr.Health != nil {
 				deps = tr.Health.Dependencies
 			}
-			trees = append(trees, pkg.TargetTree{Target: t, Tree: tr.InstallTree(), Depends: deps})
+			trees = append(trees, pkg.TargetTree{Target: t, Tree: tr.InstallTree(), Depends: deps, TreeDigest: treeDigest(tr.Result)})
 		}
 		report := map[string]any{"build": struct {
 			Project string          `json:"project"`

@@ -78,6 +78,11 @@ type Artifact struct {
 	// Kept is a package of another target that an earlier build of the same
 	// release wrote from the same components, kept in the release.
 	Kept bool `json:"kept,omitempty"`
+	// InputKey is the digest of what the package was made from; Reused
+	// says this build took it from the previous release, made from the
+	// same inputs, instead of making it again.
+	InputKey string `json:"input_key,omitempty"`
+	Reused   bool   `json:"reused,omitempty"`
 }
 
 // PackageRelease is the package revision: <iteration>+<dist tag> for deb

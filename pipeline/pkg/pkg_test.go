@@ -430,3 +430,59 @@ func TestReleaseDirHoldsExactlyItsFiles(t *testing.T) {
 		t.Errorf("staging left behind: %v", left)
 	}
 }
+
+// TestReleaseReusesUnchangedPackages: a release made again from the same
+// inputs takes its packages from the previous release, byte for byte,
+// without making them; any input that changes makes that package again.
+func TestReleaseReusesUnchangedPackages(t *testing.T) {
+	need(t, "strip")
+	root, tree, p := fixture(t)
+	out := t.TempDir()
+	d12, _ := target.Builtin("debian-12")
+	el9, _ := target.Builtin("el9")
+	mk := func(digest string, deps []string) *Release {
+		t.Helper()
+		rel, err := WriteRelease(ReleaseOptions{Project: p, Root: root, Resolution: comps(), Arch: "amd64", OutDir: out, MTime: epoch, Trees: []TargetTree{
+			{Target: d12, Tree: tree, Depends: deps, TreeDigest: digest},
+			{Target: el9, Tree: tree, Depends: []string{"libc.so.6()(64bit)"}, TreeDigest: digest},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rel
+	}
+	reused := func(rel *Release) (out []string) {
+		for _, a := range rel.Artifacts {
+			if a.Reused {
+				out = append(out, a.Target)
+			}
+		}
+		return out
+	}
+	first := mk("sha256:tree1", []string{"libc6 (>= 2.34)"})
+	if got := reused(first); len(got) != 0 {
+		t.Fatalf("the first release reused %v", got)
+	}
+	second := mk("sha256:tree1", []string{"libc6 (>= 2.34)"})
+	if got := reused(second); !slices.Equal(got, []string{"debian-12", "el9"}) {
+		t.Errorf("the same inputs again reused %v, want both", got)
+	}
+	for i := range first.Artifacts {
+		if first.Artifacts[i].SHA256 != second.Artifacts[i].SHA256 {
+			t.Errorf("%s changed when reused", first.Artifacts[i].File)
+		}
+	}
+	if got := reused(mk("sha256:tree1", []string{"libc6 (>= 2.36)"})); !slices.Equal(got, []string{"el9"}) {
+		t.Errorf("new deb dependencies reused %v, want el9 only", got)
+	}
+	if got := reused(mk("sha256:tree2", []string{"libc6 (>= 2.36)"})); len(got) != 0 {
+		t.Errorf("a new tree reused %v", got)
+	}
+	os.WriteFile(filepath.Join(root, "scripts/app/prerm"), []byte("#!/bin/sh\necho changed\n"), 0o755)
+	if got := reused(mk("sha256:tree2", []string{"libc6 (>= 2.36)"})); len(got) != 0 {
+		t.Errorf("a changed hook reused %v", got)
+	}
+	if got := reused(mk("", []string{"libc6 (>= 2.36)"})); len(got) != 0 {
+		t.Errorf("a tree without a digest reused %v", got)
+	}
+}

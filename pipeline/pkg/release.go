@@ -53,6 +53,10 @@ type TargetTree struct {
 	Target  target.Target
 	Tree    string // host dir of the install dir's contents
 	Depends []string
+	// TreeDigest identifies the tree's content (a digest of its layers'
+	// digests); with it, a package made from the same inputs before is
+	// taken from the previous release instead of being made again.
+	TreeDigest string
 }
 
 // Release is what a build writes into the output directory.
@@ -120,7 +124,14 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 		embedded = append(embedded, c.Name+" "+c.Version)
 	}
 	summaryText := LicenseSummary(o.Project, comps)
+	previous := previousArtifacts(final)
 	for i, t := range o.Trees {
+		key := inputKey(o, t, summaryText, embedded)
+		if a := reuse(final, staging, previous, t.Target.Name, key); a != nil {
+			rel.Artifacts = append(rel.Artifacts, a)
+			sums[a.File] = a.SHA256
+			continue
+		}
 		work := filepath.Join(scratch, fmt.Sprintf("work-%d", i))
 		if err := os.MkdirAll(work, 0o755); err != nil {
 			return nil, err
@@ -134,6 +145,7 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 		if err != nil {
 			return nil, err
 		}
+		a.InputKey = key
 		rel.Artifacts = append(rel.Artifacts, a)
 		sums[a.File] = a.SHA256
 	}

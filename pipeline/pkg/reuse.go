@@ -1,0 +1,103 @@
+package pkg
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/coach-build/coach/pipeline/digest"
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// packageSchema is mixed into every package input key; bump it when the
+// way a package is made changes (nfpm's version, compression levels).
+const packageSchema = 1
+
+// inputKey is the digest of everything a package is made from: the tree
+// (by TreeDigest), the project definition and its hooks' bytes, the
+// target, the arch, the dependencies, the time, the license summary and
+// the signing key. "" when the tree has no digest, so the package is
+// always made.
+func inputKey(o ReleaseOptions, t TargetTree, summary []byte, embedded []string) string {
+	if t.TreeDigest == "" {
+		return ""
+	}
+	hooks := map[string]string{}
+	for name, p := range o.Project.Hooks {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(o.Root, p)
+		}
+		sum, err := digest.File(p)
+		if err != nil {
+			return ""
+		}
+		hooks[name] = sum
+	}
+	sign := ""
+	if o.SignKey != "" {
+		s, err := digest.File(o.SignKey)
+		if err != nil {
+			return ""
+		}
+		sign = s
+	}
+	return digest.JSON(struct {
+		Schema   int
+		Tree     string
+		Project  *spec.Project
+		Hooks    map[string]string
+		Target   target.Target
+		Arch     string
+		Depends  []string
+		MTime    time.Time
+		Summary  string
+		Embedded []string
+		Sign     string
+	}{packageSchema, t.TreeDigest, o.Project, hooks, t.Target, o.Arch, t.Depends, o.MTime, digest.Bytes(summary), embedded, sign})
+}
+
+// previousArtifacts are the packages the release's previous directory
+// lists, by target, with the checksum each had.
+func previousArtifacts(prev string) map[string]*Artifact {
+	data, err := os.ReadFile(filepath.Join(prev, ReportFile))
+	if err != nil {
+		return nil
+	}
+	var report struct {
+		Release Release `json:"release"`
+	}
+	if json.Unmarshal(data, &report) != nil {
+		return nil
+	}
+	out := map[string]*Artifact{}
+	for _, a := range report.Release.Artifacts {
+		if a != nil && a.InputKey != "" && a.File == filepath.Base(a.File) && a.File != "" {
+			out[a.Target] = a
+		}
+	}
+	return out
+}
+
+// reuse links into staging the previous release's package of a target
+// when it was made from the same inputs and still has its checksum: a
+// no-op build does not package again.
+func reuse(prev, staging string, old map[string]*Artifact, target, key string) *Artifact {
+	a := old[target]
+	if key == "" || a == nil || a.InputKey != key {
+		return nil
+	}
+	src := filepath.Join(prev, a.File)
+	if sum, err := digest.File(src); err != nil || strings.TrimPrefix(sum, digest.Prefix) != a.SHA256 {
+		return nil
+	}
+	if os.Link(src, filepath.Join(staging, a.File)) != nil {
+		return nil
+	}
+	c := *a
+	c.Reused, c.Kept = true, false
+	return &c
+}
+
