@@ -100,4 +100,3 @@ func reuse(prev, staging string, old map[string]*Artifact, target, key string) *
 	c.Reused, c.Kept = true, false
 	return &c
 }
-
