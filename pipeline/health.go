@@ -28,7 +28,8 @@ func CheckBuild(res *build.Result, p *spec.Project, t target.Target, sysroot str
 	return health.Check(health.Options{
 		Tree: res.InstallTree(), InstallDir: p.InstallDir, Sysroot: sysroot, Target: t, Arch: runtime.GOARCH,
 		Allow: append(append([]string{}, p.Health.Allow...), allow...), Ignore: append(append([]string{}, p.Health.Ignore...), ignore...),
-		Owner: func(rel string) string { return files[rel] }, Providers: libs,
+		Exclude: p.Package.Exclude,
+		Owner:   func(rel string) string { return files[rel] }, Providers: libs,
 	})
 }
 

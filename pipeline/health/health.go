@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"debug/elf"
 	"fmt"
+	"github.com/bmatcuk/doublestar/v4"
 	"io/fs"
 	"os"
 	"path"
@@ -43,6 +44,10 @@ type Options struct {
 	// Ignore are globs, relative to the install dir, of files to skip
 	// (health.ignore); "**" matches any number of directories.
 	Ignore []string
+	// Exclude are globs of files the package leaves out
+	// (package.exclude): they are not checked and do not exist for the
+	// loader, so a shipped file that needs one is an error.
+	Exclude []string
 	// Owner names the component whose layer holds a file (path relative to
 	// the install dir), for reports; nil when unknown.
 	Owner func(rel string) string
@@ -113,6 +118,7 @@ type Report struct {
 	Files           int             `json:"files"`
 	ELF             int             `json:"elf_files"`
 	Ignored         int             `json:"ignored"`
+	Excluded        int             `json:"excluded,omitempty"`
 	Errors          int             `json:"errors"`
 	Warnings        int             `json:"warnings"`
 	Problems        []Problem       `json:"problems"`
@@ -133,6 +139,9 @@ func Check(opts Options) (*Report, error) {
 	start := time.Now()
 	installDir := path.Clean("/" + strings.TrimPrefix(opts.InstallDir, "/"))
 	v := &view{installDir: installDir, tree: opts.Tree, sysroot: opts.Sysroot}
+	if len(opts.Exclude) > 0 {
+		v.excluded = func(rel string) bool { return Matches(rel, opts.Exclude) }
+	}
 	arch := cmp.Or(opts.Arch, runtime.GOARCH)
 	l := newLoader(v, opts.Target.SystemLibDirs(arch), libDir(opts.Target, arch))
 	rep := &Report{Target: opts.Target.Name, InstallDir: installDir, Sysroot: opts.Sysroot, Problems: []Problem{}, SystemLibraries: []SystemLibrary{}, Dependencies: []string{}}
@@ -150,11 +159,18 @@ func Check(opts Options) (*Report, error) {
 		if err != nil {
 			return err
 		}
-		if !d.Type().IsRegular() {
+		if d.IsDir() {
 			return nil
 		}
 		rel, _ := filepath.Rel(opts.Tree, p)
 		rel = filepath.ToSlash(rel)
+		if Matches(rel, opts.Exclude) {
+			rep.Excluded++
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
 		rep.Files++
 		if ignored(rel, opts.Ignore) {
 			rep.Ignored++
@@ -391,6 +407,9 @@ func judge(e edge, fromRel, installDir string, haveSysroot bool, allow []string,
 		if e.to.incompatible != "" {
 			why += "; " + e.to.incompatible + " is for another architecture"
 		}
+		if e.to.excluded != "" {
+			why = fmt.Sprintf("needs %s, and %s, which provides it, is left out of the package by package.exclude", e.soname, e.to.excluded)
+		}
 		if !haveSysroot {
 			why = fmt.Sprintf("needs %s, which is not in the tree and not in %s's allowlist", e.soname, targetName)
 		}
@@ -446,41 +465,29 @@ func fixMissingVersion(lib, resolved, installDir string, owner func(string) stri
 }
 
 // ignored reports whether rel matches one of the globs.
-func ignored(rel string, globs []string) bool {
+func ignored(rel string, globs []string) bool { return Matches(rel, globs) }
+
+// Matches reports whether a slash-separated path relative to the install
+// dir matches one of the globs, in the one glob grammar coach uses for
+// paths (doublestar's: "**" is any number of directories, "{a,b}" either):
+// health.ignore and package.exclude. A directory's match covers
+// everything beneath it.
+func Matches(rel string, globs []string) bool {
 	for _, g := range globs {
-		if globMatch(g, rel) {
+		if ok, _ := doublestar.Match(g, rel); ok {
 			return true
+		}
+		for d := path.Dir(rel); d != "." && d != "/"; d = path.Dir(d) {
+			if ok, _ := doublestar.Match(g, d); ok {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// globMatch matches a slash-separated path against a glob where "**"
-// matches any number of path elements (including none).
-func globMatch(glob, p string) bool {
-	return matchParts(strings.Split(glob, "/"), strings.Split(p, "/"))
-}
-
-func matchParts(g, p []string) bool {
-	for len(g) > 0 {
-		if g[0] == "**" {
-			for i := 0; i <= len(p); i++ {
-				if matchParts(g[1:], p[i:]) {
-					return true
-				}
-			}
-			return false
-		}
-		if len(p) == 0 {
-			return false
-		}
-		if ok, _ := path.Match(g[0], p[0]); !ok {
-			return false
-		}
-		g, p = g[1:], p[1:]
-	}
-	return len(p) == 0
-}
+// ValidGlob reports whether a path glob is well formed.
+func ValidGlob(g string) bool { return doublestar.ValidatePattern(g) }
 
 func matchAny(soname string, globs []string) bool {
 	for _, g := range globs {

@@ -302,9 +302,13 @@ func TestGlob(t *testing.T) {
 		{"**/*.a", "embedded/lib/libz.a", true},
 		{"embedded/*/x", "embedded/lib/x", true},
 		{"embedded/*/x", "embedded/lib/y/x", false},
+		{"embedded/include", "embedded/include/greet.h", true}, // a directory covers its contents
+		{"embedded/lib/*.{a,la}", "embedded/lib/libz.la", true},
+		{"embedded/lib/*.so", "embedded/lib/libz.so.1", false},
+		{"embedded/lib/*.so", "embedded/lib/libz.so", true},
 	} {
-		if got := globMatch(c.glob, c.path); got != c.want {
-			t.Errorf("globMatch(%q, %q) = %v", c.glob, c.path, got)
+		if got := Matches(c.path, []string{c.glob}); got != c.want {
+			t.Errorf("Matches(%q, %q) = %v", c.path, c.glob, got)
 		}
 	}
 }
@@ -420,5 +424,30 @@ func TestHealthEvasions(t *testing.T) {
 				t.Errorf("the check passed, with runtime dependencies %v", rep.Dependencies)
 			}
 		})
+	}
+}
+
+// TestExcludedLibraryANeededOneFails: package.exclude leaves files out of
+// the package, so the check does not see them and does not let the loader
+// find them: a header and a dev link go quietly, a library a program
+// needs is an error that names the exclusion.
+func TestExcludedLibraryANeededOneFails(t *testing.T) {
+	needCC(t)
+	tree := t.TempDir()
+	link := libfoo(t, tree)
+	cc(t, tree, "bin/app", mainSrc, append(link, "-Wl,-rpath,"+installDir+"/embedded/lib")...)
+	os.MkdirAll(filepath.Join(tree, "embedded/include"), 0o755)
+	os.WriteFile(filepath.Join(tree, "embedded/include/foo.h"), []byte("int foo(void);\n"), 0o644)
+	os.Symlink("libfoo.so.1", filepath.Join(tree, "embedded/lib/libfoo.so"))
+	rep := check(t, tree, "debian-12", func(o *Options) { o.Exclude = []string{"embedded/include/**", "embedded/lib/*.so"} })
+	if !rep.OK() || rep.Excluded != 2 {
+		t.Errorf("excluding a header and a dev link: ok %v, excluded %d, problems %v", rep.OK(), rep.Excluded, kinds(rep))
+	}
+	rep = check(t, tree, "debian-12", func(o *Options) { o.Exclude = []string{"embedded/lib/libfoo.so*"} })
+	if got := kinds(rep); !slices.Equal(got, []string{"error unresolved bin/app libfoo.so.1 "}) {
+		t.Fatalf("excluding libfoo: problems = %v", got)
+	}
+	if why := rep.Problems[0].Why; !strings.Contains(why, "left out of the package by package.exclude") {
+		t.Errorf("the error does not name the exclusion: %s", why)
 	}
 }

@@ -2,6 +2,7 @@ package health
 
 import (
 	"debug/elf"
+	"errors"
 	"path"
 	"strings"
 	"sync"
@@ -36,8 +37,10 @@ type found struct {
 	obj  *object
 	how  string // rpath, runpath, system, path
 	// incompatible names a candidate skipped for its class or machine,
-	// for the message when nothing else is found.
+	// for the message when nothing else is found; excluded one left out
+	// of the package.
 	incompatible string
+	excluded     string
 }
 
 func newLoader(v *view, defaults []string, libDir string) *loader {
@@ -197,7 +200,7 @@ func (l *loader) resolve(n *node, name string) found {
 		run = append(run, l.expand(d, n))
 	}
 	groups = append(groups, group{"runpath", run}, group{"system", l.sysDirs})
-	var skipped string
+	var skipped, excluded string
 	for _, g := range groups {
 		f := l.try(g.dirs, name, n.obj)
 		if f.obj != nil {
@@ -207,8 +210,11 @@ func (l *loader) resolve(n *node, name string) found {
 		if skipped == "" {
 			skipped = f.incompatible
 		}
+		if excluded == "" {
+			excluded = f.excluded
+		}
 	}
-	return found{incompatible: skipped}
+	return found{incompatible: skipped, excluded: excluded}
 }
 
 // try looks for name in dirs, in order, skipping files of another class or
@@ -228,6 +234,9 @@ func (l *loader) try(dirs []string, name string, for_ *object) found {
 		p := path.Join(d, name)
 		real, host, err := l.v.realpath(p)
 		if err != nil {
+			if errors.Is(err, errExcluded) && f.excluded == "" {
+				f.excluded = p
+			}
 			continue
 		}
 		o, err := l.object(host)

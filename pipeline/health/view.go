@@ -3,6 +3,7 @@ package health
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -18,7 +19,13 @@ type view struct {
 	installDir string // runtime path, e.g. /opt/hello
 	tree       string // host dir holding the install dir's contents
 	sysroot    string // host dir of the target root; "" when there is none
+	// excluded, when set, says which paths (relative to the install dir)
+	// the package leaves out: they do not exist at run time.
+	excluded func(rel string) bool
 }
+
+// errExcluded is a path the package leaves out.
+var errExcluded = fmt.Errorf("left out of the package: %w", fs.ErrNotExist)
 
 // host returns the host path of runtime path p (without following links).
 func (v *view) host(p string) (string, bool) {
@@ -53,6 +60,9 @@ func (v *view) realpath(p string) (string, string, error) {
 				// a plain directory wherever the package is installed.
 				cur = next
 				continue
+			}
+			if v.excluded != nil && next != v.installDir && within(next, v.installDir) && v.excluded(strings.TrimPrefix(next, strings.TrimSuffix(v.installDir, "/")+"/")) {
+				return "", "", errExcluded
 			}
 			h, ok := v.host(next)
 			if !ok {

@@ -26,6 +26,7 @@ import (
 	"github.com/goreleaser/nfpm/v2/rpm"
 
 	"github.com/coach-build/coach/pipeline/confine"
+	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -244,6 +245,12 @@ func Contents(opts Options) (files.Contents, int, error) {
 			return err
 		}
 		rel, _ := filepath.Rel(opts.Tree, hostPath)
+		if rel != "." && health.Matches(filepath.ToSlash(rel), p.Package.Exclude) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil // left out by package.exclude
+		}
 		dst := path.Join(p.InstallDir, filepath.ToSlash(rel))
 		fi, err := d.Info()
 		if err != nil {

@@ -51,6 +51,7 @@ type Package struct {
 	Compression         FormatString      `yaml:"compression" json:"compression" doc:"override the target's default compression per format"`
 	Section             string            `yaml:"section" json:"section,omitempty" doc:"deb Section / rpm Group; default misc"`
 	Strip               *bool             `yaml:"strip" json:"strip,omitempty" doc:"strip ELF executables and shared libraries in the package (default true)"`
+	Exclude             []string          `yaml:"exclude" json:"exclude,omitempty" doc:"globs, relative to install_dir, of files left out of the package (and of the health check, where a shipped file that needs one is an error); ** is any number of directories, {a,b} either"`
 }
 
 // StripBinaries reports whether packaging strips ELF files.

@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/hex"
 	"fmt"
+	"github.com/bmatcuk/doublestar/v4"
 	"io/fs"
 	"net/url"
 	"os"
@@ -459,8 +460,13 @@ func (v *validator) project(name string, p *Project) {
 		}
 	}
 	for i, g := range p.Health.Ignore {
-		if _, err := path.Match(strings.ReplaceAll(g, "**", "*"), ""); err != nil || path.IsAbs(g) {
+		if !doublestar.ValidatePattern(g) || path.IsAbs(g) {
 			v.add(at(fmt.Sprintf("health.ignore[%d]", i)), "give a glob relative to install_dir, e.g. embedded/share/**", "health.ignore %q is not a valid relative glob", g)
+		}
+	}
+	for i, g := range p.Package.Exclude {
+		if !doublestar.ValidatePattern(g) || path.IsAbs(g) || g == "" || g == "**" || slices.Contains(strings.Split(g, "/"), "..") {
+			v.add(at(fmt.Sprintf("package.exclude[%d]", i)), "give a glob relative to install_dir, e.g. embedded/include/** or embedded/lib/*.a", "package.exclude %q is not a valid relative glob of some of the tree", g)
 		}
 	}
 	for i, g := range p.Health.Allow {

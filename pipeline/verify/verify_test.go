@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -154,6 +155,16 @@ func TestHelloDebian(t *testing.T) {
 	golden(t, "hello.deb.control", command(t, "dpkg-deb", "-f", v120["debian-12"]))
 	golden(t, "hello.rpm.header", command(t, "rpm", "-qp", "--qf", "Name: %{NAME}\nVersion: %{VERSION}\nRelease: %{RELEASE}\nArch: %{ARCH}\nLicense: %{LICENSE}\nGroup: %{GROUP}\nURL: %{URL}\nPackager: %{PACKAGER}\nSummary: %{SUMMARY}\nBuildTime: %{BUILDTIME}\n", v120["el9"])+
 		"Requires:\n"+command(t, "rpm", "-qp", "--requires", v120["el9"])+"Config:\n"+command(t, "rpm", "-qp", "--configfiles", v120["el9"]))
+	// package.exclude leaves libgreet's header and dev link out of both
+	// formats; the runtime library stays.
+	for _, listing := range []string{command(t, "dpkg-deb", "-c", v120["debian-12"]), command(t, "rpm", "-qpl", v120["el9"])} {
+		if strings.Contains(listing, "/embedded/include") || regexp.MustCompile(`libgreet\.so( |$|\n)`).MatchString(listing) {
+			t.Errorf("the package ships what package.exclude leaves out:\n%s", listing)
+		}
+		if !strings.Contains(listing, "libgreet.so.1") {
+			t.Errorf("the package lacks libgreet.so.1:\n%s", listing)
+		}
+	}
 	d12, _ := target.Builtin("debian-12")
 	d13, _ := target.Builtin("debian-13")
 
