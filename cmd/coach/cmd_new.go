@@ -193,17 +193,29 @@ func (a *app) newSoftwareCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "software <name>",
 		Short: "Write software/<name>.yaml",
-		Long: `new software writes software/<name>.yaml. With --url and --sha256 it is an
-autotools-style release tarball definition; without them it builds from a
-placeholder source under software/<name>/ kept in the repository.`,
+		Long: `new software writes software/<name>.yaml. With --url it is an
+autotools-style release tarball definition, pinned by --sha256, or, without
+it, by the sha256 coach computes by downloading the archive once; without
+--url it builds from a placeholder source under software/<name>/ kept in the
+repository.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if !newName.MatchString(name) {
 				return usageError(fmt.Errorf("%q is not a valid software name: use lower case letters, digits and + - .", name))
 			}
-			if (url == "") != (sum == "") {
-				return usageError(errors.New("--url and --sha256 go together: coach refuses an unpinned download"))
+			if url == "" && sum != "" {
+				return usageError(errors.New("--sha256 pins a --url: give both, or --url alone to have coach compute it"))
+			}
+			if url != "" && sum == "" {
+				ctx, stop := signalContext()
+				defer stop()
+				var size int64
+				var err error
+				if sum, size, err = pipeline.Checksum(ctx, url); err != nil {
+					return err
+				}
+				a.log.Info("downloaded once to pin it", "url", url, "bytes", size, "sha256", sum)
 			}
 			data = map[string]string{"Name": name, "Version": version, "URL": url, "SHA256": sum, "License": license}
 			files := []file{{path: filepath.Join("software", name+".yaml"), mode: 0o644, body: render(softwareTemplate, data)}}
@@ -225,7 +237,7 @@ placeholder source under software/<name>/ kept in the repository.`,
 	}
 	cmd.Flags().StringVar(&version, "version", "0.1.0", "the first version")
 	cmd.Flags().StringVar(&url, "url", "", "release archive URL")
-	cmd.Flags().StringVar(&sum, "sha256", "", "sha256 of the archive (sha256sum <file>)")
+	cmd.Flags().StringVar(&sum, "sha256", "", "sha256 of the archive (default: computed by downloading it once)")
 	cmd.Flags().StringVar(&license, "license", "Apache-2.0", "SPDX license of the software")
 	return cmd
 }
