@@ -7,9 +7,11 @@
 package event
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -230,11 +232,10 @@ func appendAttr(out []Attr, prefix string, a slog.Attr) []Attr {
 
 func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	c := *h
-	c.attrs = nil
+	c.attrs = slices.Clone(h.attrs)
 	for _, a := range attrs {
 		c.attrs = appendAttr(c.attrs, h.prefix, a)
 	}
-	c.attrs = append(append([]Attr{}, h.attrs...), c.attrs...)
 	return &c
 }
 
@@ -264,11 +265,11 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	data := append(w.partial, p...)
 	for {
-		i := strings.IndexByte(string(data), '\n')
+		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
 			break
 		}
-		w.send(strings.TrimSuffix(string(data[:i]), "\r"))
+		w.send(string(bytes.TrimSuffix(data[:i], []byte("\r"))))
 		data = data[i+1:]
 	}
 	// A line longer than 64 KiB is sent in pieces rather than held.
