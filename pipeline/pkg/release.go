@@ -124,7 +124,8 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 		embedded = append(embedded, c.Name+" "+c.Version)
 	}
 	summaryText := LicenseSummary(o.Project, comps)
-	previous := previousArtifacts(final)
+	old := previousRelease(final)
+	previous := byTarget(old)
 	for i, t := range o.Trees {
 		key := inputKey(o, t, summaryText, embedded)
 		if a := reuse(final, staging, previous, t.Target.Name, key); a != nil {
@@ -154,7 +155,7 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 		return os.WriteFile(filepath.Join(staging, name), data, 0o644)
 	}
 	manifest := VersionManifest(o.Project, comps)
-	kept, err := keepOtherTargets(final, staging, manifest, rel.Artifacts)
+	kept, err := keepOtherTargets(final, staging, manifest, old, rel.Artifacts)
 	if err != nil {
 		return nil, err
 	}
@@ -212,19 +213,9 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 // So `coach build -t debian-12` then `coach package -t el9 --from debian-12`
 // leave both packages, listed in one SHA256SUMS, while a package of
 // different components is never listed beside this build's.
-func keepOtherTargets(prev, staging string, manifest []byte, written []*Artifact) ([]*Artifact, error) {
+func keepOtherTargets(prev, staging string, manifest []byte, report *Release, written []*Artifact) ([]*Artifact, error) {
 	old, err := os.ReadFile(filepath.Join(prev, ManifestFile))
-	if err != nil || string(old) != string(manifest) {
-		return nil, nil
-	}
-	data, err := os.ReadFile(filepath.Join(prev, ReportFile))
-	if err != nil {
-		return nil, nil
-	}
-	var report struct {
-		Release Release `json:"release"`
-	}
-	if json.Unmarshal(data, &report) != nil {
+	if err != nil || string(old) != string(manifest) || report == nil {
 		return nil, nil
 	}
 	targets := map[string]bool{}
@@ -232,16 +223,14 @@ func keepOtherTargets(prev, staging string, manifest []byte, written []*Artifact
 		targets[a.Target] = true
 	}
 	var out []*Artifact
-	for _, a := range report.Release.Artifacts {
+	for _, a := range report.Artifacts {
 		if a == nil || targets[a.Target] || a.File != filepath.Base(a.File) || a.File == "" {
 			continue
 		}
-		src := filepath.Join(prev, a.File)
-		if sum, err := digest.File(src); err != nil || strings.TrimPrefix(sum, digest.Prefix) != a.SHA256 {
-			continue
-		}
-		if err := os.Link(src, filepath.Join(staging, a.File)); err != nil {
+		if ok, err := linkUnchanged(prev, staging, a); err != nil {
 			return nil, fmt.Errorf("keep %s: %w", a.File, err)
+		} else if !ok {
+			continue
 		}
 		a.Kept = true
 		targets[a.Target] = true

@@ -59,9 +59,9 @@ func inputKey(o ReleaseOptions, t TargetTree, summary []byte, embedded []string)
 	}{packageSchema, t.TreeDigest, o.Project, hooks, t.Target, o.Arch, t.Depends, o.MTime, digest.Bytes(summary), embedded, sign})
 }
 
-// previousArtifacts are the packages the release's previous directory
-// lists, by target, with the checksum each had.
-func previousArtifacts(prev string) map[string]*Artifact {
+// previousRelease is what the release's previous directory lists in its
+// report, or nil when there is none to read.
+func previousRelease(prev string) *Release {
 	data, err := os.ReadFile(filepath.Join(prev, ReportFile))
 	if err != nil {
 		return nil
@@ -72,8 +72,17 @@ func previousArtifacts(prev string) map[string]*Artifact {
 	if json.Unmarshal(data, &report) != nil {
 		return nil
 	}
+	return &report.Release
+}
+
+// byTarget are a previous release's packages that carry an input key, by
+// target.
+func byTarget(old *Release) map[string]*Artifact {
 	out := map[string]*Artifact{}
-	for _, a := range report.Release.Artifacts {
+	if old == nil {
+		return out
+	}
+	for _, a := range old.Artifacts {
 		if a != nil && a.InputKey != "" && a.File == filepath.Base(a.File) && a.File != "" {
 			out[a.Target] = a
 		}
@@ -89,14 +98,24 @@ func reuse(prev, staging string, old map[string]*Artifact, target, key string) *
 	if key == "" || a == nil || a.InputKey != key {
 		return nil
 	}
-	src := filepath.Join(prev, a.File)
-	if sum, err := digest.File(src); err != nil || strings.TrimPrefix(sum, digest.Prefix) != a.SHA256 {
-		return nil
-	}
-	if os.Link(src, filepath.Join(staging, a.File)) != nil {
+	if ok, err := linkUnchanged(prev, staging, a); !ok || err != nil {
 		return nil
 	}
 	c := *a
 	c.Reused, c.Kept = true, false
 	return &c
+}
+
+// linkUnchanged links a previous release's package into staging if the
+// file still has the checksum it was listed with; ok is false when it
+// does not (or is gone), err when the link could not be made.
+func linkUnchanged(prev, staging string, a *Artifact) (ok bool, err error) {
+	src := filepath.Join(prev, a.File)
+	if sum, err := digest.File(src); err != nil || strings.TrimPrefix(sum, digest.Prefix) != a.SHA256 {
+		return false, nil
+	}
+	if err := os.Link(src, filepath.Join(staging, a.File)); err != nil {
+		return false, err
+	}
+	return true, nil
 }
