@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/health"
@@ -502,6 +503,7 @@ func (b *targetBuilder) verify(ctx context.Context, tr *TargetResult, outDir str
 			rep, err := verifyPackage(ctx, verifyOne{
 				runner: b.runner, pkgFile: art.Path, target: art.Target, cacheDir: b.req.CacheDir,
 				projects: projects, log: b.log, sink: b.sink, reverify: b.req.Reverify,
+				pkgDigest: digest.Prefix + art.SHA256,
 			})
 			if ctx.Err() != nil {
 				return "", interrupted("verify %s", art.File)

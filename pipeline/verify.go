@@ -157,6 +157,9 @@ type verifyOne struct {
 	sink     event.Sink
 	// reverify verifies again what passed before.
 	reverify bool
+	// pkgDigest is the package's digest when packaging just computed it,
+	// so that the verify cache need not read the file again.
+	pkgDigest string
 }
 
 func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
@@ -204,7 +207,7 @@ func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
 		}
 	}
 	cache := verifyCache{dir: filepath.Join(v.cacheDir, "verified")}
-	key := cache.key(opts, v.runner.Name())
+	key := cache.key(opts, v.runner.Name(), v.pkgDigest)
 	if !v.reverify {
 		if rep := cache.get(key); rep != nil {
 			v.log.Debug("verified before: same package bytes, clean root and checks", "target", t.Name, "package", filepath.Base(v.pkgFile))

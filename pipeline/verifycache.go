@@ -27,10 +27,14 @@ func (c verifyCache) path(key string) string {
 }
 
 // key is the cache key of a verification, or "" when it cannot be made.
-func (c verifyCache) key(o verify.Options, runnerName string) string {
-	pkg, err := digest.File(o.Package)
-	if err != nil {
-		return ""
+// pkg is the package's digest when the caller knows it (packaging just
+// computed it), else "" to read the file.
+func (c verifyCache) key(o verify.Options, runnerName, pkg string) string {
+	var err error
+	if pkg == "" {
+		if pkg, err = digest.File(o.Package); err != nil {
+			return ""
+		}
 	}
 	prev := ""
 	if o.Previous != "" {

@@ -25,8 +25,8 @@ func TestVerifyCacheKey(t *testing.T) {
 			Project: &spec.Project{Name: "app", InstallDir: "/opt/app", Verify: []string{"app --version"}}}
 	}
 	c := verifyCache{dir: filepath.Join(dir, "cache")}
-	k := c.key(base(), RunnerSandbox)
-	if k == "" || k != c.key(base(), RunnerSandbox) {
+	k := c.key(base(), RunnerSandbox, "")
+	if k == "" || k != c.key(base(), RunnerSandbox, "") {
 		t.Fatalf("key %q is not stable", k)
 	}
 	for _, change := range []struct {
@@ -47,7 +47,7 @@ func TestVerifyCacheKey(t *testing.T) {
 	} {
 		o := base()
 		change.edit(&o)
-		if c.key(o, change.runner) == k {
+		if c.key(o, change.runner, "") == k {
 			t.Errorf("changing the %s left the key as it was", change.what)
 		}
 	}
