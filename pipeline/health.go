@@ -207,8 +207,6 @@ func healthOfDir(ctx context.Context, req HealthRequest, ro RunnerOptions) ([]*h
 	return reps, nil
 }
 
-type healthReport = health.Report
-
 // HealthError is a health check that failed, with its report.
 type HealthError struct {
 	Report *health.Report

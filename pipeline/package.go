@@ -9,6 +9,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/pkg"
 )
 
@@ -68,7 +69,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 		if err != nil {
 			return nil, &RequestError{err}
 		}
-		var rep *healthReport
+		var rep *health.Report
 		err = runStage(req.Events, event.StageHealth, t.Name, func() (string, error) {
 			r, err := CheckBuild(res, prep.Project, t, TargetSysroot(ctx, st, build.Packages(prep.Plan, st), ro), nil, nil)
 			if err != nil {

@@ -351,11 +351,7 @@ func (b *targetBuilder) unlock() {
 	b.unlocks = nil
 }
 
-// stage brackets fn with StageStarted and StageFinished events.
-func (b *targetBuilder) stage(name, tgt string, fn func() (string, error)) error {
-	return runStage(b.sink, name, tgt, fn)
-}
-
+// runStage brackets fn with StageStarted and StageFinished events.
 func runStage(sink event.Sink, name, tgt string, fn func() (string, error)) error {
 	start := time.Now()
 	sink.Emit(event.Event{Kind: event.StageStarted, Stage: name, Target: tgt})
@@ -378,7 +374,7 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 	out := &TargetResult{Target: t.Name}
 	workDir := filepath.Join(b.req.CacheDir, "work", p.Name, t.Name)
 	var res *build.Result
-	err := b.stage(event.StageBuild, t.Name, func() (string, error) {
+	err := runStage(b.sink, event.StageBuild, t.Name, func() (string, error) {
 		unlock, err := build.LockWork(ctx, workDir, b.log)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -421,7 +417,7 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 		b.log.Warn("HEALTH CHECK SKIPPED (--skip-health): nothing checked that this tree links only what it ships and what the target allows", "target", t.Name)
 		return out
 	}
-	err = b.stage(event.StageHealth, t.Name, func() (string, error) {
+	err = runStage(b.sink, event.StageHealth, t.Name, func() (string, error) {
 		// The target's root as the runner built it; when every component
 		// came from the cache, make sure it exists.
 		sysroot := ""
@@ -496,7 +492,7 @@ func (b *targetBuilder) release(built []*TargetResult, start time.Time) (*pkg.Re
 // verify installs each package of a target in a clean root of it.
 func (b *targetBuilder) verify(ctx context.Context, tr *TargetResult, outDir string) {
 	projects := map[string]*spec.Project{b.prep.Project.Name: b.prep.Project}
-	err := b.stage(event.StageVerify, tr.Target, func() (string, error) {
+	err := runStage(b.sink, event.StageVerify, tr.Target, func() (string, error) {
 		var failures []string
 		cached := 0
 		for _, art := range tr.Packages {

@@ -323,7 +323,7 @@ func (m *model) View() string {
 	}
 	if len(m.downloads) > 0 && !m.finished {
 		var parts []string
-		for _, n := range sortedKeys(m.downloads) {
+		for _, n := range slices.Sorted(maps.Keys(m.downloads)) {
 			d := m.downloads[n]
 			if d.Total > 0 {
 				parts = append(parts, fmt.Sprintf("%s %d%% of %s", n, 100*d.Bytes/d.Total, mib(d.Total)))
@@ -417,5 +417,3 @@ func plural(n int, what string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, what)
 }
-
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
