@@ -258,7 +258,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	}
 	jobs, makeJobs := SplitJobs(req.Jobs, req.MakeJobs, cores)
 	var js *jobserver.Server
-	if s, ok := r.(interface{ SharesJobserver() bool }); ok && s.SharesJobserver() && !req.NoJobserver {
+	if runner.SharesJobserver(r) && !req.NoJobserver {
 		if js, err = jobserver.New(cores); err != nil {
 			return finish(err)
 		}

@@ -450,7 +450,12 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	if err != nil {
 		return res, fmt.Errorf("build %s: %w", n.Name, err)
 	}
-	env, err := jobEnv(vars, s.Env)
+	// The run's job server, where the runner can pass it into the build.
+	js := b.Jobserver
+	if js != nil && !runner.SharesJobserver(b.Runner) {
+		js = nil
+	}
+	env, err := jobEnv(vars, s.Env, js != nil)
 	if err != nil {
 		return res, fmt.Errorf("build %s: %w", n.Name, err)
 	}
@@ -472,16 +477,16 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	for _, d := range deps {
 		job.Layers = append(job.Layers, d.Dir)
 	}
-	if b.Jobserver != nil {
-		if err := b.Jobserver.Acquire(ctx); err != nil {
+	if js != nil {
+		if err := js.Acquire(ctx); err != nil {
 			pending.discard()
 			return res, err
 		}
-		job.Jobserver = b.Jobserver
+		job.Jobserver = js
 	}
 	err = b.Runner.Run(ctx, job)
-	if b.Jobserver != nil {
-		b.Jobserver.Release()
+	if js != nil {
+		js.Release()
 	}
 	if err == nil {
 		err = collectLicenses(s, n.Name, src, dir, pending.layerDir())

@@ -38,9 +38,6 @@ func StandardEnv(vars spec.StepVars) map[string]string {
 		"COACH_INSTALL_DIR": vars.InstallDir,
 		"COACH_EMBEDDED":    emb,
 		"COACH_JOBS":        fmt.Sprint(vars.Jobs),
-		// Plain make runs {{.Jobs}} jobs; a runner with a job server
-		// replaces this with the server's flags.
-		"MAKEFLAGS":         fmt.Sprintf("-j%d", vars.Jobs),
 		"SOURCE_DATE_EPOCH": fmt.Sprint(BuildEpoch),
 	}
 }
@@ -52,8 +49,15 @@ const BuildEpoch = 1577836800
 
 // jobEnv is the standard environment with the definition's env applied on
 // top (values are templates), as a sorted KEY=VALUE list.
-func jobEnv(vars spec.StepVars, extra spec.Env) ([]string, error) {
+//
+// Plain make runs {{.Jobs}} jobs (MAKEFLAGS=-j{{.Jobs}}) unless the
+// definition sets MAKEFLAGS, or the job has a job server, whose flags the
+// runner puts there.
+func jobEnv(vars spec.StepVars, extra spec.Env, jobserver bool) ([]string, error) {
 	env := StandardEnv(vars)
+	if !jobserver {
+		env["MAKEFLAGS"] = fmt.Sprintf("-j%d", vars.Jobs)
+	}
 	for k, v := range extra {
 		x, err := spec.Expand(v, vars)
 		if err != nil {

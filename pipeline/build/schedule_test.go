@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/coach-build/coach/pipeline/plan"
+	"github.com/coach-build/coach/pipeline/spec"
 )
 
 // pyappShape is the dependency graph of projects/pyapp, in plan order
@@ -117,6 +119,37 @@ func TestHistorySurvivesAColdLayerCache(t *testing.T) {
 	for _, n := range []string{"zlib", "pcre2", "libyaml", "xz"} {
 		if _, ok := hist[n]; !ok {
 			t.Errorf("no history of %s after the layers were removed: %v", n, hist)
+		}
+	}
+}
+
+// TestMakeflags: plain make gets -j{{.Jobs}} without a job server; with
+// one, MAKEFLAGS is left for the runner to fill with the server's flags;
+// a definition's own MAKEFLAGS is kept either way.
+func TestMakeflags(t *testing.T) {
+	vars := spec.StepVars{InstallDir: "/opt/app", Embedded: "/opt/app/embedded", Jobs: 3}
+	for _, c := range []struct {
+		extra     spec.Env
+		jobserver bool
+		want      string // "" for none
+	}{
+		{nil, false, "MAKEFLAGS=-j3"},
+		{nil, true, ""},
+		{spec.Env{"MAKEFLAGS": "-j1"}, false, "MAKEFLAGS=-j1"},
+		{spec.Env{"MAKEFLAGS": "-j1"}, true, "MAKEFLAGS=-j1"},
+	} {
+		env, err := jobEnv(vars, c.extra, c.jobserver)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for _, kv := range env {
+			if strings.HasPrefix(kv, "MAKEFLAGS=") {
+				got = kv
+			}
+		}
+		if got != c.want {
+			t.Errorf("env %v, job server %v: %q, want %q", c.extra, c.jobserver, got, c.want)
 		}
 	}
 }

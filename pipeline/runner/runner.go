@@ -82,6 +82,13 @@ type Job struct {
 	Jobserver Jobserver
 }
 
+// SharesJobserver reports whether a runner passes a job server into its
+// build environment (it has a SharesJobserver method saying so).
+func SharesJobserver(r Runner) bool {
+	s, ok := r.(interface{ SharesJobserver() bool })
+	return ok && s.SharesJobserver()
+}
+
 // Jobserver is what a runner needs of a job server: descriptors of its
 // pipe for one step, and the MAKEFLAGS naming them.
 type Jobserver interface {

@@ -269,7 +269,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		// The job server's pipe, at fds 4 and 5 of the step (after the
 		// init's handshake at 3), and in MAKEFLAGS.
 		var extra []*os.File
-		if job.Jobserver != nil && !definesMakeflags(env) {
+		if job.Jobserver != nil && !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "MAKEFLAGS=") }) {
 			jr, jw, err := job.Jobserver.ChildFiles()
 			if err != nil {
 				return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: err}
@@ -300,28 +300,4 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 	default:
 		return snap.diff(installSrc, job.Output)
 	}
-}
-
-// definesMakeflags reports whether the definition set MAKEFLAGS itself
-// (anything but the standard -jN), which the job server then leaves alone.
-func definesMakeflags(env []string) bool {
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "MAKEFLAGS="); ok && !isJobsFlag(v) {
-			return true
-		}
-	}
-	return false
-}
-
-func isJobsFlag(v string) bool {
-	n, ok := strings.CutPrefix(v, "-j")
-	if !ok || n == "" {
-		return false
-	}
-	for _, c := range n {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
