@@ -71,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil && isCobraUsage(err) {
 		code = exitUsage
 	}
-	if a.json && !a.printedHelp(root, args) {
+	if a.json && !printedHelp(args) {
 		a.writeEnvelope(err, code)
 	}
 	if err != nil {
@@ -82,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // printedHelp reports whether cobra answered with help or the version
 // (text by nature), where no document is due.
-func (a *app) printedHelp(root *cobra.Command, args []string) bool {
+func printedHelp(args []string) bool {
 	for _, arg := range args {
 		if arg == "--" {
 			break
