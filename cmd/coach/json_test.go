@@ -277,6 +277,8 @@ func hasTools(tools ...string) bool {
 	return true
 }
 
+// testRootfsDir is where the tests keep root filesystems, which are slow
+// to make: $COACH_ROOTFS_DIR, shared between tests and runs.
 func testRootfsDir() string {
 	if d := os.Getenv("COACH_ROOTFS_DIR"); d != "" {
 		return d

@@ -110,10 +110,7 @@ func coachBinary(t *testing.T, why string, tools ...string) (coach, rootfs strin
 	if err := os.Symlink(os.Args[0], coach); err != nil {
 		t.Fatal(err)
 	}
-	if rootfs = os.Getenv("COACH_ROOTFS_DIR"); rootfs == "" {
-		rootfs = "/var/tmp/coach-test-rootfs"
-	}
-	return coach, rootfs
+	return coach, testRootfsDir()
 }
 
 // helloRepo copies the repository's hello project into a new directory.

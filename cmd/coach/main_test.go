@@ -38,11 +38,7 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			// Root filesystems are slow to make: share them between scripts
 			// and runs, as the sandbox tests do.
-			dir := os.Getenv("COACH_ROOTFS_DIR")
-			if dir == "" {
-				dir = "/var/tmp/coach-test-rootfs"
-			}
-			env.Setenv("COACH_ROOTFS_DIR", dir)
+			env.Setenv("COACH_ROOTFS_DIR", testRootfsDir())
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
