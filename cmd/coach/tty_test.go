@@ -200,7 +200,7 @@ func countContaining(lines []string, s string) int {
 
 // TestPlainStreamsStepOutput checks that in plain mode (a pipe, as in CI)
 // each line a step prints shows within a second of being printed: the
-// step prints the time every second, and the test reads coach's stderr as
+// step prints a numbered line every second, and the test reads coach's stderr as
 // it comes and compares.
 func TestPlainStreamsStepOutput(t *testing.T) {
 	coach, rootfs := coachBinary(t, "plain output is of a sandboxed build", "bwrap", "mmdebstrap")
