@@ -36,7 +36,7 @@ type closeMsg struct{}
 func NewTTY(w io.Writer, o Options) *TTYRenderer {
 	lr := lipgloss.NewRenderer(w)
 	m := &model{
-		o: o, start: time.Now(), width: 100,
+		start: time.Now(), width: 100,
 		rows: map[string]*row{}, stages: map[string]map[string]*stageState{},
 		downloads: map[string]event.Event{}, rootfs: map[string]time.Time{},
 		st: styles{
@@ -103,7 +103,6 @@ type stageState struct {
 }
 
 type model struct {
-	o          Options
 	st         styles
 	start      time.Time
 	width      int

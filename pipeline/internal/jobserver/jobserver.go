@@ -47,9 +47,6 @@ func New(tokens int) (*Server, error) {
 	return &Server{r: r, w: w, tokens: tokens}, nil
 }
 
-// Tokens is the budget.
-func (s *Server) Tokens() int { return s.tokens }
-
 // Acquire takes a token, waiting until one is free or ctx is done.
 func (s *Server) Acquire(ctx context.Context) error {
 	b := make([]byte, 1)
