@@ -18,11 +18,12 @@ var acceptedErrors = map[string]string{
 	"non-etc-file-marked-as-conffile": "the project's config file lives in its install dir; it is a conffile so upgrades keep local edits",
 	"malformed-deb-archive":           "lintian 2.116 predates zstd members; dpkg 1.21.18+ (bookworm, trixie) reads data.tar.zst",
 	// rpmlint
-	"postin-without-ldconfig":         "the libraries are found through RUNPATH, not the ld.so cache; ldconfig would do nothing",
-	"postun-without-ldconfig":         "as above",
-	"library-without-ldconfig-postun": "as above",
-	"no-signature":                    "signing is opt-in (coach build --sign-key)",
-	"no-binary":                       "rpmlint unpacks nfpm's payload with absolute member names (goreleaser/nfpm#1122) outside its scratch dir and sees no files",
+	"postin-without-ldconfig":               "the libraries are found through RUNPATH, not the ld.so cache; ldconfig would do nothing",
+	"postun-without-ldconfig":               "as above",
+	"library-without-ldconfig-postun":       "as above",
+	"no-signature":                          "signing is opt-in (coach build --sign-key)",
+	"missing-hash-section":                  "Debian's and Fedora's toolchains link with --hash-style=gnu: .gnu.hash, which glibc's loader reads, and no SysV .hash",
+	"non-versioned-file-in-library-package": "an omnibus package is an application carrying its libraries privately under /opt/<project>/embedded; no second major version is ever installed beside it",
 }
 
 // lintian writes "E: pkg: tag ..."; rpmlint "pkg.arch: E: tag ...".
@@ -75,8 +76,10 @@ func TestLint(t *testing.T) {
 	p.Package.Links = map[string]string{"/usr/bin/app": "/opt/app/bin/app"}
 	rel := release(t, root, tree, p, t.TempDir(), "debian-12", "el9")
 	checkTags(t, "lintian", lintTags(t, exec.Command("lintian", "--tag-display-limit", "0", rel.Artifacts[0].Path)))
-	// rpmlint unpacks the payload with cpio, which honours nfpm's absolute
-	// member names: run it where / is read-only and /opt is scratch.
+	// rpmlint unpacks the payload with cpio. coach's payload names are
+	// relative, but a regression to absolute ones (nfpm's, see
+	// goreleaser/nfpm#1122) must not write into this machine's /opt: run
+	// it where / is read-only and /opt is scratch.
 	checkTags(t, "rpmlint", lintTags(t, exec.Command("bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
 		"--tmpfs", "/tmp", "--tmpfs", "/opt", "--tmpfs", "/usr/share/doc", "--ro-bind", rel.Artifacts[1].Path, "/tmp/app.rpm",
 		"--setenv", "HOME", "/tmp", "rpmlint", "/tmp/app.rpm")))

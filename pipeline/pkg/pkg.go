@@ -1,4 +1,5 @@
-// Package pkg writes one deb or rpm per target with nfpm's Go API: the
+// Package pkg writes one deb or rpm per target (nfpm prepares the contents,
+// coach's streaming writers write them): the
 // built tree with every file owned by root, the project's links and config
 // files, the lifecycle hooks from scripts/<project>/, the metadata and the
 // runtime dependencies the health check derived, named and versioned the
@@ -165,6 +166,9 @@ func Info(opts Options) (*nfpm.Info, int, error) {
 		Homepage:    p.Homepage,
 		License:     p.License,
 		MTime:       opts.MTime,
+		// Sources are exact paths, some of them named by the build:
+		// never glob them.
+		DisableGlobbing: true,
 		Overridables: nfpm.Overridables{
 			Depends:   depends,
 			Conflicts: p.Package.Conflicts,
@@ -366,11 +370,29 @@ func Package(opts Options) (*Artifact, error) {
 		return nil, err
 	}
 	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	counter := &countWriter{}
-	if err := pk.Package(info, io.MultiWriter(tmp, h, counter)); err != nil {
+	write := pk.Package
+	switch {
+	case opts.SignKey != "": // nfpm signs
+	case t.Format == target.FormatDeb:
+		write = func(info *nfpm.Info, w io.Writer) error { return writeDeb(info, opts.WorkDir, w) }
+	case t.Format == target.FormatRPM:
+		write = func(info *nfpm.Info, w io.Writer) error { return writeRPM(info, opts.WorkDir, w) }
+	}
+	// The writers copy their payload file into tmp directly (the kernel
+	// copies file to file); the digest is taken from the written file.
+	if err := write(info, tmp); err != nil {
 		tmp.Close()
 		return nil, fmt.Errorf("package %s for %s: %w", opts.Project.Name, t.Name, err)
+	}
+	h := sha256.New()
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	size, err := io.Copy(h, tmp)
+	if err != nil {
+		tmp.Close()
+		return nil, err
 	}
 	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
@@ -386,7 +408,7 @@ func Package(opts Options) (*Artifact, error) {
 	return &Artifact{
 		Target: t.Name, Format: t.Format, File: name, Path: final, Name: info.Name,
 		Version: opts.Project.Version, Release: info.Release, Arch: archFor(t.Format, opts.Arch),
-		SHA256: hex.EncodeToString(h.Sum(nil)), Size: counter.n, Files: n,
+		SHA256: hex.EncodeToString(h.Sum(nil)), Size: size, Files: n,
 		Signed: opts.SignKey != "", Compress: Compression(opts.Project, t),
 	}, nil
 }

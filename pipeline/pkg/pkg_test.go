@@ -60,7 +60,7 @@ func fixture(t *testing.T) (root, tree string, p *spec.Project) {
 	write(root, "scripts/app/pretrans.rpm", "#!/bin/sh\necho pretrans\n", 0o755)
 	write(root, "scripts/app/prerm", "#!/bin/sh\necho prerm \"$@\"\n", 0o755)
 	src := filepath.Join(t.TempDir(), "x.c")
-	os.WriteFile(src, []byte("int x(void){return 1;}\nint main(void){return x()-1;}\n"), 0o644)
+	os.WriteFile(src, []byte("#include <unistd.h>\nint x(void){return getpid() > 0;}\nint main(void){return x()-1;}\n"), 0o644)
 	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
 	os.MkdirAll(filepath.Join(tree, "embedded/lib"), 0o755)
 	run(t, "cc", "-g", "-o", filepath.Join(tree, "bin/app"), src)
