@@ -173,3 +173,29 @@ func sortLines(s string) string {
 	slices.Sort(lines)
 	return strings.Join(lines, "\n") + "\n"
 }
+
+// TestNamesWithGlobCharacters packages files whose names a build chose
+// with glob metacharacters in them: they are paths, never patterns.
+func TestNamesWithGlobCharacters(t *testing.T) {
+	need(t, "dpkg-deb", "rpm", "strip")
+	_, tree, p := fixture(t)
+	p.Hooks = nil
+	os.WriteFile(filepath.Join(tree, "share/lib[1]*.txt"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(tree, "share/lib1-other.txt"), []byte("y"), 0o644)
+	for _, name := range []string{"debian-12", "el9"} {
+		tg, _ := target.Builtin(name)
+		a, err := Package(Options{Project: p, Target: tg, Arch: "amd64", Tree: tree, MTime: epoch, OutDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list string
+		if tg.Format == target.FormatDeb {
+			list = run(t, "dpkg-deb", "-c", a.Path)
+		} else {
+			list = run(t, "rpm", "-qlp", a.Path)
+		}
+		if strings.Count(list, "/opt/app/share/lib[1]*.txt") != 1 || strings.Count(list, "/opt/app/share/lib1-other.txt") != 1 {
+			t.Errorf("%s lists:\n%s", name, list)
+		}
+	}
+}
