@@ -143,7 +143,19 @@ func Info(opts Options) (*nfpm.Info, int, error) {
 		}
 		return ""
 	}
+	preinst, err := preinstWithAccounts(p, t.Format, hook("preinst"), opts.WorkDir)
+	if err != nil {
+		return nil, 0, err
+	}
+	var predepends []string
 	depends := slices.Clone(opts.Depends)
+	if accountScript(p, t.Format) != "" {
+		if t.Format == target.FormatRPM {
+			depends = append(depends, "shadow-utils") // groupadd, useradd
+		} else {
+			predepends = append(predepends, "adduser") // before preinst runs
+		}
+	}
 	depends = append(depends, p.Package.RuntimeDependencies.For(t.Format)...)
 	slices.Sort(depends)
 	depends = slices.Compact(depends)
@@ -177,12 +189,12 @@ func Info(opts Options) (*nfpm.Info, int, error) {
 			Contents:  contents,
 			Umask:     0o022,
 			Scripts: nfpm.Scripts{
-				PreInstall:  hook("preinst"),
+				PreInstall:  preinst,
 				PostInstall: hook("postinst"),
 				PreRemove:   hook("prerm"),
 				PostRemove:  hook("postrm"),
 			},
-			Deb: nfpm.Deb{Compression: compressor(Compression(p, t))},
+			Deb: nfpm.Deb{Compression: compressor(Compression(p, t)), Predepends: predepends},
 			RPM: nfpm.RPM{
 				Compression: compressor(Compression(p, t)),
 				Group:       rpmGroup(p.Package.Section),
@@ -260,15 +272,29 @@ func Contents(opts Options) (files.Contents, int, error) {
 		if err != nil {
 			return err
 		}
+		// Owner, group and mode from the project; a build's setuid bits
+		// are never kept, only the project's own package.files grant them.
+		own, err := treeAttrs(p, filepath.ToSlash(rel), fi.Mode().Perm())
+		if err != nil {
+			return err
+		}
+		treeInfo := func(mode fs.FileMode) *files.ContentFileInfo {
+			if own.modeSet {
+				mode = own.mode
+			}
+			return &files.ContentFileInfo{Owner: own.owner, Group: own.group, Mode: mode, MTime: opts.MTime}
+		}
 		switch {
 		case d.IsDir():
-			out = append(out, &files.Content{Destination: dst, Type: files.TypeDir, FileInfo: info(fi.Mode().Perm())})
+			out = append(out, &files.Content{Destination: dst, Type: files.TypeDir, FileInfo: treeInfo(fi.Mode().Perm())})
 		case d.Type()&fs.ModeSymlink != 0:
 			link, err := os.Readlink(hostPath)
 			if err != nil {
 				return err
 			}
-			out = append(out, &files.Content{Source: link, Destination: dst, Type: files.TypeSymlink, FileInfo: info(0o777)})
+			lnk := treeInfo(0o777)
+			lnk.Mode = 0o777
+			out = append(out, &files.Content{Source: link, Destination: dst, Type: files.TypeSymlink, FileInfo: lnk})
 			count++
 		case fi.Mode().IsRegular():
 			typ := files.TypeFile
@@ -287,7 +313,7 @@ func Contents(opts Options) (files.Contents, int, error) {
 					mode &^= 0o111 // Debian policy: shared libraries are not executable
 				}
 			}
-			out = append(out, &files.Content{Source: src, Destination: dst, Type: typ, FileInfo: info(mode)})
+			out = append(out, &files.Content{Source: src, Destination: dst, Type: typ, FileInfo: treeInfo(mode)})
 			count++
 		default:
 			return fmt.Errorf("%s: %s cannot be packaged", dst, fi.Mode().Type())
@@ -310,6 +336,12 @@ func Contents(opts Options) (files.Contents, int, error) {
 		out = append(out, e)
 		count++
 	}
+	extra, err := extraFiles(p, opts.Root, work, info)
+	if err != nil {
+		return nil, 0, err
+	}
+	out = append(out, extra...)
+	count += len(extra)
 	links := slices.Sorted(maps.Keys(p.Package.Links))
 	for _, l := range links {
 		out = append(out, &files.Content{Source: p.Package.Links[l], Destination: l, Type: files.TypeSymlink, FileInfo: info(0o777)})

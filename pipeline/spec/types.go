@@ -5,6 +5,7 @@
 package spec
 
 import (
+	"cmp"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -52,6 +53,33 @@ type Package struct {
 	Section             string            `yaml:"section" json:"section,omitempty" doc:"deb Section / rpm Group; default misc"`
 	Strip               *bool             `yaml:"strip" json:"strip,omitempty" doc:"strip ELF executables and shared libraries in the package (default true)"`
 	Exclude             []string          `yaml:"exclude" json:"exclude,omitempty" doc:"globs, relative to install_dir, of files left out of the package (and of the health check, where a shipped file that needs one is an error); ** is any number of directories, {a,b} either"`
+	Owner               string            `yaml:"owner" json:"owner,omitempty" doc:"system user that owns everything under install_dir; the package's preinst (deb) or %pre (rpm) creates it when missing; default root"`
+	Group               string            `yaml:"group" json:"group,omitempty" doc:"group that owns everything under install_dir, created like owner; default owner's own group, or root"`
+	Files               []FileAttrs       `yaml:"files" json:"files,omitempty" doc:"per-path owner, group and mode under install_dir, later entries winning over earlier ones and over owner and group"`
+	ExtraFiles          []ExtraFile       `yaml:"extra_files" json:"extra_files,omitempty" doc:"files of the project's repository installed outside install_dir (a systemd unit, an /etc/default file), owned by root"`
+}
+
+// FileAttrs sets the owner, group or mode of the paths a glob matches.
+type FileAttrs struct {
+	Path  string `yaml:"path" json:"path" doc:"glob relative to install_dir (the same grammar as exclude); install_dir itself is ."`
+	Owner string `yaml:"owner" json:"owner,omitempty" doc:"user; root, package.owner, or another user the hooks create"`
+	Group string `yaml:"group" json:"group,omitempty" doc:"group"`
+	Mode  string `yaml:"mode" json:"mode,omitempty" doc:"octal permission bits, e.g. \"0750\""`
+}
+
+// ExtraFile is a file of the repository installed at a fixed path.
+type ExtraFile struct {
+	Source      string `yaml:"source" json:"source" doc:"path relative to the repository root"`
+	Destination string `yaml:"destination" json:"destination" doc:"absolute install path outside install_dir"`
+	Mode        string `yaml:"mode" json:"mode,omitempty" doc:"octal permission bits; default 0644"`
+	Config      bool   `yaml:"config" json:"config,omitempty" doc:"a config file: deb conffile, rpm %config(noreplace)"`
+}
+
+// FileOwner is the owner and group of everything under install_dir.
+func (p Package) FileOwner() (user, group string) {
+	user = cmp.Or(p.Owner, "root")
+	group = cmp.Or(p.Group, user)
+	return user, group
 }
 
 // StripBinaries reports whether packaging strips ELF files.

@@ -3,7 +3,6 @@ package spec
 import (
 	"encoding/hex"
 	"fmt"
-	"github.com/bmatcuk/doublestar/v4"
 	"io/fs"
 	"net/url"
 	"os"
@@ -11,9 +10,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+	"github.com/bmatcuk/doublestar/v4"
 
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/target"
@@ -469,6 +470,48 @@ func (v *validator) project(name string, p *Project) {
 			v.add(at(fmt.Sprintf("package.exclude[%d]", i)), "give a glob relative to install_dir, e.g. embedded/include/** or embedded/lib/*.a", "package.exclude %q is not a valid relative glob of some of the tree", g)
 		}
 	}
+	for _, u := range []struct{ field, name string }{{"package.owner", p.Package.Owner}, {"package.group", p.Package.Group}} {
+		if u.name != "" && !systemName.MatchString(u.name) {
+			v.add(at(u.field), "use a lower-case system name of at most 32 characters, e.g. hello or _hello", "%s %q is not a valid user or group name", u.field, u.name)
+		}
+	}
+	for i, f := range p.Package.Files {
+		field := fmt.Sprintf("package.files[%d]", i)
+		if f.Path != "." && (!doublestar.ValidatePattern(f.Path) || path.IsAbs(f.Path) || f.Path == "" || slices.Contains(strings.Split(f.Path, "/"), "..")) {
+			v.add(at(field+".path"), "give a glob relative to install_dir, e.g. var/** or etc/secret.conf", "package.files path %q is not a valid relative glob", f.Path)
+		}
+		for _, u := range []string{f.Owner, f.Group} {
+			if u != "" && !systemName.MatchString(u) {
+				v.add(at(field), "use a lower-case system name of at most 32 characters", "%q is not a valid user or group name", u)
+			}
+		}
+		if f.Mode != "" {
+			if _, err := ParseMode(f.Mode); err != nil {
+				v.add(at(field+".mode"), `give octal permission bits, e.g. "0750"`, "%v", err)
+			}
+		}
+		if f.Owner == "" && f.Group == "" && f.Mode == "" {
+			v.add(at(field), "set owner, group or mode", "package.files entry for %q changes nothing", f.Path)
+		}
+	}
+	for i, e := range p.Package.ExtraFiles {
+		field := fmt.Sprintf("package.extra_files[%d]", i)
+		if e.Source == "" || path.IsAbs(e.Source) || slices.Contains(strings.Split(path.Clean(e.Source), "/"), "..") {
+			v.add(at(field+".source"), "give a path inside the repository, e.g. files/hello.service", "extra file source %q is not a relative path inside the repository", e.Source)
+		}
+		d := path.Clean(e.Destination)
+		switch {
+		case !path.IsAbs(e.Destination) || d == "/":
+			v.add(at(field+".destination"), "give an absolute path, e.g. /lib/systemd/system/hello.service", "extra file destination %q is not an absolute file path", e.Destination)
+		case p.InstallDir != "" && (d == path.Clean(p.InstallDir) || strings.HasPrefix(d, path.Clean(p.InstallDir)+"/")):
+			v.add(at(field+".destination"), "install files under install_dir from a build step instead", "extra file destination %s is inside install_dir %s", d, p.InstallDir)
+		}
+		if e.Mode != "" {
+			if _, err := ParseMode(e.Mode); err != nil {
+				v.add(at(field+".mode"), `give octal permission bits, e.g. "0644"`, "%v", err)
+			}
+		}
+	}
 	for i, g := range p.Health.Allow {
 		if _, err := path.Match(g, ""); err != nil {
 			v.add(at(fmt.Sprintf("health.allow[%d]", i)), "give a soname or glob, e.g. libz.so.1 or libkrb5*.so.*", "health.allow %q is not a valid glob", g)
@@ -614,4 +657,27 @@ func (v *validator) cycles() {
 			visit(name)
 		}
 	}
+}
+
+// systemName is what useradd and adduser accept for a system user or
+// group, kept to the portable subset.
+var systemName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+
+// ParseMode reads octal permission bits ("0750", "750").
+func ParseMode(s string) (fs.FileMode, error) {
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o7777 {
+		return 0, fmt.Errorf("mode %q is not octal permission bits", s)
+	}
+	m := fs.FileMode(n & 0o777)
+	if n&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if n&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if n&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m, nil
 }

@@ -298,7 +298,12 @@ func failed(out string, err error) (string, string, bool) {
 }
 
 // checks are the project's checks on an installed package.
-func projectChecks(ctx context.Context, o Options, m Machine, st *stepper) {
+// projectChecks runs the project's verify commands and checks the
+// installed files: every path the package lists (owners gives them as
+// "user:group /path" lines) has the owner and group the package gives it,
+// so the accounts its hooks create existed when the files were unpacked,
+// and the project's links point where they should.
+func projectChecks(ctx context.Context, o Options, m Machine, st *stepper, owners func() (string, error)) {
 	p := o.Project
 	if p == nil {
 		return
@@ -307,14 +312,12 @@ func projectChecks(ctx context.Context, o Options, m Machine, st *stepper) {
 		st.do("verify: "+c, func() (string, string, bool) { return failed(m.Run(ctx, c, false)) })
 	}
 	st.do("ownership", func() (string, string, bool) {
-		out, err := m.Run(ctx, fmt.Sprintf("find %q \\( ! -user root -o ! -group root \\) -print", p.InstallDir), false)
+		list, err := owners()
 		if err != nil {
-			return failed(out, err)
+			return failed(list, err)
 		}
-		if strings.TrimSpace(out) != "" {
-			return out, "files not owned by root:root", false
-		}
-		return "every file under " + p.InstallDir + " is owned by root:root", "", true
+		return failed(m.Run(ctx, ownershipCheck+"<<'COACH_OWNERS_EOF'\n"+list+"\nCOACH_OWNERS_EOF\n"+
+			`[ $bad = 0 ] && echo "$n paths owned as the package says"`+"\nexit $bad\n", false))
 	})
 	if len(p.Package.Links) > 0 {
 		st.do("links", func() (string, string, bool) {
@@ -352,6 +355,26 @@ func nothingLeft(ctx context.Context, m Machine, st *stepper) {
 	})
 }
 
+// ownershipCheck reads "user:group /path" lines on its standard input and
+// compares each installed path's owner and group with them. Shared system
+// directories are left out: the package does not own them; so is
+// documentation a minimal image's dpkg configuration excludes.
+const ownershipCheck = `bad=0; n=0
+while IFS= read -r line; do
+  want=${line%% *}; f=${line#* }
+  case "$f" in ""|/|/opt|/usr|/usr/bin|/usr/sbin|/usr/share|/usr/share/doc|/etc|/var|/usr/lib|/lib) continue;; esac
+  if ! got=$(stat -c %U:%G -- "$f" 2>/dev/null); then
+    # minimal images tell dpkg to leave documentation out (path-exclude)
+    case "$f" in /usr/share/doc/*|/usr/share/man/*|/usr/share/info/*|/usr/share/locale/*) continue;; esac
+    echo "missing: $f"; bad=1; continue
+  fi
+  n=$((n+1))
+  [ "$got" = "$want" ] || { echo "$f is owned by $got, the package says $want"; bad=1; }
+done `
+
+// debOwners lists a deb's paths with their owners, from the package file.
+const debOwners = "dpkg-deb --fsys-tarfile %s | tar -tvf - | sed -E -n 's#^[^ ]+ ([^/ ]+)/([^ ]+) +[0-9]+ [^ ]+ [^ ]+ \\./(.*)$#\\1:\\2 /\\3#p' | sed -E 's# -> .*$##; s#/$##'"
+
 // leftovers checks that nothing the package installed remains, given the
 // list of its files saved before removal. Shared system directories
 // (/usr/bin, /opt, ...) may stay.
@@ -383,15 +406,20 @@ func verifyDeb(ctx context.Context, o Options, m Machine, rep *Report) error {
 			return failed(out, err)
 		})
 	}
+	owners := func(pkgPath string) func() (string, error) {
+		return func() (string, error) {
+			return m.Run(ctx, fmt.Sprintf(debOwners, spec.ShellJoin([]string{file(pkgPath)})), false)
+		}
+	}
 	if o.Previous != "" {
 		if install("install "+filepath.Base(o.Previous), o.Previous) {
-			projectChecks(ctx, o, m, st)
+			projectChecks(ctx, o, m, st, owners(o.Previous))
 		}
 		install("upgrade to "+filepath.Base(o.Package), o.Package)
 	} else {
 		install("install "+filepath.Base(o.Package), o.Package)
 	}
-	projectChecks(ctx, o, m, st)
+	projectChecks(ctx, o, m, st, owners(o.Package))
 	st.do("list files", func() (string, string, bool) {
 		return failed(m.Run(ctx, fmt.Sprintf("dpkg-query -L %s > /root/.coach-files && wc -l < /root/.coach-files", o.Name), false))
 	})
@@ -446,12 +474,20 @@ func verifyRPM(ctx context.Context, o Options, m Machine, rep *Report) error {
 		}
 		return strings.Join(kept, "\n"), err
 	}
+	owners := func() (string, error) {
+		args := []string{"-q", "--qf", "[%{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]", "--", o.Name}
+		if root == "" {
+			return m.Run(ctx, "rpm "+spec.ShellJoin(args), false)
+		}
+		out, err := exec.CommandContext(ctx, "rpm", append([]string{"--root", root}, args...)...).CombinedOutput()
+		return string(out), err
+	}
 	st.do("rpm --initdb", func() (string, string, bool) { return failed(rpm("init", "--initdb")) })
 	if o.Previous != "" {
 		if st.do("install "+filepath.Base(o.Previous), func() (string, string, bool) {
 			return failed(rpm("install", "-i", "--nodeps", "--", pkgArg(o.Previous)))
 		}) {
-			projectChecks(ctx, o, m, st)
+			projectChecks(ctx, o, m, st, owners)
 		}
 		st.do("upgrade to "+filepath.Base(o.Package), func() (string, string, bool) {
 			return failed(rpm("upgrade", "-U", "--nodeps", "--", pkgArg(o.Package)))
@@ -461,7 +497,7 @@ func verifyRPM(ctx context.Context, o Options, m Machine, rep *Report) error {
 			return failed(rpm("install", "-i", "--nodeps", "--", pkgArg(o.Package)))
 		})
 	}
-	projectChecks(ctx, o, m, st)
+	projectChecks(ctx, o, m, st, owners)
 	st.do("list files", func() (string, string, bool) {
 		if root == "" {
 			return failed(m.Run(ctx, "rpm -ql -- "+spec.ShellJoin([]string{o.Name})+" > /root/.coach-files && wc -l < /root/.coach-files", false))

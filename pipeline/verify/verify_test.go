@@ -280,3 +280,56 @@ func TestMissingRuntimeLibraryFails(t *testing.T) {
 	}
 	t.Logf("the verify step says: %s: %s", f.Detail, f.Output)
 }
+
+// TestOwnedByASystemUser packages hello with its files owned by a system
+// user the hooks create (the data directory 0750, one file root's), and
+// installs it on debian-12 and in the rpm cycle: every path has the owner
+// the package gives it (without the hooks' accounts, dpkg and rpm fall
+// back to root and the ownership step fails).
+func TestOwnedByASystemUser(t *testing.T) {
+	need(t, "dpkg-deb", "rpm")
+	prep, tree := helloTree(t)
+	p := *prep.Project
+	p.Package.Owner = "hello"
+	p.Package.Files = []spec.FileAttrs{{Path: "etc", Mode: "0750"}, {Path: "bin/hello", Owner: "root", Group: "root"}}
+	// hello's postinst puts root back on everything it finds otherwise.
+	p.Hooks = map[string]string{"preinst": prep.Project.Hooks["preinst"], "prerm": prep.Project.Hooks["prerm"]}
+	out := t.TempDir()
+	for _, name := range []string{"debian-12", "el9"} {
+		tg, _ := target.Builtin(name)
+		deps := []string{"libc6 (>= 2.34)"}
+		if tg.Format == target.FormatRPM {
+			deps = []string{"libc.so.6()(64bit)"}
+		}
+		a, err := pkg.Package(pkg.Options{Project: &p, Root: prep.Repo.Root, Target: tg, Arch: "amd64", Tree: tree, MTime: time.Unix(1.7e9, 0), OutDir: out, Depends: deps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := run(t, verify.Options{Package: a.Path, Name: "hello", Target: tg, Project: &p})
+		if !rep.OK {
+			t.Fatalf("%s: %s", name, steps(rep))
+		}
+		for _, s := range rep.Steps {
+			if s.Name == "ownership" {
+				t.Logf("%s ownership: %s", name, strings.TrimSpace(s.Output))
+				if !strings.Contains(s.Output, "paths owned as the package says") {
+					t.Errorf("%s: ownership step: %s", name, s.Output)
+				}
+			}
+		}
+		var listing string
+		if tg.Format == target.FormatDeb {
+			listing = command(t, "dpkg-deb", "-c", a.Path)
+			if f := command(t, "dpkg-deb", "-f", a.Path, "Pre-Depends"); strings.TrimSpace(f) != "adduser" {
+				t.Errorf("Pre-Depends: %q", f)
+			}
+		} else {
+			listing = command(t, "rpm", "-qp", "--qf", "[%{FILEUSERNAME}/%{FILEGROUPNAME} %{FILEMODES:perms} %{FILENAMES}\n]", a.Path)
+		}
+		for _, w := range []string{"hello/hello", "root/root"} {
+			if !strings.Contains(listing, w) {
+				t.Errorf("%s lists no %s files:\n%s", name, w, listing)
+			}
+		}
+	}
+}
