@@ -311,6 +311,12 @@ func TestVersionsNamesCompression(t *testing.T) {
 		"app_1.3.0~rc.1-1+deb11_amd64.deb", "app_1.3.0~rc.1-1+deb12_amd64.deb", "app-1.3.0~rc.1-1.el8.x86_64.rpm"}) {
 		t.Errorf("names = %v", got)
 	}
+	if got := run(t, "rpm", "-qp", "--qf", "%{VERSION}-%{RELEASE}", rel.Artifacts[2].Path); got != "1.3.0~rc.1-1.el8" {
+		t.Errorf("rpm version %s", got)
+	}
+	if got := run(t, "dpkg-deb", "-f", rel.Artifacts[1].Path, "Version"); got != "1.3.0~rc.1-1+deb12\n" {
+		t.Errorf("deb version %q", got)
+	}
 	if err := exec.Command("dpkg", "--compare-versions", "1.3.0~rc.1-1+deb12", "lt", "1.3.0-1+deb12").Run(); err != nil {
 		t.Error("the pre-release does not sort before the release")
 	}

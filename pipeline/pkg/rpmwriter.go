@@ -37,6 +37,7 @@ func writeRPM(info *nfpm.Info, work string, out io.Writer) error {
 	}
 	info.Arch = archFor(target.FormatRPM, info.Arch)
 	info.Release = cmp.Or(info.Release, "1")
+	info.Version, info.Prerelease, info.VersionMetadata = rpmVersion(info), "", ""
 	payload, err := os.CreateTemp(work, "payload.*")
 	if err != nil {
 		return err
@@ -92,6 +93,20 @@ func writeRPM(info *nfpm.Info, work string, out io.Writer) error {
 		err = fmt.Errorf("payload: copied %d bytes of %d", n, payloadSize)
 	}
 	return err
+}
+
+// rpmVersion is the rpm Version of a semver version nfpm has split: a
+// pre-release after "~" (so it sorts before the release) with its "-"
+// made "_" (rpm versions cannot hold "-"), build metadata after "+".
+func rpmVersion(info *nfpm.Info) string {
+	v := info.Version
+	if info.Prerelease != "" {
+		v += "~" + strings.ReplaceAll(info.Prerelease, "-", "_")
+	}
+	if info.VersionMetadata != "" {
+		v += "+" + info.VersionMetadata
+	}
+	return v
 }
 
 // rpmFile is one entry of the header's file list.
