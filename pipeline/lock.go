@@ -30,6 +30,8 @@ type LockRequest struct {
 	Upgrade, Check bool
 	// PinImages pins each target's image by digest through the engine.
 	PinImages string
+	// Overrides add component=constraint overrides to every project's.
+	Overrides map[string]string
 	Log       *slog.Logger
 }
 
@@ -66,9 +68,9 @@ func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 	var results []*LockResult
 	var stale []error
 	for _, name := range projects {
-		p, err := repo.Project(name)
+		p, err := projectFor(repo, name, Options{Overrides: req.Overrides}, false)
 		if err != nil {
-			return results, &RequestError{err}
+			return results, err
 		}
 		old, err := resolve.ReadLock(repo.Root, name)
 		if err != nil && !req.Upgrade {

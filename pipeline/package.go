@@ -24,7 +24,12 @@ type PackageRequest struct {
 	From string
 	// SkipHealth packages even when the health check fails (loudly; the
 	// check still runs and derives the dependencies).
-	SkipHealth                     bool
+	SkipHealth bool
+	// Version, Iteration and Overrides are as in BuildRequest; Overrides
+	// must be the build's, so that its layers are found.
+	Version                        string
+	Iteration                      int
+	Overrides                      map[string]string
 	CacheDir                       string
 	OutDir, SignKey, PassphraseEnv string
 	Log                            *slog.Logger
@@ -40,7 +45,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 	if log == nil {
 		log = event.NewLogger(req.Events, slog.LevelInfo)
 	}
-	prep, err := Prepare(req.Root, req.Project, Options{Targets: req.Targets})
+	prep, err := Prepare(req.Root, req.Project, Options{Targets: req.Targets, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides})
 	if err != nil {
 		return nil, err
 	}

@@ -20,12 +20,20 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
 
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
+	"github.com/coach-build/coach/pipeline/version"
 )
 
 // Stage names, as they appear in errors, events and reports.
@@ -81,6 +89,60 @@ type Options struct {
 	Locked bool
 	// Arch is the build architecture; empty means the host's.
 	Arch string
+	// Version and Iteration replace the project's (coach build --version,
+	// --iteration); Overrides add to its overrides (--override), with the
+	// same checks.
+	Version   string
+	Iteration int
+	Overrides map[string]string
+}
+
+// projectFor is the project as this run builds it: a copy with the
+// command line's overrides applied and a computed version (git or a
+// template) resolved in the repository.
+func projectFor(repo *spec.Repo, name string, opts Options, withVersion bool) (*spec.Project, error) {
+	orig, err := repo.Project(name)
+	if err != nil {
+		return nil, &RequestError{err}
+	}
+	p := *orig
+	if len(opts.Overrides) > 0 {
+		if err := repo.CheckOverrides(&p, opts.Overrides); err != nil {
+			return nil, &RequestError{err}
+		}
+		p.Overrides = maps.Clone(p.Overrides)
+		if p.Overrides == nil {
+			p.Overrides = map[string]string{}
+		}
+		maps.Copy(p.Overrides, opts.Overrides)
+	}
+	if opts.Iteration < 0 {
+		return nil, &RequestError{fmt.Errorf("--iteration %d: the iteration is a positive number", opts.Iteration)}
+	}
+	if opts.Iteration > 0 {
+		p.Iteration = opts.Iteration
+	}
+	if opts.Version != "" {
+		v := strings.TrimPrefix(opts.Version, "v")
+		if !version.IsDynamic(v) {
+			if _, err := semver.StrictNewVersion(v); err != nil {
+				return nil, &RequestError{fmt.Errorf("--version %q is not semver (major.minor.patch[-prerelease]), git, or a template", opts.Version)}
+			}
+		}
+		p.Version = v
+	}
+	if withVersion && version.IsDynamic(p.Version) {
+		now := time.Now()
+		if e, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+			now = time.Unix(e, 0)
+		}
+		v, err := version.Resolve(p.Version, repo.Root, now)
+		if err != nil {
+			return nil, stage(StageLoad, fmt.Errorf("%s: %w", p.At("version"), err))
+		}
+		p.Version = v
+	}
+	return &p, nil
 }
 
 // Prepared is a project after load, resolve and plan.
@@ -115,9 +177,9 @@ func Prepare(root, project string, opts Options) (*Prepared, error) {
 
 // PrepareProject resolves and plans a project of an already loaded repo.
 func PrepareProject(repo *spec.Repo, project string, opts Options) (*Prepared, error) {
-	p, err := repo.Project(project)
+	p, err := projectFor(repo, project, opts, true)
 	if err != nil {
-		return nil, &RequestError{err}
+		return nil, err
 	}
 	lock, err := resolve.ReadLock(repo.Root, project)
 	if err != nil {

@@ -37,6 +37,11 @@ type BuildRequest struct {
 	Targets []string
 	// Locked refuses a lock file that does not match the definitions.
 	Locked bool
+	// Version and Iteration replace the project's; Overrides add
+	// component=constraint overrides to its own, with the same checks.
+	Version   string
+	Iteration int
+	Overrides map[string]string
 	// Runner builds the components; nil makes one named by RunnerName
 	// (auto when empty) with NewRunner. Run closes only a runner it made.
 	Runner     runner.Runner
@@ -218,7 +223,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		return res, err
 	}
 
-	prep, err := Prepare(req.Root, req.Project, Options{Targets: req.Targets, Locked: req.Locked})
+	prep, err := Prepare(req.Root, req.Project, Options{Targets: req.Targets, Locked: req.Locked, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides})
 	if err != nil {
 		return finish(err)
 	}

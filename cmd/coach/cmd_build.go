@@ -35,6 +35,7 @@ func (a *app) buildCommand() *cobra.Command {
 	var req pipeline.BuildRequest
 	var sf sourceFlags
 	var pf packageFlags
+	var proj projectFlags
 	cmd := &cobra.Command{
 		Use:   "build <project>",
 		Short: "Build, check, package and verify a project for each target",
@@ -66,6 +67,11 @@ split the cores so that together they do not exceed them (2 cores: 1 × 2;
 			req.CacheDir, req.Mirrors, req.Offline = sf.cache(), sf.mirrors, sf.offline
 			req.OutDir, req.SignKey = pf.out(), pf.signKey
 			req.Log, req.Events, req.EngineLog = a.log, a.events, a.verbose
+			req.Version, req.Iteration = proj.version, proj.iteration
+			var err error
+			if req.Overrides, err = proj.parsedOverrides(); err != nil {
+				return err
+			}
 			res, err := pipeline.Run(ctx, req)
 			if res != nil && res.Version != "" {
 				if a.output(res) {
@@ -92,6 +98,7 @@ split the cores so that together they do not exceed them (2 cores: 1 × 2;
 	fl.BoolVar(&req.NoVerify, "no-verify", false, "do not install and check the packages in a clean root of their target")
 	fl.BoolVar(&req.Reverify, "reverify", false, "verify packages that passed before again (same bytes, clean root and checks)")
 	pf.registerPackage(fl)
+	proj.register(fl, true)
 	return cmd
 }
 

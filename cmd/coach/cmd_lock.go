@@ -10,6 +10,7 @@ import (
 
 func (a *app) lockCommand() *cobra.Command {
 	var req pipeline.LockRequest
+	var proj projectFlags
 	cmd := &cobra.Command{
 		Use:   "lock [project...]",
 		Short: "Resolve versions and write projects/<name>.lock",
@@ -23,6 +24,10 @@ is missing or out of date.`,
 			ctx, stop := signalContext()
 			defer stop()
 			req.Root, req.Projects, req.Log = a.dir, args, a.log
+			var err error
+			if req.Overrides, err = proj.parsedOverrides(); err != nil {
+				return err
+			}
 			results, err := pipeline.Lock(ctx, req)
 			for _, r := range results {
 				r.Path = a.rel(r.Path)
@@ -47,6 +52,7 @@ is missing or out of date.`,
 			return err
 		},
 	}
+	proj.register(cmd.Flags(), false)
 	cmd.Flags().BoolVar(&req.Upgrade, "upgrade", false, "ignore locked versions and resolve to the highest allowed")
 	cmd.Flags().BoolVar(&req.Check, "check", false, "write nothing; exit 4 if a lock file is missing or out of date")
 	cmd.Flags().StringVar(&req.PinImages, "pin-images", "auto", "pin each target's image by digest through the Dagger engine: auto (when an engine is configured), always or never")

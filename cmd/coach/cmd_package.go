@@ -12,6 +12,7 @@ func (a *app) packageCommand() *cobra.Command {
 	var pf packageFlags
 	var sf sourceFlags
 	var req pipeline.PackageRequest
+	var proj projectFlags
 	cmd := &cobra.Command{
 		Use:   "package <project>",
 		Short: "Package the last build of a project again, for its targets or from another target's tree",
@@ -28,6 +29,11 @@ for debian-12, for hosts where el9 itself cannot be built.`,
 			req.Root, req.Project, req.CacheDir = a.dir, args[0], sf.cache()
 			req.OutDir, req.SignKey = pf.out(), pf.signKey
 			req.Log, req.Events = a.log, a.events
+			req.Version, req.Iteration = proj.version, proj.iteration
+			var err error
+			if req.Overrides, err = proj.parsedOverrides(); err != nil {
+				return err
+			}
 			rel, err := pipeline.Package(ctx, req)
 			if err != nil {
 				return err
@@ -42,6 +48,7 @@ for debian-12, for hosts where el9 itself cannot be built.`,
 	}
 	pf.registerPackage(cmd.Flags())
 	sf.registerCache(cmd.Flags())
+	proj.register(cmd.Flags(), true)
 	a.targetFlag(cmd, &req.Targets, "targets to package (repeatable; default: all of the project's)")
 	cmd.Flags().StringVar(&req.From, "from", "", "package the tree built for this target instead")
 	cmd.RegisterFlagCompletionFunc("from", a.completeTargets)

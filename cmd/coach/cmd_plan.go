@@ -16,6 +16,7 @@ import (
 
 func (a *app) planCommand() *cobra.Command {
 	var opts pipeline.Options
+	var proj projectFlags
 	var dot bool
 	cmd := &cobra.Command{
 		Use:   "plan <project>",
@@ -25,6 +26,11 @@ func (a *app) planCommand() *cobra.Command {
 			if dot && a.json {
 				return usageError(errors.New("--dot and --json cannot be used together"))
 			}
+			var err error
+			if opts.Overrides, err = proj.parsedOverrides(); err != nil {
+				return err
+			}
+			opts.Version, opts.Iteration = proj.version, proj.iteration
 			prep, err := pipeline.Prepare(a.dir, args[0], opts)
 			if err != nil {
 				return err
@@ -45,6 +51,7 @@ func (a *app) planCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&opts.Locked, "locked", false, "fail if the lock file is missing or out of date")
 	cmd.Flags().StringVar(&opts.Arch, "arch", "", "build architecture as a Go arch name (default: the host's)")
 	cmd.Flags().BoolVar(&dot, "dot", false, "write the graph in Graphviz dot format")
+	proj.register(cmd.Flags(), true)
 	return cmd
 }
 

@@ -71,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil && isCobraUsage(err) {
 		code = exitUsage
 	}
-	if a.json && !printedHelp(args) {
+	if a.json && !printedHelp(root, args) {
 		a.writeEnvelope(err, code)
 	}
 	if err != nil {
@@ -81,13 +81,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // printedHelp reports whether cobra answered with help or the version
-// (text by nature), where no document is due.
-func printedHelp(args []string) bool {
+// (text by nature), where no document is due. --version asks for coach's
+// version only where the command has no --version of its own (build,
+// plan and package have: the version to package).
+func printedHelp(root *cobra.Command, args []string) bool {
+	cmd, _, err := root.Find(args)
+	ownVersion := err == nil && cmd != root && cmd.Flags().Lookup("version") != nil
 	for _, arg := range args {
 		if arg == "--" {
 			break
 		}
-		if arg == "-h" || arg == "--help" || arg == "--version" {
+		if arg == "-h" || arg == "--help" || arg == "--version" && !ownVersion {
 			return true
 		}
 	}

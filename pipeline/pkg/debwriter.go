@@ -338,6 +338,19 @@ func debArch(goarch string) string {
 	return goarch
 }
 
+// debUpstream is the upstream part of a deb version: a pre-release after
+// "~" (so it sorts before the release), build metadata after "+".
+func debUpstream(info *nfpm.Info) string {
+	v := info.Version
+	if info.Prerelease != "" {
+		v += "~" + info.Prerelease
+	}
+	if info.VersionMetadata != "" {
+		v += "+" + info.VersionMetadata
+	}
+	return v
+}
+
 // debControl is the control file, its fields in the order dpkg-deb
 // writes them, empty ones left out.
 func debControl(info *nfpm.Info, kib int64) []byte {
@@ -356,15 +369,9 @@ func debControl(info *nfpm.Info, kib int64) []byte {
 		}
 		field(name, strings.Join(kept, ", "))
 	}
-	version := info.Version
+	version := debUpstream(info)
 	if info.Epoch != "" {
 		version = info.Epoch + ":" + version
-	}
-	if info.Prerelease != "" {
-		version += "~" + info.Prerelease
-	}
-	if info.VersionMetadata != "" {
-		version += "+" + info.VersionMetadata
 	}
 	if info.Release != "" {
 		version += "-" + info.Release

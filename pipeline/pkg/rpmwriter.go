@@ -641,3 +641,10 @@ func payloadLevel(setting string) string {
 	}
 	return map[string]string{"gzip": "9", "zstd": "3", "xz": "6"}[setting]
 }
+
+// Versions are the upstream parts of the deb and rpm versions a project
+// version becomes (before the -iteration), as the writers write them.
+func Versions(semver string) (deb, rpm string) {
+	info := nfpm.WithDefaults(&nfpm.Info{Name: "x", Arch: "amd64", Version: semver})
+	return debUpstream(info), rpmVersion(info)
+}

@@ -17,7 +17,7 @@ type Project struct {
 	Vendor      string `yaml:"vendor" json:"vendor,omitempty" doc:"organisation that ships the package (rpm Vendor)"`
 	Homepage    string `yaml:"homepage" json:"homepage,omitempty" doc:"project home page URL"`
 	License     string `yaml:"license" json:"license" doc:"SPDX license expression of the project itself"`
-	Version     string `yaml:"version" json:"version" doc:"package version, semver (1.2.0, 1.2.0-rc.1)"`
+	Version     string `yaml:"version" json:"version" doc:"package version: semver (1.2.0, 1.2.0-rc.1); git (git describe of the repository: v1.4.0 is 1.4.0, 5 commits later 1.4.1-dev.5+g<commit>); or a template over .Git.Tag, .Git.Distance, .Git.Commit, .Git.Dirty, .Semver, .Date (yyyymmdd) and .Env"`
 	Iteration   int    `yaml:"iteration" json:"iteration" doc:"package revision, deb -N and rpm Release; default 1"`
 	Epoch       int    `yaml:"epoch" json:"epoch,omitempty" doc:"package epoch; only to recover from a version mistake"`
 	InstallDir  string `yaml:"install_dir" json:"install_dir" doc:"absolute prefix everything is built into; default /opt/<name>"`

@@ -2,8 +2,10 @@ package spec
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/target"
+	"github.com/coach-build/coach/pipeline/version"
 )
 
 // Hooks are the lifecycle scripts a project may ship. pretrans and
@@ -352,9 +355,15 @@ func (v *validator) project(name string, p *Project) {
 			v.add(at(f.field), f.hint, "%s is required", f.field)
 		}
 	}
-	if p.Version != "" {
+	switch {
+	case p.Version == "":
+	case version.IsDynamic(p.Version):
+		if err := version.CheckTemplate(p.Version); err != nil {
+			v.add(at("version"), `give git, or a template such as "1.4.0-nightly.{{.Date}}+g{{.Git.Commit}}"`, "version template: %v", err)
+		}
+	default:
 		if _, err := semver.StrictNewVersion(strings.TrimPrefix(p.Version, "v")); err != nil {
-			v.add(at("version"), "use major.minor.patch with an optional -prerelease, e.g. 1.2.0 or 1.2.0-rc.1", "version %q is not semver", p.Version)
+			v.add(at("version"), "use major.minor.patch with an optional -prerelease (1.2.0, 1.2.0-rc.1), git, or a template", "version %q is not semver", p.Version)
 		}
 	}
 	if p.Iteration < 0 {
@@ -380,15 +389,12 @@ func (v *validator) project(name string, p *Project) {
 	closure := v.closure(p.Software)
 	for comp, constraint := range p.Overrides {
 		op := "overrides." + comp
-		if v.repo.Software[comp] == nil {
-			v.add(keyPosition(p.Path, p.pos, op), v.knownSoftwareHint(comp), "override for %q, which has no definition", comp)
-			continue
-		}
-		if !closure[comp] {
-			v.add(keyPosition(p.Path, p.pos, op), "remove the override, or add the component to software", "override for %q, which the project does not use", comp)
-		}
-		if _, err := semver.NewConstraint(constraint); err != nil && !hasExactVersion(v.repo.Software[comp], constraint) {
-			v.add(at(op), "use a constraint such as ~1.3 or an exact listed version", "override %q for %s is neither a constraint nor a listed version", constraint, comp)
+		for _, pr := range v.overrideProblems(closure, comp, constraint) {
+			pos := at(op)
+			if pr.onKey {
+				pos = keyPosition(p.Path, p.pos, op)
+			}
+			v.add(pos, pr.hint, "%s", pr.msg)
 		}
 	}
 	for name, t := range p.CustomTargets {
@@ -565,6 +571,43 @@ func (v *validator) closure(roots []string) map[string]bool {
 		visit(r)
 	}
 	return seen
+}
+
+type overrideProblem struct {
+	msg, hint string
+	onKey     bool // the problem is the component's name, not the constraint
+}
+
+// overrideProblems checks one override: the component has a definition,
+// the project uses it, and the constraint parses or names a listed
+// version.
+func (v *validator) overrideProblems(closure map[string]bool, comp, constraint string) []overrideProblem {
+	if v.repo.Software[comp] == nil {
+		return []overrideProblem{{fmt.Sprintf("override for %q, which has no definition", comp), v.knownSoftwareHint(comp), true}}
+	}
+	var out []overrideProblem
+	if !closure[comp] {
+		out = append(out, overrideProblem{fmt.Sprintf("override for %q, which the project does not use", comp), "remove the override, or add the component to software", true})
+	}
+	if _, err := semver.NewConstraint(constraint); err != nil && !hasExactVersion(v.repo.Software[comp], constraint) {
+		out = append(out, overrideProblem{fmt.Sprintf("override %q for %s is neither a constraint nor a listed version", constraint, comp), "use a constraint such as ~1.3 or an exact listed version", false})
+	}
+	return out
+}
+
+// CheckOverrides applies the checks of a project's overrides to
+// overrides given another way (the command line's --override), and
+// returns every problem at once.
+func (r *Repo) CheckOverrides(p *Project, overrides map[string]string) error {
+	v := &validator{repo: r}
+	closure := v.closure(p.Software)
+	var errs []error
+	for _, comp := range slices.Sorted(maps.Keys(overrides)) {
+		for _, pr := range v.overrideProblems(closure, comp, overrides[comp]) {
+			errs = append(errs, fmt.Errorf("--override %s=%s: %s\n\thint: %s", comp, overrides[comp], pr.msg, pr.hint))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (v *validator) knownSoftwareHint(name string) string {
