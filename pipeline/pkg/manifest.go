@@ -135,6 +135,9 @@ func SBOM(p *spec.Project, comps []resolve.Component, artifacts []*Artifact, cre
 	}
 	for _, a := range artifacts {
 		top.PackageComment += fmt.Sprintf("%s: %s sha256:%s\n", a.Target, a.File, a.SHA256)
+		purl := ArtifactPURL(a, p.Vendor)
+		top.PackageExternalReferences = append(top.PackageExternalReferences, &spdx.PackageExternalReference{
+			Category: "PACKAGE-MANAGER", RefType: "purl", Locator: purl.ToString()})
 	}
 	doc.Packages = append(doc.Packages, top)
 	doc.Relationships = append(doc.Relationships, &spdx.Relationship{
@@ -151,6 +154,8 @@ func SBOM(p *spec.Project, comps []resolve.Component, artifacts []*Artifact, cre
 			pk.PackageHomePage = c.Software.Homepage
 			pk.PackageSummary = c.Software.Description
 		}
+		purl := ComponentPURL(c)
+		pk.PackageExternalReferences = []*spdx.PackageExternalReference{{Category: "PACKAGE-MANAGER", RefType: "purl", Locator: purl.ToString()}}
 		if c.Source.SHA256 != "" {
 			pk.PackageChecksums = []common.Checksum{{Algorithm: common.SHA256, Value: c.Source.SHA256}}
 		} else if c.Source.SHA512 != "" {

@@ -65,6 +65,7 @@ type Release struct {
 	Artifacts []*Artifact `json:"packages"`
 	Manifest  string      `json:"manifest"`
 	SBOM      string      `json:"sbom"`
+	CycloneDX string      `json:"cyclonedx"`
 	Sums      string      `json:"sha256sums"`
 	Report    string      `json:"report"`
 	MTime     time.Time   `json:"source_date_epoch"`
@@ -173,14 +174,22 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 	if err := write(SBOMFile(o.Project), sbom); err != nil {
 		return nil, err
 	}
+	bom, err := CycloneDX(o.Project, comps, rel.Artifacts, o.MTime)
+	if err != nil {
+		return nil, fmt.Errorf("CycloneDX SBOM: %w", err)
+	}
+	if err := write(CycloneDXFile(o.Project), bom); err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(filepath.Join(staging, SumsFile), SHA256SUMS(sums), 0o644); err != nil {
 		return nil, err
 	}
-	names := []string{ManifestFile, SBOMFile(o.Project), SumsFile}
+	names := []string{ManifestFile, SBOMFile(o.Project), CycloneDXFile(o.Project), SumsFile}
 	for _, a := range rel.Artifacts {
 		names = append(names, a.File)
 	}
 	rel.Manifest, rel.SBOM, rel.Sums, rel.Report = filepath.Join(final, ManifestFile), filepath.Join(final, SBOMFile(o.Project)), filepath.Join(final, SumsFile), filepath.Join(final, ReportFile)
+	rel.CycloneDX = filepath.Join(final, CycloneDXFile(o.Project))
 	for _, a := range rel.Artifacts {
 		a.Path = filepath.Join(final, a.File)
 	}
