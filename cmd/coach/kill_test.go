@@ -120,7 +120,7 @@ func helloRepo(t *testing.T) string {
 	for _, d := range []string{"projects", "software", "scripts"} {
 		os.Mkdir(filepath.Join(repo, d), 0o755)
 	}
-	copyRepoFiles(t, repo, "projects/hello.yaml", "projects/hello.lock", "software/hello.yaml", "software/hello", "software/libgreet.yaml", "software/libgreet", "scripts/hello")
+	copyRepoFiles(t, repo, "projects/hello.yaml", "projects/hello.lock", "projects/hello.CHANGELOG.md", "software/hello.yaml", "software/hello", "software/libgreet.yaml", "software/libgreet", "scripts/hello")
 	return repo
 }
 

@@ -209,7 +209,7 @@ func Info(opts Options) (*nfpm.Info, int, error) {
 		info.Epoch = fmt.Sprint(p.Epoch)
 	}
 	if t.Format == target.FormatRPM && opts.WorkDir != "" {
-		if info.Changelog, err = rpmChangelog(p, t, opts.MTime, opts.WorkDir); err != nil {
+		if info.Changelog, err = rpmChangelog(p, t, opts.Root, opts.MTime, opts.WorkDir); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -247,7 +247,7 @@ func Contents(opts Options) (files.Contents, int, error) {
 	if work == "" {
 		return nil, 0, fmt.Errorf("pkg: Contents needs a WorkDir for stripped and generated files")
 	}
-	docs, err := docFiles(p, opts.Target, opts.Summary, opts.MTime, work)
+	docs, err := docFiles(p, opts.Target, opts.Root, opts.Summary, opts.MTime, work)
 	if err != nil {
 		return nil, 0, err
 	}

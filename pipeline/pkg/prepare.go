@@ -1,8 +1,6 @@
 package pkg
 
 import (
-	"bytes"
-	"compress/gzip"
 	"debug/elf"
 	"fmt"
 	"os"
@@ -81,7 +79,7 @@ func stripped(tree *os.Root, rel, dir string, shared bool) (string, error) {
 // docFiles are /usr/share/doc/<name>/copyright and, for deb,
 // changelog.Debian.gz: the package's license summary, and one changelog
 // entry for this version.
-func docFiles(p *spec.Project, t target.Target, summary []byte, mtime time.Time, dir string) (files.Contents, error) {
+func docFiles(p *spec.Project, t target.Target, repo string, summary []byte, mtime time.Time, dir string) (files.Contents, error) {
 	doc := "/usr/share/doc/" + p.Name
 	copyright := filepath.Join(dir, "copyright")
 	common := ""
@@ -99,16 +97,16 @@ func docFiles(p *spec.Project, t target.Target, summary []byte, mtime time.Time,
 	}
 	out := files.Contents{{Source: copyright, Destination: doc + "/copyright", Type: docType}}
 	if t.Format == target.FormatDeb {
-		var log bytes.Buffer
-		fmt.Fprintf(&log, "%s (%s-%s) unstable; urgency=medium\n\n  * Built by coach for %s.\n\n -- %s  %s\n",
-			p.Name, debVersion(p.Version), PackageRelease(p, t), t.Name, p.Maintainer, mtime.UTC().Format("Mon, 02 Jan 2006 15:04:05 -0700"))
-		var gz bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-		zw.ModTime = mtime // a fixed header time, for reproducibility
-		zw.Write(log.Bytes())
-		zw.Close()
+		rels, err := releases(p, t, repo, mtime)
+		if err != nil {
+			return nil, err
+		}
+		gz, err := debianChangelog(p, t, rels)
+		if err != nil {
+			return nil, err
+		}
 		changelog := filepath.Join(dir, "changelog.Debian.gz")
-		if err := os.WriteFile(changelog, gz.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(changelog, gz, 0o644); err != nil {
 			return nil, err
 		}
 		out = append(out, &files.Content{Source: changelog, Destination: doc + "/changelog.Debian.gz", Type: files.TypeFile})
@@ -124,13 +122,13 @@ var commonLicenses = map[string]string{
 	"LGPL-3.0-or-later": "LGPL-3", "MPL-2.0": "MPL-2.0", "Artistic-1.0": "Artistic", "BSD-3-Clause": "BSD", "CC0-1.0": "CC0-1.0",
 }
 
-// rpmChangelog writes a one-entry changelog in nfpm's (chglog) format, for
-// the rpm's %changelog.
-func rpmChangelog(p *spec.Project, t target.Target, mtime time.Time, dir string) (string, error) {
-	f := filepath.Join(dir, "changelog.yaml")
-	text := fmt.Sprintf("- semver: %q\n  date: %q\n  packager: %q\n  changes:\n    - note: %q\n",
-		p.Version+"-"+PackageRelease(p, t), mtime.UTC().Format(time.RFC3339), p.Maintainer, "Built by coach for "+t.Name+".")
-	return f, os.WriteFile(f, []byte(text), 0o644)
+// rpmChangelog writes the releases for the rpm's %changelog.
+func rpmChangelog(p *spec.Project, t target.Target, repo string, mtime time.Time, dir string) (string, error) {
+	rels, err := releases(p, t, repo, mtime)
+	if err != nil {
+		return "", err
+	}
+	return rpmChangelogFile(p, t, rels, dir)
 }
 
 // wrap folds text into lines of at most width characters.

@@ -2,11 +2,14 @@ package pkg
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
@@ -14,10 +17,11 @@ import (
 
 // packageSchema is mixed into every package input key; bump it when the
 // way a package is made changes (nfpm's version, compression levels).
-const packageSchema = 1
+const packageSchema = 2 // 2: coach's own deb and rpm writers
 
 // inputKey is the digest of everything a package is made from: the tree
-// (by TreeDigest), the project definition and its hooks' bytes, the
+// (by TreeDigest), the project definition, its hooks' and extra files'
+// bytes, its changelog, the
 // target, the arch, the dependencies, the time, the license summary and
 // the signing key. "" when the tree has no digest, so the package is
 // always made.
@@ -36,6 +40,28 @@ func inputKey(o ReleaseOptions, t TargetTree, summary []byte, embedded []string)
 		}
 		hooks[name] = sum
 	}
+	// The files the package takes from the repository, and the changelog
+	// as it would be written (git's tags included).
+	extra := map[string]string{}
+	if len(o.Project.Package.ExtraFiles) > 0 {
+		root, err := confine.Open(o.Root)
+		if err != nil {
+			return ""
+		}
+		defer root.Close()
+		for _, e := range o.Project.Package.ExtraFiles {
+			b, err := root.ReadFile(filepath.FromSlash(path.Clean(e.Source)))
+			if err != nil {
+				return ""
+			}
+			extra[e.Source] = digest.Bytes(b)
+		}
+	}
+	rels, err := releases(o.Project, t.Target, o.Root, o.MTime)
+	if err != nil {
+		return ""
+	}
+	changelog := digest.JSON(fmt.Sprintf("%+v", rels))
 	sign := ""
 	if o.SignKey != "" {
 		s, err := digest.File(o.SignKey)
@@ -45,18 +71,20 @@ func inputKey(o ReleaseOptions, t TargetTree, summary []byte, embedded []string)
 		sign = s
 	}
 	return digest.JSON(struct {
-		Schema   int
-		Tree     string
-		Project  *spec.Project
-		Hooks    map[string]string
-		Target   target.Target
-		Arch     string
-		Depends  []string
-		MTime    time.Time
-		Summary  string
-		Embedded []string
-		Sign     string
-	}{packageSchema, t.TreeDigest, o.Project, hooks, t.Target, o.Arch, t.Depends, o.MTime, digest.Bytes(summary), embedded, sign})
+		Schema    int
+		Tree      string
+		Project   *spec.Project
+		Hooks     map[string]string
+		Target    target.Target
+		Arch      string
+		Depends   []string
+		MTime     time.Time
+		Summary   string
+		Embedded  []string
+		Sign      string
+		Extra     map[string]string
+		Changelog string
+	}{packageSchema, t.TreeDigest, o.Project, hooks, t.Target, o.Arch, t.Depends, o.MTime, digest.Bytes(summary), embedded, sign, extra, changelog})
 }
 
 // previousRelease is what the release's previous directory lists in its

@@ -56,6 +56,7 @@ type Package struct {
 	Owner               string            `yaml:"owner" json:"owner,omitempty" doc:"system user that owns everything under install_dir; the package's preinst (deb) or %pre (rpm) creates it when missing; default root"`
 	Group               string            `yaml:"group" json:"group,omitempty" doc:"group that owns everything under install_dir, created like owner; default owner's own group, or root"`
 	Files               []FileAttrs       `yaml:"files" json:"files,omitempty" doc:"per-path owner, group and mode under install_dir, later entries winning over earlier ones and over owner and group"`
+	Changelog           string            `yaml:"changelog" json:"changelog,omitempty" doc:"the package changelog's source: a Keep a Changelog file of the repository (CHANGELOG.md), or git (the version tags' commits); default one entry for the version built"`
 	ExtraFiles          []ExtraFile       `yaml:"extra_files" json:"extra_files,omitempty" doc:"files of the project's repository installed outside install_dir (a systemd unit, an /etc/default file), owned by root"`
 }
 

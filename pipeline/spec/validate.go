@@ -500,6 +500,9 @@ func (v *validator) project(name string, p *Project) {
 			v.add(at(field), "set owner, group or mode", "package.files entry for %q changes nothing", f.Path)
 		}
 	}
+	if c := p.Package.Changelog; c != "" && c != "git" && (path.IsAbs(c) || slices.Contains(strings.Split(path.Clean(c), "/"), "..")) {
+		v.add(at("package.changelog"), "give git, or a file of the repository such as CHANGELOG.md", "package.changelog %q is not a path inside the repository", c)
+	}
 	for i, e := range p.Package.ExtraFiles {
 		field := fmt.Sprintf("package.extra_files[%d]", i)
 		if e.Source == "" || path.IsAbs(e.Source) || slices.Contains(strings.Split(path.Clean(e.Source), "/"), "..") {

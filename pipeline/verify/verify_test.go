@@ -228,6 +228,7 @@ func TestFailingPostinstFails(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "postinst"), []byte("#!/bin/sh\necho 'postinst: cannot create /var/lib/hello: disk full' >&2\nexit 1\n"), 0o755)
 	p.Hooks = map[string]string{"postinst": filepath.Join(dir, "postinst")}
+	p.Package.Changelog = "" // Root is / here: hooks by absolute path
 	tg, _ := target.Builtin("debian-12")
 	a, err := pkg.Package(pkg.Options{Project: &p, Root: "/", Target: tg, Arch: "amd64", Tree: tree, MTime: time.Unix(1.7e9, 0), OutDir: t.TempDir(), Depends: []string{"libc6"}})
 	if err != nil {
