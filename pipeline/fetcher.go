@@ -27,12 +27,10 @@ type FetcherOptions struct {
 	Events event.Sink
 }
 
-// NewFetcher makes the fetcher of a run.
-func NewFetcher(o FetcherOptions) (*fetch.Fetcher, error) {
-	if o.CacheDir == "" {
-		o.CacheDir = DefaultCacheDir()
-	}
-	mirrors := append([]string{}, o.Mirrors...)
+// sourceMirrors are the mirrors given and $COACH_SOURCE_MIRROR's, as
+// URL bases (an absolute directory becomes file://).
+func sourceMirrors(given []string) ([]string, error) {
+	mirrors := append([]string{}, given...)
 	mirrors = append(mirrors, strings.Fields(strings.ReplaceAll(os.Getenv("COACH_SOURCE_MIRROR"), ",", " "))...)
 	for i, m := range mirrors {
 		switch {
@@ -42,6 +40,18 @@ func NewFetcher(o FetcherOptions) (*fetch.Fetcher, error) {
 		default:
 			return nil, &RequestError{fmt.Errorf("source mirror %q: give a file://, http:// or https:// base", m)}
 		}
+	}
+	return mirrors, nil
+}
+
+// NewFetcher makes the fetcher of a run.
+func NewFetcher(o FetcherOptions) (*fetch.Fetcher, error) {
+	if o.CacheDir == "" {
+		o.CacheDir = DefaultCacheDir()
+	}
+	mirrors, err := sourceMirrors(o.Mirrors)
+	if err != nil {
+		return nil, err
 	}
 	f := &fetch.Fetcher{Cache: &fetch.Cache{Dir: filepath.Join(o.CacheDir, "sources")}, Root: o.Root, Mirrors: mirrors, Offline: o.Offline, Log: o.Log}
 	if o.Events != nil {

@@ -32,7 +32,10 @@ type LockRequest struct {
 	PinImages string
 	// Overrides add component=constraint overrides to every project's.
 	Overrides map[string]string
-	Log       *slog.Logger
+	// Move lets these components leave their locked versions (coach bump):
+	// they resolve to the highest allowed, the rest stay as locked.
+	Move []string
+	Log  *slog.Logger
 }
 
 // LockResult is one project's lock file.
@@ -79,6 +82,9 @@ func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 		opts := resolve.Options{}
 		if !req.Upgrade {
 			opts.Prefer = old.Versions()
+			for _, m := range req.Move {
+				delete(opts.Prefer, m)
+			}
 		}
 		res, err := resolve.Resolve(repo, p, opts)
 		if err != nil {

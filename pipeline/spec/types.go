@@ -121,6 +121,7 @@ type Software struct {
 	LicenseFiles   []string  `yaml:"license_files" json:"license_files,omitempty" doc:"files in the source tree that carry the license text"`
 	DefaultVersion string    `yaml:"default_version" json:"default_version,omitempty" doc:"semver constraint used when the project sets none; default: the highest version"`
 	Versions       []Version `yaml:"versions" json:"versions,omitempty" doc:"every version coach may build, each pinned to its source"`
+	URLTemplate    string    `yaml:"url_template" json:"url_template,omitempty" doc:"the download URL of any version, for coach bump and coach outdated: a template over .Version, e.g. https://zlib.net/fossils/zlib-{{.Version}}.tar.gz (default: the highest version's URL with its version replaced)"`
 	RelativePath   string    `yaml:"relative_path" json:"relative_path,omitempty" doc:"directory inside the unpacked source to build in; a template, e.g. zlib-{{.Version}}"`
 	Dependencies   []string  `yaml:"dependencies" json:"dependencies,omitempty" doc:"components this one builds against (software/<name>.yaml)"`
 	BuildPackages  PerFormat `yaml:"build_packages" json:"build_packages" doc:"distro packages the builder needs (autoconf, ...), per format"`
