@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -121,5 +122,15 @@ func TestPreparePinsImages(t *testing.T) {
 	x0, x1 := before.Plan.Nodes[0].Keys, after.Plan.Nodes[0].Keys
 	if x0["debian-12"] == x1["debian-12"] || x0["debian-13"] != x1["debian-13"] {
 		t.Errorf("keys before %v, after %v: want only debian-12's to change", x0, x1)
+	}
+}
+
+// TestRepositoryLocksAreCurrent fails when a change to the definitions,
+// or to what a definition digest covers, leaves the committed lock files
+// stale: run coach lock and commit them.
+func TestRepositoryLocksAreCurrent(t *testing.T) {
+	root, _ := filepath.Abs("..")
+	if _, err := Lock(context.Background(), LockRequest{Root: root, Check: true, PinImages: "never"}); err != nil {
+		t.Fatalf("%v\n(run go run ./cmd/coach lock --pin-images never, and commit the lock files)", err)
 	}
 }
