@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,13 +21,13 @@ import (
 
 // CheckBuild runs the health check on a build's merged tree, with the
 // project's allowlist and ignores (plus allow and ignore).
-func CheckBuild(res *build.Result, p *spec.Project, t target.Target, sysroot string, allow, ignore []string) (*health.Report, error) {
+func CheckBuild(res *build.Result, p *spec.Project, t target.Target, arch, sysroot string, allow, ignore []string) (*health.Report, error) {
 	files, libs, err := res.Owners()
 	if err != nil {
 		return nil, err
 	}
 	return health.Check(health.Options{
-		Tree: res.InstallTree(), InstallDir: p.InstallDir, Sysroot: sysroot, Target: t, Arch: runtime.GOARCH,
+		Tree: res.InstallTree(), InstallDir: p.InstallDir, Sysroot: sysroot, Target: t, Arch: cmp.Or(arch, runtime.GOARCH),
 		Allow: append(append([]string{}, p.Health.Allow...), allow...), Ignore: append(append([]string{}, p.Health.Ignore...), ignore...),
 		Exclude: p.Package.Exclude,
 		Owner:   func(rel string) string { return files[rel] }, Providers: libs,
@@ -37,7 +38,7 @@ func CheckBuild(res *build.Result, p *spec.Project, t target.Target, sysroot str
 // build packages (the one its components built in, when they are the
 // plan's: build.Packages), made if needed, or "" (system libraries judged
 // by name) where there is none.
-func TargetSysroot(ctx context.Context, t target.Target, packages []string, o RunnerOptions) string {
+func TargetSysroot(ctx context.Context, t target.Target, arch string, packages []string, o RunnerOptions) string {
 	log := logger(o.Log)
 	if t.Bootstrap.Tool == "" {
 		log.Warn("no root filesystem for this target here; system libraries are judged by name only", "target", t.Name)
@@ -46,7 +47,7 @@ func TargetSysroot(ctx context.Context, t target.Target, packages []string, o Ru
 	if o.CacheDir == "" {
 		o.CacheDir = DefaultCacheDir()
 	}
-	dir, err := o.rootfs().Ensure(ctx, t, runtime.GOARCH, packages)
+	dir, err := o.rootfs().Ensure(ctx, t, cmp.Or(arch, runtime.GOARCH), packages)
 	if err != nil {
 		log.Warn("cannot make the target's root filesystem; system libraries are judged by name only", "target", t.Name, "err", err)
 		return ""
@@ -98,7 +99,10 @@ type HealthRequest struct {
 	// Sysroot is the root filesystem to resolve system libraries in
 	// (default: / for this host's target, else the sandbox's of the
 	// target).
-	Sysroot  string
+	Sysroot string
+	// Arch is the build's architecture (a project's tree); empty means
+	// the machine's own.
+	Arch     string
 	Allow    []string
 	Ignore   []string
 	CacheDir string
@@ -130,7 +134,7 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 	}
 	// The plan gives the build packages, so that the check judges the
 	// tree in the root its components were built in, not a third one.
-	prep, err := PrepareProject(repo, p.Name, Options{Targets: names})
+	prep, err := PrepareProject(repo, p.Name, Options{Targets: names, Arch: req.Arch})
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +144,7 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 		if err != nil {
 			return reps, &RequestError{err}
 		}
-		workDir := filepath.Join(req.CacheDir, "work", p.Name, t.Name)
+		workDir := filepath.Join(req.CacheDir, "work", p.Name, targetLabel(t.Name, prep.Plan.Arch))
 		rep, err := func() (*health.Report, error) {
 			unlock, err := build.LockWork(ctx, workDir, logger(req.Log))
 			if err != nil {
@@ -153,9 +157,9 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 			}
 			sysroot := req.Sysroot
 			if sysroot == "" {
-				sysroot = TargetSysroot(ctx, t, build.Packages(prep.Plan, t), ro)
+				sysroot = TargetSysroot(ctx, t, prep.Plan.Arch, build.Packages(prep.Plan, t), ro)
 			}
-			return CheckBuild(res, p, t, sysroot, req.Allow, req.Ignore)
+			return CheckBuild(res, p, t, prep.Plan.Arch, sysroot, req.Allow, req.Ignore)
 		}()
 		if err != nil {
 			return reps, err
@@ -195,7 +199,7 @@ func healthOfDir(ctx context.Context, req HealthRequest, ro RunnerOptions) ([]*h
 			if isHost && host.Name == t.Name {
 				opts.Sysroot = "/"
 			} else {
-				opts.Sysroot = TargetSysroot(ctx, t, nil, ro)
+				opts.Sysroot = TargetSysroot(ctx, t, "", nil, ro)
 			}
 		}
 		rep, err := health.Check(opts)

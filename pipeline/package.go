@@ -27,9 +27,12 @@ type PackageRequest struct {
 	SkipHealth bool
 	// Version, Iteration and Overrides are as in BuildRequest; Overrides
 	// must be the build's, so that its layers are found.
-	Version                        string
-	Iteration                      int
-	Overrides                      map[string]string
+	Version   string
+	Iteration int
+	Overrides map[string]string
+	// Arches are the builds\' architectures to package; empty means the
+	// project\'s, else the machine\'s own.
+	Arches                         []string
 	CacheDir                       string
 	OutDir, SignKey, PassphraseEnv string
 	Log                            *slog.Logger
@@ -50,52 +53,58 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 		return nil, err
 	}
 	ro := RunnerOptions{CacheDir: req.CacheDir, Log: log, Events: req.Events}
+	arches, err := archList(req.Arches, prep.Project.Arches)
+	if err != nil {
+		return nil, err
+	}
 	var trees []pkg.TargetTree
 	locked := map[string]bool{}
-	for _, t := range prep.Plan.TargetList() {
-		src := t.Name
-		if req.From != "" {
-			src = req.From
-		}
-		workDir := filepath.Join(req.CacheDir, "work", prep.Project.Name, src)
-		if !locked[workDir] {
-			unlock, err := build.LockWork(ctx, workDir, log)
+	for _, arch := range arches {
+		for _, t := range prep.Plan.TargetList() {
+			src := t.Name
+			if req.From != "" {
+				src = req.From
+			}
+			workDir := filepath.Join(req.CacheDir, "work", prep.Project.Name, targetLabel(src, arch))
+			if !locked[workDir] {
+				unlock, err := build.LockWork(ctx, workDir, log)
+				if err != nil {
+					return nil, err
+				}
+				defer unlock()
+				locked[workDir] = true
+			}
+			res, err := build.ReadResult(workDir)
 			if err != nil {
-				return nil, err
+				return nil, &RequestError{fmt.Errorf("no build of %s for %s (%s): run coach build %s -t %s -a %s first", prep.Project.Name, src, arch, prep.Project.Name, src, arch)}
 			}
-			defer unlock()
-			locked[workDir] = true
-		}
-		res, err := build.ReadResult(workDir)
-		if err != nil {
-			return nil, &RequestError{fmt.Errorf("no build of %s for %s: run coach build %s -t %s first", prep.Project.Name, src, prep.Project.Name, src)}
-		}
-		st, err := prep.Project.Target(src)
-		if err != nil {
-			return nil, &RequestError{err}
-		}
-		var rep *health.Report
-		err = runStage(req.Events, event.StageHealth, t.Name, func() (string, error) {
-			r, err := CheckBuild(res, prep.Project, t, TargetSysroot(ctx, st, build.Packages(prep.Plan, st), ro), nil, nil)
+			st, err := prep.Project.Target(src)
 			if err != nil {
-				return "", err
+				return nil, &RequestError{err}
 			}
-			rep = r
-			if !r.OK() {
-				return "", fmt.Errorf("health check of the %s tree for %s failed: %d errors", src, t.Name, r.Errors)
+			var rep *health.Report
+			err = runStage(req.Events, event.StageHealth, t.Name, func() (string, error) {
+				r, err := CheckBuild(res, prep.Project, t, arch, TargetSysroot(ctx, st, arch, build.Packages(prep.Plan, st), ro), nil, nil)
+				if err != nil {
+					return "", err
+				}
+				rep = r
+				if !r.OK() {
+					return "", fmt.Errorf("health check of the %s tree for %s failed: %d errors", src, t.Name, r.Errors)
+				}
+				return fmt.Sprintf("%d ELF files, %d warnings", r.ELF, r.Warnings), nil
+			})
+			if rep == nil {
+				return nil, stage(event.StageHealth, err)
 			}
-			return fmt.Sprintf("%d ELF files, %d warnings", r.ELF, r.Warnings), nil
-		})
-		if rep == nil {
-			return nil, stage(event.StageHealth, err)
+			if !rep.OK() {
+				if !req.SkipHealth {
+					return nil, stage(event.StageHealth, &HealthError{Report: rep, Err: fmt.Errorf("health check of the %s tree for %s failed (--skip-health packages it anyway)", src, t.Name)})
+				}
+				log.Warn("HEALTH CHECK FAILED AND IGNORED (--skip-health): this package may not run on its target", "tree", src, "target", t.Name, "errors", rep.Errors)
+			}
+			trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies, TreeDigest: treeDigest(res), Arch: arch})
 		}
-		if !rep.OK() {
-			if !req.SkipHealth {
-				return nil, stage(event.StageHealth, &HealthError{Report: rep, Err: fmt.Errorf("health check of the %s tree for %s failed (--skip-health packages it anyway)", src, t.Name)})
-			}
-			log.Warn("HEALTH CHECK FAILED AND IGNORED (--skip-health): this package may not run on its target", "tree", src, "target", t.Name, "errors", rep.Errors)
-		}
-		trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies, TreeDigest: treeDigest(res)})
 	}
 	var rel *pkg.Release
 	err = runStage(req.Events, event.StagePackage, "", func() (string, error) {

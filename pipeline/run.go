@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/binfmt"
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
@@ -35,6 +37,10 @@ type BuildRequest struct {
 	// Targets restricts the run to these targets; empty means all of the
 	// project's.
 	Targets []string
+	// Arches are the architectures to build for (Go's names); empty means
+	// the project's arches, else the machine's own. A foreign one builds
+	// under qemu-user emulation.
+	Arches []string
 	// Locked refuses a lock file that does not match the definitions.
 	Locked bool
 	// Version and Iteration replace the project's; Overrides add
@@ -105,6 +111,8 @@ type BuildResult struct {
 // TargetResult is one target's outcome.
 type TargetResult struct {
 	Target string `json:"target"`
+	// Arch is the architecture built for (Go's name).
+	Arch string `json:"arch"`
 	// The build: components (with cache hits and times), the merged tree.
 	*build.Result
 	Health   *health.Report   `json:"health,omitempty"`
@@ -116,6 +124,10 @@ type TargetResult struct {
 	Error       string `json:"error,omitempty"`
 	err         error
 }
+
+// Label names the target and, when it is not the machine's own, the
+// architecture: debian-12, debian-12-arm64.
+func (t *TargetResult) Label() string { return targetLabel(t.Target, t.Arch) }
 
 // OK reports whether the target went through every stage asked for.
 func (t *TargetResult) OK() bool { return t.FailedStage == "" }
@@ -223,9 +235,29 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		return res, err
 	}
 
-	prep, err := Prepare(req.Root, req.Project, Options{Targets: req.Targets, Locked: req.Locked, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides})
+	opts := Options{Targets: req.Targets, Locked: req.Locked, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides}
+	if len(req.Arches) > 0 {
+		opts.Arch = req.Arches[0]
+	}
+	prep, err := Prepare(req.Root, req.Project, opts)
 	if err != nil {
 		return finish(err)
+	}
+	arches, err := archList(req.Arches, prep.Project.Arches)
+	if err != nil {
+		return finish(err)
+	}
+	preps := map[string]*Prepared{}
+	for _, a := range arches {
+		if a == prep.Plan.Arch {
+			preps[a] = prep
+			continue
+		}
+		o := opts
+		o.Arch = a
+		if preps[a], err = PrepareProject(prep.Repo, req.Project, o); err != nil {
+			return finish(err)
+		}
 	}
 	res.Version, res.LockStale = prep.Project.Version, prep.LockStale
 	if len(prep.LockStale) > 0 {
@@ -246,10 +278,27 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		}
 	}
 	res.Runner = r.Name()
+	if r.Name() == RunnerSandbox {
+		// A foreign architecture runs under qemu-user through binfmt_misc:
+		// refuse before building what cannot run, with the fix.
+		for _, a := range arches {
+			if err := binfmt.CanRun(binfmt.Path(), a); err != nil {
+				return finish(&RequestError{err})
+			}
+		}
+	}
 	targets := prep.Plan.TargetList()
-	names := make([]string, len(targets))
-	for i, t := range targets {
-		names[i] = t.Name
+	type unit struct {
+		t    target.Target
+		arch string
+	}
+	var units []unit
+	var names []string
+	for _, a := range arches {
+		for _, t := range targets {
+			units = append(units, unit{t, a})
+			names = append(names, targetLabel(t.Name, a))
+		}
 	}
 	var comps []string
 	for _, n := range prep.Plan.Nodes {
@@ -271,19 +320,23 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		jobs, makeJobs = cmp.Or(req.Jobs, cores), cmp.Or(req.MakeJobs, cores)
 		log.Debug("job server", "tokens", cores, "jobs", jobs)
 	}
-	tb := &targetBuilder{req: req, prep: prep, runner: r, fetcher: f, log: log, sink: sink, jobs: jobs, makeJobs: makeJobs, jobserver: js}
-	defer tb.unlock()
-	res.Targets = make([]*TargetResult, len(targets))
+	tbs := map[string]*targetBuilder{}
+	for _, a := range arches {
+		tbs[a] = &targetBuilder{req: req, prep: preps[a], arch: a, runner: r, fetcher: f, log: log, sink: sink, jobs: jobs, makeJobs: makeJobs, jobserver: js}
+		defer tbs[a].unlock()
+	}
+	tb := tbs[arches[0]]
+	res.Targets = make([]*TargetResult, len(units))
 	if r.Name() == RunnerDagger {
 		// The engine schedules the work: every target at once.
 		var wg sync.WaitGroup
-		for i, t := range targets {
-			wg.Go(func() { res.Targets[i] = tb.build(ctx, t) })
+		for i, u := range units {
+			wg.Go(func() { res.Targets[i] = tbs[u.arch].build(ctx, u.t) })
 		}
 		wg.Wait()
 	} else {
-		for i, t := range targets {
-			res.Targets[i] = tb.build(ctx, t)
+		for i, u := range units {
+			res.Targets[i] = tbs[u.arch].build(ctx, u.t)
 		}
 	}
 	if ctx.Err() != nil {
@@ -303,7 +356,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		res.Release = rel
 		for _, t := range built {
 			for _, a := range rel.Artifacts {
-				if a.Target == t.Target {
+				if tg, _ := prep.Project.Target(t.Target); a.Target == t.Target && a.Arch == pkg.FormatArch(tg.Format, t.Arch) {
 					t.Packages = append(t.Packages, a)
 				}
 			}
@@ -336,6 +389,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 type targetBuilder struct {
 	req            BuildRequest
 	prep           *Prepared
+	arch           string
 	runner         runner.Runner
 	fetcher        *fetch.Fetcher
 	log            *slog.Logger
@@ -376,10 +430,11 @@ func firstLine(s string) string {
 
 func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResult {
 	p := b.prep.Project
-	out := &TargetResult{Target: t.Name}
-	workDir := filepath.Join(b.req.CacheDir, "work", p.Name, t.Name)
+	out := &TargetResult{Target: t.Name, Arch: b.arch}
+	label := targetLabel(t.Name, b.arch)
+	workDir := filepath.Join(b.req.CacheDir, "work", p.Name, label)
 	var res *build.Result
-	err := runStage(b.sink, event.StageBuild, t.Name, func() (string, error) {
+	err := runStage(b.sink, event.StageBuild, label, func() (string, error) {
 		unlock, err := build.LockWork(ctx, workDir, b.log)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -403,7 +458,7 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 			return "", interrupted("build %s for %s: nothing half-built was kept", p.Name, t.Name)
 		}
 		if err != nil {
-			return "", buildError(p.Name, t, err)
+			return "", buildError(p.Name, t, label, err)
 		}
 		cached := 0
 		for _, c := range res.Components {
@@ -422,7 +477,7 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 		b.log.Warn("HEALTH CHECK SKIPPED (--skip-health): nothing checked that this tree links only what it ships and what the target allows", "target", t.Name)
 		return out
 	}
-	err = runStage(b.sink, event.StageHealth, t.Name, func() (string, error) {
+	err = runStage(b.sink, event.StageHealth, label, func() (string, error) {
 		// The target's root as the runner built it; when every component
 		// came from the cache, make sure it exists.
 		sysroot := ""
@@ -435,7 +490,7 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 				}
 			}
 		}
-		rep, err := CheckBuild(res, p, t, sysroot, nil, nil)
+		rep, err := CheckBuild(res, p, t, b.arch, sysroot, nil, nil)
 		if err != nil {
 			return "", fmt.Errorf("health check of %s for %s: %w", p.Name, t.Name, err)
 		}
@@ -454,13 +509,45 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 	return out
 }
 
+// archList is the run's architectures: given, else the project's, else
+// the machine's own; each one coach builds for, none twice.
+func archList(given, project []string) ([]string, error) {
+	list := given
+	if len(list) == 0 {
+		list = project
+	}
+	if len(list) == 0 {
+		return []string{target.HostArch()}, nil
+	}
+	var out []string
+	for _, a := range list {
+		if !target.ValidArch(a) {
+			return nil, &RequestError{fmt.Errorf("architecture %q: coach builds for %s", a, strings.Join(target.Arches, " and "))}
+		}
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// targetLabel names a target × arch in events and directories: the
+// target alone for the machine's own architecture, target/arch (or
+// target-arch in paths) for another.
+func targetLabel(name, arch string) string {
+	if arch == "" || arch == target.HostArch() {
+		return name
+	}
+	return name + "-" + arch
+}
+
 // buildError says why a target was not built, and what to do where the
 // runner cannot build it at all.
-func buildError(project string, t target.Target, err error) error {
+func buildError(project string, t target.Target, label string, err error) error {
 	if errors.Is(err, sandbox.ErrNoBootstrap) {
 		return fmt.Errorf("%s cannot be built here: the sandbox runner makes root filesystems for the Debian family only; build it with --runner dagger and a Dagger engine, or package a Debian target's tree with coach package %s -t %s --from debian-12", t.Name, project, t.Name)
 	}
-	return fmt.Errorf("build %s for %s: %w", project, t.Name, err)
+	return fmt.Errorf("build %s for %s: %w", project, label, err)
 }
 
 // release packages the targets that went through into one release
@@ -475,7 +562,7 @@ func (b *targetBuilder) release(built []*TargetResult, start time.Time) (*pkg.Re
 			if tr.Health != nil {
 				deps = tr.Health.Dependencies
 			}
-			trees = append(trees, pkg.TargetTree{Target: t, Tree: tr.InstallTree(), Depends: deps, TreeDigest: treeDigest(tr.Result)})
+			trees = append(trees, pkg.TargetTree{Target: t, Tree: tr.InstallTree(), Depends: deps, TreeDigest: treeDigest(tr.Result), Arch: tr.Arch})
 		}
 		report := map[string]any{"build": struct {
 			Project string          `json:"project"`

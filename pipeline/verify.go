@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -53,6 +54,29 @@ func PackageIdentity(file string) (name string, t target.Target, err error) {
 		}
 	}
 	return "", t, fmt.Errorf("%s: no target has the dist tag %q; give --target", base, tag)
+}
+
+// PackageArch is the Go architecture a package file is named for
+// (name_version_arm64.deb, name-version.el9.aarch64.rpm); "" when the
+// name says none coach knows.
+func PackageArch(file string) string {
+	base := filepath.Base(file)
+	var a string
+	switch {
+	case strings.HasSuffix(base, ".deb"):
+		parts := strings.Split(strings.TrimSuffix(base, ".deb"), "_")
+		a = parts[len(parts)-1]
+	case strings.HasSuffix(base, ".rpm"):
+		parts := strings.Split(strings.TrimSuffix(base, ".rpm"), ".")
+		a = parts[len(parts)-1]
+	}
+	switch a {
+	case "amd64", "x86_64":
+		return "amd64"
+	case "arm64", "aarch64":
+		return "arm64"
+	}
+	return ""
 }
 
 // VerifyRequest is what Verify checks.
@@ -190,7 +214,7 @@ func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
 	})
 	defer out.Flush()
 	opts := verify.Options{
-		Package: abs, Previous: prev, Name: name, Target: t, Arch: runtime.GOARCH, Project: project,
+		Package: abs, Previous: prev, Name: name, Target: t, Arch: cmp.Or(PackageArch(v.pkgFile), runtime.GOARCH), Project: project,
 		Roots:   &sandbox.Rootfs{Dir: RootfsDir(v.cacheDir), Logger: v.log, Events: v.sink},
 		WorkDir: filepath.Join(v.cacheDir, "verify"),
 		Log:     out,

@@ -85,6 +85,7 @@ split the cores so that together they do not exceed them (2 cores: 1 × 2;
 	sf.registerCache(fl)
 	sf.registerSources(fl)
 	a.targetFlag(cmd, &req.Targets, "build only these targets (repeatable; default: all of the project's)")
+	fl.StringSliceVarP(&req.Arches, "arch", "a", nil, "build for these architectures, amd64 or arm64 (repeatable; default: the project's arches, else this machine's); a foreign one builds under qemu-user emulation")
 	fl.StringVar(&req.RunnerName, "runner", "auto", "auto, sandbox or dagger (auto: dagger when an engine is configured or off Linux, else sandbox)")
 	fl.IntVarP(&req.Jobs, "jobs", "j", 0, "components built at once (default: see above)")
 	fl.IntVar(&req.MakeJobs, "make-jobs", 0, "the {{.Jobs}} of each build's steps, and plain make's -j without a job server (default: see above)")
@@ -115,7 +116,7 @@ func (a *app) writeBuild(res *pipeline.BuildResult) {
 			if c.CacheHit {
 				state = "cached"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%s\n", t.Target, c.Name, c.Version, state, c.Seconds, mib(c.Bytes))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%s\n", t.Label(), c.Name, c.Version, state, c.Seconds, mib(c.Bytes))
 		}
 	}
 	tw.Flush()
@@ -136,17 +137,17 @@ func (a *app) writeBuild(res *pipeline.BuildResult) {
 	}
 	for _, t := range res.Targets {
 		if t.Result != nil {
-			fmt.Fprintf(a.stdout, "%s: tree %s (%.1fs)\n", t.Target, t.Tree, t.Seconds)
+			fmt.Fprintf(a.stdout, "%s: tree %s (%.1fs)\n", t.Label(), t.Tree, t.Seconds)
 		}
 		if t.Health != nil && t.Health.OK() {
 			deps := "none"
 			if len(t.Health.Dependencies) > 0 {
 				deps = strings.Join(t.Health.Dependencies, ", ")
 			}
-			fmt.Fprintf(a.stdout, "%s: health check passed (%d ELF files, %d warnings); runtime dependencies: %s\n", t.Target, t.Health.ELF, t.Health.Warnings, deps)
+			fmt.Fprintf(a.stdout, "%s: health check passed (%d ELF files, %d warnings); runtime dependencies: %s\n", t.Label(), t.Health.ELF, t.Health.Warnings, deps)
 		}
 		if !t.OK() {
-			fmt.Fprintf(a.stdout, "%s: FAILED at %s\n", t.Target, t.FailedStage)
+			fmt.Fprintf(a.stdout, "%s: FAILED at %s\n", t.Label(), t.FailedStage)
 		}
 	}
 }

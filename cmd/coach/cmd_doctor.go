@@ -1,19 +1,23 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/coach-build/coach/pipeline"
 
+	"github.com/coach-build/coach/pipeline/binfmt"
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
@@ -101,6 +105,39 @@ through sudo otherwise. It says which packages before it runs anything.`,
 				}
 				add("sandbox: "+name+" mirror", err, base+" serves "+t.Bootstrap.Suite, "make the mirror reachable, or set "+mirrorHint(t.Bootstrap.Mirror)+"bootstrap.mirror in a custom target")
 			}
+			// Other architectures, under qemu-user through binfmt_misc.
+			dir := binfmt.Path()
+			if list, err := binfmt.List(dir); err != nil {
+				add("emulation: binfmt_misc", err, "", "mount -t binfmt_misc binfmt_misc "+binfmt.Dir)
+			} else {
+				var names []string
+				others := 0
+				for _, in := range list {
+					if !in.Enabled || !strings.HasPrefix(in.Name, "qemu-") {
+						continue
+					}
+					if slices.ContainsFunc(target.Arches, func(a string) bool { return in.Name == "qemu-"+binfmt.Machine(a) }) {
+						names = append(names, in.Name+" (flags "+in.Flags+")")
+					} else {
+						others++
+					}
+				}
+				detail := fmt.Sprintf("mounted at %s; %s", dir, cmp.Or(strings.Join(names, ", "), "no interpreter for "+strings.Join(target.Arches, " or ")))
+				if others > 0 {
+					detail += fmt.Sprintf(", and %d other qemu interpreters", others)
+				}
+				add("emulation: binfmt_misc", nil, detail, "")
+			}
+			for _, arch := range target.Arches {
+				if arch == runtime.GOARCH {
+					continue
+				}
+				pkg = "qemu-user-static"
+				add("emulation: "+arch, binfmt.CanRun(dir, arch), arch+" programs run here under qemu-user, in the sandbox too", binfmt.Fix(arch))
+			}
+			_, err = exec.LookPath("arch-test")
+			pkg = "arch-test"
+			add("emulation: arch-test", err, "mmdebstrap checks a foreign architecture runs with it", "apt-get install arch-test")
 			// Dagger: a real query, and each target's image pulled.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()

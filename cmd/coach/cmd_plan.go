@@ -49,7 +49,7 @@ func (a *app) planCommand() *cobra.Command {
 	}
 	a.targetFlag(cmd, &opts.Targets, "plan only these targets (repeatable)")
 	cmd.Flags().BoolVar(&opts.Locked, "locked", false, "fail if the lock file is missing or out of date")
-	cmd.Flags().StringVar(&opts.Arch, "arch", "", "build architecture as a Go arch name (default: the host's)")
+	cmd.Flags().StringVarP(&opts.Arch, "arch", "a", "", "build architecture, amd64 or arm64 (default: the host's)")
 	cmd.Flags().BoolVar(&dot, "dot", false, "write the graph in Graphviz dot format")
 	proj.register(cmd.Flags(), true)
 	return cmd

@@ -303,9 +303,9 @@ func Contents(opts Options) (files.Contents, int, error) {
 				delete(config, dst)
 			}
 			src, mode := hostPath, fi.Mode().Perm()
-			if exe, shared := elfKind(tree, rel); exe || shared {
+			if exe, shared, machine := elfInfo(tree, rel); exe || shared {
 				if p.Package.StripBinaries() {
-					if src, err = stripped(tree, rel, work, shared); err != nil {
+					if src, err = stripped(tree, rel, work, shared, machine); err != nil {
 						return err
 					}
 				}
@@ -448,6 +448,10 @@ func Package(opts Options) (*Artifact, error) {
 type countWriter struct{ n int64 }
 
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// FormatArch is the format's name for a Go architecture: amd64 and arm64
+// for deb, x86_64 and aarch64 for rpm.
+func FormatArch(format, goarch string) string { return archFor(format, goarch) }
 
 // archFor maps a Go architecture to the format's name for it.
 func archFor(format, goarch string) string {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -15,18 +16,20 @@ import (
 	"github.com/coach-build/coach/pipeline/target"
 )
 
-// elfKind says whether a file is an ELF executable or shared library.
-func elfKind(tree *os.Root, rel string) (exe, shared bool) {
+// elfInfo says whether a file of the tree is an ELF executable or shared
+// library, and for which machine.
+func elfInfo(tree *os.Root, rel string) (exe, shared bool, machine elf.Machine) {
 	fh, err := tree.Open(rel)
 	if err != nil {
-		return false, false
+		return false, false, 0
 	}
 	defer fh.Close()
 	f, err := elf.NewFile(fh)
 	if err != nil {
-		return false, false
+		return false, false, 0
 	}
 	defer f.Close()
+	machine = f.Machine
 	interp := false
 	for _, prog := range f.Progs {
 		if prog.Type == elf.PT_INTERP {
@@ -35,20 +38,48 @@ func elfKind(tree *os.Root, rel string) (exe, shared bool) {
 	}
 	switch {
 	case f.Type == elf.ET_EXEC || (f.Type == elf.ET_DYN && interp):
-		return true, false
+		return true, false, machine
 	case f.Type == elf.ET_DYN:
-		return false, true
+		return false, true, machine
 	}
-	return false, false
+	return false, false, machine
+}
+
+// stripTools are the binutils strip of each machine coach builds for:
+// the host's own strip reads only its own architecture's files.
+var stripTools = map[elf.Machine]struct{ bin, pkg string }{
+	elf.EM_X86_64:  {"x86_64-linux-gnu-strip", "binutils-x86-64-linux-gnu"},
+	elf.EM_AARCH64: {"aarch64-linux-gnu-strip", "binutils-aarch64-linux-gnu"},
+}
+
+// stripFor is the strip that reads machine's files: the host's strip for
+// its own machine, else binutils' cross strip for it.
+func stripFor(machine elf.Machine) (string, error) {
+	native := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[runtime.GOARCH]
+	if machine == native || machine == 0 {
+		if p, err := exec.LookPath("strip"); err == nil {
+			return p, nil
+		}
+		return "", fmt.Errorf("packaging strips binaries and needs strip (apt-get install binutils), or set package.strip: false")
+	}
+	t, ok := stripTools[machine]
+	if !ok {
+		return "", fmt.Errorf("no strip for %s files: set package.strip: false", machine)
+	}
+	p, err := exec.LookPath(t.bin)
+	if err != nil {
+		return "", fmt.Errorf("stripping %s files needs %s (apt-get install %s), or set package.strip: false", machine, t.bin, t.pkg)
+	}
+	return p, nil
 }
 
 // stripped writes a stripped copy of an ELF file into dir, as Debian's
 // dh_strip does: .comment and .note sections dropped, and shared
 // libraries stripped of what linking them does not need.
-func stripped(tree *os.Root, rel, dir string, shared bool) (string, error) {
-	strip, err := exec.LookPath("strip")
+func stripped(tree *os.Root, rel, dir string, shared bool, machine elf.Machine) (string, error) {
+	strip, err := stripFor(machine)
 	if err != nil {
-		return "", fmt.Errorf("packaging strips binaries and needs strip (apt-get install binutils), or set package.strip: false")
+		return "", err
 	}
 	// strip reads the file through a descriptor opened beneath the tree,
 	// never by a path it resolves itself.

@@ -1,6 +1,7 @@
 package pkg
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -57,7 +58,13 @@ type TargetTree struct {
 	// digests); with it, a package made from the same inputs before is
 	// taken from the previous release instead of being made again.
 	TreeDigest string
+	// Arch is the tree's Go architecture; empty means the release's.
+	Arch string
 }
+
+// slot names what a release holds one package of: a target and an
+// architecture (the format's name for it, as artifacts carry it).
+func slot(target, arch string) string { return target + "/" + arch }
 
 // Release is what a build writes into the output directory.
 type Release struct {
@@ -128,8 +135,10 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 	old := previousRelease(final)
 	previous := byTarget(old)
 	for i, t := range o.Trees {
+		arch := cmp.Or(t.Arch, o.Arch)
+		t.Arch = arch
 		key := inputKey(o, t, summaryText, embedded)
-		if a := reuse(final, staging, previous, t.Target.Name, key); a != nil {
+		if a := reuse(final, staging, previous, slot(t.Target.Name, archFor(t.Target.Format, arch)), key); a != nil {
 			rel.Artifacts = append(rel.Artifacts, a)
 			sums[a.File] = a.SHA256
 			continue
@@ -139,7 +148,7 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 			return nil, err
 		}
 		a, err := Package(Options{
-			Project: o.Project, Root: o.Root, Target: t.Target, Arch: o.Arch, Tree: t.Tree, Depends: t.Depends,
+			Project: o.Project, Root: o.Root, Target: t.Target, Arch: arch, Tree: t.Tree, Depends: t.Depends,
 			MTime: o.MTime, OutDir: staging, SignKey: o.SignKey, SignPassphraseEnv: o.PassEnv,
 			Summary: summaryText, Embedded: embedded, WorkDir: work,
 			Extra: files.Contents{{Source: summary, Destination: path.Join(o.Project.InstallDir, "LICENSES", "SUMMARY"), Type: files.TypeFile}},
@@ -229,11 +238,11 @@ func keepOtherTargets(prev, staging string, manifest []byte, report *Release, wr
 	}
 	targets := map[string]bool{}
 	for _, a := range written {
-		targets[a.Target] = true
+		targets[slot(a.Target, a.Arch)] = true
 	}
 	var out []*Artifact
 	for _, a := range report.Artifacts {
-		if a == nil || targets[a.Target] || a.File != filepath.Base(a.File) || a.File == "" {
+		if a == nil || targets[slot(a.Target, a.Arch)] || a.File != filepath.Base(a.File) || a.File == "" {
 			continue
 		}
 		if ok, err := linkUnchanged(prev, staging, a); err != nil {
@@ -242,7 +251,7 @@ func keepOtherTargets(prev, staging string, manifest []byte, report *Release, wr
 			continue
 		}
 		a.Kept = true
-		targets[a.Target] = true
+		targets[slot(a.Target, a.Arch)] = true
 		out = append(out, a)
 	}
 	return out, nil

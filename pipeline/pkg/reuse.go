@@ -1,6 +1,7 @@
 package pkg
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -84,7 +85,7 @@ func inputKey(o ReleaseOptions, t TargetTree, summary []byte, embedded []string)
 		Sign      string
 		Extra     map[string]string
 		Changelog string
-	}{packageSchema, t.TreeDigest, o.Project, hooks, t.Target, o.Arch, t.Depends, o.MTime, digest.Bytes(summary), embedded, sign, extra, changelog})
+	}{packageSchema, t.TreeDigest, o.Project, hooks, t.Target, cmp.Or(t.Arch, o.Arch), t.Depends, o.MTime, digest.Bytes(summary), embedded, sign, extra, changelog})
 }
 
 // previousRelease is what the release's previous directory lists in its
@@ -104,7 +105,7 @@ func previousRelease(prev string) *Release {
 }
 
 // byTarget are a previous release's packages that carry an input key, by
-// target.
+// target and architecture.
 func byTarget(old *Release) map[string]*Artifact {
 	out := map[string]*Artifact{}
 	if old == nil {
@@ -112,17 +113,17 @@ func byTarget(old *Release) map[string]*Artifact {
 	}
 	for _, a := range old.Artifacts {
 		if a != nil && a.InputKey != "" && a.File == filepath.Base(a.File) && a.File != "" {
-			out[a.Target] = a
+			out[slot(a.Target, a.Arch)] = a
 		}
 	}
 	return out
 }
 
-// reuse links into staging the previous release's package of a target
+// reuse links into staging the previous release's package of a slot
 // when it was made from the same inputs and still has its checksum: a
 // no-op build does not package again.
-func reuse(prev, staging string, old map[string]*Artifact, target, key string) *Artifact {
-	a := old[target]
+func reuse(prev, staging string, old map[string]*Artifact, slot, key string) *Artifact {
+	a := old[slot]
 	if key == "" || a == nil || a.InputKey != key {
 		return nil
 	}

@@ -28,6 +28,7 @@ type Project struct {
 	// replaces its default_version.
 	Overrides     map[string]string        `yaml:"overrides" json:"overrides,omitempty" doc:"component -> semver constraint or exact version, replacing its default_version"`
 	Targets       []string                 `yaml:"targets" json:"targets" doc:"targets to build for, from the catalogue (coach targets) or custom_targets"`
+	Arches        []string                 `yaml:"arches" json:"arches,omitempty" doc:"architectures to build for (amd64, arm64); a foreign one builds under qemu-user emulation; default the machine's own"`
 	CustomTargets map[string]target.Target `yaml:"custom_targets" json:"custom_targets,omitempty" doc:"extra targets for this project, usually based_on a built-in one"`
 	Package       Package                  `yaml:"package" json:"package"`
 	Health        Health                   `yaml:"health" json:"health"`

@@ -471,6 +471,11 @@ func (v *validator) project(name string, p *Project) {
 			v.add(at(fmt.Sprintf("health.ignore[%d]", i)), "give a glob relative to install_dir, e.g. embedded/share/**", "health.ignore %q is not a valid relative glob", g)
 		}
 	}
+	for i, a := range p.Arches {
+		if !target.ValidArch(a) {
+			v.add(at(fmt.Sprintf("arches[%d]", i)), "use "+strings.Join(target.Arches, " or "), "architecture %q is not one coach builds for", a)
+		}
+	}
 	for i, g := range p.Package.Exclude {
 		if !doublestar.ValidatePattern(g) || path.IsAbs(g) || g == "" || g == "**" || slices.Contains(strings.Split(g, "/"), "..") {
 			v.add(at(fmt.Sprintf("package.exclude[%d]", i)), "give a glob relative to install_dir, e.g. embedded/include/** or embedded/lib/*.a", "package.exclude %q is not a valid relative glob of some of the tree", g)

@@ -205,6 +205,12 @@ func Multiarch(goarch string) string {
 // HostArch is the architecture packages are built for by default.
 func HostArch() string { return runtime.GOARCH }
 
+// Arches are the architectures coach builds for (Go's names).
+var Arches = []string{"amd64", "arm64"}
+
+// ValidArch reports whether coach builds for an architecture.
+func ValidArch(a string) bool { return slices.Contains(Arches, a) }
+
 // SystemLibDirs returns the target's library dirs for an architecture.
 func (t Target) SystemLibDirs(goarch string) []string {
 	out := make([]string, len(t.LibDirs))
