@@ -178,8 +178,14 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 	}
 
 	sink := event.Serialize(b.Events)
+	// Events name the target, and the arch when it is not the machine's
+	// own, as the pipeline's stage events do.
+	label := t.Name
+	if pl.Arch != "" && pl.Arch != target.HostArch() {
+		label += "-" + pl.Arch
+	}
 	emit := func(e event.Event) {
-		e.Target = t.Name
+		e.Target = label
 		sink.Emit(e)
 	}
 

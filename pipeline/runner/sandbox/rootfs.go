@@ -181,9 +181,9 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 	}
 	start := time.Now()
 	if r.Logger != nil {
-		r.Logger.Info("making root filesystem (once per target and package set)", "target", t.Name, "suite", t.Bootstrap.Suite, "packages", strings.Join(pkgs, ","), "dir", dir)
+		r.Logger.Info("making root filesystem (once per target and package set)", "target", t.Name, "arch", arch, "suite", t.Bootstrap.Suite, "packages", strings.Join(pkgs, ","), "dir", dir)
 	}
-	r.Events.Emit(event.Event{Kind: event.RootfsStarted, Target: t.Name, Message: "making the " + t.Bootstrap.Suite + " root filesystem with mmdebstrap"})
+	r.Events.Emit(event.Event{Kind: event.RootfsStarted, Target: t.Name, Message: "making the " + t.Bootstrap.Suite + " " + debArch(arch) + " root filesystem with mmdebstrap"})
 	made := errors.New("interrupted")
 	defer func() {
 		e := event.Event{Kind: event.RootfsFinished, Target: t.Name, Seconds: time.Since(start).Seconds()}
