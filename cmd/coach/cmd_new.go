@@ -59,6 +59,17 @@ func (a *app) writeNew(files []file) error {
 			fmt.Fprintf(a.stdout, "created %s\n", f.path)
 		}
 	}
+	// The schemas the files' modelines name, for editors.
+	schemas, err := writeSchemas(a.dir, false)
+	if err != nil {
+		return err
+	}
+	for _, p := range schemas {
+		written = append(written, p)
+		if !a.json {
+			fmt.Fprintf(a.stdout, "created %s\n", p)
+		}
+	}
 	a.output(map[string][]string{"created": written})
 	return nil
 }
@@ -69,7 +80,8 @@ func render(text string, data any) string {
 	return b.String()
 }
 
-const projectTemplate = `# <%.Name%>: see README.md "Project definitions" for every field.
+const projectTemplate = `# yaml-language-server: $schema=../` + schemaDir + `/project.schema.json
+# <%.Name%>: see README.md "Project definitions" for every field.
 name: <%.Name%>
 description: <%.Name%>, built with coach
 maintainer: <%.Maintainer%>
@@ -100,7 +112,8 @@ set -e
 exit 0
 `
 
-const softwareTemplate = `# <%.Name%>: see README.md "Software definitions" for every field.
+const softwareTemplate = `# yaml-language-server: $schema=../` + schemaDir + `/software.schema.json
+# <%.Name%>: see README.md "Software definitions" for every field.
 name: <%.Name%>
 license: <%.License%>
 license_files: [LICENSE]

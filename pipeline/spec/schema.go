@@ -3,6 +3,8 @@ package spec
 import (
 	"reflect"
 	"strings"
+
+	"github.com/coach-build/coach/pipeline/target"
 )
 
 //go:generate go test -run TestSchemaIsCurrent -update .
@@ -64,10 +66,56 @@ func schemaFor(t reflect.Type) map[string]any {
 	panic("spec: no schema for " + t.String())
 }
 
+// semverPattern is strict semver, with an optional leading v.
+const semverPattern = `^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`
+
+// constraints add to a field's schema (Type.field, or Type.field[] for a
+// list's items) what the validator checks and an editor can use: the
+// values a field takes, the form of a name.
+func constraints() map[string]map[string]any {
+	compressions := []any{"gzip", "xz", "zstd", "none"}
+	var builtins []any
+	for _, n := range target.BuiltinNames() {
+		builtins = append(builtins, n)
+	}
+	var arches []any
+	for _, a := range target.Arches {
+		arches = append(arches, a)
+	}
+	return map[string]map[string]any{
+		"Project.name":    {"pattern": packageName.String()},
+		"Software.name":   {"pattern": softwareName.String()},
+		"Project.version": {"anyOf": []any{map[string]any{"pattern": semverPattern}, map[string]any{"const": "git"}, map[string]any{"pattern": `\{\{`}}},
+		"Project.targets[]": {"anyOf": []any{map[string]any{"enum": builtins},
+			map[string]any{"pattern": `^[a-z0-9][a-z0-9.-]*$`, "description": "a custom target of the project"}}},
+		"Project.arches[]":         {"enum": arches},
+		"Project.software[]":       {"pattern": softwareName.String()},
+		"Software.dependencies[]":  {"pattern": softwareName.String()},
+		"FormatString.deb":         {"enum": compressions},
+		"FormatString.rpm":         {"enum": compressions[:3]},
+		"Target.format":            {"enum": []any{"deb", "rpm"}},
+		"Target.compression":       {"enum": compressions[:3]},
+		"Target.based_on":          {"enum": builtins},
+		"Package.owner":            {"pattern": systemName.String()},
+		"Package.group":            {"pattern": systemName.String()},
+		"Project.install_dir":      {"pattern": safeInstallDir.String()},
+		"Software.default_version": {"minLength": 1},
+	}
+}
+
 func structSchema(t reflect.Type) map[string]any {
 	props := map[string]any{}
+	extra := constraints()
 	for _, f := range structFields(t).list {
 		p := schemaFor(t.Field(f.index).Type)
+		for k, v := range extra[t.Name()+"."+f.name] {
+			p[k] = v
+		}
+		if items, ok := p["items"].(map[string]any); ok {
+			for k, v := range extra[t.Name()+"."+f.name+"[]"] {
+				items[k] = v
+			}
+		}
 		if f.doc != "" {
 			p["description"] = f.doc
 		}

@@ -118,4 +118,22 @@ func TestSchemaAcceptsTheRepository(t *testing.T) {
 	if err := check("project", "bad", []byte("name: x\nhomepge: y\n")); err == nil {
 		t.Error("the schema accepted an unknown field")
 	}
+	// What the validator refuses and an editor can say at once.
+	base := "description: d\nmaintainer: M <m@example.com>\nlicense: MIT\nsoftware: [zlib]\ntargets: [debian-12]\n"
+	for _, bad := range []string{
+		"name: Bad_Name\nversion: 1.0.0\n",
+		"name: app\nversion: \"1.0\"\n",
+		"name: app\nversion: 1.0.0\narches: [sparc]\n",
+		"name: app\nversion: 1.0.0\npackage: {compression: {deb: lz4}}\n",
+		"name: app\nversion: 1.0.0\npackage: {owner: Hello}\n",
+	} {
+		if err := check("project", "bad", []byte(bad+base)); err == nil {
+			t.Errorf("the schema accepted\n%s", bad)
+		}
+	}
+	for _, good := range []string{"name: app\nversion: git\n", "name: app\nversion: \"1.4.0-nightly.{{.Date}}\"\narches: [amd64, arm64]\n"} {
+		if err := check("project", "good", []byte(good+base)); err != nil {
+			t.Errorf("the schema refused\n%s: %v", good, err)
+		}
+	}
 }
