@@ -100,7 +100,7 @@ func (a *app) cacheCommand() *cobra.Command {
 		Use:   "cache",
 		Short: "Manage the source cache: populate a mirror, list what is missing, collect garbage",
 	}
-	cmd.AddCommand(a.cachePopulateCommand(), a.cacheMissingCommand(), a.cacheGCCommand())
+	cmd.AddCommand(a.cachePopulateCommand(), a.cacheMissingCommand(), a.cacheGCCommand(), a.cacheDUCommand())
 	return cmd
 }
 
@@ -257,5 +257,37 @@ func (a *app) cacheGCCommand() *cobra.Command {
 	}
 	sf.registerCache(cmd.Flags())
 	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "only list what would be removed")
+	return cmd
+}
+
+func (a *app) cacheDUCommand() *cobra.Command {
+	var sf sourceFlags
+	cmd := &cobra.Command{
+		Use:   "du",
+		Short: "Show what the cache takes on disk, by kind",
+		Long: `du measures the cache by kind: sources, dependency layers, root filesystems
+(in $COACH_ROOTFS_DIR when set), work trees, leftover verify roots and verify
+results. Sizes are allocated bytes, each file counted once however many
+hard links it has.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			use, err := pipeline.CacheUsage(sf.cache())
+			if err != nil {
+				return err
+			}
+			if !a.output(use) {
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+			var total int64
+			for _, u := range use {
+				fmt.Fprintf(tw, "%s\t%d entries\t%s\t%s\n", u.Kind, u.Entries, mib(u.Bytes), u.Path)
+				total += u.Bytes
+			}
+			fmt.Fprintf(tw, "total\t\t%s\t\n", mib(total))
+			return tw.Flush()
+		},
+	}
+	sf.registerCache(cmd.Flags())
 	return cmd
 }

@@ -1,0 +1,17 @@
+//go:build unix
+
+package pipeline
+
+import (
+	"io/fs"
+	"syscall"
+)
+
+// fileID is a file's device and inode, and the bytes allocated to it.
+func fileID(fi fs.FileInfo) (id [2]uint64, allocated int64, ok bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return id, 0, false
+	}
+	return [2]uint64{uint64(st.Dev), uint64(st.Ino)}, int64(st.Blocks) * 512, true
+}
