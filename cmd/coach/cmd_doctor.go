@@ -93,6 +93,24 @@ through sudo otherwise. It says which packages before it runs anything.`,
 				pkg = "uidmap"
 				sandboxOK = add("sandbox: newuidmap", err, "maps subordinate ids for mmdebstrap --mode=unshare", "apt-get install uidmap, and give the user ranges in /etc/subuid and /etc/subgid") && sandboxOK
 			}
+			if os.Geteuid() != 0 {
+				var err error
+				if usernsRestricted(procDir()) {
+					err = errors.New("AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1): bubblewrap cannot unshare as a user")
+				}
+				sandboxOK = add("sandbox: user namespaces", err, "unprivileged user namespaces are allowed", "run coach as root (sudo), or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or give bwrap an AppArmor profile that allows userns") && sandboxOK
+			}
+			families := map[string]bool{}
+			for _, name := range target.BuiltinNames() {
+				t, _ := target.Builtin(name)
+				if t.Bootstrap.Tool == "" || families[t.Family] {
+					continue
+				}
+				families[t.Family] = true
+				detail, kpkg, err := keyringCheck(keyringDir(), t.Family)
+				pkg = kpkg
+				add("sandbox: "+t.Family+" keyring", err, detail, "apt-get install "+kpkg)
+			}
 			for _, name := range target.BuiltinNames() {
 				t, _ := target.Builtin(name)
 				if t.Bootstrap.Tool == "" {
