@@ -732,3 +732,7 @@ func ParseMode(s string) (fs.FileMode, error) {
 	}
 	return m, nil
 }
+
+// ValidProjectName reports whether name can name a project (and its
+// package).
+func ValidProjectName(name string) bool { return packageName.MatchString(name) }
