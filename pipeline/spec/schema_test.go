@@ -137,3 +137,18 @@ func TestSchemaAcceptsTheRepository(t *testing.T) {
 		}
 	}
 }
+
+// TestReferenceIsCurrent keeps docs/reference/definitions.md what the
+// types say: -update rewrites it.
+func TestReferenceIsCurrent(t *testing.T) {
+	path := "../../docs/reference/definitions.md"
+	got := Reference()
+	if *update {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		os.WriteFile(path, []byte(got), 0o644)
+	}
+	want, err := os.ReadFile(path)
+	if err != nil || string(want) != got {
+		t.Errorf("%s is out of date: go test ./pipeline/spec -run TestReferenceIsCurrent -update", path)
+	}
+}

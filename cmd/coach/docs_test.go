@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra/doc"
+)
+
+var updateDocs = flag.Bool("update", false, "rewrite the generated CLI reference in docs/")
+
+// genDocs writes the CLI reference (Markdown, one page per command) and
+// the man pages into dir, from the commands themselves.
+func genDocs(t *testing.T, dir string) {
+	t.Helper()
+	a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	root := a.rootCommand()
+	root.DisableAutoGenTag = true
+	for _, sub := range []string{"cli", "man"} {
+		os.MkdirAll(filepath.Join(dir, sub), 0o755)
+	}
+	if err := doc.GenMarkdownTree(root, filepath.Join(dir, "cli")); err != nil {
+		t.Fatal(err)
+	}
+	date := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := doc.GenManTree(root, &doc.GenManHeader{Title: "COACH", Section: "1", Source: "coach", Manual: "coach manual", Date: &date}, filepath.Join(dir, "man")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCLIReferenceIsCurrent keeps docs/cli and docs/man what the commands
+// say: go test ./cmd/coach -run TestCLIReferenceIsCurrent -update.
+func TestCLIReferenceIsCurrent(t *testing.T) {
+	docs := "../../docs"
+	if *updateDocs {
+		os.RemoveAll(filepath.Join(docs, "cli"))
+		os.RemoveAll(filepath.Join(docs, "man"))
+		genDocs(t, docs)
+	}
+	fresh := t.TempDir()
+	genDocs(t, fresh)
+	for _, sub := range []string{"cli", "man"} {
+		want, _ := filepath.Glob(filepath.Join(fresh, sub, "*"))
+		have, _ := filepath.Glob(filepath.Join(docs, sub, "*"))
+		if len(want) != len(have) {
+			t.Errorf("docs/%s has %d files, the commands make %d: go test ./cmd/coach -run TestCLIReferenceIsCurrent -update", sub, len(have), len(want))
+			continue
+		}
+		for _, w := range want {
+			a, _ := os.ReadFile(w)
+			b, err := os.ReadFile(filepath.Join(docs, sub, filepath.Base(w)))
+			if err != nil || !bytes.Equal(a, b) {
+				t.Errorf("docs/%s/%s is out of date: go test ./cmd/coach -run TestCLIReferenceIsCurrent -update", sub, filepath.Base(w))
+			}
+		}
+	}
+}
+
+// TestDocsCommandsParse finds every coach command line in the README and
+// docs/ (lines of code blocks that start with "coach ") and checks that
+// it names a real command with flags it takes.
+func TestDocsCommandsParse(t *testing.T) {
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md")
+	line := regexp.MustCompile(`^\s*(?:\$ |sudo )?(?:go run \./cmd/coach|coach) ([^#|>&;]*)`)
+	// Inline code spans that are whole command lines, without placeholders.
+	span := regexp.MustCompile("`coach ([^`<\\[|.]*)`")
+	n := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inCode := false
+		for i, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), "```") {
+				inCode = !inCode
+				continue
+			}
+			var found []string
+			if m := line.FindStringSubmatch(l); inCode && m != nil {
+				found = append(found, m[1])
+			}
+			if !inCode {
+				for _, m := range span.FindAllStringSubmatch(l, -1) {
+					found = append(found, m[1])
+				}
+			}
+			for _, c := range found {
+				args := splitShell(strings.TrimSpace(c))
+				if slices.ContainsFunc(args, placeholder) {
+					continue // a usage line (coach build --jobs J), not a command
+				}
+				a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+				root := a.rootCommand()
+				root.InitDefaultVersionFlag()
+				cmd, rest, err := root.Find(args)
+				if err == nil {
+					cmd.InitDefaultHelpFlag()
+					err = cmd.ParseFlags(rest)
+				}
+				if err != nil {
+					t.Errorf("%s:%d: coach %s: %v", f, i+1, c, err)
+				}
+				n++
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("found only %d command lines", n)
+	}
+	t.Logf("%d command lines parse", n)
+}
+
+// placeholder is an upper-case word standing for a value (J, DIR).
+func placeholder(s string) bool {
+	return s != "" && strings.ToUpper(s) == s && strings.ToLower(s) != s && !strings.HasPrefix(s, "-")
+}
+
+// splitShell splits a command line on spaces, keeping quoted words.
+func splitShell(s string) []string {
+	var out []string
+	var cur strings.Builder
+	quote := rune(0)
+	for _, r := range s {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote == 0 && (r == '\'' || r == '"'):
+			quote = r
+		case quote == 0 && r == ' ':
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
+}
