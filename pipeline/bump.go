@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/coach-build/coach/pipeline/mirror"
+	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/spec"
 )
 
@@ -101,7 +102,7 @@ func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
 	if req.DryRun {
 		return res, nil
 	}
-	if err := writeFileAtomic(s.Path, updated); err != nil {
+	if err := resolve.WriteFileAtomic(s.Path, updated); err != nil {
 		return nil, err
 	}
 	// The edited definition must still load, with every problem at once.
@@ -305,25 +306,4 @@ func closureOf(repo *spec.Repo, roots []string) []string {
 		visit(r)
 	}
 	return out
-}
-
-// writeFileAtomic replaces a file through a temporary file beside it.
-func writeFileAtomic(p string, data []byte) error {
-	tmp, err := os.CreateTemp(path.Dir(p), ".coach-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p)
 }

@@ -137,13 +137,18 @@ func ReadLock(root, project string) (*Lock, error) {
 // WriteLock writes the lock atomically: a reader sees the old or the new
 // file, never half of one.
 func WriteLock(root string, l *Lock) error {
-	path := LockPath(root, l.Project)
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".lock-*")
+	return WriteFileAtomic(LockPath(root, l.Project), l.Marshal())
+}
+
+// WriteFileAtomic replaces a file through a temporary file beside it,
+// renamed into place: a reader sees the old or the new file, never half.
+func WriteFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".coach-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(l.Marshal()); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
 	}
