@@ -70,6 +70,10 @@ type BuildRequest struct {
 	// NoCache rebuilds every component; KeepFailed keeps a failed
 	// component's work directory.
 	NoCache, KeepFailed bool
+	// Debug, when set, opens this shell in the environment of a build
+	// step that fails, as the step left it (runners that can: the
+	// sandbox). Components then build one at a time.
+	Debug *runner.Shell
 	// SkipHealth skips the linkage health check (loudly).
 	SkipHealth bool
 	// NoPackage stops after the health check; NoVerify does not install
@@ -320,6 +324,12 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		jobs, makeJobs = cmp.Or(req.Jobs, cores), cmp.Or(req.MakeJobs, cores)
 		log.Debug("job server", "tokens", cores, "jobs", jobs)
 	}
+	if req.Debug != nil {
+		if _, ok := r.(runner.Sheller); !ok {
+			return finish(&RequestError{fmt.Errorf("--debug: the %s runner cannot open a shell in a build environment; use --runner sandbox", r.Name())})
+		}
+		jobs = 1 // one failure, one shell
+	}
 	tbs := map[string]*targetBuilder{}
 	for _, a := range arches {
 		tbs[a] = &targetBuilder{req: req, prep: preps[a], arch: a, runner: r, fetcher: f, log: log, sink: sink, jobs: jobs, makeJobs: makeJobs, jobserver: js}
@@ -327,7 +337,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	}
 	tb := tbs[arches[0]]
 	res.Targets = make([]*TargetResult, len(units))
-	if r.Name() == RunnerDagger {
+	if r.Name() == RunnerDagger && req.Debug == nil {
 		// The engine schedules the work: every target at once.
 		var wg sync.WaitGroup
 		for i, u := range units {
@@ -450,7 +460,7 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 			Layers:  &build.LayerCache{Dir: filepath.Join(b.req.CacheDir, "layers")},
 			WorkDir: workDir,
 			Jobs:    b.jobs, MakeJobs: b.makeJobs,
-			NoCache: b.req.NoCache, KeepFailed: b.req.KeepFailed,
+			NoCache: b.req.NoCache, KeepFailed: b.req.KeepFailed, Debug: b.req.Debug,
 			Log: b.log, Events: b.sink, Jobserver: b.jobserver,
 		}
 		res, err = bl.Build(ctx, b.prep.Plan, p, b.req.Root, t)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/runner"
 )
 
 // packageFlags are the flags of the commands that write packages.
@@ -36,6 +38,7 @@ func (a *app) buildCommand() *cobra.Command {
 	var sf sourceFlags
 	var pf packageFlags
 	var proj projectFlags
+	var debug bool
 	cmd := &cobra.Command{
 		Use:   "build <project>",
 		Short: "Build, check, package and verify a project for each target",
@@ -72,6 +75,12 @@ split the cores so that together they do not exceed them (2 cores: 1 × 2;
 			if req.Overrides, err = proj.parsedOverrides(); err != nil {
 				return err
 			}
+			if debug {
+				req.Debug = &runner.Shell{Stdin: os.Stdin, Stdout: a.stderr, Stderr: a.stderr}
+				if !a.json {
+					req.Debug.Stdout = a.stdout
+				}
+			}
 			res, err := pipeline.Run(ctx, req)
 			if res != nil && res.Version != "" {
 				if a.output(res) {
@@ -93,6 +102,7 @@ split the cores so that together they do not exceed them (2 cores: 1 × 2;
 	fl.BoolVar(&req.NoJobserver, "no-jobserver", false, "do not run a make job server; split the cores between --jobs and --make-jobs")
 	fl.BoolVar(&req.NoCache, "no-cache", false, "rebuild every component")
 	fl.BoolVar(&req.KeepFailed, "keep-failed", false, "keep the work directory of a failed component")
+	fl.BoolVar(&debug, "debug", false, "open a shell where a build step fails, as the step left the source and the install dir (sandbox runner; components build one at a time, and progress is plain lines)")
 	fl.BoolVar(&req.Locked, "locked", false, "fail if the lock file is missing or out of date")
 	fl.BoolVar(&req.SkipHealth, "skip-health", false, "do not run the linkage health check (loudly)")
 	fl.BoolVar(&req.NoPackage, "no-package", false, "stop after the health check")

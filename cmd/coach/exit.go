@@ -61,6 +61,10 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
+	var se *shellExit
+	if errors.As(err, &se) {
+		return se.code
+	}
 	if errors.Is(err, pipeline.ErrInterrupted) {
 		return exitInterrupted
 	}

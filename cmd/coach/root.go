@@ -74,7 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if a.json && !printedHelp(root, args) {
 		a.writeEnvelope(err, code)
 	}
-	if err != nil {
+	var se *shellExit
+	if err != nil && !errors.As(err, &se) {
 		a.report(err)
 	}
 	return code
@@ -125,7 +126,9 @@ packages the tree as deb and rpm for each target distribution.`,
 		Version:       buildVersion().Version,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			a.command = strings.TrimPrefix(cmd.CommandPath(), "coach ")
-			return a.setup(cmd.Annotations["live"] == "true")
+			// A debug shell needs the terminal: no live view then.
+			debug := cmd.Flags().Lookup("debug") != nil && cmd.Flags().Lookup("debug").Changed
+			return a.setup(cmd.Annotations["live"] == "true" && !debug)
 		},
 	}
 	root.SetVersionTemplate("coach {{.Version}}\n")
@@ -149,6 +152,7 @@ packages the tree as deb and rpm for each target distribution.`,
 		a.fetchCommand(),
 		a.cacheCommand(),
 		a.buildCommand(),
+		a.shellCommand(),
 		a.doctorCommand(),
 		a.healthCommand(),
 		a.packageCommand(),

@@ -47,7 +47,11 @@ type Builder struct {
 	NoCache bool
 	// KeepFailed keeps the work directory of a failed component.
 	KeepFailed bool
-	Log        *slog.Logger
+	// Debug, when set, is opened in the environment of a step that fails
+	// (where the runner can: a runner.Sheller), before the build goes on
+	// to fail.
+	Debug *runner.Shell
+	Log   *slog.Logger
 	// Events, if set, hears each component's progress and every line its
 	// steps print; calls are serialised.
 	Events event.Sink
@@ -155,10 +159,42 @@ func Packages(pl *plan.Plan, t target.Target) []string {
 // *runner.StepError for a failed step) after stopping the other builds.
 func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target) (*Result, error) {
 	start := time.Now()
-	jobs := max(b.Jobs, 1)
 	if err := os.MkdirAll(b.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results, _, err := b.buildNodes(ctx, pl, p, root, t, nil)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Target: t.Name}
+	var layers []NamedLayer
+	for _, n := range pl.Nodes {
+		r := results[n.Name]
+		res.Components = append(res.Components, r)
+		layers = append(layers, NamedLayer{Component: n.Name, Dir: r.Layer})
+	}
+	tree := filepath.Join(b.WorkDir, "tree")
+	archive.RemoveAll(tree)
+	if err := Merge(layers, filepath.Join(tree, filepath.FromSlash(strings.TrimPrefix(p.InstallDir, "/")))); err != nil {
+		return nil, fmt.Errorf("merge layers for %s: %w", t.Name, err)
+	}
+	res.Tree = tree
+	res.InstallDir = p.InstallDir
+	res.Seconds = time.Since(start).Seconds()
+	if data, err := json.MarshalIndent(res, "", "  "); err == nil {
+		os.WriteFile(filepath.Join(b.WorkDir, "result.json"), data, 0o644)
+	}
+	return res, nil
+}
+
+// buildNodes builds the components of the plan in want (every one when
+// want is nil; want must hold the dependencies of what it holds), as many
+// at once as Jobs allows, and returns their results by name, and the
+// function that readies the runner for the target (once).
+func (b *Builder) buildNodes(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, want map[string]bool) (map[string]ComponentResult, func() error, error) {
+	jobs := max(b.Jobs, 1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -199,11 +235,15 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 	started := map[string]bool{}
 	inflight := 0
 	var firstErr error
+	wanted := 0
 	for _, n := range pl.Nodes {
-		emit(event.Event{Kind: event.ComponentQueued, Component: n.Name, Version: n.Version})
+		if want == nil || want[n.Name] {
+			wanted++
+			emit(event.Event{Kind: event.ComponentQueued, Component: n.Name, Version: n.Version})
+		}
 	}
 	order := criticalFirst(pl, b.scheduleEstimates(ctx, pl, max(jobs, 4)))
-	for len(results) < len(pl.Nodes) {
+	for len(results) < wanted {
 		// Start every component whose dependencies are built, those at the
 		// head of the longest (estimated) chain of builds first.
 		for _, n := range order {
@@ -211,7 +251,7 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 				break
 			}
 			waiting := slices.ContainsFunc(n.Dependencies, func(d string) bool { _, built := results[d]; return !built })
-			if started[n.Name] || waiting {
+			if started[n.Name] || waiting || (want != nil && !want[n.Name]) {
 				continue
 			}
 			started[n.Name] = true
@@ -237,30 +277,12 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 		results[o.name] = o.res
 	}
 	if firstErr != nil {
-		return nil, firstErr
+		return nil, nil, firstErr
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	res := &Result{Target: t.Name}
-	var layers []NamedLayer
-	for _, n := range pl.Nodes {
-		r := results[n.Name]
-		res.Components = append(res.Components, r)
-		layers = append(layers, NamedLayer{Component: n.Name, Dir: r.Layer})
-	}
-	tree := filepath.Join(b.WorkDir, "tree")
-	archive.RemoveAll(tree)
-	if err := Merge(layers, filepath.Join(tree, filepath.FromSlash(strings.TrimPrefix(p.InstallDir, "/")))); err != nil {
-		return nil, fmt.Errorf("merge layers for %s: %w", t.Name, err)
-	}
-	res.Tree = tree
-	res.InstallDir = p.InstallDir
-	res.Seconds = time.Since(start).Seconds()
-	if data, err := json.MarshalIndent(res, "", "  "); err == nil {
-		os.WriteFile(filepath.Join(b.WorkDir, "result.json"), data, 0o644)
-	}
-	return res, nil
+	return results, prepare, nil
 }
 
 // ReadResult reads the result a build left in its work directory.
@@ -404,9 +426,6 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	b.log().Debug("building", "target", t.Name, "component", n.Name, "version", n.Version, "key", shortKey(key))
 
 	s := n.Component.Software
-	vars := spec.StepVars{Name: n.Name, Version: n.Version, InstallDir: p.InstallDir, Embedded: p.Embedded(),
-		Jobs: max(b.MakeJobs, 1), Target: t.Name, Format: t.Format, Arch: pl.Arch, Multiarch: target.Multiarch(pl.Arch)}
-
 	work := filepath.Join(b.WorkDir, n.Name)
 	archive.RemoveAll(work)
 	if err := os.MkdirAll(work, 0o755); err != nil {
@@ -438,32 +457,14 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	}()
 	res.Log = logPath
 
-	req := fetch.Request{Name: n.Name, Version: n.Version, Source: n.Component.Source}
-	fetched, err := b.Fetcher.Fetch(ctx, req)
-	if err != nil {
-		return res, err
-	}
-	src := filepath.Join(work, "src")
-	dir, err := prepareSource(fetched.Path, req.FileName(), src, s, vars)
-	if err != nil {
-		return res, fmt.Errorf("build %s: source: %w", n.Name, err)
-	}
-	patches, err := copyPatches(root, s, src)
-	if err != nil {
-		return res, fmt.Errorf("build %s: %w", n.Name, err)
-	}
-	steps, err := jobSteps(s, patches, vars)
-	if err != nil {
-		return res, fmt.Errorf("build %s: %w", n.Name, err)
-	}
 	// The run's job server, where the runner can pass it into the build.
 	js := b.Jobserver
 	if js != nil && !runner.SharesJobserver(b.Runner) {
 		js = nil
 	}
-	env, err := jobEnv(vars, s.Env, js != nil)
+	job, fetched, err := b.stageJob(ctx, pl, p, root, t, n, work, js != nil)
 	if err != nil {
-		return res, fmt.Errorf("build %s: %w", n.Name, err)
+		return res, err
 	}
 	pending, err := b.Layers.begin(key)
 	if err != nil {
@@ -471,15 +472,8 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	}
 	scratch := filepath.Join(work, "scratch")
 	os.MkdirAll(scratch, 0o755)
-	job := &runner.Job{
-		Component: n.Name, Version: n.Version, Target: t, Arch: pl.Arch, Packages: Packages(pl, t),
-		Source: src, Dir: dir, InstallDir: p.InstallDir, Output: pending.layerDir(), Scratch: scratch,
-		Env: env, Steps: steps, Log: log,
-		KeepFailed: b.KeepFailed, NoCache: b.NoCache,
-	}
-	for _, f := range s.LicenseFiles {
-		job.Collect = append(job.Collect, filepath.Join(dir, filepath.FromSlash(f)))
-	}
+	job.Output, job.Scratch, job.Log = pending.layerDir(), scratch, log
+	job.KeepFailed, job.NoCache, job.Debug = b.KeepFailed, b.NoCache, b.Debug
 	for _, d := range deps {
 		job.Layers = append(job.Layers, d.Dir)
 	}
@@ -495,7 +489,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		js.Release()
 	}
 	if err == nil {
-		err = collectLicenses(s, n.Name, src, dir, pending.layerDir())
+		err = collectLicenses(s, n.Name, job.Source, job.Dir, pending.layerDir())
 	}
 	if err != nil {
 		pending.discard()
@@ -534,6 +528,49 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	emit(event.Event{Kind: event.ComponentFinished, Component: n.Name, Version: n.Version, Seconds: res.Seconds})
 	b.log().Debug("built", "target", t.Name, "component", n.Name, "seconds", fmt.Sprintf("%.1f", res.Seconds), "files", res.Files)
 	return res, nil
+}
+
+// stageJob lays out n's source in work/src (fetched, unpacked, patched)
+// and makes its job: the steps and the environment they get. Output,
+// Scratch, Log and Layers are the caller's to fill in.
+func (b *Builder) stageJob(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, work string, jobserver bool) (*runner.Job, *fetch.Result, error) {
+	s := n.Component.Software
+	vars := b.stepVars(pl, p, t, n)
+	req := fetch.Request{Name: n.Name, Version: n.Version, Source: n.Component.Source}
+	fetched, err := b.Fetcher.Fetch(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	src := filepath.Join(work, "src")
+	dir, err := prepareSource(fetched.Path, req.FileName(), src, s, vars)
+	if err != nil {
+		return nil, nil, fmt.Errorf("build %s: source: %w", n.Name, err)
+	}
+	patches, err := copyPatches(root, s, src)
+	if err != nil {
+		return nil, nil, fmt.Errorf("build %s: %w", n.Name, err)
+	}
+	steps, err := jobSteps(s, patches, vars)
+	if err != nil {
+		return nil, nil, fmt.Errorf("build %s: %w", n.Name, err)
+	}
+	env, err := jobEnv(vars, s.Env, jobserver)
+	if err != nil {
+		return nil, nil, fmt.Errorf("build %s: %w", n.Name, err)
+	}
+	job := &runner.Job{
+		Component: n.Name, Version: n.Version, Target: t, Arch: pl.Arch, Packages: Packages(pl, t),
+		Source: src, Dir: dir, InstallDir: p.InstallDir, Env: env, Steps: steps,
+	}
+	for _, f := range s.LicenseFiles {
+		job.Collect = append(job.Collect, filepath.Join(dir, filepath.FromSlash(f)))
+	}
+	return job, fetched, nil
+}
+
+func (b *Builder) stepVars(pl *plan.Plan, p *spec.Project, t target.Target, n *plan.Node) spec.StepVars {
+	return spec.StepVars{Name: n.Name, Version: n.Version, InstallDir: p.InstallDir, Embedded: p.Embedded(),
+		Jobs: max(b.MakeJobs, 1), Target: t.Name, Format: t.Format, Arch: pl.Arch, Multiarch: target.Multiarch(pl.Arch)}
 }
 
 // collectLicenses copies the definition's license_files from the source

@@ -75,6 +75,10 @@ type Job struct {
 	// NoCache asks a runner with a cache of its own (an engine's) to run
 	// every step again.
 	NoCache bool
+	// Debug, when set, asks a runner that can (a Sheller) to open this
+	// shell in the environment of a step that fails, as the step left
+	// it, before it returns the step's error.
+	Debug *Shell
 	// Jobserver, when set, is the GNU make job server the builds of the
 	// run share. A runner that can pass it into the build environment
 	// does so and puts its flags in MAKEFLAGS (unless the definition set
@@ -94,6 +98,34 @@ func SharesJobserver(r Runner) bool {
 type Jobserver interface {
 	ChildFiles() (r, w *os.File, err error)
 	MakeFlags(rfd, wfd int) string
+}
+
+// Shell is an interactive command in a job's build environment.
+type Shell struct {
+	// Argv is the command; empty means the environment's shell.
+	Argv []string
+	// Stdin, Stdout and Stderr are the shell's; when Stdin is a terminal
+	// the shell gets it as its controlling terminal, in the foreground.
+	Stdin          *os.File
+	Stdout, Stderr io.Writer
+	// Prompt names the environment in the shell's prompt.
+	Prompt string
+}
+
+// Sheller is a runner that can open a shell in a job's environment: the
+// job's source at its working directory, its dependencies' layers at the
+// install dir (writable, what the shell writes there is thrown away), and
+// the environment its steps get. Job.Steps is not run.
+type Sheller interface {
+	Shell(ctx context.Context, job *Job, sh Shell) error
+}
+
+// ShellExitError is a shell that ran and exited with a status other than
+// zero; coach shell exits with the same status.
+type ShellExitError struct{ Code int }
+
+func (e *ShellExitError) Error() string {
+	return fmt.Sprintf("the shell exited with status %d", e.Code)
 }
 
 // Step is one command. Argv runs without a shell; a shell step is

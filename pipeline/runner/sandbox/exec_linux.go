@@ -2,14 +2,18 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/runner"
@@ -43,6 +47,37 @@ func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, ov *p
 		}
 		return ctx.Err()
 	}
+}
+
+// interactive runs an interactive command, as exec does, with the shell's
+// stdio. When its stdin is a terminal the command's process group is put
+// in the terminal's foreground (so that it can read it and take signals
+// from it), and coach's own group is put back there afterwards. A command
+// that exits with a status other than 0 is a *runner.ShellExitError.
+func interactive(ctx context.Context, args []string, ov *pidns.Overlay, sh runner.Shell) error {
+	cmd := pidns.CommandContext(ctx, args, ov)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = sh.Stdin, sh.Stdout, sh.Stderr
+	tty := sh.Stdin != nil && term.IsTerminal(int(sh.Stdin.Fd()))
+	if tty {
+		cmd.SysProcAttr.Foreground = true
+		cmd.SysProcAttr.Ctty = 0 // the child's stdin
+		signal.Ignore(unix.SIGTTOU)
+		defer func() {
+			// Take the terminal back, whatever the shell left it in.
+			unix.IoctlSetPointerInt(int(sh.Stdin.Fd()), unix.TIOCSPGRP, unix.Getpgrp())
+			signal.Reset(unix.SIGTTOU)
+		}()
+	}
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ctx.Err() == nil {
+		return &runner.ShellExitError{Code: ee.ExitCode()}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // cleanUpper turns an overlay upper dir into a plain layer. A whiteout

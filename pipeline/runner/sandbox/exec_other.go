@@ -16,3 +16,7 @@ func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, ov *p
 }
 
 func cleanUpper(upper string) error { return pidns.ErrNotLinux }
+
+func interactive(ctx context.Context, args []string, ov *pidns.Overlay, sh runner.Shell) error {
+	return pidns.ErrNotLinux
+}

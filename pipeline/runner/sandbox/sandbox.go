@@ -8,6 +8,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -192,42 +193,56 @@ func rootArgs(rootfs, installDir string) ([]string, error) {
 	return args, nil
 }
 
-func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
+// env is a job's build environment on the host: what every step of it
+// sees.
+type env struct {
+	base       []string // the rootfs, entry by entry
+	tmp, home  string
+	installSrc string         // the host directory seen at the install dir
+	ov         *pidns.Overlay // the overlay that makes installSrc, if any
+	mode       Mode
+	snap       snapshot // Copy mode: the staging tree before the steps
+	rootfs     string
+	cleanup    func()
+}
+
+// setup makes the job's environment: its root filesystem, private /tmp and
+// HOME, and its dependencies' layers at the install dir under an overlay
+// whose upper directory is job.Output (or a copy of them).
+func (r *Runner) setup(job *runner.Job) (*env, error) {
 	r.mu.Lock()
 	rootfs := r.roots[job.Target.Name+"/"+job.Arch]
 	mode := r.Mode
 	r.mu.Unlock()
 	if rootfs == "" {
-		return fmt.Errorf("sandbox: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
+		return nil, fmt.Errorf("sandbox: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
 	}
 	for _, p := range append([]string{job.Output, job.Scratch}, job.Layers...) {
 		if strings.ContainsAny(p, ",:") {
-			return fmt.Errorf("sandbox: path %q contains , or :, which overlayfs options cannot carry; choose another --cache-dir", p)
+			return nil, fmt.Errorf("sandbox: path %q contains , or :, which overlayfs options cannot carry; choose another --cache-dir", p)
 		}
 	}
 	base, err := rootArgs(rootfs, job.InstallDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tmp, home := filepath.Join(job.Scratch, "tmp"), filepath.Join(job.Scratch, "home")
-	for _, d := range []string{tmp, home} {
+	e := &env{base: base, mode: mode, rootfs: rootfs, cleanup: func() {},
+		tmp: filepath.Join(job.Scratch, "tmp"), home: filepath.Join(job.Scratch, "home")}
+	for _, d := range []string{e.tmp, e.home} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	os.Chmod(tmp, 0o1777)
-	var ov *pidns.Overlay
-	installSrc := ""
-	var snap snapshot
+	os.Chmod(e.tmp, 0o1777)
 	switch mode {
 	case Overlay:
 		merged, work, empty := filepath.Join(job.Scratch, "merged"), filepath.Join(filepath.Dir(job.Output), "overlay-work"), filepath.Join(job.Scratch, "empty")
 		for _, d := range []string{merged, work, empty} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		defer archive.RemoveAll(work)
+		e.cleanup = func() { archive.RemoveAll(work) }
 		lowers := make([]string, 0, len(job.Layers)+1)
 		for i := len(job.Layers) - 1; i >= 0; i-- {
 			lowers = append(lowers, job.Layers[i])
@@ -235,36 +250,59 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		if len(lowers) == 0 {
 			lowers = []string{empty}
 		}
-		ov = r.overlay(merged, lowers, job.Output, work)
-		installSrc = merged
+		e.ov = r.overlay(merged, lowers, job.Output, work)
+		e.installSrc = merged
 	case Copy:
 		staging := filepath.Join(job.Scratch, "install")
 		if err := os.MkdirAll(staging, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 		for _, l := range job.Layers {
 			if err := confine.CopyTreeDirs(l, staging); err != nil {
-				return fmt.Errorf("sandbox: copy dependency layer: %w", err)
+				return nil, fmt.Errorf("sandbox: copy dependency layer: %w", err)
 			}
 		}
-		if snap, err = takeSnapshot(staging); err != nil {
-			return err
+		if e.snap, err = takeSnapshot(staging); err != nil {
+			return nil, err
 		}
-		installSrc = staging
+		e.installSrc = staging
 	}
+	return e, nil
+}
+
+// args is the bubblewrap command line of one command in the environment,
+// up to and including the "--" before the command: working directory dir
+// (relative to the job's), environment vars. A step runs in a session of
+// its own; an interactive shell keeps the terminal's.
+func (r *Runner) args(job *runner.Job, e *env, dir string, vars []string, interactive bool) []string {
+	args := []string{r.tools.bwrap, "--unshare-all", "--die-with-parent"}
+	if !interactive {
+		args = append(args, "--new-session")
+	}
+	args = append(args, "--hostname", "coach-build", "--clearenv")
+	args = append(args, e.base...)
+	args = append(args,
+		"--dev", "/dev", "--proc", "/proc", "--dir", "/run",
+		"--bind", e.tmp, "/tmp",
+		"--bind", e.home, runner.HomeDir,
+		"--bind", job.Source, runner.SourceMount,
+		"--bind", e.installSrc, job.InstallDir,
+		"--chdir", filepath.Join(runner.SourceMount, job.Dir, dir))
+	for _, kv := range vars {
+		k, v, _ := strings.Cut(kv, "=")
+		args = append(args, "--setenv", k, v)
+	}
+	return append(args, "--")
+}
+
+func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
+	e, err := r.setup(job)
+	if err != nil {
+		return err
+	}
+	defer e.cleanup()
 	for i, st := range job.Steps {
 		runner.WriteStepHeader(job, i)
-		args := []string{r.tools.bwrap,
-			"--unshare-all", "--die-with-parent", "--new-session", "--hostname", "coach-build",
-			"--clearenv"}
-		args = append(args, base...)
-		args = append(args,
-			"--dev", "/dev", "--proc", "/proc", "--dir", "/run",
-			"--bind", tmp, "/tmp",
-			"--bind", home, runner.HomeDir,
-			"--bind", job.Source, runner.SourceMount,
-			"--bind", installSrc, job.InstallDir,
-			"--chdir", filepath.Join(runner.SourceMount, job.Dir, st.Dir))
 		env := append(slices.Clone(job.Env), st.Env...)
 		// The job server's pipe, at fds 4 and 5 of the step (after the
 		// init's handshake at 3), and in MAKEFLAGS.
@@ -277,15 +315,13 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 			extra = []*os.File{jr, jw}
 			env = append(env, "MAKEFLAGS="+job.Jobserver.MakeFlags(4, 5))
 		}
-		for _, kv := range env {
-			k, v, _ := strings.Cut(kv, "=")
-			args = append(args, "--setenv", k, v)
-		}
-		args = append(args, "--")
-		args = append(args, st.Argv...)
-		if err := r.exec(ctx, job, args, ov, extra...); err != nil {
+		args := append(r.args(job, e, st.Dir, env, false), st.Argv...)
+		if err := r.exec(ctx, job, args, e.ov, extra...); err != nil {
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && ctx.Err() == nil {
+				if job.Debug != nil {
+					r.debug(ctx, job, e, i, ee.ExitCode())
+				}
 				return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: ee.ExitCode()}
 			}
 			if ctx.Err() != nil {
@@ -294,10 +330,55 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: err}
 		}
 	}
-	switch mode {
+	switch e.mode {
 	case Overlay:
 		return cleanUpper(job.Output)
 	default:
-		return snap.diff(installSrc, job.Output)
+		return e.snap.diff(e.installSrc, job.Output)
 	}
+}
+
+// Shell opens sh in the job's environment, at its working directory, with
+// its environment; what it writes at the install dir lands in job.Output,
+// which the caller throws away.
+func (r *Runner) Shell(ctx context.Context, job *runner.Job, sh runner.Shell) error {
+	e, err := r.setup(job)
+	if err != nil {
+		return err
+	}
+	defer e.cleanup()
+	return r.shell(ctx, job, e, "", job.Env, sh)
+}
+
+// debug opens job.Debug where step i failed: its directory, its
+// environment, the source and install dir as it left them.
+func (r *Runner) debug(ctx context.Context, job *runner.Job, e *env, i, code int) {
+	st := job.Steps[i]
+	sh := *job.Debug
+	fmt.Fprintf(sh.Stderr, "\ncoach: %s: step %d/%d (%s) exited with code %d.\ncoach: a shell where it ran, as it left the source and %s; exit to go on.\n",
+		job.Component, i+1, len(job.Steps), st.Name, code, job.InstallDir)
+	if err := r.shell(ctx, job, e, st.Dir, append(slices.Clone(job.Env), st.Env...), sh); err != nil {
+		var se *runner.ShellExitError
+		if !errors.As(err, &se) {
+			fmt.Fprintf(sh.Stderr, "coach: the debug shell could not run: %v\n", err)
+		}
+	}
+}
+
+func (r *Runner) shell(ctx context.Context, job *runner.Job, e *env, dir string, vars []string, sh runner.Shell) error {
+	argv := sh.Argv
+	if len(argv) == 0 {
+		argv = []string{"/bin/sh", "-i"}
+		if _, err := os.Stat(filepath.Join(e.rootfs, "bin", "bash")); err == nil {
+			argv = []string{"/bin/bash", "--norc", "--noprofile", "-i"}
+		}
+	}
+	vars = slices.Clone(vars)
+	if t := os.Getenv("TERM"); t != "" {
+		vars = append(vars, "TERM="+t)
+	}
+	prompt := cmp.Or(sh.Prompt, job.Component)
+	vars = append(vars, "PS1=(coach "+prompt+") \\w\\$ ")
+	args := append(r.args(job, e, dir, vars, true), argv...)
+	return interactive(ctx, args, e.ov, sh)
 }

@@ -1,0 +1,137 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/coach-build/coach/pipeline/binfmt"
+	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/runner"
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// ShellRequest opens a shell in the build environment of one component.
+type ShellRequest struct {
+	Root, Project string
+	// Target is the target whose environment it is; it may be empty when
+	// the project has one target. Arch is the architecture (the
+	// machine's own when empty).
+	Target, Arch string
+	// Component is the component whose build environment it is; empty
+	// means the project's last software (the one its package is for).
+	Component string
+	// Argv is the command to run; empty means an interactive shell.
+	Argv []string
+	// Stdin, Stdout and Stderr are the shell's (os.Stdin and the like
+	// when nil).
+	Stdin          *os.File
+	Stdout, Stderr io.Writer
+	Locked         bool
+	Overrides      map[string]string
+	// Runner, RunnerName, CacheDir, Mirrors, Offline, Jobs and MakeJobs
+	// are as in BuildRequest: the dependencies are built (or come from
+	// the cache) as coach build would build them.
+	Runner         runner.Runner
+	RunnerName     string
+	CacheDir       string
+	Mirrors        []string
+	Offline        bool
+	Jobs, MakeJobs int
+	Log            *slog.Logger
+	Events         event.Sink
+}
+
+// Shell opens a shell in a component's build environment, as its first
+// step would see it: its dependencies' layers at the install dir, its
+// source unpacked and patched at the working directory, the environment
+// its steps get (CPPFLAGS, LDFLAGS, PATH, PKG_CONFIG_PATH ...). What the
+// shell changes is thrown away. A shell that exits with a status other
+// than 0 returns a *runner.ShellExitError with it.
+func Shell(ctx context.Context, req ShellRequest) error {
+	sink := event.Serialize(req.Events)
+	log := req.Log
+	if log == nil {
+		log = event.NewLogger(sink, slog.LevelInfo)
+	}
+	if req.CacheDir == "" {
+		req.CacheDir = DefaultCacheDir()
+	}
+	if req.Stdin == nil {
+		req.Stdin = os.Stdin
+	}
+	if req.Stdout == nil {
+		req.Stdout = os.Stdout
+	}
+	if req.Stderr == nil {
+		req.Stderr = os.Stderr
+	}
+	opts := Options{Locked: req.Locked, Overrides: req.Overrides, Arch: req.Arch}
+	if req.Target != "" {
+		opts.Targets = []string{req.Target}
+	}
+	prep, err := Prepare(req.Root, req.Project, opts)
+	if err != nil {
+		return err
+	}
+	targets := prep.Plan.TargetList()
+	if len(targets) != 1 {
+		var names []string
+		for _, t := range targets {
+			names = append(names, t.Name)
+		}
+		return &RequestError{fmt.Errorf("%s has %d targets (%v): choose one with -t", req.Project, len(targets), names)}
+	}
+	t := targets[0]
+	component := req.Component
+	if component == "" {
+		sw := prep.Project.Software
+		component = sw[len(sw)-1]
+	}
+	if prep.Plan.Node(component) == nil {
+		return &RequestError{fmt.Errorf("%s is not a component of %s (its components: %v)", component, req.Project, prep.Plan.Order())}
+	}
+	f, err := NewFetcher(FetcherOptions{Root: req.Root, CacheDir: req.CacheDir, Mirrors: req.Mirrors, Offline: req.Offline, Log: log, Events: sink})
+	if err != nil {
+		return err
+	}
+	r := req.Runner
+	if r == nil {
+		if r, err = NewRunner(req.RunnerName, RunnerOptions{CacheDir: req.CacheDir, Log: log, Events: sink}); err != nil {
+			return err
+		}
+		if c, ok := r.(io.Closer); ok {
+			defer c.Close()
+		}
+	}
+	arch := prep.Plan.Arch
+	if r.Name() == RunnerSandbox {
+		if err := binfmt.CanRun(binfmt.Path(), arch); err != nil {
+			return &RequestError{err}
+		}
+	}
+	label := targetLabel(t.Name, arch)
+	workDir := filepath.Join(req.CacheDir, "work", prep.Project.Name, label+"-shell")
+	unlock, err := build.LockWork(ctx, workDir, log)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	jobs, makeJobs := SplitJobs(req.Jobs, req.MakeJobs, runtime.NumCPU())
+	b := &build.Builder{
+		Runner: r, Fetcher: f,
+		Layers:  &build.LayerCache{Dir: filepath.Join(req.CacheDir, "layers")},
+		WorkDir: workDir, Jobs: jobs, MakeJobs: makeJobs,
+		Log: log, Events: sink,
+	}
+	sh := runner.Shell{Argv: req.Argv, Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}
+	if arch != target.HostArch() {
+		log.Info("the shell runs under qemu-user emulation", "arch", arch)
+	}
+	return b.Shell(ctx, prep.Plan, prep.Project, req.Root, t, component, sh)
+}
