@@ -117,6 +117,11 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 		req.CacheDir = DefaultCacheDir()
 	}
 	ro := RunnerOptions{CacheDir: req.CacheDir, Log: req.Log, Events: req.Events}
+	release, err := UseCache(ctx, req.CacheDir, req.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if req.Dir != "" {
 		return healthOfDir(ctx, req, ro)
 	}

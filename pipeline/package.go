@@ -48,6 +48,11 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 	if log == nil {
 		log = event.NewLogger(req.Events, slog.LevelInfo)
 	}
+	release, err := UseCache(ctx, req.CacheDir, log)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	prep, err := Prepare(req.Root, req.Project, Options{Targets: req.Targets, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides})
 	if err != nil {
 		return nil, err

@@ -238,6 +238,11 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		sink.Emit(e)
 		return res, err
 	}
+	release, err := UseCache(ctx, req.CacheDir, log)
+	if err != nil {
+		return finish(err)
+	}
+	defer release()
 
 	opts := Options{Targets: req.Targets, Locked: req.Locked, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides}
 	if len(req.Arches) > 0 {

@@ -71,6 +71,11 @@ func Shell(ctx context.Context, req ShellRequest) error {
 	if req.Stderr == nil {
 		req.Stderr = os.Stderr
 	}
+	release, err := UseCache(ctx, req.CacheDir, log)
+	if err != nil {
+		return err
+	}
+	defer release()
 	opts := Options{Locked: req.Locked, Overrides: req.Overrides, Arch: req.Arch}
 	if req.Target != "" {
 		opts.Targets = []string{req.Target}

@@ -115,6 +115,11 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 	if log == nil {
 		log = event.NewLogger(req.Events, slog.LevelInfo)
 	}
+	release, err := UseCache(ctx, req.CacheDir, log)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	var projects map[string]*spec.Project
 	if req.Root != "" {
 		if repo, err := Load(req.Root); err == nil {

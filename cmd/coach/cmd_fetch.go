@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -223,21 +226,48 @@ CI can gate on it.`,
 
 func (a *app) cacheGCCommand() *cobra.Command {
 	var sf sourceFlags
-	var dryRun bool
+	var keepSize, unusedFor string
+	req := pipeline.GCRequest{KeepSize: -1}
 	cmd := &cobra.Command{
 		Use:   "gc",
-		Short: "Remove cached sources no definition refers to",
-		Args:  cobra.NoArgs,
+		Short: "Remove what nothing uses from the cache; with --keep-size, shrink it",
+		Long: `gc removes what nothing in this repository uses from the cache:
+
+  sources           that no definition lists
+  layers            that no project's build, as locked, would use (any
+                    target, arch or runner of the project)
+  root filesystems  unused for --unused-for (default 30d)
+  work trees        unused for --unused-for, or of a project the repository
+                    does not have
+  leftovers         temporary layers, half-made root filesystems and verify
+                    roots of processes that are gone
+
+With --keep-size it then removes the least recently used of what is left, of
+any kind, until the cache takes at most that size (0 empties it; the next
+build fetches and builds again). It waits for every coach run using the
+cache to finish, and runs that start meanwhile wait for it, so it never
+removes what a build, package or verify is using. A cache shared by several
+repositories keeps only what this one refers to.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := pipeline.Load(a.dir)
-			if err != nil {
-				return err
+			ctx, stop := signalContext()
+			defer stop()
+			if keepSize != "" {
+				n, err := parseSize(keepSize)
+				if err != nil {
+					return usageError(fmt.Errorf("--keep-size: %w", err))
+				}
+				req.KeepSize = n
 			}
-			f, err := pipeline.NewFetcher(sf.options(a))
-			if err != nil {
-				return err
+			if unusedFor != "" {
+				d, err := parseDays(unusedFor)
+				if err != nil {
+					return usageError(fmt.Errorf("--unused-for: %w", err))
+				}
+				req.UnusedFor = d
 			}
-			res, err := f.Cache.GC(fetch.ListedRequests(resolve.AllVersions(repo)), dryRun)
+			req.Root, req.CacheDir, req.Log = a.dir, sf.cache(), a.log
+			res, err := pipeline.GC(ctx, req)
 			if err != nil {
 				return err
 			}
@@ -245,19 +275,57 @@ func (a *app) cacheGCCommand() *cobra.Command {
 				return nil
 			}
 			verb := "removed"
-			if dryRun {
+			if req.DryRun {
 				verb = "would remove"
 			}
+			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 			for _, r := range res.Removed {
-				fmt.Fprintf(a.stdout, "%s %s\n", verb, r)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", verb, r.Kind, mib(r.Bytes), r.Path+": "+r.Reason)
 			}
-			fmt.Fprintf(a.stdout, "%s %d entries (%s), kept %d\n", verb, len(res.Removed), mib(res.Bytes), res.Kept)
+			tw.Flush()
+			fmt.Fprintf(a.stdout, "%s %d entries (%s), kept %d; the cache took %s, now %s\n", verb, len(res.Removed), mib(res.Bytes), res.Kept, mib(res.Before), mib(res.After))
 			return nil
 		},
 	}
-	sf.registerCache(cmd.Flags())
-	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "only list what would be removed")
+	fl := cmd.Flags()
+	sf.registerCache(fl)
+	fl.BoolVarP(&req.DryRun, "dry-run", "n", false, "only list what would be removed")
+	fl.StringVar(&keepSize, "keep-size", "", "then remove the least recently used until the cache takes at most this much: bytes, or with K, M, G or T (powers of 1024)")
+	fl.StringVar(&unusedFor, "unused-for", "30d", "how long a root filesystem or work tree may go unused: days (30d) or a Go duration (12h)")
 	return cmd
+}
+
+// parseSize reads a size: 0, 512, 200M, 1.5G.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	mult := float64(1)
+	for i, u := range []string{"K", "M", "G", "T"} {
+		if rest, ok := strings.CutSuffix(strings.TrimSuffix(s, "B"), u); ok && rest != "" {
+			s, mult = rest, float64(int64(1)<<(10*(i+1)))
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(strings.TrimSuffix(s, "B"), 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("%q is not a size (0, 512, 200M, 1.5G)", s)
+	}
+	return int64(f * mult), nil
+}
+
+// parseDays reads 30d, or a Go duration.
+func parseDays(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(d, 64)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("%q is not a number of days", s)
+		}
+		return time.Duration(n * 24 * float64(time.Hour)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a duration (30d, 12h)", s)
+	}
+	return d, nil
 }
 
 func (a *app) cacheDUCommand() *cobra.Command {

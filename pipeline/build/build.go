@@ -391,14 +391,54 @@ type Environment interface {
 // bytes leaves the key as it was (early cutoff); any change to what the
 // build sees changes it.
 func (b *Builder) layerKey(pl *plan.Plan, t target.Target, n *plan.Node, deps []NamedLayer) (string, *KeyInputs) {
+	e, _ := b.Runner.(Environment)
+	return layerKey(e, pl, t, n, deps)
+}
+
+func layerKey(e Environment, pl *plan.Plan, t target.Target, n *plan.Node, deps []NamedLayer) (string, *KeyInputs) {
 	in := &KeyInputs{Input: n.InputKeys[t.Name], Layers: map[string]string{}}
-	if e, ok := b.Runner.(Environment); ok {
+	if e != nil && e != FixedEnvironment("") {
 		in.Environment = e.EnvironmentID(t, pl.Arch, Packages(pl, t))
 	}
 	for _, d := range deps {
 		in.Layers[d.Component] = d.Digest
 	}
 	return digest.JSON(in), in
+}
+
+// FixedEnvironment is an environment known by its identity alone, as a
+// layer's KeyInputs record it.
+type FixedEnvironment string
+
+func (e FixedEnvironment) EnvironmentID(target.Target, string, []string) string { return string(e) }
+
+// LayerKeys are the layer keys of the plan's components for target t in
+// environment e, as a build there would look them up: a key needs the
+// digests of its dependencies' layers, so only components whose
+// dependencies are all in the cache have one.
+func LayerKeys(c *LayerCache, e Environment, pl *plan.Plan, t target.Target) map[string]string {
+	keys := map[string]string{}
+	digests := map[string]string{}
+	for _, n := range pl.Nodes {
+		var deps []NamedLayer
+		complete := true
+		for _, m := range pl.Nodes {
+			if slices.Contains(n.Transitive, m.Name) {
+				d, ok := digests[m.Name]
+				complete = complete && ok
+				deps = append(deps, NamedLayer{Component: m.Name, Digest: d})
+			}
+		}
+		if !complete {
+			continue
+		}
+		key, _ := layerKey(e, pl, t, n, deps)
+		keys[n.Name] = key
+		if _, meta, ok := c.Lookup(key); ok {
+			digests[n.Name] = meta.Digest
+		}
+	}
+	return keys
 }
 
 func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, deps []NamedLayer, prepare func() error, emit func(event.Event)) (ComponentResult, error) {
@@ -410,6 +450,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	}
 	if !b.NoCache {
 		if dir, meta, ok := b.Layers.Lookup(key); ok {
+			b.Layers.Touch(key) // last used, for cache gc --keep-size
 			res.CacheHit, res.Layer, res.Files, res.Bytes, res.Digest = true, dir, meta.Files, meta.Bytes, meta.Digest
 			res.Log = filepath.Join(filepath.Dir(dir), "build.log")
 			finish()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,6 +80,31 @@ func (c *LayerCache) Lookup(key string) (string, *LayerMeta, bool) {
 		return "", nil, false
 	}
 	return filepath.Join(dir, "layer"), &m, true
+}
+
+// Environments are the build environments the cached layers were built in
+// (KeyInputs.Environment, "" for a runner without one).
+func (c *LayerCache) Environments() []string {
+	set := map[string]bool{}
+	entries, _ := os.ReadDir(c.Dir)
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(c.Dir, e.Name(), "meta.json"))
+		if err != nil {
+			continue
+		}
+		var m LayerMeta
+		if json.Unmarshal(data, &m) == nil && m.Inputs != nil {
+			set[m.Inputs.Environment] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// Touch marks a layer used now: cache gc removes the least recently used
+// first.
+func (c *LayerCache) Touch(key string) {
+	now := time.Now()
+	os.Chtimes(filepath.Join(c.Dir, keyDir(key), "meta.json"), now, now)
 }
 
 // Durations returns how long each component's most recent build in this

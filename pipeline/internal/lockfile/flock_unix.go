@@ -9,10 +9,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tryLock takes an exclusive flock without waiting; held reports that
+// tryLock takes an exclusive (or shared) flock without waiting; held reports that
 // another holder has it.
-func tryLock(f *os.File) (held bool, err error) {
-	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+func tryLock(f *os.File, shared bool) (held bool, err error) {
+	how := unix.LOCK_EX
+	if shared {
+		how = unix.LOCK_SH
+	}
+	err = unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
 	return errors.Is(err, unix.EWOULDBLOCK), err
 }
 

@@ -9,11 +9,15 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// tryLock takes an exclusive lock on the file's first byte without
+// tryLock takes an exclusive (or shared) lock on the file's first byte without
 // waiting; held reports that another holder has it.
-func tryLock(f *os.File) (held bool, err error) {
+func tryLock(f *os.File, shared bool) (held bool, err error) {
 	var ol windows.Overlapped
-	err = windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &ol)
+	flags := uint32(windows.LOCKFILE_FAIL_IMMEDIATELY)
+	if !shared {
+		flags |= windows.LOCKFILE_EXCLUSIVE_LOCK
+	}
+	err = windows.LockFileEx(windows.Handle(f.Fd()), flags, 0, 1, 0, &ol)
 	return errors.Is(err, windows.ERROR_LOCK_VIOLATION), err
 }
 

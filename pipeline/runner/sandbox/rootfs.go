@@ -101,6 +101,15 @@ func debArch(goarch string) string {
 	return goarch
 }
 
+// InfoFile is the file a complete root filesystem has; its modification
+// time is when it was last used.
+const InfoFile = ".coach-rootfs.json"
+
+func touch(path string) {
+	now := time.Now()
+	os.Chtimes(path, now, now)
+}
+
 // ErrNoBootstrap is returned for targets the sandbox cannot make a rootfs
 // for (the rpm family, without a registry).
 var ErrNoBootstrap = errors.New("no bootstrap recipe")
@@ -127,8 +136,9 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		name += "-clean"
 	}
 	dir := filepath.Join(r.Dir, name+"-"+strings.TrimPrefix(key, "sha256:")[:16])
-	info := filepath.Join(dir, ".coach-rootfs.json")
+	info := filepath.Join(dir, InfoFile)
 	if _, err := os.Stat(info); err == nil {
+		touch(info) // last used, for cache gc
 		return dir, nil
 	}
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {

@@ -1,0 +1,402 @@
+package pipeline
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coach-build/coach/pipeline/archive"
+	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/internal/lockfile"
+	"github.com/coach-build/coach/pipeline/internal/proc"
+	"github.com/coach-build/coach/pipeline/resolve"
+	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/target"
+)
+
+// GCRequest collects a cache's garbage.
+type GCRequest struct {
+	// Root is the repository whose definitions and lock files say what
+	// is in use: sources any definition lists, layers a build of a
+	// project (as locked) would use. A cache shared by several
+	// repositories keeps only what this one refers to.
+	Root     string
+	CacheDir string
+	// UnusedFor is how long a root filesystem or a work tree may go
+	// unused before it is collected (default 30 days).
+	UnusedFor time.Duration
+	// KeepSize, when not negative, then removes what is left, least
+	// recently used first and of any kind, until the cache takes at most
+	// that many bytes.
+	KeepSize int64
+	// DryRun only reports.
+	DryRun bool
+	Log    *slog.Logger
+}
+
+// GCEntry is one thing collected (or that would be).
+type GCEntry struct {
+	Kind   string `json:"kind"`
+	Path   string `json:"path"`
+	Bytes  int64  `json:"bytes"`
+	Reason string `json:"reason"`
+}
+
+// GCResult says what collection removed, and what the cache took before
+// and after.
+type GCResult struct {
+	Removed []GCEntry `json:"removed"`
+	Bytes   int64     `json:"bytes"`
+	Kept    int       `json:"kept"`
+	Before  int64     `json:"before_bytes"`
+	After   int64     `json:"after_bytes"`
+	DryRun  bool      `json:"dry_run,omitempty"`
+}
+
+// gcEntry is an entry of the cache gc considers.
+type gcEntry struct {
+	GCEntry
+	used    time.Time
+	garbage bool
+	// remove removes it (under the lock its users take).
+	remove func(ctx context.Context) error
+}
+
+// gcLock is the file every coach run that uses a cache holds shared, and
+// cache gc exclusive.
+const gcLock = "gc.lock"
+
+// UseCache marks a cache (and its root filesystems) in use until the
+// returned function is called: cache gc waits for every user, and a run
+// that starts during a collection waits for it.
+func UseCache(ctx context.Context, cacheDir string, log *slog.Logger) (release func(), err error) {
+	return lockCache(ctx, cacheDir, log, true)
+}
+
+func lockCache(ctx context.Context, cacheDir string, log *slog.Logger, shared bool) (release func(), err error) {
+	var unlocks []func()
+	release = func() {
+		for _, u := range slices.Backward(unlocks) {
+			u()
+		}
+	}
+	for _, dir := range slices.Compact([]string{cacheDir, RootfsDir(cacheDir)}) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			release()
+			return nil, err
+		}
+		path := filepath.Join(dir, gcLock)
+		take := lockfile.Lock
+		if shared {
+			take = lockfile.Shared
+		}
+		quick, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		u, err := take(quick, path, 10*time.Millisecond)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			if log != nil {
+				if shared {
+					log.Warn("waiting for coach cache gc to finish with the cache", "dir", dir)
+				} else {
+					log.Warn("waiting for the coach runs using the cache to finish", "dir", dir)
+				}
+			}
+			u, err = take(ctx, path, 200*time.Millisecond)
+		}
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("lock the cache %s: %w", dir, err)
+		}
+		unlocks = append(unlocks, u)
+	}
+	return release, nil
+}
+
+// GC collects a cache's garbage, under its exclusive lock (so never under
+// a running build, package or verify): sources no definition lists,
+// layers no project's build (as locked) would use, temporary layers and
+// verify roots of processes that are gone, work trees of projects the
+// repository does not have, and root filesystems and work trees unused
+// for UnusedFor. With KeepSize it then removes the least recently used of
+// the rest until the cache fits.
+func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
+	if req.CacheDir == "" {
+		req.CacheDir = DefaultCacheDir()
+	}
+	if req.UnusedFor <= 0 {
+		req.UnusedFor = 30 * 24 * time.Hour
+	}
+	repo, err := Load(req.Root)
+	if err != nil {
+		return nil, err
+	}
+	release, err := lockCache(ctx, req.CacheDir, req.Log, false)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	res := &GCResult{Removed: []GCEntry{}, DryRun: req.DryRun}
+	if res.Before, err = cacheTotal(req.CacheDir); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var entries []*gcEntry
+	add := func(kind, path string, used time.Time, reason string, remove func(context.Context) error) {
+		if remove == nil {
+			remove = func(context.Context) error { return archive.RemoveAll(path) }
+		}
+		entries = append(entries, &gcEntry{GCEntry: GCEntry{Kind: kind, Path: path, Bytes: dirBytes(path), Reason: reason}, used: used, garbage: reason != "", remove: remove})
+	}
+	stale := func(used time.Time) string {
+		if now.Sub(used) > req.UnusedFor {
+			return fmt.Sprintf("unused for %d days", int(now.Sub(used).Hours()/24))
+		}
+		return ""
+	}
+
+	// Sources.
+	cache := &fetch.Cache{Dir: filepath.Join(req.CacheDir, "sources")}
+	listed := map[string]bool{}
+	for _, r := range fetch.ListedRequests(resolve.AllVersions(repo)) {
+		if k := fetch.Key(r.Source); k != "" {
+			listed[k] = true
+			if r.Source.Git != "" {
+				listed[fetch.BundleKey(r.Source.Commit)] = true
+			}
+		}
+	}
+	for _, dir := range []string{"sha256", "sha512", "git"} {
+		for _, e := range readDir(filepath.Join(cache.Dir, dir)) {
+			key := dir + "/" + e.Name()
+			reason := ""
+			if !listed[key] {
+				reason = "no definition lists it"
+			}
+			add("sources", cache.Path(key), modTime(cache.Path(key)), reason, nil)
+		}
+	}
+
+	// Layers: the keys a build of each project, as locked, would look up,
+	// on each of its targets and arches, in each environment the cache
+	// has layers of (a sandbox root, a Dagger image, for any runner).
+	layers := &build.LayerCache{Dir: filepath.Join(req.CacheDir, "layers")}
+	inUse := map[string]bool{}
+	var envs []build.Environment
+	for _, e := range layers.Environments() {
+		envs = append(envs, build.FixedEnvironment(e))
+	}
+	for _, name := range repo.ProjectNames() {
+		for _, arch := range target.Arches {
+			prep, err := PrepareProject(repo, name, Options{Arch: arch})
+			if err != nil {
+				// A project that does not plan has no build to keep
+				// layers for; say so rather than fail the collection.
+				if req.Log != nil {
+					req.Log.Warn("cache gc: a project does not plan; none of its layers count as used", "project", name, "err", firstLine(err.Error()))
+				}
+				continue
+			}
+			for _, t := range prep.Plan.TargetList() {
+				for _, e := range envs {
+					for _, k := range build.LayerKeys(layers, e, prep.Plan, t) {
+						inUse[strings.TrimPrefix(k, "sha256:")] = true
+					}
+				}
+			}
+		}
+	}
+	for _, e := range readDir(layers.Dir) {
+		path := filepath.Join(layers.Dir, e.Name())
+		if e.Name() == "tmp" {
+			for _, t := range readDir(path) {
+				if pid, ok := pidOf(t.Name()); ok && !proc.Alive(pid) {
+					add("layers", filepath.Join(path, t.Name()), modTime(filepath.Join(path, t.Name())), "left by a process that is gone", nil)
+				}
+			}
+			continue
+		}
+		reason := ""
+		if !inUse[e.Name()] {
+			reason = "no project's build uses it"
+		}
+		add("layers", path, modTime(filepath.Join(path, "meta.json")), reason, nil)
+	}
+
+	// Root filesystems: each is removed under the lock that making it
+	// takes.
+	roots := RootfsDir(req.CacheDir)
+	for _, e := range readDir(roots) {
+		name, path := e.Name(), filepath.Join(roots, e.Name())
+		switch {
+		case !e.IsDir():
+			continue
+		case strings.Contains(name, ".partial-"):
+			_, pidText, _ := strings.Cut(name, ".partial-")
+			if pid, err := strconv.Atoi(strings.TrimSuffix(pidText, ".tar")); err == nil && !proc.Alive(pid) {
+				add("root filesystems", path, modTime(path), "left by a process that is gone", nil)
+			}
+			continue
+		}
+		used := modTime(filepath.Join(path, sandbox.InfoFile))
+		reason := stale(used)
+		if used.IsZero() {
+			reason = "incomplete"
+		}
+		add("root filesystems", path, used, reason, func(ctx context.Context) error {
+			unlock, err := lockfile.Lock(ctx, path+".lock", 100*time.Millisecond)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			if err := archive.RemoveAll(path); err != nil {
+				return err
+			}
+			os.Remove(path + ".lock")
+			return nil
+		})
+	}
+
+	// Work trees, each under its work lock.
+	workRoot := filepath.Join(req.CacheDir, "work")
+	for _, p := range readDir(workRoot) {
+		for _, e := range readDir(filepath.Join(workRoot, p.Name())) {
+			if !e.IsDir() {
+				continue
+			}
+			path := filepath.Join(workRoot, p.Name(), e.Name())
+			used := cmp.Or(modTime(path+".lock"), modTime(path))
+			reason := stale(used)
+			if _, ok := repo.Projects[p.Name()]; !ok {
+				reason = "the repository has no project " + p.Name()
+			}
+			add("work trees", path, used, reason, func(ctx context.Context) error {
+				unlock, err := build.LockWork(ctx, path, req.Log)
+				if err != nil {
+					return err
+				}
+				err = archive.RemoveAll(path)
+				unlock()
+				os.Remove(path + ".lock")
+				return err
+			})
+		}
+	}
+
+	// Verify roots of processes that are gone, and verify results.
+	verifyDir := filepath.Join(req.CacheDir, "verify")
+	for _, e := range readDir(verifyDir) {
+		if pid, ok := pidOf(e.Name(), "root-", "pkgs-"); ok && !proc.Alive(pid) {
+			add("verify roots", filepath.Join(verifyDir, e.Name()), modTime(filepath.Join(verifyDir, e.Name())), "left by a process that is gone", nil)
+		}
+	}
+	verified := filepath.Join(req.CacheDir, "verified")
+	for _, e := range readDir(verified) {
+		add("verify results", filepath.Join(verified, e.Name()), modTime(filepath.Join(verified, e.Name())), "", nil)
+	}
+
+	remove := func(e *gcEntry) error {
+		if !req.DryRun {
+			if err := e.remove(ctx); err != nil {
+				return fmt.Errorf("cache gc: remove %s: %w", e.Path, err)
+			}
+		}
+		res.Removed = append(res.Removed, e.GCEntry)
+		res.Bytes += e.Bytes
+		return nil
+	}
+	var rest []*gcEntry
+	for _, e := range entries {
+		if !e.garbage {
+			rest = append(rest, e)
+			continue
+		}
+		if err := remove(e); err != nil {
+			return res, err
+		}
+	}
+	if req.KeepSize >= 0 {
+		size := res.Before - res.Bytes
+		if !req.DryRun {
+			if size, err = cacheTotal(req.CacheDir); err != nil {
+				return res, err
+			}
+		}
+		slices.SortStableFunc(rest, func(a, b *gcEntry) int { return a.used.Compare(b.used) })
+		for len(rest) > 0 && size > req.KeepSize {
+			e := rest[0]
+			rest = rest[1:]
+			e.Reason = fmt.Sprintf("least recently used (%s), to keep the cache within %s", e.used.UTC().Format(time.DateOnly), sizeText(req.KeepSize))
+			if err := remove(e); err != nil {
+				return res, err
+			}
+			size -= e.Bytes
+		}
+	}
+	res.Kept = len(rest)
+	if !req.DryRun {
+		// Leftovers of interrupted downloads (the unlisted sources went above).
+		cache.GC(fetch.ListedRequests(resolve.AllVersions(repo)), false)
+		res.After, err = cacheTotal(req.CacheDir)
+	} else {
+		res.After = max(0, res.Before-res.Bytes)
+	}
+	return res, err
+}
+
+// cacheTotal is what the cache takes, as coach cache du counts it.
+func cacheTotal(cacheDir string) (int64, error) {
+	use, err := CacheUsage(cacheDir)
+	var n int64
+	for _, u := range use {
+		n += u.Bytes
+	}
+	return n, err
+}
+
+func readDir(dir string) []os.DirEntry {
+	entries, _ := os.ReadDir(dir)
+	return entries
+}
+
+func modTime(path string) time.Time {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
+}
+
+// pidOf reads the process id a temporary entry's name starts with, after
+// one of the prefixes (if any are given).
+func pidOf(name string, prefixes ...string) (int, bool) {
+	if len(prefixes) > 0 {
+		ok := false
+		for _, p := range prefixes {
+			if rest, found := strings.CutPrefix(name, p); found {
+				name, ok = rest, true
+				break
+			}
+		}
+		if !ok {
+			return 0, false
+		}
+	}
+	pid, err := strconv.Atoi(strings.SplitN(name, "-", 2)[0])
+	return pid, err == nil
+}
+
+func sizeText(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
