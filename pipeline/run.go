@@ -287,14 +287,8 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		}
 	}
 	res.Runner = r.Name()
-	if r.Name() == RunnerSandbox {
-		// A foreign architecture runs under qemu-user through binfmt_misc:
-		// refuse before building what cannot run, with the fix.
-		for _, a := range arches {
-			if err := binfmt.CanRun(binfmt.Path(), a); err != nil {
-				return finish(&RequestError{err})
-			}
-		}
+	if err := canRun(ctx, r, arches); err != nil {
+		return finish(err)
 	}
 	targets := prep.Plan.TargetList()
 	type unit struct {
@@ -397,6 +391,37 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		return finish(te)
 	}
 	return finish(nil)
+}
+
+// canRun refuses, before anything is built, arches the runner cannot run
+// programs of, with the fix: the sandbox runs a foreign arch under
+// qemu-user through this machine's binfmt_misc, an engine under its host's
+// emulation (a probe program says).
+func canRun(ctx context.Context, r runner.Runner, arches []string) error {
+	if r.Name() == RunnerSandbox {
+		for _, a := range arches {
+			if err := binfmt.CanRun(binfmt.Path(), a); err != nil {
+				return &RequestError{err}
+			}
+		}
+		return nil
+	}
+	p, ok := r.(interface {
+		Platforms(context.Context, []string) (string, map[string]error, error)
+	})
+	if !ok || !slices.ContainsFunc(arches, func(a string) bool { return a != target.HostArch() }) {
+		return nil
+	}
+	_, failed, err := p.Platforms(ctx, arches)
+	if err != nil {
+		return err
+	}
+	for _, a := range arches {
+		if failed[a] != nil {
+			return &RequestError{fmt.Errorf("%w; register qemu-user's interpreters with the F flag on the engine's host (apt-get install qemu-user-static binfmt-support; or docker run --privileged --rm tonistiigi/binfmt --install %s), then coach doctor", failed[a], a)}
+		}
+	}
+	return nil
 }
 
 // targetBuilder takes one target through build and health; the whole run

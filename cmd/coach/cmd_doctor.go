@@ -174,6 +174,19 @@ through sudo otherwise. It says which packages before it runs anything.`,
 				for _, img := range images {
 					add("dagger: image "+img, failed[img], "pulled", "make the registry reachable from the engine, or set image in a custom target to a mirror")
 				}
+				// Foreign arches: a probe program of each, run by the engine.
+				if native, failed, err := dr.Platforms(ctx, target.Arches); err != nil {
+					add("dagger: emulation", err, "", "")
+				} else {
+					for _, arch := range target.Arches {
+						if strings.HasSuffix(native, "/"+arch) {
+							add("dagger: linux/"+arch, nil, "the engine's own platform", "")
+							continue
+						}
+						add("dagger: linux/"+arch, failed[arch], "the engine ("+native+") runs linux/"+arch+" programs under emulation",
+							"register qemu-user's interpreters with the F flag on the engine's host: apt-get install qemu-user-static binfmt-support there, or docker run --privileged --rm tonistiigi/binfmt --install "+arch+"; builds for "+arch+" on this engine fail until then")
+					}
+				}
 			}
 			dr.Close()
 			// Cache and host tools for the later stages.

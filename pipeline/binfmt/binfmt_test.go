@@ -1,7 +1,10 @@
 package binfmt
 
 import (
+	"bytes"
+	"debug/elf"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -48,5 +51,40 @@ func TestCanRun(t *testing.T) {
 	}
 	if err := CanRun(t.TempDir(), runtime.GOARCH); err != nil {
 		t.Errorf("the host's own arch: %v", err)
+	}
+}
+
+// TestProbe reads each probe program with debug/elf and runs it: natively
+// for this machine's arch, and under qemu-user where an interpreter for
+// the other is registered.
+func TestProbe(t *testing.T) {
+	for _, arch := range []string{"amd64", "arm64"} {
+		t.Run(arch, func(t *testing.T) {
+			prog, err := Probe(arch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := elf.NewFile(bytes.NewReader(prog))
+			if err != nil {
+				t.Fatalf("not an ELF file: %v", err)
+			}
+			want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]
+			if f.Machine != want || f.Type != elf.ET_EXEC || len(f.Progs) != 1 || f.Progs[0].Type != elf.PT_LOAD {
+				t.Fatalf("machine %v type %v progs %d", f.Machine, f.Type, len(f.Progs))
+			}
+			if arch != runtime.GOARCH && CanRun(Dir, arch) != nil {
+				t.Skipf("this machine cannot run %s programs (no binfmt_misc interpreter); .ci/run registers qemu-user's", arch)
+			}
+			p := filepath.Join(t.TempDir(), "probe")
+			if err := os.WriteFile(p, prog, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(p).CombinedOutput(); err != nil {
+				t.Fatalf("the %s probe did not exit 0: %v %s", arch, err, out)
+			}
+		})
+	}
+	if _, err := Probe("mips"); err == nil {
+		t.Error("a probe for an arch coach does not know")
 	}
 }

@@ -34,6 +34,7 @@ import (
 
 	dg "dagger.io/dagger"
 
+	"github.com/coach-build/coach/pipeline/binfmt"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -57,13 +58,17 @@ type Runner struct {
 	connErr error
 	cancel  context.CancelFunc
 	bases   map[string]*dg.Container
+	// pollers read a running step's output: the build's base, or, for
+	// a foreign arch, the target's image on the engine's own platform,
+	// so that polling does not run under emulation beside the step.
+	pollers map[string]*dg.Container
 }
 
 var _ runner.Runner = (*Runner)(nil)
 
 // New returns a runner that connects when it is first needed.
 func New(logOutput io.Writer) *Runner {
-	return &Runner{LogOutput: logOutput, bases: map[string]*dg.Container{}}
+	return &Runner{LogOutput: logOutput, bases: map[string]*dg.Container{}, pollers: map[string]*dg.Container{}}
 }
 
 // Connect returns a runner connected now: inside `dagger run`
@@ -270,6 +275,53 @@ func (r *Runner) Ping(ctx context.Context, images []string) (version string, fai
 	return version, failed, nil
 }
 
+// Platforms says which architectures the engine runs programs of: its own
+// platform, and for each other arch of arches whether a probe program of
+// that arch (binfmt.Probe, in an empty container) runs, which needs the
+// engine's host to emulate it (qemu-user through binfmt_misc).
+func (r *Runner) Platforms(ctx context.Context, arches []string) (native string, failed map[string]error, err error) {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	p, err := c.DefaultPlatform(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	native = string(p)
+	failed = map[string]error{}
+	for _, arch := range arches {
+		if strings.HasSuffix(native, "/"+arch) {
+			continue
+		}
+		prog, err := binfmt.Probe(arch)
+		if err != nil {
+			failed[arch] = err
+			continue
+		}
+		// From a file: a string argument of the API is text, which
+		// would mangle the program's bytes.
+		dir, err := os.MkdirTemp("", "coach-probe-")
+		if err != nil {
+			return "", nil, err
+		}
+		defer os.RemoveAll(dir)
+		file := filepath.Join(dir, "probe-"+arch)
+		if err := os.WriteFile(file, prog, 0o755); err != nil {
+			return "", nil, err
+		}
+		_, err = c.Container(dg.ContainerOpts{Platform: dg.Platform("linux/" + arch)}).
+			WithFile("/coach-probe", c.Host().File(file), dg.ContainerWithFileOpts{Permissions: 0o755}).
+			WithEnvVariable("COACH_PROBE", strconv.FormatInt(time.Now().UnixNano(), 10)). // run now, not from the engine's cache
+			WithExec([]string{"/coach-probe"}).
+			Sync(ctx)
+		if err != nil {
+			failed[arch] = fmt.Errorf("a linux/%s program did not run on the engine (%s): %s", arch, native, firstLine(err))
+		}
+	}
+	return native, failed, nil
+}
+
 var gqlMessage = regexp.MustCompile(`"message":"((?:[^"\\]|\\.)*)"`)
 
 // firstLine is an engine error as one plain line: no colours, and the
@@ -314,8 +366,13 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 		installed = installed.WithoutMount(d)
 	}
 	installed = installed.WithoutFile("/coach-install.log").WithoutFile("/coach-install.rc")
+	poller := installed
+	if native, err := c.DefaultPlatform(ctx); err == nil && !strings.HasSuffix(string(native), "/"+arch) {
+		poller = c.Container(dg.ContainerOpts{Platform: native}).From(t.Image)
+	}
 	r.mu.Lock()
 	r.bases[t.Name+"/"+arch] = installed
+	r.pollers[t.Name+"/"+arch] = poller
 	r.mu.Unlock()
 	return nil
 }
@@ -398,6 +455,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 	}
 	r.mu.Lock()
 	base := r.bases[job.Target.Name+"/"+job.Arch]
+	pollBase := r.pollers[job.Target.Name+"/"+job.Arch]
 	r.mu.Unlock()
 	if base == nil {
 		return fmt.Errorf("dagger: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
@@ -421,7 +479,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 	run := hex.EncodeToString(nonce)
 	logs := c.CacheVolume("coach-log-" + run)
 	shared := dg.ContainerWithMountedCacheOpts{Sharing: dg.CacheSharingModeShared}
-	poller := base.WithEnvVariable("COACH_RUN", run).WithMountedCache(logDir, logs, shared)
+	poller := pollBase.WithEnvVariable("COACH_RUN", run).WithMountedCache(logDir, logs, shared)
 	ctr := base.
 		WithEnvVariable("COACH_RUN", run).
 		WithMountedCache(logDir, logs, shared).
