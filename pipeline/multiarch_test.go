@@ -147,3 +147,22 @@ func TestHelloArm64Dagger(t *testing.T) {
 		t.Fatalf("runner %s, target: arch %s, health %+v, verify %+v", res.Runner, tr.Arch, tr.Health, tr.Verify)
 	}
 }
+
+// TestFromOmnibusExample plans the project docs/from-omnibus.md converted
+// from omnibus-software (docs/examples/from-omnibus), locked: the guide's
+// worked example stays a valid project.
+func TestFromOmnibusExample(t *testing.T) {
+	root, _ := filepath.Abs("../docs/examples/from-omnibus")
+	prep, err := pipeline.Prepare(root, "omni", pipeline.Options{Locked: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(prep.Plan.Order(), " "); got != "libffi ncurses zlib pcre2" {
+		t.Errorf("components in order: %s", got)
+	}
+	for name, want := range map[string]string{"zlib": "1.2.13", "libffi": "3.4.4", "ncurses": "6.4", "pcre2": "10.42.0"} {
+		if n := prep.Plan.Node(name); n == nil || n.Version != want {
+			t.Errorf("%s: %+v, want version %s (Omnibus's default_version)", name, n, want)
+		}
+	}
+}

@@ -99,8 +99,15 @@ func TestSchemaAcceptsTheRepository(t *testing.T) {
 		return compiled[kind].Validate(inst)
 	}
 	n := 0
-	for kind, glob := range map[string]string{"project": "../../projects/*.yaml", "software": "../../software/*.yaml"} {
-		files, _ := filepath.Glob(glob)
+	for kind, globs := range map[string][]string{
+		"project":  {"../../projects/*.yaml", "../../docs/examples/*/projects/*.yaml"},
+		"software": {"../../software/*.yaml", "../../docs/examples/*/software/*.yaml"},
+	} {
+		var files []string
+		for _, g := range globs {
+			more, _ := filepath.Glob(g)
+			files = append(files, more...)
+		}
 		for _, f := range files {
 			data, err := os.ReadFile(f)
 			if err != nil {

@@ -316,8 +316,31 @@ func projectChecks(ctx context.Context, o Options, m Machine, st *stepper, owner
 		if err != nil {
 			return failed(list, err)
 		}
-		return failed(m.Run(ctx, ownershipCheck+"<<'COACH_OWNERS_EOF'\n"+list+"\nCOACH_OWNERS_EOF\n"+
-			`[ $bad = 0 ] && echo "$n paths owned as the package says"`+"\nexit $bad\n", false))
+		// The listing goes into the script, which is one argument: in
+		// pieces, each well under the kernel's limit on one argument
+		// (128 KiB), so that a package of many files is checked too.
+		var problems strings.Builder
+		checked := 0
+		var firstErr error
+		for _, chunk := range chunkLines(list, ownersChunk) {
+			out, err := m.Run(ctx, ownershipCheck+"<<'COACH_OWNERS_EOF'\n"+chunk+"\nCOACH_OWNERS_EOF\n"+`echo "checked $n"`+"\nexit $bad\n", false)
+			lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+			if last := lines[len(lines)-1]; strings.HasPrefix(last, "checked ") {
+				n, _ := strconv.Atoi(strings.TrimPrefix(last, "checked "))
+				checked += n
+				lines = lines[:len(lines)-1]
+			}
+			if len(lines) > 0 && lines[0] != "" {
+				problems.WriteString(strings.Join(lines, "\n") + "\n")
+			}
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		if firstErr != nil {
+			return failed(problems.String(), firstErr)
+		}
+		return fmt.Sprintf("%d paths owned as the package says", checked), "", true
 	})
 	if len(p.Package.Links) > 0 {
 		st.do("links", func() (string, string, bool) {
@@ -353,6 +376,30 @@ func nothingLeft(ctx context.Context, m Machine, st *stepper) {
 		}
 		return failed(out, err)
 	})
+}
+
+// ownersChunk is the most of a package listing one ownership check takes.
+const ownersChunk = 64 << 10
+
+// chunkLines splits text into pieces of whole lines, each at most max
+// bytes (a longer line is a piece of its own).
+func chunkLines(text string, max int) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		if cur.Len() > 0 && cur.Len()+len(line)+1 > max {
+			out = append(out, cur.String())
+			cur.Reset()
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte('\n')
+		}
+		cur.WriteString(line)
+	}
+	if cur.Len() > 0 || len(out) == 0 {
+		out = append(out, cur.String())
+	}
+	return out
 }
 
 // ownershipCheck reads "user:group /path" lines on its standard input and

@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"fmt"
 	"flag"
 	"os"
 	"os/exec"
@@ -331,6 +332,72 @@ func TestOwnedByASystemUser(t *testing.T) {
 			if !strings.Contains(listing, w) {
 				t.Errorf("%s lists no %s files:\n%s", name, w, listing)
 			}
+		}
+	}
+}
+
+// TestOwnershipOfManyFiles verifies a package of thousands of files with
+// long paths (as ncurses' terminfo database is): its listing is far larger
+// than one argument may be (128 KiB), and every path is still checked, on
+// debian-12 and in the rpm cycle.
+func TestOwnershipOfManyFiles(t *testing.T) {
+	need(t, "dpkg-deb", "rpm")
+	prep, built := helloTree(t)
+	tree := t.TempDir()
+	if out, err := exec.Command("cp", "-a", built+"/.", tree).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	const dirs, files = 40, 100
+	for d := 0; d < dirs; d++ {
+		dir := filepath.Join(tree, "embedded/share/terminfo", fmt.Sprintf("%02d-a-directory-with-a-rather-long-name-to-make-the-listing-long", d))
+		os.MkdirAll(dir, 0o755)
+		for f := 0; f < files; f++ {
+			os.WriteFile(filepath.Join(dir, fmt.Sprintf("entry-%03d-with-a-long-name-as-terminal-descriptions-have", f)), []byte("x"), 0o644)
+		}
+	}
+	p := *prep.Project
+	out := t.TempDir()
+	for _, name := range []string{"debian-12", "el9"} {
+		tg, _ := target.Builtin(name)
+		deps := []string{"libc6 (>= 2.34)"}
+		if tg.Format == target.FormatRPM {
+			deps = []string{"libc.so.6()(64bit)"}
+		}
+		a, err := pkg.Package(pkg.Options{Project: &p, Root: prep.Repo.Root, Target: tg, Arch: "amd64", Tree: tree, MTime: time.Unix(1.7e9, 0), OutDir: out, Depends: deps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := run(t, verify.Options{Package: a.Path, Name: "hello", Target: tg, Project: &p})
+		if !rep.OK {
+			t.Fatalf("%s: %s", name, steps(rep))
+		}
+		for _, s := range rep.Steps {
+			if s.Name == "ownership" {
+				t.Logf("%s ownership: %s", name, s.Output)
+				var n int
+				fmt.Sscanf(s.Output, "%d paths owned", &n)
+				if n < dirs*files {
+					t.Errorf("%s: %d paths checked, the package has more than %d", name, n, dirs*files)
+				}
+			}
+		}
+	}
+}
+
+func TestChunkLines(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		max  int
+		want []string
+	}{
+		{"", 10, []string{""}},
+		{"a\nb\nc\n", 10, []string{"a\nb\nc"}},
+		{"aaaa\nbbbb\ncccc", 9, []string{"aaaa\nbbbb", "cccc"}},
+		{"aaaa\nbbbb\ncccc", 4, []string{"aaaa", "bbbb", "cccc"}},
+		{"a-very-long-line\nb", 4, []string{"a-very-long-line", "b"}},
+	} {
+		if got := verify.ChunkLines(c.text, c.max); !slices.Equal(got, c.want) {
+			t.Errorf("chunkLines(%q, %d) = %q, want %q", c.text, c.max, got, c.want)
 		}
 	}
 }

@@ -1,0 +1,4 @@
+package verify
+
+// ChunkLines is chunkLines, for the external tests.
+var ChunkLines = chunkLines
