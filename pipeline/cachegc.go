@@ -79,17 +79,18 @@ const gcLock = "gc.lock"
 // returned function is called: cache gc waits for every user, and a run
 // that starts during a collection waits for it.
 func UseCache(ctx context.Context, cacheDir string, log *slog.Logger) (release func(), err error) {
-	return lockCache(ctx, cacheDir, log, true)
+	return lockCache(ctx, log, true, cacheDir, RootfsDir(cacheDir))
 }
 
-func lockCache(ctx context.Context, cacheDir string, log *slog.Logger, shared bool) (release func(), err error) {
+// lockCache takes the gc locks of dirs, shared or exclusive.
+func lockCache(ctx context.Context, log *slog.Logger, shared bool, dirs ...string) (release func(), err error) {
 	var unlocks []func()
 	release = func() {
 		for _, u := range slices.Backward(unlocks) {
 			u()
 		}
 	}
-	for _, dir := range slices.Compact([]string{cacheDir, RootfsDir(cacheDir)}) {
+	for _, dir := range slices.Compact(dirs) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			release()
 			return nil, err
@@ -139,11 +140,36 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	release, err := lockCache(ctx, req.CacheDir, req.Log, false)
-	if err != nil {
-		return nil, err
+	// The cache's lock, exclusive: no run uses it meanwhile. The root
+	// filesystems' (which caches may share through $COACH_ROOTFS_DIR) is
+	// taken only when one is to go. A dry run removes nothing and waits
+	// for nobody.
+	if !req.DryRun {
+		release, err := lockCache(ctx, req.Log, false, req.CacheDir)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 	}
-	defer release()
+	var rootsLocked bool
+	var deferred []func()
+	defer func() {
+		for _, f := range deferred {
+			f()
+		}
+	}()
+	lockRoots := func(ctx context.Context) error {
+		if rootsLocked || RootfsDir(req.CacheDir) == req.CacheDir {
+			return nil
+		}
+		release, err := lockCache(ctx, req.Log, false, RootfsDir(req.CacheDir))
+		if err != nil {
+			return err
+		}
+		rootsLocked = true
+		deferred = append(deferred, release)
+		return nil
+	}
 	res := &GCResult{Removed: []GCEntry{}, DryRun: req.DryRun}
 	if res.Before, err = cacheTotal(req.CacheDir); err != nil {
 		return nil, err
@@ -242,7 +268,12 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		case strings.Contains(name, ".partial-"):
 			_, pidText, _ := strings.Cut(name, ".partial-")
 			if pid, err := strconv.Atoi(strings.TrimSuffix(pidText, ".tar")); err == nil && !proc.Alive(pid) {
-				add("root filesystems", path, modTime(path), "left by a process that is gone", nil)
+				add("root filesystems", path, modTime(path), "left by a process that is gone", func(ctx context.Context) error {
+					if err := lockRoots(ctx); err != nil {
+						return err
+					}
+					return archive.RemoveAll(path)
+				})
 			}
 			continue
 		}
@@ -252,6 +283,9 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 			reason = "incomplete"
 		}
 		add("root filesystems", path, used, reason, func(ctx context.Context) error {
+			if err := lockRoots(ctx); err != nil {
+				return err
+			}
 			unlock, err := lockfile.Lock(ctx, path+".lock", 100*time.Millisecond)
 			if err != nil {
 				return err

@@ -81,7 +81,7 @@ func render(text string, data any) string {
 }
 
 const projectTemplate = `# yaml-language-server: $schema=../` + schemaDir + `/project.schema.json
-# <%.Name%>: see README.md "Project definitions" for every field.
+# <%.Name%>: every field is in coach's docs/reference/definitions.md.
 name: <%.Name%>
 description: <%.Name%>, built with coach
 maintainer: <%.Maintainer%>
@@ -113,7 +113,7 @@ exit 0
 `
 
 const softwareTemplate = `# yaml-language-server: $schema=../` + schemaDir + `/software.schema.json
-# <%.Name%>: see README.md "Software definitions" for every field.
+# <%.Name%>: every field is in coach's docs/reference/definitions.md.
 name: <%.Name%>
 license: <%.License%>
 license_files: [LICENSE]

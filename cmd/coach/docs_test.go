@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra/doc"
 )
@@ -148,4 +149,81 @@ func splitShell(s string) []string {
 		out = append(out, cur.String())
 	}
 	return out
+}
+
+// TestDocsLinksResolve checks every relative link of the README and docs/
+// (generated pages included): the file it names exists, and an anchor is a
+// heading of that file (GitHub's slugs), so that moving a section breaks
+// this test rather than the docs.
+func TestDocsLinksResolve(t *testing.T) {
+	files, _ := filepath.Glob("../../docs/*.md")
+	more, _ := filepath.Glob("../../docs/*/*.md")
+	files = append(append(files, more...), "../../README.md")
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	headings := map[string]map[string]bool{}
+	anchors := func(path string) map[string]bool {
+		if h, ok := headings[path]; ok {
+			return h
+		}
+		h := map[string]bool{}
+		data, _ := os.ReadFile(path)
+		inCode := false
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), "```") {
+				inCode = !inCode
+			}
+			if !inCode && strings.HasPrefix(l, "#") {
+				h[slug(strings.TrimLeft(l, "# "))] = true
+			}
+		}
+		headings[path] = h
+		return h
+	}
+	n := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range strings.Split(string(data), "\n") {
+			for _, m := range link.FindAllStringSubmatch(l, -1) {
+				target := m[1]
+				if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+					continue
+				}
+				p, frag, _ := strings.Cut(target, "#")
+				path := f
+				if p != "" {
+					path = filepath.Join(filepath.Dir(f), p)
+					if _, err := os.Stat(path); err != nil {
+						t.Errorf("%s:%d: link %s: no such file", f, i+1, target)
+						continue
+					}
+				}
+				if frag != "" && strings.HasSuffix(path, ".md") && !anchors(path)[frag] {
+					t.Errorf("%s:%d: link %s: %s has no heading #%s", f, i+1, target, filepath.Base(path), frag)
+				}
+				n++
+			}
+		}
+	}
+	if n < 20 {
+		t.Fatalf("found only %d links", n)
+	}
+	t.Logf("%d links resolve", n)
+}
+
+// slug is GitHub's anchor for a heading: lower case, punctuation but - and
+// _ dropped, spaces as dashes.
+func slug(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

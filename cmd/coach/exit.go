@@ -6,7 +6,7 @@ import (
 	"github.com/coach-build/coach/pipeline"
 )
 
-// Exit codes. They are part of coach's interface: see README.md.
+// Exit codes. They are part of coach's interface: see docs/cli.md.
 const (
 	exitOK          = 0
 	exitFailure     = 1 // anything not covered below (I/O, internal error)

@@ -18,7 +18,7 @@ import (
 
 // daggerRunner connects to the engine the environment names, or skips
 // saying why. .ci/run sets an engine up when the machine has one built
-// (see README "Runners").
+// (see docs/building.md "Runners").
 func daggerRunner(t *testing.T) *dagger.Runner {
 	t.Helper()
 	if os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST") == "" && os.Getenv("DAGGER_SESSION_PORT") == "" {
