@@ -324,8 +324,8 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		log.Debug("job server", "tokens", cores, "jobs", jobs)
 	}
 	if req.Debug != nil {
-		if _, ok := r.(runner.Sheller); !ok {
-			return finish(&RequestError{fmt.Errorf("--debug: the %s runner cannot open a shell in a build environment; use --runner sandbox", r.Name())})
+		if r.Name() != RunnerSandbox {
+			return finish(&RequestError{fmt.Errorf("--debug: the %s runner cannot open a shell where a step failed; use --runner sandbox (or --keep-failed)", r.Name())})
 		}
 		jobs = 1 // one failure, one shell
 	}

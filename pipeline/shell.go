@@ -107,6 +107,11 @@ func Shell(ctx context.Context, req ShellRequest) error {
 	}
 	r := req.Runner
 	if r == nil {
+		if (req.RunnerName == "" || req.RunnerName == RunnerAuto) && len(req.Argv) == 0 && runtime.GOOS == "linux" {
+			// An interactive shell needs the sandbox: the engine attaches
+			// terminals only to the dagger CLI's own sessions.
+			req.RunnerName = RunnerSandbox
+		}
 		if r, err = NewRunner(req.RunnerName, RunnerOptions{CacheDir: req.CacheDir, Log: log, Events: sink}); err != nil {
 			return err
 		}

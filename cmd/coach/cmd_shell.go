@@ -34,7 +34,10 @@ built (or taken from the cache) and stacked at the install dir, its source
 fetched, unpacked and patched at the working directory, and the exact
 environment of its steps (CPPFLAGS, LDFLAGS, PATH, PKG_CONFIG_PATH ...), in
 the same sandbox, with no network. The component defaults to the project's
-last software. After -- comes a command to run instead of the shell.
+last software. After -- comes a command to run instead of the shell. On the
+Dagger runner the command runs in the component's container and its output
+is printed when it ends (the engine attaches interactive terminals only to
+the dagger CLI's own sessions, so a command is needed there).
 
 Nothing the shell does is kept: what it writes at the install dir and in the
 source is thrown away when it exits. To get a shell where a step failed, as
@@ -96,7 +99,7 @@ status.`,
 	sf.registerSources(fl)
 	a.targetFlag(cmd, &targets, "the target whose build environment it is (needed when the project has more than one)")
 	fl.StringVarP(&req.Arch, "arch", "a", "", "the architecture, amd64 or arm64 (default: this machine's); a foreign one runs under qemu-user emulation")
-	fl.StringVar(&req.RunnerName, "runner", "auto", "auto or sandbox (the Dagger runner cannot open a shell)")
+	fl.StringVar(&req.RunnerName, "runner", "auto", "auto, sandbox or dagger (dagger runs a command given after --, not an interactive shell)")
 	fl.IntVarP(&req.Jobs, "jobs", "j", 0, "dependencies built at once, when they are not cached")
 	fl.BoolVar(&req.Locked, "locked", false, "fail if the lock file is missing or out of date")
 	proj.register(fl, false)

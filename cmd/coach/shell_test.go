@@ -169,7 +169,7 @@ func TestShellRunsCommandInEnvironment(t *testing.T) {
 		}
 		return stdout.String(), stderr.String(), code
 	}
-	stdout, stderr, code := run("shell", "hello", "-t", "debian-12", "--cache-dir", cache, "--",
+	stdout, stderr, code := run("shell", "hello", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "--",
 		"sh", "-c", `echo "cppflags=$CPPFLAGS"; ls /opt/hello/embedded/lib; touch /opt/hello/stray; exit 4`)
 	if code != 4 {
 		t.Fatalf("exit code %d, want the command's 4\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
@@ -183,12 +183,12 @@ func TestShellRunsCommandInEnvironment(t *testing.T) {
 		t.Errorf("a command's own status is not coach's failure to report:\n%s", stderr)
 	}
 	// --json: one document, with the status; the command's output on stderr.
-	stdout, stderr, code = run("--json", "shell", "hello", "-t", "debian-12", "--cache-dir", cache, "--", "sh", "-c", "echo from-the-command; exit 3")
+	stdout, stderr, code = run("--json", "shell", "hello", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "--", "sh", "-c", "echo from-the-command; exit 3")
 	if code != 3 || !strings.Contains(stderr, "from-the-command") || !strings.Contains(stdout, `"exit_status": 3`) || strings.Contains(stdout, "from-the-command") {
 		t.Errorf("--json: code %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 	// Nothing the shell wrote is in a build.
-	if _, stderr, code := run("build", "hello", "-t", "debian-12", "--cache-dir", cache, "--no-verify"); code != 0 {
+	if _, stderr, code := run("build", "hello", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "--no-verify"); code != 0 {
 		t.Fatalf("build after the shell: code %d\n%s", code, stderr)
 	}
 	out, err := exec.Command("find", cache, "-name", "stray").CombinedOutput()

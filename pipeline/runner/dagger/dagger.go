@@ -543,6 +543,56 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 	return nil
 }
 
+// Shell runs sh's command in the job's build environment on the engine:
+// the target's image with the build packages, the dependencies' layers at
+// the install dir, the source at its working directory, the steps'
+// environment. The engine attaches an interactive terminal only to the
+// dagger CLI's own sessions, so a command is needed; its output is
+// printed when it ends. What it changes is thrown away.
+func (r *Runner) Shell(ctx context.Context, job *runner.Job, sh runner.Shell) error {
+	if len(sh.Argv) == 0 {
+		return fmt.Errorf("the dagger runner cannot open an interactive shell (the engine attaches terminals only to the dagger CLI's own sessions): give a command after --, or use --runner sandbox")
+	}
+	c, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	base := r.bases[job.Target.Name+"/"+job.Arch]
+	r.mu.Unlock()
+	if base == nil {
+		return fmt.Errorf("dagger: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
+	}
+	deps := c.Directory()
+	for _, l := range job.Layers {
+		deps = deps.WithDirectory(".", c.Host().Directory(l, dg.HostDirectoryOpts{NoCache: true}))
+	}
+	nonce := make([]byte, 8)
+	rand.Read(nonce)
+	argv := append(append([]string{"/usr/bin/env", "-i"}, job.Env...), sh.Argv...)
+	done := base.
+		WithEnvVariable("COACH_RUN", hex.EncodeToString(nonce)). // runs now, not from the engine's cache
+		WithDirectory(job.InstallDir, deps).
+		WithMountedDirectory(runner.SourceMount, c.Host().Directory(job.Source, dg.HostDirectoryOpts{NoCache: true})).
+		WithDirectory(runner.HomeDir, c.Directory()).
+		WithWorkdir(path.Join(runner.SourceMount, job.Dir)).
+		WithExec(argv, dg.ContainerWithExecOpts{Expect: dg.ReturnTypeAny})
+	code, err := done.ExitCode(ctx)
+	if err != nil {
+		return fmt.Errorf("the Dagger engine at %s failed to run the command: %s", Engine(), firstLine(err))
+	}
+	if out, err := done.Stdout(ctx); err == nil {
+		io.WriteString(sh.Stdout, out)
+	}
+	if out, err := done.Stderr(ctx); err == nil {
+		io.WriteString(sh.Stderr, out)
+	}
+	if code != 0 {
+		return &runner.ShellExitError{Code: code}
+	}
+	return nil
+}
+
 // checkDeletions fails the build if it deleted a file of its dependencies:
 // a Diff cannot express that, and the sandbox refuses it too.
 func (r *Runner) checkDeletions(ctx context.Context, ctr *dg.Container, job *runner.Job, depFiles []string) error {

@@ -280,3 +280,34 @@ func TestEngineKeepsFailedState(t *testing.T) {
 		t.Errorf("the generated license file did not come back: %q %v", b, err)
 	}
 }
+
+// TestEngineShell runs a command in a job's build environment on the
+// engine: it sees the source, the dependency's layer at the install dir
+// and the steps' environment; its output and exit status come back, and
+// an interactive shell is refused with the reason.
+func TestEngineShell(t *testing.T) {
+	r := connect(t)
+	ctx := context.Background()
+	tg, _ := target.Builtin("debian-12")
+	if err := r.Prepare(ctx, tg, "amd64", nil); err != nil {
+		t.Fatal(err)
+	}
+	dep, src := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(dep, "embedded/include"), 0o755)
+	os.WriteFile(filepath.Join(dep, "embedded/include/dep.h"), []byte("#define DEP 42\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "main.c"), []byte("#include <dep.h>\nint main(void){return DEP-42;}\n"), 0o644)
+	job := &runner.Job{Component: "app", Target: tg, Arch: "amd64", Source: src, Dir: ".", InstallDir: "/opt/x", Layers: []string{dep}, Output: t.TempDir(), Scratch: t.TempDir(),
+		Env: []string{"PATH=/usr/bin:/bin", "CPPFLAGS=-I/opt/x/embedded/include"}, Log: io.Discard}
+	var stdout, stderr bytes.Buffer
+	err := r.Shell(ctx, job, runner.Shell{Argv: []string{"/bin/sh", "-c", `cc $CPPFLAGS -fsyntax-only main.c && echo "found-$((40+2)) in $(pwd)"; echo to-stderr >&2; exit 5`}, Stdout: &stdout, Stderr: &stderr})
+	var se *runner.ShellExitError
+	if !errors.As(err, &se) || se.Code != 5 {
+		t.Errorf("the command's status: %v, want 5", err)
+	}
+	if !strings.Contains(stdout.String(), "found-42 in /coach/src") || !strings.Contains(stderr.String(), "to-stderr") {
+		t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+	if err := r.Shell(ctx, job, runner.Shell{Stdout: &stdout, Stderr: &stderr}); err == nil || !strings.Contains(err.Error(), "give a command after --") {
+		t.Errorf("an interactive shell on the engine: %v", err)
+	}
+}
