@@ -20,6 +20,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/ulikunitz/xz"
+
+	"github.com/coach-build/coach/pipeline/target"
 )
 
 // writeDeb writes the deb that info describes. It is coach's own writer,
@@ -321,23 +323,6 @@ func controlTar(info *nfpm.Info, kib int64, sums []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// debArch is Debian's name for a Go architecture.
-func debArch(goarch string) string {
-	switch goarch {
-	case "386":
-		return "i386"
-	case "x86_64":
-		return "amd64"
-	case "aarch64":
-		return "arm64"
-	case "ppc64le":
-		return "ppc64el"
-	case "arm":
-		return "armhf"
-	}
-	return goarch
-}
-
 // debUpstream is the upstream part of a deb version: a pre-release after
 // "~" (so it sorts before the release), build metadata after "+".
 func debUpstream(info *nfpm.Info) string {
@@ -380,7 +365,7 @@ func debControl(info *nfpm.Info, kib int64) []byte {
 	field("Version", version)
 	field("Section", info.Section)
 	field("Priority", info.Priority)
-	field("Architecture", debArch(info.Arch))
+	field("Architecture", FormatArch(target.FormatDeb, info.Arch))
 	field("Maintainer", info.Maintainer)
 	field("Installed-Size", strconv.FormatInt(kib, 10))
 	list("Replaces", info.Replaces)

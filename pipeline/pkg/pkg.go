@@ -439,7 +439,7 @@ func Package(opts Options) (*Artifact, error) {
 	}
 	return &Artifact{
 		Target: t.Name, Format: t.Format, File: name, Path: final, Name: info.Name,
-		Version: opts.Project.Version, Release: info.Release, Arch: archFor(t.Format, opts.Arch),
+		Version: opts.Project.Version, Release: info.Release, Arch: FormatArch(t.Format, opts.Arch),
 		SHA256: hex.EncodeToString(h.Sum(nil)), Size: size, Files: n,
 		Signed: opts.SignKey != "", Compress: Compression(opts.Project, t),
 	}, nil
@@ -450,23 +450,5 @@ type countWriter struct{ n int64 }
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 // FormatArch is the format's name for a Go architecture: amd64 and arm64
-// for deb, x86_64 and aarch64 for rpm.
-func FormatArch(format, goarch string) string { return archFor(format, goarch) }
-
-// archFor maps a Go architecture to the format's name for it.
-func archFor(format, goarch string) string {
-	if format == target.FormatRPM {
-		switch goarch {
-		case "amd64":
-			return "x86_64"
-		case "arm64":
-			return "aarch64"
-		case "386":
-			return "i386"
-		}
-	}
-	if goarch == "386" {
-		return "i386"
-	}
-	return goarch
-}
+// for deb, x86_64 and aarch64 for rpm (target.PackageArch).
+func FormatArch(format, goarch string) string { return target.PackageArch(format, goarch) }

@@ -138,7 +138,7 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 		arch := cmp.Or(t.Arch, o.Arch)
 		t.Arch = arch
 		key := inputKey(o, t, summaryText, embedded)
-		if a := reuse(final, staging, previous, slot(t.Target.Name, archFor(t.Target.Format, arch)), key); a != nil {
+		if a := reuse(final, staging, previous, slot(t.Target.Name, FormatArch(t.Target.Format, arch)), key); a != nil {
 			rel.Artifacts = append(rel.Artifacts, a)
 			sums[a.File] = a.SHA256
 			continue

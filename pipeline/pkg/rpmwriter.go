@@ -35,7 +35,7 @@ func writeRPM(info *nfpm.Info, work string, out io.Writer) error {
 	if err := nfpm.PrepareForPackager(info, "rpm"); err != nil {
 		return err
 	}
-	info.Arch = archFor(target.FormatRPM, info.Arch)
+	info.Arch = FormatArch(target.FormatRPM, info.Arch)
 	info.Release = cmp.Or(info.Release, "1")
 	info.Version, info.Prerelease, info.VersionMetadata = rpmVersion(info), "", ""
 	payload, err := os.CreateTemp(work, "payload.*")

@@ -202,6 +202,33 @@ func Multiarch(goarch string) string {
 	return goarch + "-linux-gnu"
 }
 
+// PackageArch is a package format's name for a Go architecture: Debian's
+// (amd64, arm64, i386, armhf, ppc64el) for deb and for everything else
+// Debian-made (mmdebstrap's --architectures), rpm's (x86_64, aarch64,
+// i386) for rpm.
+func PackageArch(format, goarch string) string {
+	if format == FormatRPM {
+		switch goarch {
+		case "amd64":
+			return "x86_64"
+		case "arm64":
+			return "aarch64"
+		case "386":
+			return "i386"
+		}
+		return goarch
+	}
+	switch goarch {
+	case "386":
+		return "i386"
+	case "arm":
+		return "armhf"
+	case "ppc64le":
+		return "ppc64el"
+	}
+	return goarch
+}
+
 // HostArch is the architecture packages are built for by default.
 func HostArch() string { return runtime.GOARCH }
 

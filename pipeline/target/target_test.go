@@ -80,3 +80,17 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestPackageArch: each format's names, for the arches coach builds and
+// the others Debian and rpm name differently.
+func TestPackageArch(t *testing.T) {
+	for _, c := range []struct{ format, goarch, want string }{
+		{FormatDeb, "amd64", "amd64"}, {FormatDeb, "arm64", "arm64"}, {FormatDeb, "386", "i386"},
+		{FormatDeb, "arm", "armhf"}, {FormatDeb, "ppc64le", "ppc64el"}, {FormatDeb, "s390x", "s390x"},
+		{FormatRPM, "amd64", "x86_64"}, {FormatRPM, "arm64", "aarch64"}, {FormatRPM, "386", "i386"}, {FormatRPM, "ppc64le", "ppc64le"},
+	} {
+		if got := PackageArch(c.format, c.goarch); got != c.want {
+			t.Errorf("PackageArch(%s, %s) = %s, want %s", c.format, c.goarch, got, c.want)
+		}
+	}
+}

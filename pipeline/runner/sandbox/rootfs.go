@@ -90,16 +90,8 @@ func packageSet(t target.Target, packages []string, toolchain bool) []string {
 	return slices.Compact(pkgs)
 }
 
-// debArch maps Go architecture names to Debian's.
-func debArch(goarch string) string {
-	switch goarch {
-	case "386":
-		return "i386"
-	case "arm":
-		return "armhf"
-	}
-	return goarch
-}
+// debArch is Debian's name for a Go architecture.
+func debArch(goarch string) string { return target.PackageArch(target.FormatDeb, goarch) }
 
 // InfoFile is the file a complete root filesystem has; its modification
 // time is when it was last used.
