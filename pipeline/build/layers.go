@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"log/slog"
 	"maps"
 	"os"
@@ -86,18 +87,33 @@ func (c *LayerCache) Lookup(key string) (string, *LayerMeta, bool) {
 // (KeyInputs.Environment, "" for a runner without one).
 func (c *LayerCache) Environments() []string {
 	set := map[string]bool{}
-	entries, _ := os.ReadDir(c.Dir)
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(c.Dir, e.Name(), "meta.json"))
-		if err != nil {
-			continue
-		}
-		var m LayerMeta
-		if json.Unmarshal(data, &m) == nil && m.Inputs != nil {
+	for m := range c.metas() {
+		if m.Inputs != nil {
 			set[m.Inputs.Environment] = true
 		}
 	}
 	return slices.Sorted(maps.Keys(set))
+}
+
+// metas yields the metadata of every cached layer that has readable
+// metadata.
+func (c *LayerCache) metas() iter.Seq[LayerMeta] {
+	return func(yield func(LayerMeta) bool) {
+		entries, _ := os.ReadDir(c.Dir)
+		for _, e := range entries {
+			data, err := os.ReadFile(filepath.Join(c.Dir, e.Name(), "meta.json"))
+			if err != nil {
+				continue
+			}
+			var m LayerMeta
+			if json.Unmarshal(data, &m) != nil {
+				continue
+			}
+			if !yield(m) {
+				return
+			}
+		}
+	}
 }
 
 // Touch marks a layer used now: cache gc removes the least recently used
@@ -113,17 +129,10 @@ func (c *LayerCache) Touch(key string) {
 func (c *LayerCache) Durations() map[string]float64 {
 	out := map[string]float64{}
 	latest := map[string]time.Time{}
-	entries, _ := os.ReadDir(c.Dir)
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(c.Dir, e.Name(), "meta.json"))
-		if err != nil {
-			continue
+	for m := range c.metas() {
+		if m.Seconds > 0 && m.BuiltAt.After(latest[m.Component]) {
+			out[m.Component], latest[m.Component] = m.Seconds, m.BuiltAt
 		}
-		var m LayerMeta
-		if json.Unmarshal(data, &m) != nil || m.Seconds <= 0 || !m.BuiltAt.After(latest[m.Component]) {
-			continue
-		}
-		out[m.Component], latest[m.Component] = m.Seconds, m.BuiltAt
 	}
 	return out
 }
