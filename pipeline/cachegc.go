@@ -151,24 +151,17 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		}
 		defer release()
 	}
-	var rootsLocked bool
-	var deferred []func()
+	var releaseRoots func()
 	defer func() {
-		for _, f := range deferred {
-			f()
+		if releaseRoots != nil {
+			releaseRoots()
 		}
 	}()
-	lockRoots := func(ctx context.Context) error {
-		if rootsLocked || RootfsDir(req.CacheDir) == req.CacheDir {
-			return nil
+	lockRoots := func(ctx context.Context) (err error) {
+		if releaseRoots == nil && RootfsDir(req.CacheDir) != req.CacheDir {
+			releaseRoots, err = lockCache(ctx, req.Log, false, RootfsDir(req.CacheDir))
 		}
-		release, err := lockCache(ctx, req.Log, false, RootfsDir(req.CacheDir))
-		if err != nil {
-			return err
-		}
-		rootsLocked = true
-		deferred = append(deferred, release)
-		return nil
+		return err
 	}
 	res := &GCResult{Removed: []GCEntry{}, DryRun: req.DryRun}
 	if res.Before, err = cacheTotal(req.CacheDir); err != nil {
@@ -191,24 +184,17 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 
 	// Sources.
 	cache := &fetch.Cache{Dir: filepath.Join(req.CacheDir, "sources")}
-	listed := map[string]bool{}
-	for _, r := range fetch.ListedRequests(resolve.AllVersions(repo)) {
-		if k := fetch.Key(r.Source); k != "" {
-			listed[k] = true
-			if r.Source.Git != "" {
-				listed[fetch.BundleKey(r.Source.Commit)] = true
-			}
-		}
+	listed := fetch.Referenced(fetch.ListedRequests(resolve.AllVersions(repo)))
+	keys, err := cache.Entries()
+	if err != nil {
+		return nil, err
 	}
-	for _, dir := range []string{"sha256", "sha512", "git"} {
-		for _, e := range readDir(filepath.Join(cache.Dir, dir)) {
-			key := dir + "/" + e.Name()
-			reason := ""
-			if !listed[key] {
-				reason = "no definition lists it"
-			}
-			add("sources", cache.Path(key), modTime(cache.Path(key)), reason, nil)
+	for _, key := range keys {
+		reason := ""
+		if !listed[key] {
+			reason = "no definition lists it"
 		}
+		add("sources", cache.Path(key), modTime(cache.Path(key)), reason, nil)
 	}
 
 	// Layers: the keys a build of each project, as locked, would look up,
@@ -377,8 +363,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	}
 	res.Kept = len(rest)
 	if !req.DryRun {
-		// Leftovers of interrupted downloads (the unlisted sources went above).
-		cache.GC(fetch.ListedRequests(resolve.AllVersions(repo)), false)
+		cache.SweepPartials() // leftovers of interrupted downloads
 		res.After, err = cacheTotal(req.CacheDir)
 	} else {
 		res.After = max(0, res.Before-res.Bytes)

@@ -108,9 +108,29 @@ func TestGCCollectsWhatNoBuildUses(t *testing.T) {
 		}
 		touchAt(t, p, at)
 	}
+	unlisted := filepath.Join(cache, "sources/sha256", strings.Repeat("ab", 32))
+	touchAt(t, unlisted, time.Now())
+	dry, err := GC(context.Background(), GCRequest{Root: repo, CacheDir: cache, KeepSize: -1, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(unlisted); err != nil {
+		t.Errorf("the dry run removed a source: %v", err)
+	}
+	for p := range planted {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("the dry run removed %s", p)
+		}
+	}
 	res, err := GC(context.Background(), GCRequest{Root: repo, CacheDir: cache, KeepSize: -1})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(unlisted); !os.IsNotExist(err) {
+		t.Errorf("a source no definition lists is still there")
+	}
+	if len(dry.Removed) != len(res.Removed) {
+		t.Errorf("the dry run listed %d entries, gc removed %d", len(dry.Removed), len(res.Removed))
 	}
 	for p, want := range planted {
 		_, err := os.Stat(p)

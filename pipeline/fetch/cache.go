@@ -91,7 +91,7 @@ type pending struct {
 // create starts a new cache file. Where the kernel and filesystem support
 // O_TMPFILE the file has no name until commit, so an interrupted download
 // leaves nothing at all; otherwise it is named after this process, and
-// sweepPartials removes it once the process is gone.
+// SweepPartials removes it once the process is gone.
 func (c *Cache) create() (*pending, error) {
 	dir := filepath.Join(c.Dir, "tmp")
 	if f, err := openUnnamed(dir); err == nil {
@@ -142,8 +142,8 @@ func (p *pending) reset() error {
 	return p.Truncate(0)
 }
 
-// sweepPartials removes named partial files of processes that no longer run.
-func (c *Cache) sweepPartials() (removed int) {
+// SweepPartials removes named partial files of processes that no longer run.
+func (c *Cache) SweepPartials() (removed int) {
 	entries, _ := os.ReadDir(filepath.Join(c.Dir, "tmp"))
 	for _, e := range entries {
 		parts := strings.SplitN(e.Name(), "-", 3)

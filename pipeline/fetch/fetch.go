@@ -197,7 +197,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (*Result, error) {
 		res.Hit, res.From, res.Bytes = true, "cache", st.Size()
 		return res, nil
 	}
-	f.Cache.sweepPartials()
+	f.Cache.SweepPartials()
 	if res.Kind == "git" {
 		return f.fetchGit(ctx, req, key, res)
 	}

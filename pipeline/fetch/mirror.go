@@ -148,18 +148,11 @@ func (f *Fetcher) Missing(reqs []Request) []Request {
 	return out
 }
 
-// GCResult says what garbage collection removed.
-type GCResult struct {
-	Removed []string `json:"removed"`
-	Bytes   int64    `json:"bytes"`
-	Kept    int      `json:"kept"`
-}
-
-// GC removes every cache entry that no request refers to, and leftovers of
-// interrupted downloads. With dryRun it only reports.
-func (c *Cache) GC(keep []Request, dryRun bool) (*GCResult, error) {
+// Referenced are the cache keys requests need: each source's entry, and a
+// git source's bundle. Everything else in the cache is garbage to them.
+func Referenced(reqs []Request) map[string]bool {
 	want := map[string]bool{}
-	for _, r := range keep {
+	for _, r := range reqs {
 		if k := Key(r.Source); k != "" {
 			want[k] = true
 			if r.Source.Git != "" {
@@ -167,7 +160,12 @@ func (c *Cache) GC(keep []Request, dryRun bool) (*GCResult, error) {
 			}
 		}
 	}
-	res := &GCResult{Removed: []string{}}
+	return want
+}
+
+// Entries are the keys of the cache's complete entries, sorted.
+func (c *Cache) Entries() ([]string, error) {
+	var out []string
 	for _, dir := range []string{"sha256", "sha512", "git"} {
 		entries, err := os.ReadDir(filepath.Join(c.Dir, dir))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -177,27 +175,9 @@ func (c *Cache) GC(keep []Request, dryRun bool) (*GCResult, error) {
 			return nil, err
 		}
 		for _, e := range entries {
-			key := dir + "/" + e.Name()
-			if want[key] {
-				res.Kept++
-				continue
-			}
-			info, err := e.Info()
-			if err != nil {
-				continue
-			}
-			res.Bytes += info.Size()
-			res.Removed = append(res.Removed, key)
-			if !dryRun {
-				if err := os.Remove(c.Path(key)); err != nil {
-					return res, err
-				}
-			}
+			out = append(out, dir+"/"+e.Name())
 		}
 	}
-	if !dryRun {
-		c.sweepPartials()
-	}
-	slices.Sort(res.Removed)
-	return res, nil
+	slices.Sort(out)
+	return out, nil
 }
