@@ -448,44 +448,66 @@ func follow(ctx context.Context, poller *dg.Container, file string, w io.Writer,
 	}
 }
 
-func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
+// staged is a job's environment on the engine before its first step.
+type staged struct {
+	c *dg.Client
+	// ctr is the target's base with the dependencies' layers at the
+	// install dir, the source mounted and an empty HOME.
+	ctr    *dg.Container
+	deps   *dg.Directory // the dependencies' layers, merged
+	poller *dg.Container // where a running step's output is read
+	run    string        // the nonce in ctr and poller
+}
+
+// stage makes job's environment on the engine. A nonce in the container
+// (never in a step's environment, which is set with env -i) makes the
+// engine run every exec: whether a component is rebuilt is coach's
+// cache's decision, and a failed step is never replayed from the engine's
+// cache.
+func (r *Runner) stage(ctx context.Context, job *runner.Job) (*staged, error) {
 	c, err := r.connect(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.mu.Lock()
 	base := r.bases[job.Target.Name+"/"+job.Arch]
 	pollBase := r.pollers[job.Target.Name+"/"+job.Arch]
 	r.mu.Unlock()
 	if base == nil {
-		return fmt.Errorf("dagger: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
+		return nil, fmt.Errorf("dagger: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
 	}
 	deps := c.Directory()
-	var depFiles []string
 	for _, l := range job.Layers {
 		deps = deps.WithDirectory(".", c.Host().Directory(l, dg.HostDirectoryOpts{NoCache: true}))
+	}
+	nonce := make([]byte, 8)
+	rand.Read(nonce)
+	run := hex.EncodeToString(nonce)
+	ctr := base.
+		WithEnvVariable("COACH_RUN", run).
+		WithDirectory(job.InstallDir, deps).
+		WithMountedDirectory(runner.SourceMount, c.Host().Directory(job.Source, dg.HostDirectoryOpts{NoCache: true})).
+		WithDirectory(runner.HomeDir, c.Directory())
+	return &staged{c: c, ctr: ctr, deps: deps, poller: pollBase.WithEnvVariable("COACH_RUN", run), run: run}, nil
+}
+
+func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
+	s, err := r.stage(ctx, job)
+	if err != nil {
+		return err
+	}
+	var depFiles []string
+	for _, l := range job.Layers {
 		files, err := layerFiles(l)
 		if err != nil {
 			return err
 		}
 		depFiles = append(depFiles, files...)
 	}
-	// A nonce in the container (never in a step's environment, which is
-	// set with env -i) makes the engine run every step: whether a
-	// component is rebuilt is coach's cache's decision, and a failed step
-	// is never replayed from the engine's cache.
-	nonce := make([]byte, 8)
-	rand.Read(nonce)
-	run := hex.EncodeToString(nonce)
-	logs := c.CacheVolume("coach-log-" + run)
+	logs := s.c.CacheVolume("coach-log-" + s.run)
 	shared := dg.ContainerWithMountedCacheOpts{Sharing: dg.CacheSharingModeShared}
-	poller := pollBase.WithEnvVariable("COACH_RUN", run).WithMountedCache(logDir, logs, shared)
-	ctr := base.
-		WithEnvVariable("COACH_RUN", run).
-		WithMountedCache(logDir, logs, shared).
-		WithDirectory(job.InstallDir, deps).
-		WithMountedDirectory(runner.SourceMount, c.Host().Directory(job.Source, dg.HostDirectoryOpts{NoCache: true})).
-		WithDirectory(runner.HomeDir, c.Directory())
+	poller := s.poller.WithMountedCache(logDir, logs, shared)
+	ctr, deps := s.ctr.WithMountedCache(logDir, logs, shared), s.deps
 	for i, st := range job.Steps {
 		runner.WriteStepHeader(job, i)
 		env := append(slices.Clone(job.Env), st.Env...)
@@ -553,28 +575,12 @@ func (r *Runner) Shell(ctx context.Context, job *runner.Job, sh runner.Shell) er
 	if len(sh.Argv) == 0 {
 		return fmt.Errorf("the dagger runner cannot open an interactive shell (the engine attaches terminals only to the dagger CLI's own sessions): give a command after --, or use --runner sandbox")
 	}
-	c, err := r.connect(ctx)
+	s, err := r.stage(ctx, job)
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	base := r.bases[job.Target.Name+"/"+job.Arch]
-	r.mu.Unlock()
-	if base == nil {
-		return fmt.Errorf("dagger: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
-	}
-	deps := c.Directory()
-	for _, l := range job.Layers {
-		deps = deps.WithDirectory(".", c.Host().Directory(l, dg.HostDirectoryOpts{NoCache: true}))
-	}
-	nonce := make([]byte, 8)
-	rand.Read(nonce)
 	argv := append(append([]string{"/usr/bin/env", "-i"}, job.Env...), sh.Argv...)
-	done := base.
-		WithEnvVariable("COACH_RUN", hex.EncodeToString(nonce)). // runs now, not from the engine's cache
-		WithDirectory(job.InstallDir, deps).
-		WithMountedDirectory(runner.SourceMount, c.Host().Directory(job.Source, dg.HostDirectoryOpts{NoCache: true})).
-		WithDirectory(runner.HomeDir, c.Directory()).
+	done := s.ctr.
 		WithWorkdir(path.Join(runner.SourceMount, job.Dir)).
 		WithExec(argv, dg.ContainerWithExecOpts{Expect: dg.ReturnTypeAny})
 	code, err := done.ExitCode(ctx)
