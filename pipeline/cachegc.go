@@ -226,14 +226,12 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 			}
 		}
 	}
+	for _, p := range layers.Leftovers() {
+		add("layers", p, modTime(p), "left by a process that is gone", nil)
+	}
 	for _, e := range readDir(layers.Dir) {
 		path := filepath.Join(layers.Dir, e.Name())
 		if e.Name() == "tmp" {
-			for _, t := range readDir(path) {
-				if pid, ok := pidOf(t.Name()); ok && !proc.Alive(pid) {
-					add("layers", filepath.Join(path, t.Name()), modTime(filepath.Join(path, t.Name())), "left by a process that is gone", nil)
-				}
-			}
 			continue
 		}
 		reason := ""

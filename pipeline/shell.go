@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 
-	"github.com/coach-build/coach/pipeline/binfmt"
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/runner"
@@ -120,10 +119,8 @@ func Shell(ctx context.Context, req ShellRequest) error {
 		}
 	}
 	arch := prep.Plan.Arch
-	if r.Name() == RunnerSandbox {
-		if err := binfmt.CanRun(binfmt.Path(), arch); err != nil {
-			return &RequestError{err}
-		}
+	if err := canRun(ctx, r, []string{arch}); err != nil {
+		return err
 	}
 	label := targetLabel(t.Name, arch)
 	workDir := filepath.Join(req.CacheDir, "work", prep.Project.Name, label+"-shell")

@@ -205,14 +205,23 @@ func (p *pendingLayer) commit(meta LayerMeta, logPath string) (string, error) {
 
 func (p *pendingLayer) discard() { archive.RemoveAll(p.tmp) }
 
-// sweep removes temporary layers of processes that no longer run.
-func (c *LayerCache) sweep() {
+// Leftovers are the temporary layers of processes that no longer run.
+func (c *LayerCache) Leftovers() []string {
+	var out []string
 	entries, _ := os.ReadDir(filepath.Join(c.Dir, "tmp"))
 	for _, e := range entries {
 		pid, err := strconv.Atoi(strings.SplitN(e.Name(), "-", 2)[0])
 		if err == nil && pid != os.Getpid() && !proc.Alive(pid) {
-			archive.RemoveAll(filepath.Join(c.Dir, "tmp", e.Name()))
+			out = append(out, filepath.Join(c.Dir, "tmp", e.Name()))
 		}
+	}
+	return out
+}
+
+// sweep removes the leftovers.
+func (c *LayerCache) sweep() {
+	for _, p := range c.Leftovers() {
+		archive.RemoveAll(p)
 	}
 }
 
