@@ -65,8 +65,7 @@ type GCResult struct {
 // gcEntry is an entry of the cache gc considers.
 type gcEntry struct {
 	GCEntry
-	used    time.Time
-	garbage bool
+	used time.Time
 	// remove removes it (under the lock its users take).
 	remove func(ctx context.Context) error
 }
@@ -173,7 +172,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		if remove == nil {
 			remove = func(context.Context) error { return archive.RemoveAll(path) }
 		}
-		entries = append(entries, &gcEntry{GCEntry: GCEntry{Kind: kind, Path: path, Bytes: dirBytes(path), Reason: reason}, used: used, garbage: reason != "", remove: remove})
+		entries = append(entries, &gcEntry{GCEntry: GCEntry{Kind: kind, Path: path, Bytes: dirBytes(path), Reason: reason}, used: used, remove: remove})
 	}
 	stale := func(used time.Time) string {
 		if now.Sub(used) > req.UnusedFor {
@@ -333,7 +332,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	}
 	var rest []*gcEntry
 	for _, e := range entries {
-		if !e.garbage {
+		if e.Reason == "" { // in use: only --keep-size takes it
 			rest = append(rest, e)
 			continue
 		}
