@@ -47,9 +47,9 @@ type Builder struct {
 	NoCache bool
 	// KeepFailed keeps the work directory of a failed component.
 	KeepFailed bool
-	// Debug, when set, is opened in the environment of a step that fails
-	// (where the runner can: a runner.Sheller), before the build goes on
-	// to fail.
+	// Debug, when set, is passed to every job (runner.Job.Debug): a
+	// runner that can (the sandbox) opens it where a step fails, before
+	// the build goes on to fail.
 	Debug *runner.Shell
 	Log   *slog.Logger
 	// Events, if set, hears each component's progress and every line its
@@ -162,8 +162,6 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 	if err := os.MkdirAll(b.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	results, _, err := b.buildNodes(ctx, pl, p, root, t, nil)
 	if err != nil {
 		return nil, err
@@ -397,7 +395,7 @@ func (b *Builder) layerKey(pl *plan.Plan, t target.Target, n *plan.Node, deps []
 
 func layerKey(e Environment, pl *plan.Plan, t target.Target, n *plan.Node, deps []NamedLayer) (string, *KeyInputs) {
 	in := &KeyInputs{Input: n.InputKeys[t.Name], Layers: map[string]string{}}
-	if e != nil && e != FixedEnvironment("") {
+	if e != nil {
 		in.Environment = e.EnvironmentID(t, pl.Arch, Packages(pl, t))
 	}
 	for _, d := range deps {
