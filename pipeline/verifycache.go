@@ -13,8 +13,9 @@ import (
 )
 
 // verifySchema is mixed into every verify cache key; bump it when verify's
-// checks change, so that every package is verified again.
-const verifySchema = 1
+// checks change, so that every package is verified again. 2: installs run
+// offline in coach's user namespace, rpm inside the sandbox.
+const verifySchema = 2
 
 // verifyCache keeps the reports of packages that passed verification,
 // under a key of everything the result depends on: the package's bytes
@@ -44,13 +45,14 @@ func (c verifyCache) key(o verify.Options, runnerName, pkg string) string {
 	}
 	env := "dagger " + o.Target.Image + " " + o.Arch
 	if runnerName != RunnerDagger {
-		root := o.Target
+		root, extra := o.Target, []string(nil)
 		if root.Format == target.FormatRPM {
-			// rpm packages are checked with rpm --root in a clean Debian
+			// rpm packages are checked with Debian's rpm in a clean Debian
 			// root, as verify does.
 			root, _ = target.Builtin("debian-12")
+			extra = []string{"rpm"}
 		}
-		env = "sandbox " + sandbox.CleanKey(root, o.Arch)
+		env = "sandbox " + sandbox.CleanKey(root, o.Arch, extra...)
 	}
 	type checks struct {
 		Name, InstallDir string

@@ -59,6 +59,15 @@ through sudo otherwise. It says which packages before it runs anything.`,
 				if err := a.installHostTools(cmd.Context(), hostToolPackages()); err != nil {
 					return err
 				}
+				if os.Geteuid() == 0 {
+					ids, wrote, err := sandbox.RegisterIDs()
+					if err != nil {
+						return err
+					}
+					if wrote {
+						fmt.Fprintf(a.stderr, "coach doctor --fix: registered %s for coach's sandboxes in /etc/subuid and /etc/subgid\n", ids)
+					}
+				}
 			}
 			var checks []check
 			var pkg string // the package that fixes the next check, if any
@@ -78,6 +87,7 @@ through sudo otherwise. It says which packages before it runs anything.`,
 				pkg = "bubblewrap"
 			}
 			sandboxOK := add("sandbox: bubblewrap", err, "bwrap runs with every namespace unshared", "apt-get install bubblewrap; as a user, enable unprivileged user namespaces")
+			sandboxOK = add("sandbox: ids", idsCheck(), idsDetail(), "coach doctor --fix (registers a free range for coach in /etc/subuid and /etc/subgid)") && sandboxOK
 			if sandboxOK {
 				detail := "dependency layers are overlayfs lower dirs"
 				if mode == sandbox.Copy {
@@ -223,6 +233,28 @@ through sudo otherwise. It says which packages before it runs anything.`,
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", "", "cache directory to check")
 	cmd.Flags().BoolVar(&fix, "fix", false, "install the missing host tools with apt-get (as root, or through sudo), then check")
 	return cmd
+}
+
+// idsCheck says whether coach has host ids for its sandboxes' root.
+func idsCheck() error {
+	_, err := sandbox.IDs()
+	return err
+}
+
+// idsDetail says which host ids are root in the sandboxes, and where that
+// comes from.
+func idsDetail() string {
+	ids, err := sandbox.IDs()
+	if err != nil {
+		return ""
+	}
+	switch ids.Source {
+	case "user":
+		return "steps run as root of a user namespace that maps only you (" + ids.String() + ")"
+	case "default":
+		return "steps run as root of a user namespace that maps host " + ids.String() + ", never host root; coach doctor --fix registers the range in /etc/subuid and /etc/subgid so that no other tool takes it"
+	}
+	return "steps run as root of a user namespace that maps host " + ids.String() + ", never host root"
 }
 
 // mirrorHint names the variable that sets an archive reference, if it is one.

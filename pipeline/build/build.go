@@ -27,6 +27,7 @@ import (
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/internal/jobserver"
+	"github.com/coach-build/coach/pipeline/internal/userns"
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -630,12 +631,14 @@ func collectLicenses(s *spec.Software, name, srcTop, dir, layer string) error {
 	}
 	defer dst.Close()
 	for _, f := range s.LicenseFiles {
-		err := confine.CopyFile(src, filepath.Join(dir, filepath.FromSlash(f)), dst, filepath.Join("LICENSES", name, filepath.Base(f)), 0o644)
+		err := confine.CopyFileMax(src, filepath.Join(dir, filepath.FromSlash(f)), dst, filepath.Join("LICENSES", name, filepath.Base(f)), 0o644, confine.MaxTextBytes)
 		if err != nil {
 			return fmt.Errorf("build %s: license file %s (license_files in software/%s.yaml): %w", name, f, name, err)
 		}
 	}
-	return nil
+	// Owned like the rest of the layer, by the build's user: a layer is a
+	// lower directory of its dependents' sandboxes.
+	return userns.ChownTree(filepath.Join(layer, "LICENSES"))
 }
 
 func shortKey(k string) string {

@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // ErrSymlinkRoot is a tree whose top directory is itself a symlink.
@@ -38,29 +39,99 @@ func Open(dir string) (*os.Root, error) {
 	return os.OpenRoot(dir)
 }
 
+// MaxTextBytes bounds the text files coach reads from a tree it did not
+// write or from the repository (license texts, the changelog): the longest
+// licence texts are tens of KiB (GPL-3.0 is 35 KiB) and aggregated
+// third-party notices a few MiB, so 16 MiB is far above any real one, and
+// a planted 10 GB file is refused at once instead of copied.
+const MaxTextBytes = 16 << 20
+
+// ErrNotRegular is a path that names something other than a regular file
+// (a FIFO, a device, a directory) where coach reads a file's content.
+var ErrNotRegular = errors.New("is not a regular file")
+
+// TooLargeError is a file over the bound coach reads it under.
+type TooLargeError struct {
+	Path        string
+	Size, Limit int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%s is %d bytes, over the %d bytes coach reads of such a file", e.Path, e.Size, e.Limit)
+}
+
+// OpenRegular opens rel beneath root for reading. It is opened without
+// blocking, so that a FIFO planted there cannot hang coach, and refused
+// unless it is a regular file of at most limit bytes (limit < 0: any
+// size).
+func OpenRegular(root *os.Root, rel string, limit int64) (*os.File, fs.FileInfo, error) {
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s %w (%s)", rel, ErrNotRegular, typeName(st.Mode()))
+	}
+	if limit >= 0 && st.Size() > limit {
+		f.Close()
+		return nil, nil, &TooLargeError{Path: rel, Size: st.Size(), Limit: limit}
+	}
+	return f, st, nil
+}
+
+// ReadFile reads the regular file rel beneath root, of at most limit
+// bytes (see OpenRegular).
+func ReadFile(root *os.Root, rel string, limit int64) ([]byte, error) {
+	f, st, err := OpenRegular(root, rel, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, st.Size()))
+}
+
+func typeName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m.IsDir():
+		return "a directory"
+	}
+	return m.Type().String()
+}
+
 // CopyFile copies the regular file srcRel beneath src to a new file dstRel
 // beneath dst with exactly mode perm, making dstRel's parents. srcRel may
 // pass through symlinks that stay beneath src; dstRel is never replaced, so
-// a symlink planted at dstRel is not written through.
+// a symlink planted at dstRel is not written through. A FIFO or a device
+// at srcRel is refused without being read.
 func CopyFile(src *os.Root, srcRel string, dst *os.Root, dstRel string, perm fs.FileMode) error {
-	in, err := src.Open(srcRel)
+	return CopyFileMax(src, srcRel, dst, dstRel, perm, -1)
+}
+
+// CopyFileMax is CopyFile of a file of at most limit bytes.
+func CopyFileMax(src *os.Root, srcRel string, dst *os.Root, dstRel string, perm fs.FileMode, limit int64) error {
+	in, st, err := OpenRegular(src, srcRel, limit)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", srcRel)
-	}
 	if dir := filepath.Dir(dstRel); dir != "." {
 		if err := dst.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 	}
-	return writeNew(dst, dstRel, perm, in)
+	return writeNew(dst, dstRel, perm, io.LimitReader(in, st.Size()))
 }
 
 // writeNew creates dstRel beneath dst (O_EXCL: an existing entry, symlink

@@ -118,7 +118,7 @@ func releases(p *spec.Project, t target.Target, repo string, mtime time.Time) ([
 			return nil, err
 		}
 		defer root.Close()
-		b, err := root.ReadFile(filepath.FromSlash(src))
+		b, err := confine.ReadFile(root, filepath.FromSlash(src), confine.MaxTextBytes)
 		if err != nil {
 			return nil, fmt.Errorf("changelog %s: %w", src, err)
 		}

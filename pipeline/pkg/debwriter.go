@@ -173,6 +173,8 @@ func writeDataTar(info *nfpm.Info, w io.Writer) (name string, sums []byte, kib i
 	tw := tar.NewWriter(zw)
 	var md5sums bytes.Buffer
 	buf := make([]byte, 256<<10)
+	links := hardLinks(info.Contents)
+	linkSums := map[string]string{} // a file's md5sums line, for its hard links
 	for _, c := range info.Contents {
 		h := &tar.Header{
 			Name: files.AsExplicitRelativePath(c.Destination), ModTime: info.MTime,
@@ -184,9 +186,22 @@ func writeDataTar(info *nfpm.Info, w io.Writer) (name string, sums []byte, kib i
 			continue // an rpm-only entry
 		case files.TypeFile, files.TypeConfig, files.TypeConfigNoReplace, files.TypeConfigMissingOK,
 			files.TypeRPMDoc, files.TypeRPMLicence, files.TypeRPMLicense, files.TypeRPMReadme:
-			if err := copyFileToTar(tw, h, c.Source, buf, &md5sums); err != nil {
+			if first, ok := links[c.Destination]; ok {
+				// A hard link of a file already written: dpkg makes it a
+				// link, and it takes no more room (dpkg-gencontrol counts
+				// an inode once).
+				h.Typeflag, h.Linkname = tar.TypeLink, files.AsExplicitRelativePath(first)
+				if err := tw.WriteHeader(h); err != nil {
+					return "", nil, 0, err
+				}
+				fmt.Fprintf(&md5sums, "%s  %s\n", linkSums[first], files.AsRelativePath(h.Name))
+				continue
+			}
+			sum, err := copyFileToTar(tw, h, c.Source, buf, &md5sums)
+			if err != nil {
 				return "", nil, 0, fmt.Errorf("%s: %w", c.Destination, err)
 			}
+			linkSums[c.Destination] = sum
 			kib += (h.Size + 1023) / 1024
 			continue
 		case files.TypeDir, files.TypeImplicitDir:
@@ -214,34 +229,36 @@ func writeDataTar(info *nfpm.Info, w io.Writer) (name string, sums []byte, kib i
 }
 
 // copyFileToTar writes one regular file, its size taken from the open
-// file (not from an earlier stat), and appends its md5sums line.
-func copyFileToTar(tw *tar.Writer, h *tar.Header, src string, buf []byte, sums *bytes.Buffer) error {
+// file (not from an earlier stat), appends its md5sums line and returns
+// its md5 in hex.
+func copyFileToTar(tw *tar.Writer, h *tar.Header, src string, buf []byte, sums *bytes.Buffer) (string, error) {
 	f, err := os.Open(src)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", src)
+		return "", fmt.Errorf("%s is not a regular file", src)
 	}
 	h.Typeflag, h.Size = tar.TypeReg, fi.Size()
 	if err := tw.WriteHeader(h); err != nil {
-		return err
+		return "", err
 	}
 	sum := md5.New() //nolint:gosec
 	n, err := io.CopyBuffer(io.MultiWriter(tw, sum), io.LimitReader(f, h.Size), buf)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if n != h.Size {
-		return fmt.Errorf("%s shrank while it was packaged", src)
+		return "", fmt.Errorf("%s shrank while it was packaged", src)
 	}
-	fmt.Fprintf(sums, "%x  %s\n", sum.Sum(nil), files.AsRelativePath(h.Name))
-	return nil
+	hexSum := fmt.Sprintf("%x", sum.Sum(nil))
+	fmt.Fprintf(sums, "%s  %s\n", hexSum, files.AsRelativePath(h.Name))
+	return hexSum, nil
 }
 
 // tarMode is a file mode as tar stores it, with the setuid, setgid and

@@ -1,9 +1,7 @@
 package pkg
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -168,6 +166,10 @@ func preinstWithAccounts(p *spec.Project, format, projectHook, work string) (str
 // extraFiles copies the project's extra_files out of the repository,
 // through a root confined to it (a symlink in the repository cannot bring
 // a file of this machine into the package), into work, and lists them.
+// MaxExtraFileBytes bounds an extra file, which packaging reads whole:
+// a unit, a default file, a completion script are kilobytes.
+const MaxExtraFileBytes = 256 << 20
+
 func extraFiles(p *spec.Project, repo, work string, info func(fs.FileMode) *files.ContentFileInfo) (files.Contents, error) {
 	if len(p.Package.ExtraFiles) == 0 {
 		return nil, nil
@@ -185,24 +187,12 @@ func extraFiles(p *spec.Project, repo, work string, info func(fs.FileMode) *file
 				return nil, err
 			}
 		}
-		src, err := root.Open(filepath.FromSlash(path.Clean(e.Source)))
-		if err != nil {
-			return nil, fmt.Errorf("extra file %s: %w", e.Source, err)
-		}
-		fi, err := src.Stat()
-		if err == nil && !fi.Mode().IsRegular() {
-			err = fmt.Errorf("not a regular file")
-		}
-		var buf bytes.Buffer
-		if err == nil {
-			_, err = io.Copy(&buf, src)
-		}
-		src.Close()
+		body, err := confine.ReadFile(root, filepath.FromSlash(path.Clean(e.Source)), MaxExtraFileBytes)
 		if err != nil {
 			return nil, fmt.Errorf("extra file %s: %w", e.Source, err)
 		}
 		copyPath := filepath.Join(work, fmt.Sprintf("extra-%d", i))
-		if err := os.WriteFile(copyPath, buf.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(copyPath, body, 0o644); err != nil {
 			return nil, err
 		}
 		typ := files.TypeFile

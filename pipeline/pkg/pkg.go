@@ -230,8 +230,9 @@ func rpmGroup(section string) string {
 
 // Contents lists the package's files: every directory, file and symlink of
 // the tree (owned by root, modes kept, in a stable order), the project's
-// config files marked as such, and its links. A hard-linked file is
-// packaged as an independent copy of its content.
+// config files marked as such, and its links. Files of the tree that are
+// hard links of one another have the same Source (one stripped copy when
+// they are stripped), and the writers package them as hard links.
 func Contents(opts Options) (files.Contents, int, error) {
 	p := opts.Project
 	config := map[string]bool{}
@@ -256,6 +257,7 @@ func Contents(opts Options) (files.Contents, int, error) {
 		return nil, 0, err
 	}
 	defer tree.Close()
+	strippedCopies := map[fileID]string{} // one stripped copy of each inode
 	err = filepath.WalkDir(opts.Tree, func(hostPath string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -305,8 +307,16 @@ func Contents(opts Options) (files.Contents, int, error) {
 			src, mode := hostPath, fi.Mode().Perm()
 			if exe, shared, machine := elfInfo(tree, rel); exe || shared {
 				if p.Package.StripBinaries() {
-					if src, err = stripped(tree, rel, work, shared, machine); err != nil {
-						return err
+					id, linked := inode(fi)
+					if done, ok := strippedCopies[id]; linked && ok {
+						src = done
+					} else {
+						if src, err = stripped(tree, rel, work, shared, machine); err != nil {
+							return err
+						}
+						if linked {
+							strippedCopies[id] = src
+						}
 					}
 				}
 				if shared && opts.Target.Format == target.FormatDeb && !exe {
@@ -387,6 +397,9 @@ func Package(opts Options) (*Artifact, error) {
 	}
 	info, n, err := Info(opts)
 	if err != nil {
+		return nil, fmt.Errorf("package %s for %s: %w", opts.Project.Name, t.Name, err)
+	}
+	if err := checkPaths(info.Contents, t.Format); err != nil {
 		return nil, fmt.Errorf("package %s for %s: %w", opts.Project.Name, t.Name, err)
 	}
 	pk, err := packager(t.Format)

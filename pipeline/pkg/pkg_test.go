@@ -216,7 +216,7 @@ func TestDebAndRPM(t *testing.T) {
 		}
 	}
 
-	// Binaries are stripped; hard links are independent copies.
+	// Binaries are stripped; hard links stay hard links.
 	x := t.TempDir()
 	run(t, "dpkg-deb", "-x", deb.Path, x)
 	for _, f := range []string{"opt/app/bin/app", "opt/app/embedded/lib/libx.so.1"} {
@@ -231,8 +231,8 @@ func TestDebAndRPM(t *testing.T) {
 	}
 	a, _ := os.Stat(filepath.Join(x, "opt/app/bin/app"))
 	b, _ := os.Stat(filepath.Join(x, "opt/app/bin/app-hardlink"))
-	if a.Size() != b.Size() || os.SameFile(a, b) {
-		t.Error("the hard link is not an independent copy of the same content")
+	if !os.SameFile(a, b) {
+		t.Error("the hard link was packaged as a copy")
 	}
 
 	// Beside the packages: manifest, SBOM, sums.

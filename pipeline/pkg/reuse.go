@@ -51,7 +51,7 @@ func inputKey(o ReleaseOptions, t TargetTree, summary []byte, embedded []string)
 		}
 		defer root.Close()
 		for _, e := range o.Project.Package.ExtraFiles {
-			b, err := root.ReadFile(filepath.FromSlash(path.Clean(e.Source)))
+			b, err := confine.ReadFile(root, filepath.FromSlash(path.Clean(e.Source)), MaxExtraFileBytes)
 			if err != nil {
 				return ""
 			}

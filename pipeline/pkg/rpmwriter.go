@@ -116,6 +116,7 @@ type rpmFile struct {
 	size               uint32
 	flags              int32
 	owner, group       string
+	inode              uint32 // shared by hard links
 }
 
 // rpm's file flags.
@@ -174,6 +175,40 @@ func writeCPIO(info *nfpm.Info, w io.Writer) ([]rpmFile, int64, error) {
 			return nil, 0, fmt.Errorf("%s is in the package twice", list[i].name)
 		}
 	}
+	// Hard links share an inode number; as rpm writes them, the last of a
+	// set in the payload carries the content and the others are empty
+	// entries with the set's link count.
+	links := hardLinks(info.Contents)
+	inodes := make([]uint32, len(list))
+	sets := map[string][]int{} // the first name of a set -> its members
+	index := map[string]int{}
+	for i := range list {
+		index[list[i].name] = i
+		inodes[i] = uint32(i + 1)
+	}
+	for _, c := range info.Contents {
+		first, ok := links[c.Destination]
+		if !ok {
+			continue
+		}
+		name, firstName := path.Clean("/"+files.ToNixPath(c.Destination)), path.Clean("/"+files.ToNixPath(first))
+		if len(sets[firstName]) == 0 {
+			sets[firstName] = []int{index[firstName]}
+		}
+		sets[firstName] = append(sets[firstName], index[name])
+	}
+	nlinks := make([]uint32, len(list))
+	carrier := make([]int, len(list)) // the member that carries a set's content
+	for i := range list {
+		carrier[i] = i
+	}
+	for _, members := range sets {
+		slices.Sort(members)
+		last := members[len(members)-1]
+		for _, m := range members {
+			inodes[m], nlinks[m], carrier[m] = inodes[members[0]], uint32(len(members)), last
+		}
+	}
 	cw := &countWriter{}
 	mw := io.MultiWriter(w, cw)
 	buf := make([]byte, 256<<10)
@@ -183,13 +218,30 @@ func writeCPIO(info *nfpm.Info, w io.Writer) ([]rpmFile, int64, error) {
 		if f.flags&rpmFileGhost != 0 {
 			continue // in the header, not in the payload
 		}
-		ino := uint32(i + 1)
 		nlink := uint32(1)
-		if f.mode&0o170000 == 0o040000 {
+		switch {
+		case f.mode&0o170000 == 0o040000:
 			nlink = 2
+		case nlinks[i] > 1:
+			nlink = nlinks[i]
 		}
-		if err := cpioEntry(mw, cw, f, sources[f.name], ino, nlink, mtime, buf); err != nil {
+		if nlinks[i] > 1 && carrier[i] != i {
+			// An empty member of a hard link set: its size and digest
+			// are the carrier's, filled in below.
+			if err := cpioHeader(mw, "."+f.name, inodes[i], uint32(f.mode), nlink, mtime, 0); err != nil {
+				return nil, 0, err
+			}
+			continue
+		}
+		if err := cpioEntry(mw, cw, f, sources[f.name], inodes[i], nlink, mtime, buf); err != nil {
 			return nil, 0, fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	for i := range list {
+		if c := carrier[i]; c != i {
+			list[i].size, list[i].digest, list[i].inode = list[c].size, list[c].digest, inodes[i]
+		} else {
+			list[i].inode = inodes[i]
 		}
 	}
 	if err := cpioHeader(mw, "TRAILER!!!", 0, 0, 1, 0, 0); err != nil {
@@ -485,9 +537,11 @@ func rpmHeader(info *nfpm.Info, list []rpmFile, compressor, payloadDigest string
 	h.int32s(rpmTagBuildTime, int32(max(info.MTime.Unix(), 0)))
 	h.str(rpmTagBuildHost, cmp.Or(info.RPM.BuildHost, "coach"))
 	var size int64
+	counted := map[uint32]bool{} // a hard link set's size counts once
 	for _, f := range list {
-		if f.mode&0o170000 == 0o100000 {
+		if f.mode&0o170000 == 0o100000 && (f.inode == 0 || !counted[f.inode]) {
 			size += int64(f.size)
+			counted[f.inode] = true
 		}
 	}
 	h.int32s(rpmTagSize, int32(min(size, math.MaxInt32)))
@@ -541,7 +595,7 @@ func rpmHeader(info *nfpm.Info, list []rpmFile, compressor, payloadDigest string
 			digests, links = append(digests, f.digest), append(links, f.link)
 			users, groups, langs = append(users, f.owner), append(groups, f.group), append(langs, "")
 			sizes, mtimes = append(sizes, int32(f.size)), append(mtimes, int32(max(info.MTime.Unix(), 0)))
-			flags, inodes, devices, verify = append(flags, f.flags), append(inodes, int32(i+1)), append(devices, 1), append(verify, -1)
+			flags, inodes, devices, verify = append(flags, f.flags), append(inodes, int32(cmp.Or(f.inode, uint32(i+1)))), append(devices, 1), append(verify, -1)
 			modes, rdevs = append(modes, f.mode), append(rdevs, 0)
 		}
 		h.int32s(rpmTagFileSizes, sizes...)

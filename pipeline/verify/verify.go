@@ -24,24 +24,27 @@ import (
 
 	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/internal/proc"
+	"github.com/coach-build/coach/pipeline/internal/userns"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
-// Roots makes clean root filesystems of a target.
+// Roots makes clean root filesystems of a target, with packages added.
 type Roots interface {
-	Clean(ctx context.Context, t target.Target, arch string) (string, error)
+	Clean(ctx context.Context, t target.Target, arch string, packages ...string) (string, error)
 }
 
 // A Machine is a clean installation of the target in which the checks run,
-// as root, one shell script at a time, each seeing what the last left.
+// as its root, one shell script at a time, each seeing what the last left.
 type Machine interface {
 	// Run runs script; net allows the network where the machine can deny
 	// it. A script that exits non-zero returns an error with ExitCode.
 	Run(ctx context.Context, script string, net bool) (string, error)
-	// RPMRoot is the host directory of the machine's root, for the host's
-	// rpm --root, or "" when rpm runs inside the machine.
-	RPMRoot() string
+	// RPMOptions are options rpm needs in this machine to install (the
+	// Debian rpm's --force-debian), or none.
+	RPMOptions() []string
+	// Where says where the checks run, for the report.
+	Where() string
 }
 
 // Options say what to verify.
@@ -66,11 +69,14 @@ type Options struct {
 
 // Step is one check.
 type Step struct {
-	Name    string  `json:"name"`
-	OK      bool    `json:"ok"`
-	Skipped bool    `json:"skipped,omitempty"`
-	Output  string  `json:"output,omitempty"`
-	Detail  string  `json:"detail,omitempty"`
+	Name    string `json:"name"`
+	OK      bool   `json:"ok"`
+	Skipped bool   `json:"skipped,omitempty"`
+	Output  string `json:"output,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+	// Network says the step had the host's network: only the download
+	// of the distribution's packages, before any package code runs.
+	Network bool    `json:"network,omitempty"`
 	Seconds float64 `json:"seconds"`
 }
 
@@ -83,14 +89,17 @@ type Hook struct {
 
 // Report is the outcome.
 type Report struct {
-	Package  string  `json:"package"`
-	Previous string  `json:"previous,omitempty"`
-	Target   string  `json:"target"`
-	Format   string  `json:"format"`
-	OK       bool    `json:"ok"`
-	Steps    []Step  `json:"steps"`
-	Hooks    []Hook  `json:"hooks"`
-	Seconds  float64 `json:"seconds"`
+	Package  string `json:"package"`
+	Previous string `json:"previous,omitempty"`
+	Target   string `json:"target"`
+	Format   string `json:"format"`
+	OK       bool   `json:"ok"`
+	// Where says what the checks ran in: which root or container, how
+	// confined, and what it could not check.
+	Where   string  `json:"where"`
+	Steps   []Step  `json:"steps"`
+	Hooks   []Hook  `json:"hooks"`
+	Seconds float64 `json:"seconds"`
 	// Cached says the report is an earlier run's: the same package bytes
 	// passed in the same clean root with the same checks.
 	Cached bool `json:"cached,omitempty"`
@@ -106,31 +115,36 @@ func (r *Report) Failed() *Step {
 	return nil
 }
 
-// scratch is a writable copy of a clean root, entered with bwrap.
+// scratch is an overlay of a clean root, entered with bwrap in coach's
+// user namespace: the clean root is its read-only lower layer, and what
+// the checks change lands in an upper directory of the scratch's own.
 type scratch struct {
-	root string
-	pkgs string // host dir bound at /coach/pkgs
-	log  io.Writer
+	layout *pidns.Layout
+	bwrap  string
+	log    io.Writer
+	rpm    []string
+	where  string
 }
 
 const pkgMount = "/coach/pkgs"
 
-// RPMRoot is the scratch root: rpm runs on the host with --root.
-func (s *scratch) RPMRoot() string { return s.root }
+func (s *scratch) RPMOptions() []string { return s.rpm }
+func (s *scratch) Where() string        { return s.where }
 
-// Run executes a shell script inside the root, as root, with the network
-// only when net is set (to fetch dependencies).
+// Run executes a shell script inside the root, as its root (an
+// unprivileged host id), with the network only when net is set (to
+// download the distribution's packages).
 func (s *scratch) Run(ctx context.Context, script string, net bool) (string, error) {
-	args := []string{"--bind", s.root, "/", "--dev", "/dev", "--proc", "/proc",
-		"--ro-bind", s.pkgs, pkgMount, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-		"--die-with-parent", "--new-session", "--clearenv",
-		"--setenv", "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"--setenv", "DEBIAN_FRONTEND", "noninteractive", "--setenv", "HOME", "/root", "--setenv", "LANG", "C.UTF-8"}
-	if !net {
-		args = append(args, "--unshare-net")
+	args := pidns.Bwrap{Path: s.bwrap, Net: net, Hostname: "coach-verify", Dir: "/", Env: []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"DEBIAN_FRONTEND=noninteractive", "HOME=/root", "LANG=C.UTF-8"}}.Args()
+	if net {
+		// The host's resolver, for the download.
+		if resolv, err := os.ReadFile("/etc/resolv.conf"); err == nil && len(resolv) < 64<<10 {
+			script = "rm -f /etc/resolv.conf && cat > /etc/resolv.conf <<'COACH_RESOLV_EOF'\n" + strings.TrimRight(string(resolv), "\n") + "\nCOACH_RESOLV_EOF\n" + script
+		}
 	}
-	args = append(args, "--", "/bin/sh", "-c", script)
-	cmd := pidns.CommandContext(ctx, append([]string{"bwrap"}, args...), nil)
+	cmd := pidns.CommandContext(ctx, append(args, "/bin/sh", "-c", script), s.layout)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	var out bytes.Buffer
 	w := io.Writer(&out)
@@ -139,6 +153,10 @@ func (s *scratch) Run(ctx context.Context, script string, net bool) (string, err
 	}
 	cmd.Stdout, cmd.Stderr = w, w
 	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 125 && strings.Contains(out.String(), "coach: the sandbox's") {
+		return out.String(), fmt.Errorf("the verify sandbox could not be set up: %s", strings.TrimSpace(out.String()))
+	}
 	return out.String(), err
 }
 
@@ -164,62 +182,85 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 		defer done()
 		return finish(ctx, o, m, rep, start)
 	}
-	if _, err := exec.LookPath("bwrap"); err != nil {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
 		return nil, fmt.Errorf("verify needs bubblewrap (apt-get install bubblewrap), or a Dagger engine (--runner dagger)")
 	}
-	clean, err := o.Roots.Clean(ctx, o.Target, o.Arch)
-	if err != nil && o.Target.Format == target.FormatRPM {
-		// No rpm distribution can be made here: scriptlets run in a clean
-		// Debian root (for /bin/sh), with rpm --root.
-		deb, _ := target.Builtin("debian-12")
-		clean, err = o.Roots.Clean(ctx, deb, o.Arch)
+	ids, err := userns.Current()
+	if err != nil {
+		return nil, fmt.Errorf("verify's sandbox: %w", err)
 	}
+	rootTarget, where := o.Target, ""
+	var extra, rpmOpts []string
+	if o.Target.Format == target.FormatRPM {
+		// No rpm distribution can be made here: the rpm cycle runs with
+		// the Debian build of rpm, in a clean Debian root, confined like
+		// any other verify. Dependencies cannot be resolved there.
+		rootTarget, _ = target.Builtin("debian-12")
+		extra, rpmOpts = []string{"rpm"}, []string{"--force-debian"}
+		where = fmt.Sprintf("rpm (Debian's build) in a clean %s %s root: no %s root can be made here, so the package's dependencies are not resolved (--nodeps)", rootTarget.Name, o.Arch, o.Target.Name)
+	} else {
+		where = fmt.Sprintf("a clean %s %s root", o.Target.Name, o.Arch)
+	}
+	where += fmt.Sprintf("; bubblewrap, as root of a user namespace (host %s), with no network but for the download of the distribution's packages", ids)
+	clean, err := o.Roots.Clean(ctx, rootTarget, o.Arch, extra...)
 	if err != nil {
 		return nil, err
+	}
+	if strings.ContainsAny(clean, ",:") {
+		return nil, fmt.Errorf("verify: path %q contains , or :, which overlayfs options cannot carry; choose another --cache-dir", clean)
 	}
 	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
 	sweepScratch(o.WorkDir)
-	root, err := os.MkdirTemp(o.WorkDir, fmt.Sprintf("root-%d-", os.Getpid()))
+	dir, err := os.MkdirTemp(o.WorkDir, fmt.Sprintf("root-%d-", os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
-	defer removeTree(root)
-	cp := exec.CommandContext(ctx, "cp", "-a", "--", clean+"/.", root)
-	pidns.DieWithParent(cp) // never outlives coach: the sweep would race it
-	if out, err := cp.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("copy the clean %s root: %v: %s", o.Target.Name, err, out)
+	defer removeTree(dir)
+	if strings.ContainsAny(dir, ",:") {
+		return nil, fmt.Errorf("verify: path %q contains , or :, which overlayfs options cannot carry; choose another --cache-dir", dir)
 	}
-	os.Remove(filepath.Join(root, ".coach-rootfs.json"))
-	pkgs, err := os.MkdirTemp(o.WorkDir, fmt.Sprintf("pkgs-%d-", os.Getpid()))
-	if err != nil {
+	upper, work, pkgs := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "pkgs")
+	for _, d := range []string{upper, work, pkgs} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	// The upper directory is the root directory of the overlay.
+	if err := chownLike(upper, clean); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(pkgs)
 	for _, p := range []string{o.Package, o.Previous} {
 		if p == "" {
 			continue
 		}
-		if err := copyFile(p, filepath.Join(pkgs, filepath.Base(p))); err != nil {
+		if err := copyFile(ctx, p, filepath.Join(pkgs, filepath.Base(p))); err != nil {
 			return nil, err
 		}
 	}
-	os.MkdirAll(filepath.Join(root, strings.TrimPrefix(pkgMount, "/")), 0o755)
-	if resolv, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-		os.Remove(filepath.Join(root, "etc/resolv.conf"))
-		os.WriteFile(filepath.Join(root, "etc/resolv.conf"), resolv, 0o644)
+	layout := &pidns.Layout{Staging: filepath.Join(dir, "staging"), Mounts: []pidns.Mount{
+		{Kind: pidns.Overlay, Options: pidns.OverlayOptions([]string{clean}, upper, work)},
+		{Kind: pidns.ReadOnly, Source: pkgs, Target: pkgMount},
+	}}
+	if err := os.Mkdir(layout.Staging, 0o755); err != nil {
+		return nil, err
 	}
-	if os.Geteuid() != 0 {
-		// As a user the checks run as root of a user namespace in which
-		// only that root is mapped: apt cannot drop to its _apt user there.
-		os.WriteFile(filepath.Join(root, "etc/apt/apt.conf.d/00coach-rootless"), []byte("APT::Sandbox::User \"root\";\n"), 0o644)
+	s := &scratch{layout: layout, bwrap: bwrap, log: o.Log, rpm: rpmOpts, where: where}
+	if !ids.Ranged() {
+		// As a user the namespace maps only the user, as root: apt cannot
+		// drop to its _apt user there.
+		if _, err := s.Run(ctx, `echo 'APT::Sandbox::User "root";' > /etc/apt/apt.conf.d/00coach-rootless`, false); err != nil {
+			return nil, err
+		}
 	}
-	return finish(ctx, o, &scratch{root: root, pkgs: pkgs, log: o.Log}, rep, start)
+	return finish(ctx, o, s, rep, start)
 }
 
 // finish runs the cycle of the package's format in m.
 func finish(ctx context.Context, o Options, m Machine, rep *Report, start time.Time) (*Report, error) {
+	rep.Where = m.Where()
 	var err error
 	if o.Target.Format == target.FormatRPM {
 		err = verifyRPM(ctx, o, m, rep)
@@ -241,13 +282,20 @@ type stepper struct {
 }
 
 func (st *stepper) do(name string, fn func() (output, detail string, ok bool)) bool {
+	return st.step(Step{Name: name}, fn)
+}
+
+// step runs a step described by s (its name, whether it has the network).
+func (st *stepper) step(s Step, fn func() (output, detail string, ok bool)) bool {
 	if st.failed {
-		st.rep.Steps = append(st.rep.Steps, Step{Name: name, Skipped: true})
+		s.Skipped = true
+		st.rep.Steps = append(st.rep.Steps, s)
 		return false
 	}
 	start := time.Now()
 	out, detail, ok := fn()
-	st.rep.Steps = append(st.rep.Steps, Step{Name: name, OK: ok, Output: tail(out, 60), Detail: detail, Seconds: time.Since(start).Seconds()})
+	s.OK, s.Output, s.Detail, s.Seconds = ok, tail(out, 60), detail, time.Since(start).Seconds()
+	st.rep.Steps = append(st.rep.Steps, s)
 	if !ok {
 		st.failed = true
 	}
@@ -445,10 +493,15 @@ func verifyDeb(ctx context.Context, o Options, m Machine, rep *Report) error {
 	st := &stepper{rep: rep}
 	dpkgDebug := "-o DPkg::Options::=--debug=2"
 	file := func(p string) string { return path.Join(pkgMount, filepath.Base(p)) }
-	st.do("apt-get update", func() (string, string, bool) { return failed(m.Run(ctx, "apt-get update -qq", true)) })
+	// The only step with the network: apt resolves the packages'
+	// dependencies and downloads them from the target's archive, and no
+	// package's code runs. Everything after it runs offline.
+	st.step(Step{Name: "download dependencies", Network: true}, func() (string, string, bool) {
+		return failed(m.Run(ctx, downloadScript(o, file), true))
+	})
 	install := func(name, pkgPath string) bool {
 		return st.do(name, func() (string, string, bool) {
-			out, err := m.Run(ctx, fmt.Sprintf("apt-get install -y -q %s %s", dpkgDebug, file(pkgPath)), true)
+			out, err := m.Run(ctx, fmt.Sprintf("apt-get install -y -q %s %s", dpkgDebug, file(pkgPath)), false)
 			recordDeb(rep, name, out)
 			return failed(out, err)
 		})
@@ -486,31 +539,14 @@ func verifyDeb(ctx context.Context, o Options, m Machine, rep *Report) error {
 }
 
 func verifyRPM(ctx context.Context, o Options, m Machine, rep *Report) error {
-	root := m.RPMRoot()
-	if _, err := exec.LookPath("rpm"); err != nil && root != "" {
-		return fmt.Errorf("verifying an rpm needs rpm (apt-get install rpm)")
-	}
 	st := &stepper{rep: rep}
-	// rpm runs on the host with --root into a scratch root, or inside a
-	// machine of the target itself, with the package at /coach/pkgs.
-	pkgArg := func(p string) string {
-		if root == "" {
-			return path.Join(pkgMount, filepath.Base(p))
-		}
-		return p
-	}
+	// rpm runs inside the machine, confined like any other step, with the
+	// package at /coach/pkgs: its scriptlets run exactly as a deb's
+	// maintainer scripts do.
+	pkgArg := func(p string) string { return path.Join(pkgMount, filepath.Base(p)) }
+	change := append([]string{"--nodeps"}, m.RPMOptions()...)
 	rpm := func(step string, args ...string) (string, error) {
-		var full string
-		var err error
-		if root != "" {
-			cmd := exec.CommandContext(ctx, "rpm", append([]string{"--root", root, "-vv"}, args...)...)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			err = cmd.Run()
-			full = out.String()
-		} else {
-			full, err = m.Run(ctx, "rpm -vv "+spec.ShellJoin(args), false)
-		}
+		full, err := m.Run(ctx, "rpm -vv "+spec.ShellJoin(args), false)
 		recordRPM(rep, step, full)
 		// Keep what a person needs: the scriptlets' own output and errors.
 		var kept []string
@@ -522,51 +558,78 @@ func verifyRPM(ctx context.Context, o Options, m Machine, rep *Report) error {
 		return strings.Join(kept, "\n"), err
 	}
 	owners := func() (string, error) {
-		args := []string{"-q", "--qf", "[%{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]", "--", o.Name}
-		if root == "" {
-			return m.Run(ctx, "rpm "+spec.ShellJoin(args), false)
-		}
-		out, err := exec.CommandContext(ctx, "rpm", append([]string{"--root", root}, args...)...).CombinedOutput()
-		return string(out), err
+		return m.Run(ctx, "rpm "+spec.ShellJoin([]string{"-q", "--qf", "[%{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]", "--", o.Name}), false)
 	}
 	st.do("rpm --initdb", func() (string, string, bool) { return failed(rpm("init", "--initdb")) })
 	if o.Previous != "" {
 		if st.do("install "+filepath.Base(o.Previous), func() (string, string, bool) {
-			return failed(rpm("install", "-i", "--nodeps", "--", pkgArg(o.Previous)))
+			return failed(rpm("install", slices.Concat([]string{"-i"}, change, []string{"--", pkgArg(o.Previous)})...))
 		}) {
 			projectChecks(ctx, o, m, st, owners)
 		}
 		st.do("upgrade to "+filepath.Base(o.Package), func() (string, string, bool) {
-			return failed(rpm("upgrade", "-U", "--nodeps", "--", pkgArg(o.Package)))
+			return failed(rpm("upgrade", slices.Concat([]string{"-U"}, change, []string{"--", pkgArg(o.Package)})...))
 		})
 	} else {
 		st.do("install "+filepath.Base(o.Package), func() (string, string, bool) {
-			return failed(rpm("install", "-i", "--nodeps", "--", pkgArg(o.Package)))
+			return failed(rpm("install", slices.Concat([]string{"-i"}, change, []string{"--", pkgArg(o.Package)})...))
 		})
 	}
 	projectChecks(ctx, o, m, st, owners)
 	st.do("list files", func() (string, string, bool) {
-		if root == "" {
-			return failed(m.Run(ctx, "rpm -ql -- "+spec.ShellJoin([]string{o.Name})+" > /root/.coach-files && wc -l < /root/.coach-files", false))
-		}
-		out, err := exec.CommandContext(ctx, "rpm", "--root", root, "-ql", "--", o.Name).CombinedOutput()
-		if err == nil {
-			err = os.WriteFile(filepath.Join(root, "root/.coach-files"), out, 0o644)
-		}
-		return failed(fmt.Sprintf("%d files", strings.Count(string(out), "\n")), err)
+		return failed(m.Run(ctx, "rpm -ql -- "+spec.ShellJoin([]string{o.Name})+" > /root/.coach-files && wc -l < /root/.coach-files", false))
 	})
-	st.do("erase", func() (string, string, bool) { return failed(rpm("erase", "-e", "--nodeps", "--", o.Name)) })
+	st.do("erase", func() (string, string, bool) {
+		return failed(rpm("erase", slices.Concat([]string{"-e"}, change, []string{"--", o.Name})...))
+	})
 	linksGone(ctx, o, m, st, "links removed")
 	nothingLeft(ctx, m, st)
 	return nil
 }
 
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
+// downloadScript resolves and downloads what the packages depend on from
+// the target's archive, without installing anything: apt's download-only
+// mode runs no package's scripts.
+func downloadScript(o Options, file func(string) string) string {
+	var b strings.Builder
+	b.WriteString("set -e\napt-get update -qq\n")
+	for _, p := range []string{o.Previous, o.Package} {
+		if p != "" {
+			fmt.Fprintf(&b, "apt-get install -y -q --download-only %s\n", spec.ShellJoin([]string{file(p)}))
+		}
+	}
+	b.WriteString("echo \"$(ls /var/cache/apt/archives | grep -c '\\.deb$') packages downloaded\"\n")
+	return b.String()
+}
+
+// copyFile copies a package into the scratch, stopping when ctx ends.
+func copyFile(ctx context.Context, src, dst string) error {
+	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(dst, b, 0o644)
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, &ctxReader{ctx, in})
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 func removeTree(p string) {

@@ -1,17 +1,16 @@
 //go:build linux
 
-// Package pidns runs a command so that the whole process tree it starts dies
-// with coach, whatever the timing.
+// Package pidns runs a sandboxed command so that no step of it holds host
+// root, and so that the whole process tree it starts dies with coach,
+// whatever the timing.
 //
-// bubblewrap running as root clears the parent-death signal it inherits and
-// re-arms --die-with-parent only later in its start-up, so a coach killed in
-// that window leaves a sandbox running. Here the command coach starts is a
-// shell that is pid 1 of a new pid namespace, with SIGKILL as its
-// parent-death signal (which the Go runtime sets before exec, checking that
-// coach is still alive). The shell never execs: it runs the real command as
-// its child and stays pid 1. When coach dies the kernel kills the shell, and
-// the death of a pid namespace's init kills every process in it and in the
-// namespaces below it, bubblewrap's own included.
+// The command coach starts is a shell that is pid 1 of a new pid namespace
+// and a new mount namespace, with SIGKILL as its parent-death signal
+// (which the Go runtime sets before exec, checking that coach is still
+// alive). The shell never execs: it runs the real command as its child and
+// stays pid 1. When coach dies the kernel kills the shell, and the death of
+// a pid namespace's init kills every process in it and in the namespaces
+// below it, bubblewrap's own included.
 //
 // One window remains: coach dying between the fork and the moment the child
 // arms its parent-death signal (the Go runtime's check for that race reads
@@ -20,49 +19,83 @@
 // after the signal was armed; if coach died before, the pipe's writer is
 // gone, the read sees end of file and the init exits without running
 // anything.
+//
+// The init then lays out the command's filesystem (a Layout: a tmpfs or an
+// overlay as its root, bind mounts of host directories, read-only where
+// asked) in a staging directory, moves it to NewRoot, and only then
+// becomes unprivileged: as root, it enters the user namespace of
+// package userns (nsenter --user, as uid 0 there, which is an unprivileged
+// host uid) and runs the command there; as a user, the whole init already
+// runs in a user namespace that maps the user to root. So the mounts are
+// made with host root's right to read every path (a cache under /root, a
+// 0700 temporary directory), and the command, bubblewrap and everything
+// under it, never has a capability in the host's user namespace. Mounts
+// made before the switch are locked for it: it cannot remount a read-only
+// one writable, nor uncover what lies under one.
 package pidns
 
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/coach-build/coach/pipeline/internal/userns"
 )
 
-// Overlay is an overlayfs mount the init shell makes, in a private mount
-// namespace, before it runs the command.
-type Overlay struct {
-	Mount   string // the mount program
-	Options string // lowerdir=...,upperdir=...,workdir=...
-	Target  string
-}
-
-// init is pid 1 of the namespace: it mounts the overlay if asked, runs the
-// command as its child (a trailing exit keeps the shell from exec'ing it)
-// and exits with its status. $1 $2 $3 are mount, options and target; empty
-// options mean no mount.
+// initScript is pid 1 of the namespace. $1 is the descriptor of the user
+// namespace to enter ("" for none), $2 the staging directory ("" for no
+// layout), $3 NewRoot; then the layout's mounts as triples (kind, source
+// or options, target) up to "--", then the command. It runs the command
+// as its child (a trailing exit keeps the shell from exec'ing it) and
+// exits with its status; 125 says the layout could not be made.
 const initScript = `IFS= read -r go <&3 || exit 137
 exec 3<&-
-m=$1 o=$2 d=$3; shift 3
-if [ -n "$o" ]; then "$m" --make-rprivate / && "$m" -t overlay overlay -o "$o" "$d" || exit 125; fi
-"$@"
+ns=$1 s=$2 m=$3; shift 3
+mount --make-rprivate / && mount -t proc proc /proc || exit 125
+if [ -n "$s" ]; then
+  while [ "$1" != "--" ]; do
+    k=$1 a=$2 b=$3; shift 3
+    case $k in
+    tmpfs) mount -t tmpfs -o mode=0755 coach-root "$s$b" ;;
+    overlay) mkdir -p "$s$b" && mount -t overlay overlay -o "$a" "$s$b" ;;
+    ro) mkdir -p "$s$b" && mount --bind -o ro "$a" "$s$b" ;;
+    rw) mkdir -p "$s$b" && mount --bind "$a" "$s$b" ;;
+    dir) mkdir -p -m "$a" "$s$b" ;;
+    ln) ln -s "$a" "$s$b" ;;
+    *) false ;;
+    esac || { echo "coach: the sandbox's $k mount at ${b:-/} failed" >&2; exit 125; }
+  done
+  shift
+  mount --move "$s" "$m" || exit 125
+fi
+if [ -n "$ns" ]; then
+  nsenter --user=/proc/self/fd/$ns -S 0 -G 0 -- /bin/sh -c "exec $ns<&-; exec \"\$@\"" coach-enter "$@"
+else
+  "$@"
+fi
 exit $?`
 
 // Command returns a command that runs argv under an init of its own in a new
 // pid namespace (and a new mount namespace), in its own process group so
-// that cancelling can kill the group. As a user, the namespaces are made in
-// a new user namespace that maps the user to root, as unshare
-// --map-root-user does.
-func Command(argv []string, ov *Overlay) *Cmd {
-	return CommandContext(context.Background(), argv, ov)
+// that cancelling can kill the group. See the package comment.
+func Command(argv []string, layout *Layout) *Cmd {
+	return CommandContext(context.Background(), argv, layout)
 }
 
 // Cmd is an exec.Cmd whose Start completes the handshake with the init.
 type Cmd struct {
 	*exec.Cmd
+	// userns is the user namespace the init enters, passed after the
+	// caller's ExtraFiles.
+	userns *os.File
+	// nsArg is the init's first argument, filled in at Start.
+	nsArg int
 }
 
 // Start starts the init and then tells it that coach is alive.
@@ -71,8 +104,19 @@ func (c *Cmd) Start() error {
 	if err != nil {
 		return err
 	}
-	// The handshake is fd 3; files the caller added follow it, from 4.
+	// The handshake is fd 3; files the caller added follow it, from 4,
+	// and the user namespace comes last.
 	c.ExtraFiles = append([]*os.File{r}, c.ExtraFiles...)
+	if c.userns != nil {
+		c.ExtraFiles = append(c.ExtraFiles, c.userns)
+		fd := 2 + len(c.ExtraFiles)
+		if fd > 9 {
+			r.Close()
+			w.Close()
+			return fmt.Errorf("sandbox: too many descriptors for the init (%d)", fd)
+		}
+		c.Args[c.nsArg] = strconv.Itoa(fd)
+	}
 	err = c.Cmd.Start()
 	r.Close()
 	if err == nil {
@@ -99,26 +143,59 @@ func (c *Cmd) CombinedOutput() ([]byte, error) {
 }
 
 // CommandContext is Command, killed (the init, and so the namespace) when
-// ctx is done.
-func CommandContext(ctx context.Context, argv []string, ov *Overlay) *Cmd {
-	m, o, d := "", "", ""
-	if ov != nil {
-		m, o, d = ov.Mount, ov.Options, ov.Target
+// ctx is done. When the user namespace cannot be had (no free range for
+// coach's ids), Start fails saying why.
+func CommandContext(ctx context.Context, argv []string, layout *Layout) *Cmd {
+	args := []string{"-c", initScript, "coach-init", "", "", NewRoot}
+	nsArg := 4 // the index of $1 in cmd.Args ("/bin/sh" "-c" script "coach-init" $1 ...)
+	if layout != nil {
+		args[4] = layout.Staging
+		for _, m := range layout.Mounts {
+			args = append(args, string(m.Kind), mountArg(m), target(m.Target))
+		}
+		args = append(args, "--")
 	}
-	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", initScript, "coach-init", m, o, d}, argv...)...)
+	cmd := exec.CommandContext(ctx, "/bin/sh", append(args, argv...)...)
 	attr := &syscall.SysProcAttr{
 		Setpgid:    true,
 		Pdeathsig:  unix.SIGKILL,
 		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS,
 	}
-	if uid, gid := os.Geteuid(), os.Getegid(); uid != 0 {
+	c := &Cmd{Cmd: cmd, nsArg: nsArg}
+	ids, err := userns.Current()
+	switch {
+	case err != nil:
+		cmd.Err = fmt.Errorf("sandbox: %w", err)
+	case ids.Ranged():
+		// Host root makes the layout, then the command runs in the
+		// namespace of coach's range.
+		c.userns, err = userns.Namespace()
+		if err != nil {
+			cmd.Err = err
+		}
+	default:
+		// As a user: the init's own user namespace maps the user to root.
 		attr.Cloneflags |= unix.CLONE_NEWUSER
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}}
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: ids.UID, Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: ids.GID, Size: 1}}
 		attr.GidMappingsEnableSetgroups = false
 	}
 	cmd.SysProcAttr = attr
-	return &Cmd{cmd}
+	return c
+}
+
+func mountArg(m Mount) string {
+	if m.Kind == ReadOnly || m.Kind == ReadWrite || m.Kind == Symlink {
+		return m.Source
+	}
+	return m.Options
+}
+
+func target(t string) string {
+	if t == "/" {
+		return ""
+	}
+	return t
 }
 
 // DieWithParent makes a command that needs no namespaces die with coach.

@@ -9,11 +9,6 @@ import (
 	"os/exec"
 )
 
-// Overlay is an overlayfs mount; only Linux has them.
-type Overlay struct {
-	Mount, Options, Target string
-}
-
 // ErrNotLinux is what every command fails with off Linux: the sandbox and
 // the clean-root verify are Linux's (use the Dagger runner elsewhere).
 var ErrNotLinux = errors.New("sandboxed commands need Linux: use --runner dagger on this system")
@@ -21,9 +16,11 @@ var ErrNotLinux = errors.New("sandboxed commands need Linux: use --runner dagger
 // Cmd is a command that cannot run here.
 type Cmd struct{ *exec.Cmd }
 
-func Command(argv []string, ov *Overlay) *Cmd { return CommandContext(context.Background(), argv, ov) }
+func Command(argv []string, layout *Layout) *Cmd {
+	return CommandContext(context.Background(), argv, layout)
+}
 
-func CommandContext(ctx context.Context, argv []string, ov *Overlay) *Cmd {
+func CommandContext(ctx context.Context, argv []string, layout *Layout) *Cmd {
 	return &Cmd{exec.CommandContext(ctx, argv[0], argv[1:]...)}
 }
 

@@ -638,7 +638,8 @@ func layerFiles(dir string) ([]string, error) {
 // script runs on the state the last one left, and the packages are at
 // /coach/pkgs.
 type Machine struct {
-	ctr *dg.Container
+	ctr   *dg.Container
+	image string
 }
 
 // ExitError is a machine script that exited non-zero.
@@ -668,7 +669,7 @@ func (r *Runner) Machine(ctx context.Context, t target.Target, arch string, pack
 	for _, p := range packages {
 		ctr = ctr.WithFile(path.Join("/coach/pkgs", filepath.Base(p)), c.Host().File(p))
 	}
-	return &Machine{ctr: ctr}, nil
+	return &Machine{ctr: ctr, image: t.Image}, nil
 }
 
 // Run runs script as root in the machine. The engine gives every exec the
@@ -686,5 +687,10 @@ func (m *Machine) Run(ctx context.Context, script string, net bool) (string, err
 	return out, nil
 }
 
-// RPMRoot is "": rpm runs inside the target's own container.
-func (m *Machine) RPMRoot() string { return "" }
+// RPMOptions are none: rpm runs inside the target's own container.
+func (m *Machine) RPMOptions() []string { return nil }
+
+// Where says the checks run in a container of the target's image.
+func (m *Machine) Where() string {
+	return "a clean container of " + m.image + " on the Dagger engine (the engine's containers have its network in every step)"
+}

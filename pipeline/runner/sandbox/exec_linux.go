@@ -22,8 +22,8 @@ import (
 // exec runs one sandboxed command under an init of its own in a new pid
 // namespace (pidns), so that the command and everything it started die with
 // coach whenever coach dies; when ctx ends, the process group is killed.
-func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, ov *pidns.Overlay, extra ...*os.File) error {
-	cmd := pidns.Command(args, ov)
+func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, layout *pidns.Layout, extra ...*os.File) error {
+	cmd := pidns.Command(args, layout)
 	cmd.ExtraFiles = extra
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.Stdout, cmd.Stderr = job.Log, job.Log
@@ -54,8 +54,8 @@ func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, ov *p
 // in the terminal's foreground (so that it can read it and take signals
 // from it), and coach's own group is put back there afterwards. A command
 // that exits with a status other than 0 is a *runner.ShellExitError.
-func interactive(ctx context.Context, args []string, ov *pidns.Overlay, sh runner.Shell) error {
-	cmd := pidns.CommandContext(ctx, args, ov)
+func interactive(ctx context.Context, args []string, layout *pidns.Layout, sh runner.Shell) error {
+	cmd := pidns.CommandContext(ctx, args, layout)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = sh.Stdin, sh.Stdout, sh.Stderr
 	tty := sh.Stdin != nil && term.IsTerminal(int(sh.Stdin.Fd()))

@@ -19,6 +19,7 @@ import (
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/internal/pidns"
+	"github.com/coach-build/coach/pipeline/internal/userns"
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -64,18 +65,28 @@ func Key(t target.Target, arch string, packages []string) string {
 }
 
 // CleanKey is the key of a target's clean root filesystem, the one
-// packages are verified in.
-func CleanKey(t target.Target, arch string) string {
-	return key(t, arch, nil, false)
+// packages are verified in, with packages added (rpm, to check an rpm in
+// a Debian root).
+func CleanKey(t target.Target, arch string, packages ...string) string {
+	return key(t, arch, packages, false)
 }
 
 func key(t target.Target, arch string, packages []string, toolchain bool) string {
-	return digest.JSON(struct {
+	in := struct {
 		Schema    int
 		Bootstrap target.Bootstrap
 		Arch      string
 		Packages  []string
-	}{rootfsSchema, t.Bootstrap, arch, packageSet(t, packages, toolchain)})
+		// Owners is the id range a clean root's owners are shifted into
+		// (see Rootfs.Clean); build roots keep the host's.
+		Owners string `json:",omitempty"`
+	}{rootfsSchema, t.Bootstrap, arch, packageSet(t, packages, toolchain), ""}
+	if !toolchain {
+		if ids, err := userns.Current(); err == nil && ids.Ranged() {
+			in.Owners = fmt.Sprintf("%d:%d", ids.UID, ids.GID)
+		}
+	}
+	return digest.JSON(in)
 }
 
 // packageSet is what mmdebstrap installs: the target's toolchain (unless a
@@ -113,9 +124,13 @@ func (r *Rootfs) Ensure(ctx context.Context, t target.Target, arch string, packa
 }
 
 // Clean returns a rootfs of the target as a fresh installation has it: no
-// toolchain, no -dev packages. Packages are verified in copies of it.
-func (r *Rootfs) Clean(ctx context.Context, t target.Target, arch string) (string, error) {
-	return r.ensure(ctx, t, arch, nil, false)
+// toolchain, no -dev packages, with the given packages added (rpm, to
+// check an rpm in a Debian root). Packages are verified in overlays of it.
+// When coach runs as root its owners are shifted into the range of
+// coach's user namespace, so that in a sandbox root owns it as on a real
+// system, and host root owns none of it.
+func (r *Rootfs) Clean(ctx context.Context, t target.Target, arch string, packages ...string) (string, error) {
+	return r.ensure(ctx, t, arch, packages, false)
 }
 
 func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packages []string, toolchain bool) (string, error) {
@@ -228,6 +243,12 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		if err := unpackUserRoot(ctx, output, tmp); err != nil {
 			os.RemoveAll(tmp)
 			return "", fmt.Errorf("make the %s root filesystem: %w", t.Name, err)
+		}
+	}
+	if !toolchain {
+		if err := userns.ShiftTree(tmp); err != nil {
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("make the %s root filesystem: give it to the sandboxes' ids: %w", t.Name, err)
 		}
 	}
 	data, _ := json.MarshalIndent(RootfsInfo{Target: t.Name, Arch: arch, Suite: t.Bootstrap.Suite, Mirror: t.Bootstrap.Mirror, Packages: pkgs, Key: key, CreatedAt: time.Now(), Seconds: time.Since(start).Seconds()}, "", "  ")

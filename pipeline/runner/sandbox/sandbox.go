@@ -23,6 +23,7 @@ import (
 	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/internal/pidns"
+	"github.com/coach-build/coach/pipeline/internal/userns"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -51,7 +52,7 @@ type Runner struct {
 	checked bool
 }
 
-type tools struct{ bwrap, mount string }
+type tools struct{ bwrap string }
 
 var _ runner.Runner = (*Runner)(nil)
 
@@ -60,10 +61,15 @@ func (r *Runner) Name() string { return "sandbox" }
 // SharesJobserver says the sandbox passes a job server into its steps.
 func (r *Runner) SharesJobserver() bool { return true }
 
+// environmentSchema is mixed into the environment's identity: bump it
+// when what a step sees of its environment changes. 2: steps run as root
+// of coach's user namespace, not host root, and write layers owned by it.
+const environmentSchema = 2
+
 // EnvironmentID is the key of the root filesystem the target's components
 // build in: the target's bootstrap recipe, the arch and the package set.
 func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) string {
-	return "sandbox " + Key(t, arch, packages)
+	return fmt.Sprintf("sandbox/%d %s", environmentSchema, Key(t, arch, packages))
 }
 
 // Check reports whether the sandbox can run here, and which mode it uses.
@@ -81,14 +87,21 @@ func (r *Runner) check() (Mode, error) {
 	if r.tools.bwrap, err = exec.LookPath("bwrap"); err != nil {
 		return "", fmt.Errorf("bubblewrap is not installed: apt-get install bubblewrap")
 	}
-	if out, err := exec.Command(r.tools.bwrap, "--unshare-all", "--ro-bind", "/", "/", "true").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("bubblewrap cannot create namespaces here: %v: %s (unprivileged user namespaces may be disabled: sysctl kernel.unprivileged_userns_clone=1, or run as root)", err, strings.TrimSpace(string(out)))
+	for _, tool := range []string{"mount", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return "", fmt.Errorf("the sandbox needs %s (util-linux): apt-get install util-linux", tool)
+		}
+	}
+	if _, err := userns.Current(); err != nil {
+		return "", fmt.Errorf("the sandbox's user namespace: %w", err)
+	}
+	if err := r.probe(false); err != nil {
+		return "", fmt.Errorf("bubblewrap cannot run a sandbox here: %v (unprivileged user namespaces may be disabled: sysctl kernel.unprivileged_userns_clone=1, or run as root)", err)
 	}
 	if r.Mode == "" || r.Mode == Overlay {
-		r.tools.mount, _ = exec.LookPath("mount")
-		if err := r.probeOverlay(); err != nil {
+		if err := r.probe(true); err != nil {
 			if r.Mode == Overlay {
-				return "", err
+				return "", fmt.Errorf("overlayfs cannot be mounted here: %v", err)
 			}
 			r.Mode = Copy
 		} else {
@@ -99,35 +112,34 @@ func (r *Runner) check() (Mode, error) {
 	return r.Mode, nil
 }
 
-// probeOverlay mounts a throwaway overlay in a private mount namespace.
-func (r *Runner) probeOverlay() error {
-	if r.tools.mount == "" {
-		return errors.New("overlay mode needs mount (util-linux)")
-	}
-	dir, err := os.MkdirTemp("", "coach-overlay-probe-")
+// probe runs true in a sandbox of the host's own root, as a step runs,
+// with an overlay at /coach/probe if asked.
+func (r *Runner) probe(overlay bool) error {
+	dir, err := os.MkdirTemp("", "coach-sandbox-probe-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	for _, d := range []string{"lower", "upper", "work", "merged"} {
-		os.Mkdir(filepath.Join(dir, d), 0o755)
-	}
-	ov := r.overlay(filepath.Join(dir, "merged"), []string{filepath.Join(dir, "lower")}, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
-	out, err := pidns.Command([]string{"true"}, ov).CombinedOutput()
+	layout, err := rootLayout("/", "/coach/probe", filepath.Join(dir, "root"))
 	if err != nil {
-		return fmt.Errorf("overlayfs cannot be mounted here: %v: %s", err, strings.TrimSpace(string(out)))
+		return err
+	}
+	if overlay {
+		for _, d := range []string{"lower", "upper", "work"} {
+			os.Mkdir(filepath.Join(dir, d), 0o755)
+		}
+		if err := userns.Chown(filepath.Join(dir, "upper")); err != nil {
+			return err
+		}
+		layout.Mounts = append(layout.Mounts, pidns.Mount{Kind: pidns.Overlay, Target: "/coach/probe",
+			Options: pidns.OverlayOptions([]string{filepath.Join(dir, "lower")}, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))})
+	}
+	args := pidns.Bwrap{Path: r.tools.bwrap}.Args()
+	out, err := pidns.Command(append(args, "true"), layout).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-// overlay is the overlayfs mount of the layers at merged, made by the
-// build's init in a private mount namespace (see pidns).
-func (r *Runner) overlay(merged string, lowers []string, upper, work string) *pidns.Overlay {
-	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
-	if os.Geteuid() != 0 {
-		opts += ",userxattr"
-	}
-	return &pidns.Overlay{Mount: r.tools.mount, Options: opts, Target: merged}
 }
 
 func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, packages []string) error {
@@ -162,18 +174,22 @@ func (r *Runner) Sysroot(t target.Target, arch string) string {
 // filesystems are mounted fresh, and the rest is the host's business.
 var hidden = map[string]bool{"proc": true, "dev": true, "sys": true, "tmp": true, "run": true, "home": true, "root": true, "mnt": true, "media": true, "lost+found": true, "boot": true}
 
-// rootArgs binds the rootfs read-only, entry by entry, so that the sandbox
-// root stays a tmpfs where mount points (the install dir, /coach) can be
-// made.
-// The top-level entry holding the install dir (/opt for /opt/hello) is left
-// out too, so the install dir can be mounted there.
-func rootArgs(rootfs, installDir string) ([]string, error) {
+// rootLayout is the sandbox's filesystem of a root filesystem: a tmpfs
+// root, where mount points (the install dir, /coach) can be made, with
+// the rootfs bound read-only entry by entry, and fresh /proc, /dev, /run
+// and /tmp mount points. The top-level entry holding the install dir
+// (/opt for /opt/hello) is left out, so the install dir can be mounted
+// there.
+func rootLayout(rootfs, installDir, staging string) (*pidns.Layout, error) {
 	top := strings.SplitN(strings.TrimPrefix(installDir, "/"), "/", 2)[0]
 	entries, err := os.ReadDir(rootfs)
 	if err != nil {
 		return nil, err
 	}
-	var args []string
+	if err := os.MkdirAll(staging, 0o755); err != nil {
+		return nil, err
+	}
+	l := &pidns.Layout{Staging: staging, Mounts: []pidns.Mount{{Kind: pidns.Tmpfs}}}
 	for _, e := range entries {
 		name := e.Name()
 		if hidden[name] || strings.HasPrefix(name, ".") || name == top {
@@ -185,21 +201,25 @@ func rootArgs(rootfs, installDir string) ([]string, error) {
 			if err != nil {
 				return nil, err
 			}
-			args = append(args, "--symlink", link, "/"+name)
+			l.Mounts = append(l.Mounts, pidns.Mount{Kind: pidns.Symlink, Source: link, Target: "/" + name})
 		} else if e.IsDir() {
-			args = append(args, "--ro-bind", p, "/"+name)
+			l.Mounts = append(l.Mounts, pidns.Mount{Kind: pidns.ReadOnly, Source: p, Target: "/" + name})
 		}
 	}
-	return args, nil
+	for _, d := range []string{"/proc", "/dev", "/run", "/tmp"} {
+		l.Mounts = append(l.Mounts, pidns.Mount{Kind: pidns.Dir, Options: "0755", Target: d})
+	}
+	return l, nil
 }
 
 // env is a job's build environment on the host: what every step of it
 // sees.
 type env struct {
-	base       []string // the rootfs, entry by entry
-	tmp, home  string
-	installSrc string         // the host directory seen at the install dir
-	ov         *pidns.Overlay // the overlay that makes installSrc, if any
+	layout    *pidns.Layout // the root filesystem, /tmp, HOME, the source and the install dir
+	tmp, home string
+	// installSrc is the host directory seen at the install dir in Copy
+	// mode; in Overlay mode the layout mounts the overlay there.
+	installSrc string
 	mode       Mode
 	snap       snapshot // Copy mode: the staging tree before the steps
 	rootfs     string
@@ -208,7 +228,9 @@ type env struct {
 
 // setup makes the job's environment: its root filesystem, private /tmp and
 // HOME, and its dependencies' layers at the install dir under an overlay
-// whose upper directory is job.Output (or a copy of them).
+// whose upper directory is job.Output (or a copy of them). Everything a
+// step may write is owned by the root of coach's user namespace, which
+// steps run as.
 func (r *Runner) setup(job *runner.Job) (*env, error) {
 	r.mu.Lock()
 	rootfs := r.roots[job.Target.Name+"/"+job.Arch]
@@ -222,22 +244,35 @@ func (r *Runner) setup(job *runner.Job) (*env, error) {
 			return nil, fmt.Errorf("sandbox: path %q contains , or :, which overlayfs options cannot carry; choose another --cache-dir", p)
 		}
 	}
-	base, err := rootArgs(rootfs, job.InstallDir)
+	layout, err := rootLayout(rootfs, job.InstallDir, filepath.Join(job.Scratch, "root"))
 	if err != nil {
 		return nil, err
 	}
-	e := &env{base: base, mode: mode, rootfs: rootfs, cleanup: func() {},
+	e := &env{layout: layout, mode: mode, rootfs: rootfs, cleanup: func() {},
 		tmp: filepath.Join(job.Scratch, "tmp"), home: filepath.Join(job.Scratch, "home")}
 	for _, d := range []string{e.tmp, e.home} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
+		if err := userns.Chown(d); err != nil {
+			return nil, err
+		}
 	}
 	os.Chmod(e.tmp, 0o1777)
+	if err := userns.ChownTree(job.Source); err != nil {
+		return nil, fmt.Errorf("sandbox: give the source to the build's user: %w", err)
+	}
+	if err := userns.Chown(job.Output); err != nil {
+		return nil, err
+	}
+	layout.Mounts = append(layout.Mounts,
+		pidns.Mount{Kind: pidns.ReadWrite, Source: e.tmp, Target: "/tmp"},
+		pidns.Mount{Kind: pidns.ReadWrite, Source: e.home, Target: runner.HomeDir},
+		pidns.Mount{Kind: pidns.ReadWrite, Source: job.Source, Target: runner.SourceMount})
 	switch mode {
 	case Overlay:
-		merged, work, empty := filepath.Join(job.Scratch, "merged"), filepath.Join(filepath.Dir(job.Output), "overlay-work"), filepath.Join(job.Scratch, "empty")
-		for _, d := range []string{merged, work, empty} {
+		work, empty := filepath.Join(filepath.Dir(job.Output), "overlay-work"), filepath.Join(job.Scratch, "empty")
+		for _, d := range []string{work, empty} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return nil, err
 			}
@@ -250,8 +285,7 @@ func (r *Runner) setup(job *runner.Job) (*env, error) {
 		if len(lowers) == 0 {
 			lowers = []string{empty}
 		}
-		e.ov = r.overlay(merged, lowers, job.Output, work)
-		e.installSrc = merged
+		layout.Mounts = append(layout.Mounts, pidns.Mount{Kind: pidns.Overlay, Target: job.InstallDir, Options: pidns.OverlayOptions(lowers, job.Output, work)})
 	case Copy:
 		staging := filepath.Join(job.Scratch, "install")
 		if err := os.MkdirAll(staging, 0o755); err != nil {
@@ -262,10 +296,14 @@ func (r *Runner) setup(job *runner.Job) (*env, error) {
 				return nil, fmt.Errorf("sandbox: copy dependency layer: %w", err)
 			}
 		}
+		if err := userns.ChownTree(staging); err != nil {
+			return nil, err
+		}
 		if e.snap, err = takeSnapshot(staging); err != nil {
 			return nil, err
 		}
 		e.installSrc = staging
+		layout.Mounts = append(layout.Mounts, pidns.Mount{Kind: pidns.ReadWrite, Source: staging, Target: job.InstallDir})
 	}
 	return e, nil
 }
@@ -275,24 +313,8 @@ func (r *Runner) setup(job *runner.Job) (*env, error) {
 // (relative to the job's), environment vars. A step runs in a session of
 // its own; an interactive shell keeps the terminal's.
 func (r *Runner) args(job *runner.Job, e *env, dir string, vars []string, interactive bool) []string {
-	args := []string{r.tools.bwrap, "--unshare-all", "--die-with-parent"}
-	if !interactive {
-		args = append(args, "--new-session")
-	}
-	args = append(args, "--hostname", "coach-build", "--clearenv")
-	args = append(args, e.base...)
-	args = append(args,
-		"--dev", "/dev", "--proc", "/proc", "--dir", "/run",
-		"--bind", e.tmp, "/tmp",
-		"--bind", e.home, runner.HomeDir,
-		"--bind", job.Source, runner.SourceMount,
-		"--bind", e.installSrc, job.InstallDir,
-		"--chdir", filepath.Join(runner.SourceMount, job.Dir, dir))
-	for _, kv := range vars {
-		k, v, _ := strings.Cut(kv, "=")
-		args = append(args, "--setenv", k, v)
-	}
-	return append(args, "--")
+	return pidns.Bwrap{Path: r.tools.bwrap, Interactive: interactive, Hostname: "coach-build", Env: vars,
+		Dir: filepath.Join(runner.SourceMount, job.Dir, dir)}.Args()
 }
 
 func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
@@ -316,7 +338,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 			env = append(env, "MAKEFLAGS="+job.Jobserver.MakeFlags(4, 5))
 		}
 		args := append(r.args(job, e, st.Dir, env, false), st.Argv...)
-		if err := r.exec(ctx, job, args, e.ov, extra...); err != nil {
+		if err := r.exec(ctx, job, args, e.layout, extra...); err != nil {
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && ctx.Err() == nil {
 				if job.Debug != nil {
@@ -380,5 +402,13 @@ func (r *Runner) shell(ctx context.Context, job *runner.Job, e *env, dir string,
 	prompt := cmp.Or(sh.Prompt, job.Component)
 	vars = append(vars, "PS1=(coach "+prompt+") \\w\\$ ")
 	args := append(r.args(job, e, dir, vars, true), argv...)
-	return interactive(ctx, args, e.ov, sh)
+	return interactive(ctx, args, e.layout, sh)
 }
+
+// IDs says which host ids the root of the sandboxes is: coach's range of
+// subordinate ids when it runs as root, the user otherwise.
+func IDs() (userns.IDs, error) { return userns.Current() }
+
+// RegisterIDs lists a free range for coach in /etc/subuid and /etc/subgid
+// when none is (coach doctor --fix), and says whether it wrote one.
+func RegisterIDs() (userns.IDs, bool, error) { return userns.Register(userns.SystemFiles) }
