@@ -357,6 +357,28 @@ func Contents(opts Options) (files.Contents, int, error) {
 		out = append(out, &files.Content{Source: p.Package.Links[l], Destination: l, Type: files.TypeSymlink, FileInfo: info(0o777)})
 		count++
 	}
+	// The package owns every directory it makes: those of the files it
+	// adds beside the tree (LICENSES/SUMMARY when no component has a
+	// license file) and its documentation directory. Without an entry,
+	// rpm would not remove them on erase.
+	dirs := map[string]bool{}
+	for _, c := range out {
+		if c.Type == files.TypeDir {
+			dirs[c.Destination] = true
+		}
+	}
+	doc := "/usr/share/doc/" + p.Name
+	for _, c := range slices.Clone(out) {
+		for d := path.Dir(c.Destination); d != "/" && d != "."; d = path.Dir(d) {
+			if !strings.HasPrefix(d, p.InstallDir+"/") && d != p.InstallDir && d != doc {
+				continue
+			}
+			if !dirs[d] {
+				dirs[d] = true
+				out = append(out, &files.Content{Destination: d, Type: files.TypeDir, FileInfo: info(0o755)})
+			}
+		}
+	}
 	slices.SortStableFunc(out, func(a, b *files.Content) int { return strings.Compare(a.Destination, b.Destination) })
 	return out, count, nil
 }

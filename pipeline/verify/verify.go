@@ -481,7 +481,7 @@ while IFS= read -r f; do
     /|/opt|/usr|/usr/bin|/usr/sbin|/usr/share|/usr/share/doc|/etc|/var|/usr/lib|/usr/local) continue;;
   esac
   if [ -e "$f" ] || [ -L "$f" ]; then
-    if [ -d "$f" ] && [ ! -L "$f" ] && [ -n "$(ls -A "$f")" ]; then echo "left behind (not empty): $f"; left=1; continue; fi
+    if [ -d "$f" ] && [ ! -L "$f" ] && [ -n "$(ls -A "$f")" ]; then echo "left behind (not empty): $f, holding: $(ls -A "$f" | head -5 | tr '\n' ' ')"; left=1; continue; fi
     if [ -d "$f" ] && [ ! -L "$f" ]; then echo "left behind (empty dir): $f"; left=1; continue; fi
     echo "left behind: $f"; left=1
   fi

@@ -1,0 +1,128 @@
+//go:build linux
+
+package pidns
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/coach-build/coach/pipeline/internal/userns"
+)
+
+// sandboxed runs a shell script in a sandbox of the host's own root, as
+// the build and verify sandboxes are made: the layout by the init, then
+// bubblewrap with Bwrap's arguments.
+func sandboxed(t *testing.T, b Bwrap, script string) string {
+	t.Helper()
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		t.Skip("bubblewrap is not installed (.ci/run installs it)")
+	}
+	staging := t.TempDir()
+	l := &Layout{Staging: staging, Mounts: []Mount{{Kind: Tmpfs}}}
+	entries, _ := os.ReadDir("/")
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case name == "usr" || name == "etc":
+			l.Mounts = append(l.Mounts, Mount{Kind: ReadOnly, Source: "/" + name, Target: "/" + name})
+		case e.Type()&os.ModeSymlink != 0 && (name == "bin" || name == "lib" || name == "lib64" || name == "sbin"):
+			link, _ := os.Readlink("/" + name)
+			l.Mounts = append(l.Mounts, Mount{Kind: Symlink, Source: link, Target: "/" + name})
+		}
+	}
+	for _, d := range []string{"/proc", "/dev", "/tmp"} {
+		l.Mounts = append(l.Mounts, Mount{Kind: Dir, Options: "0755", Target: d})
+	}
+	b.Path = bwrap
+	out, err := Command(append(b.Args(), "/bin/sh", "-c", script), l).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return string(out)
+}
+
+// TestSandboxHoldsNoHostRoot: root in the sandbox is not host root, has
+// no CAP_SYS_ADMIN even in its own namespace, sees /proc/sys read-only
+// and, without Net, only the loopback interface. Each defence alone fails
+// this test when it is removed.
+func TestSandboxHoldsNoHostRoot(t *testing.T) {
+	out := sandboxed(t, Bwrap{}, `id -u; cat /proc/self/uid_map; grep CapEff /proc/self/status; grep ' /proc/sys ' /proc/self/mountinfo; cat /proc/net/dev`)
+	lines := strings.Split(out, "\n")
+	if lines[0] != "0" {
+		t.Errorf("the command runs as uid %s in its namespace, want 0", lines[0])
+	}
+	ids, err := userns.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Fields(lines[1]); len(f) < 3 || f[0] != "0" || f[1] != strconv.Itoa(ids.UID) || f[1] == "0" {
+		t.Errorf("uid_map %q: root here is not host uid %d", lines[1], ids.UID)
+	}
+	if ids.Ranged() && !strings.HasSuffix(strings.TrimSpace(lines[1]), "65536") {
+		t.Errorf("uid_map %q maps less than coach's range", lines[1])
+	}
+	caps, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(lines[2], "CapEff:")), 16, 64)
+	if caps&(1<<21) != 0 { // CAP_SYS_ADMIN
+		t.Errorf("the command has CAP_SYS_ADMIN: %s", lines[2])
+	}
+	if !strings.Contains(lines[3], " /proc/sys ro,") {
+		t.Errorf("/proc/sys is not read-only: %q", lines[3])
+	}
+	var ifaces []string
+	for _, l := range lines[4:] {
+		if name, _, ok := strings.Cut(strings.TrimSpace(l), ":"); ok && !strings.Contains(name, "|") {
+			ifaces = append(ifaces, name)
+		}
+	}
+	if len(ifaces) != 1 || ifaces[0] != "lo" {
+		t.Errorf("network interfaces %v, want lo alone", ifaces)
+	}
+	// With Net (verify's download), the host's interfaces are there.
+	if out := sandboxed(t, Bwrap{Net: true}, "cat /proc/net/dev"); strings.Count(out, ":") < 2 {
+		t.Logf("with the network: %s", out)
+	}
+}
+
+// TestLayoutReadOnlyIsLocked: a read-only bind the init made stays
+// read-only for the command, which cannot remount it (as root of its own
+// namespace, even were CAP_SYS_ADMIN kept), and a directory the host
+// cannot let others into (0700) is still bound.
+func TestLayoutReadOnlyIsLocked(t *testing.T) {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		t.Skip("bubblewrap is not installed (.ci/run installs it)")
+	}
+	private := filepath.Join(t.TempDir(), "private")
+	os.MkdirAll(filepath.Join(private, "data"), 0o755)
+	os.WriteFile(filepath.Join(private, "data/file"), []byte("kept\n"), 0o644)
+	os.Chmod(private, 0o700)
+	l := &Layout{Staging: t.TempDir(), Mounts: []Mount{{Kind: Tmpfs},
+		{Kind: ReadOnly, Source: "/usr", Target: "/usr"}, {Kind: Symlink, Source: "usr/bin", Target: "/bin"}, {Kind: Symlink, Source: "usr/lib", Target: "/lib"},
+		{Kind: Symlink, Source: "usr/lib64", Target: "/lib64"}, {Kind: Dir, Options: "0755", Target: "/proc"}, {Kind: Dir, Options: "0755", Target: "/dev"},
+		{Kind: ReadOnly, Source: filepath.Join(private, "data"), Target: "/data"}}}
+	// Keep CAP_SYS_ADMIN here: the lock alone must hold.
+	args := Bwrap{Path: bwrap}.Args()
+	for i, a := range args {
+		if a == "--cap-drop" {
+			args = append(args[:i:i], args[i+2:]...)
+			break
+		}
+	}
+	out, err := Command(append(args, "/bin/sh", "-c", "cat /data/file; unshare -m sh -c 'mount -o remount,bind,rw /data && echo remounted'; touch /data/x 2>/dev/null && echo written; true"), l).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.HasPrefix(string(out), "kept\n") {
+		t.Errorf("the 0700 directory's content is not there: %q", out)
+	}
+	if strings.Contains(string(out), "remounted") || strings.Contains(string(out), "written") {
+		t.Errorf("the read-only bind was made writable: %q", out)
+	}
+	if _, err := os.Stat(filepath.Join(private, "data/x")); err == nil {
+		t.Error("the command wrote through a read-only bind")
+	}
+}
