@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/internal/proc"
@@ -169,8 +169,11 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	now := time.Now()
 	var entries []*gcEntry
 	add := func(kind, path string, used time.Time, reason string, remove func(context.Context) error) {
+		if ctx.Err() != nil {
+			return // interrupted: nothing more is sized or removed
+		}
 		if remove == nil {
-			remove = func(context.Context) error { return archive.RemoveAll(path) }
+			remove = func(ctx context.Context) error { return removeIn(ctx, req.CacheDir, path) }
 		}
 		entries = append(entries, &gcEntry{GCEntry: GCEntry{Kind: kind, Path: path, Bytes: dirBytes(path), Reason: reason}, used: used, remove: remove})
 	}
@@ -230,7 +233,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	}
 	for _, e := range readDir(layers.Dir) {
 		path := filepath.Join(layers.Dir, e.Name())
-		if e.Name() == "tmp" {
+		if e.Name() == "tmp" || !e.IsDir() {
 			continue
 		}
 		reason := ""
@@ -255,7 +258,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 					if err := lockRoots(ctx); err != nil {
 						return err
 					}
-					return archive.RemoveAll(path)
+					return removeIn(ctx, roots, path)
 				})
 			}
 			continue
@@ -274,7 +277,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 				return err
 			}
 			defer unlock()
-			if err := archive.RemoveAll(path); err != nil {
+			if err := removeIn(ctx, roots, path); err != nil {
 				return err
 			}
 			os.Remove(path + ".lock")
@@ -285,6 +288,9 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	// Work trees, each under its work lock.
 	workRoot := filepath.Join(req.CacheDir, "work")
 	for _, p := range readDir(workRoot) {
+		if !p.IsDir() {
+			continue // a symlink planted in the cache is not followed
+		}
 		for _, e := range readDir(filepath.Join(workRoot, p.Name())) {
 			if !e.IsDir() {
 				continue
@@ -300,7 +306,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 				if err != nil {
 					return err
 				}
-				err = archive.RemoveAll(path)
+				err = removeIn(ctx, req.CacheDir, path)
 				unlock()
 				os.Remove(path + ".lock")
 				return err
@@ -320,7 +326,13 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		add("verify results", filepath.Join(verified, e.Name()), modTime(filepath.Join(verified, e.Name())), "", nil)
 	}
 
+	if ctx.Err() != nil {
+		return res, interrupted("cache gc: stopped before removing anything")
+	}
 	remove := func(e *gcEntry) error {
+		if err := ctx.Err(); err != nil {
+			return interrupted("cache gc: stopped after removing %d entries", len(res.Removed))
+		}
 		if !req.DryRun {
 			if err := e.remove(ctx); err != nil {
 				return fmt.Errorf("cache gc: remove %s: %w", e.Path, err)
@@ -376,6 +388,17 @@ func cacheTotal(cacheDir string) (int64, error) {
 		n += u.Bytes
 	}
 	return n, err
+}
+
+// removeIn removes path, which is beneath base, following no symlink in
+// it (confine.RemoveAll): a link planted in the cache is removed, never
+// what it points at.
+func removeIn(ctx context.Context, base, path string) error {
+	rel, err := filepath.Rel(base, path)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("%s is not beneath %s", path, base)
+	}
+	return confine.RemoveAll(ctx, base, rel)
 }
 
 func readDir(dir string) []os.DirEntry {

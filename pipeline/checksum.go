@@ -8,8 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"time"
+
+	"github.com/coach-build/coach/pipeline/fetch"
 )
 
 // Checksum downloads a release archive (http, https or file URL) and
@@ -23,7 +24,7 @@ func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
 	var body io.ReadCloser
 	switch u.Scheme {
 	case "file":
-		f, err := os.Open(u.Path)
+		f, _, err := fetch.OpenRegular(u.Path)
 		if err != nil {
 			return "", 0, stage(StageFetch, fmt.Errorf("checksum %s: %w", rawURL, err))
 		}
@@ -49,7 +50,10 @@ func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
 	}
 	defer body.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, body)
+	n, err := io.Copy(h, &fetch.Bounded{Ctx: ctx, R: body, Limit: fetch.MaxSourceBytes, Name: rawURL})
+	if ctx.Err() != nil {
+		return "", 0, interrupted("checksum %s", rawURL)
+	}
 	if err != nil {
 		return "", 0, stage(StageFetch, fmt.Errorf("checksum %s: %w", rawURL, err))
 	}

@@ -40,6 +40,9 @@ func Clean(ctx context.Context, req CleanRequest) ([]Cleaned, error) {
 		return nil, &RequestError{fmt.Errorf("%q is not a project name", req.Project)}
 	}
 	dir := filepath.Join(req.CacheDir, "work", req.Project)
+	if st, err := os.Lstat(dir); err == nil && !st.IsDir() {
+		return nil, fmt.Errorf("clean: %s is not a directory (a symlink is not followed); remove it by hand", dir)
+	}
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return []Cleaned{}, nil
@@ -52,6 +55,9 @@ func Clean(ctx context.Context, req CleanRequest) ([]Cleaned, error) {
 		if !e.IsDir() || strings.HasSuffix(e.Name(), ".lock") {
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			return out, interrupted("clean: stopped after %d work trees", len(out))
+		}
 		work := filepath.Join(dir, e.Name())
 		size := dirBytes(work)
 		if !req.DryRun {
@@ -59,7 +65,7 @@ func Clean(ctx context.Context, req CleanRequest) ([]Cleaned, error) {
 			if err != nil {
 				return out, err
 			}
-			err = os.RemoveAll(work)
+			err = removeIn(ctx, req.CacheDir, work)
 			unlock()
 			if err != nil {
 				return out, fmt.Errorf("clean %s: %w", work, err)

@@ -64,7 +64,7 @@ split the cores so that together they do not exceed them (2 cores: 1 × 2;
 		ValidArgsFunction: a.completeProjects,
 		Annotations:       map[string]string{"live": "true"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			req.Root, req.Project = a.dir, args[0]
 			req.CacheDir, req.Mirrors, req.Offline = sf.cache(), sf.mirrors, sf.offline

@@ -24,7 +24,7 @@ project that uses the software, letting it move to the new version where its
 constraints allow. --dry-run shows the change and writes nothing.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			req.Root, req.Software, req.Version, req.Log = a.dir, args[0], args[1], a.log
 			req.Mirrors = mirrors
@@ -69,7 +69,7 @@ locked, wanted (the highest the constraints allow: what coach lock --upgrade
 picks) and latest. It exits 0 either way; --json gives the list.`,
 		ValidArgsFunction: a.completeProjects,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			list, err := pipeline.ListOutdated(ctx, pipeline.OutdatedRequest{Root: a.dir, Projects: args})
 			if err != nil {

@@ -21,7 +21,7 @@ and writes the trees again. A tree in use by another coach run is waited for.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeProjects,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			req.CacheDir, req.Project, req.Log = sf.cache(), args[0], a.log
 			res, err := pipeline.Clean(ctx, req)

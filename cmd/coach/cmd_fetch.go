@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -53,11 +49,6 @@ func (s *sourceFlags) options(a *app) pipeline.FetcherOptions {
 	return pipeline.FetcherOptions{Root: a.dir, CacheDir: s.cache(), Mirrors: s.mirrors, Offline: s.offline, Log: a.log, Events: a.events}
 }
 
-// signalContext is cancelled by SIGINT or SIGTERM.
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
-
 func (a *app) fetchCommand() *cobra.Command {
 	var sf sourceFlags
 	var locked bool
@@ -71,7 +62,7 @@ in. Mirrors (--source-mirror, $COACH_SOURCE_MIRROR) are tried before upstream.`,
 		ValidArgsFunction: a.completeProjects,
 		Annotations:       map[string]string{"live": "true"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			results, err := pipeline.Fetch(ctx, pipeline.FetchRequest{Root: a.dir, Project: args[0], Locked: locked, FetcherOptions: sf.options(a), Jobs: sf.jobs})
 			if err != nil {
@@ -131,7 +122,7 @@ D/git/<commit>.bundle.`,
 			if err != nil {
 				return err
 			}
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			abs, err := filepath.Abs(dir)
 			if err != nil {
@@ -250,7 +241,7 @@ removes what a build, package or verify is using. A cache shared by several
 repositories keeps only what this one refers to.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			if keepSize != "" {
 				n, err := parseSize(keepSize)

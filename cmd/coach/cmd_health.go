@@ -30,7 +30,7 @@ sandbox root filesystem of each --target).`,
 		ValidArgsFunction: a.completeProjects,
 		Annotations:       map[string]string{"live": "true"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			req.Root, req.CacheDir, req.Log, req.Events = a.dir, sf.cache(), a.log, a.events
 			if a.isProject(args[0]) {

@@ -21,7 +21,7 @@ highest allowed versions. --check writes nothing and exits 4 if a lock file
 is missing or out of date.`,
 		ValidArgsFunction: a.completeProjects,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			req.Root, req.Projects, req.Log = a.dir, args, a.log
 			var err error

@@ -221,7 +221,7 @@ repository.`,
 				return usageError(errors.New("--sha256 pins a --url: give both, or --url alone to have coach compute it"))
 			}
 			if url != "" && sum == "" {
-				ctx, stop := signalContext()
+				ctx, stop := a.signalContext()
 				defer stop()
 				var size int64
 				var err error

@@ -24,7 +24,7 @@ for debian-12, for hosts where el9 itself cannot be built.`,
 		ValidArgsFunction: a.completeProjects,
 		Annotations:       map[string]string{"live": "true"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			req.Root, req.Project, req.CacheDir = a.dir, args[0], sf.cache()
 			req.OutDir, req.SignKey = pf.out(), pf.signKey

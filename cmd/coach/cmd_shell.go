@@ -50,7 +50,7 @@ status.`,
 		Args:              cobra.ArbitraryArgs, // checked before --, below,
 		ValidArgsFunction: a.completeProjects,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			if n := cmd.ArgsLenAtDash(); n >= 0 {
 				req.Argv = args[n:]

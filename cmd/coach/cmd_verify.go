@@ -29,7 +29,7 @@ verified on each.`,
 		Args:        cobra.MinimumNArgs(1),
 		Annotations: map[string]string{"live": "true"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signalContext()
+			ctx, stop := a.signalContext()
 			defer stop()
 			req.Root, req.Packages, req.CacheDir = a.dir, args, sf.cache()
 			req.Log, req.Events = a.log, a.events

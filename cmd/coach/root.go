@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -34,6 +35,10 @@ type app struct {
 	// the one JSON document --json prints at the end (success or not).
 	command string
 	result  any
+	// interrupts watches for SIGINT and SIGTERM; finished is the end of
+	// the run's output, printed once (by the run, or by a forced exit).
+	interrupts *interrupts
+	finished   sync.Once
 }
 
 // jsonFormat is the version of the documents --json prints. It changes
@@ -59,26 +64,49 @@ type errorBody struct {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
+	a.interrupts = newInterrupts(a)
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.SetContext(a.interrupts.ctx)
 	err := root.Execute()
-	if a.render != nil {
-		a.render.Close()
-	}
+	interrupted := a.interrupts.interrupted()
 	code := exitCode(err)
 	if err != nil && isCobraUsage(err) {
 		code = exitUsage
 	}
-	if a.json && !printedHelp(root, args) {
-		a.writeEnvelope(err, code)
+	if interrupted {
+		// Whatever the command made of its cancelled context.
+		code = exitInterrupted
+		if err == nil {
+			err = pipelineInterrupted("interrupted")
+		}
 	}
-	var se *shellExit
-	if err != nil && !errors.As(err, &se) {
-		a.report(err)
+	if a.json && printedHelp(root, args) {
+		a.finished.Do(func() {}) // help or the version: text by nature, no document
 	}
+	a.finish(err, code)
+	a.interrupts.stop()
 	return code
+}
+
+// finish closes the live view, prints the one JSON document under
+// --json, and reports a failure on stderr: once per run, whether the
+// command returned or an interrupt cut it short.
+func (a *app) finish(err error, code int) {
+	a.finished.Do(func() {
+		if a.render != nil {
+			a.render.Close()
+		}
+		if a.json {
+			a.writeEnvelope(err, code)
+		}
+		var se *shellExit
+		if err != nil && !errors.As(err, &se) {
+			a.report(err)
+		}
+	})
 }
 
 // printedHelp reports whether cobra answered with help or the version

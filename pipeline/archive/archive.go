@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/bzip2"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -589,13 +591,9 @@ func copyBuffered(w io.Writer, r io.Reader) (int64, error) {
 	return io.CopyBuffer(w, r, buf)
 }
 
-// RemoveAll removes a tree even where directory modes deny writing.
+// RemoveAll removes a tree even where directory modes deny writing,
+// following no symlink beneath p's parent (confine.RemoveAll).
 func RemoveAll(p string) error {
-	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(q, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(p)
+	p = filepath.Clean(p)
+	return confine.RemoveAll(context.Background(), filepath.Dir(p), filepath.Base(p))
 }

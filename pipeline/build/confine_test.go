@@ -212,6 +212,14 @@ func TestConfinementCorpus(t *testing.T) {
 		{name: "LICENSES linked to a host directory",
 			files: pathSource("  - ln -s "+c0.cron+" {{.InstallDir}}/LICENSES\n", "license_files: [LICENSE]\n"),
 			want:  "license file LICENSE"},
+		// A FIFO used to hang the build for good (SIGTERM did not stop
+		// it); a 10 GB (sparse) file was copied whole.
+		{name: "license file that is a FIFO",
+			files: pathSource("  - rm LICENSE && mkfifo LICENSE\n", "license_files: [LICENSE]\n"),
+			want:  "is not a regular file (a FIFO)"},
+		{name: "license file of 10 GB",
+			files: pathSource("  - truncate -s 10G LICENSE\n", "license_files: [LICENSE]\n"),
+			want:  "over the 16777216 bytes"},
 		{name: "archive link chain read as a license",
 			tar:  []hostile{{name: "src/a/b/c/", typ: tar.TypeDir}, {name: "src/a/b/c/up", typ: tar.TypeSymlink, link: "../.."}, {name: "src/LICENSE", typ: tar.TypeSymlink, link: "a/b/c/up/../../../../../../../../../../../../../.." + c0.secret}},
 			want: "resolves outside the destination"},

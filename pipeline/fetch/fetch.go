@@ -24,8 +24,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/resolve"
 )
@@ -328,9 +330,13 @@ func (f *Fetcher) downloadOnce(ctx context.Context, req Request, loc, algo, want
 	}
 	defer body.Close()
 	h := newHash(algo)
-	pr := &progressReader{r: body, report: f.Progress, ev: Progress{Request: req, From: loc, Total: total}}
+	pr := &progressReader{r: &Bounded{Ctx: ctx, R: body, Limit: MaxSourceBytes, Name: loc}, report: f.Progress, ev: Progress{Request: req, From: loc, Total: total}}
 	n, err := io.Copy(io.MultiWriter(p, h), pr)
 	pr.done()
+	var big *TooLargeError
+	if errors.As(err, &big) {
+		return n, err
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return n, ctx.Err()
@@ -354,17 +360,12 @@ func (f *Fetcher) open(ctx context.Context, loc string) (io.ReadCloser, int64, e
 	}
 	switch u.Scheme {
 	case "file":
-		fh, err := os.Open(u.Path)
-		if errors.Is(err, fs.ErrNotExist) {
+		fh, st, err := OpenRegular(u.Path)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, confine.ErrNotRegular) {
 			return nil, 0, &notFound{loc}
 		}
 		if err != nil {
 			return nil, 0, err
-		}
-		st, err := fh.Stat()
-		if err != nil || !st.Mode().IsRegular() {
-			fh.Close()
-			return nil, 0, &notFound{loc}
 		}
 		return fh, st.Size(), nil
 	case "http", "https":
@@ -400,6 +401,63 @@ func (f *Fetcher) open(ctx context.Context, loc string) (io.ReadCloser, int64, e
 		}
 	}
 	return nil, 0, fmt.Errorf("%s: unsupported URL scheme %q", loc, u.Scheme)
+}
+
+// MaxSourceBytes bounds a source archive coach downloads or reads: the
+// largest real release tarballs (a browser's, a toolchain's) are a few
+// GiB, so 8 GiB is far above them, and a URL that never ends (a device, a
+// misbehaving server) stops before it fills a disk. A variable for tests.
+var MaxSourceBytes int64 = 8 << 30
+
+// TooLargeError is a source that went past MaxSourceBytes.
+type TooLargeError struct {
+	Name  string
+	Limit int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%s: more than %d bytes; coach stops reading a source there (MaxSourceBytes)", e.Name, e.Limit)
+}
+
+// OpenRegular opens a local file a source or a file:// URL names. It is
+// opened without blocking (a FIFO cannot hang coach) and refused unless
+// it is a regular file: /dev/zero or a FIFO is not an archive.
+func OpenRegular(path string) (*os.File, fs.FileInfo, error) {
+	fh, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return nil, nil, err
+	}
+	if !st.Mode().IsRegular() {
+		fh.Close()
+		return nil, nil, fmt.Errorf("%s %w", path, confine.ErrNotRegular)
+	}
+	return fh, st, nil
+}
+
+// Bounded reads R, failing when Ctx ends or more than Limit bytes come.
+type Bounded struct {
+	Ctx   context.Context
+	R     io.Reader
+	Limit int64
+	Name  string
+	n     int64
+}
+
+func (b *Bounded) Read(p []byte) (int, error) {
+	if err := b.Ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := b.R.Read(p)
+	b.n += int64(n)
+	if b.n > b.Limit {
+		return n, &TooLargeError{Name: b.Name, Limit: b.Limit}
+	}
+	return n, err
 }
 
 type progressReader struct {
