@@ -159,10 +159,14 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 				if !rep.OK {
 					return "", fmt.Errorf("%s: step %q failed: %s", rep.Package, rep.Failed().Name, rep.Failed().Detail)
 				}
-				if rep.Cached {
-					return "verified (cached)", nil
+				caveat := ""
+				if rep.Caveat != "" {
+					caveat = "; " + rep.Caveat
 				}
-				return "installed, checked, removed and purged", nil
+				if rep.Cached {
+					return "verified (cached)" + caveat, nil
+				}
+				return "installed, checked, removed and purged" + caveat, nil
 			})
 			if rep != nil {
 				reps = append(reps, rep)

@@ -17,15 +17,18 @@ func (a *app) verifyCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify <package>...",
 		Short: "Install, upgrade, remove and purge packages in a clean root of their target",
-		Long: `verify installs each package into a fresh copy of a clean root filesystem of
-its target (made with mmdebstrap, without any build tools), with the distro's
-own tooling so that its runtime dependencies resolve from the target's
-repositories, runs the project's verify commands, checks that every file is
-owned by root and the links exist, upgrades from --previous if given, then
-removes and purges it and checks that nothing is left. rpm packages go
-through rpm --root with their scriptlets run. Every hook invocation is
-recorded with its arguments. With several --target, each package is
-verified on each.`,
+		Long: `verify installs each package into an overlay of a clean root filesystem of
+its target (made with mmdebstrap, without any build tools), as root of a user
+namespace whose ids are unprivileged host ids, the way a build step runs. The
+distribution's apt first downloads what the package depends on from the
+target's repositories (the one step with the network, running no package
+code); then, offline, it installs the package, runs the project's verify
+commands, checks that every file is owned as the package says and the links
+exist, upgrades from --previous if given, removes and purges it and checks that
+nothing is left. rpm packages go through Debian's rpm inside the same sandbox,
+over a clean Debian root, with their scriptlets run and their dependencies not
+resolved (the report's "where" says so). Every hook invocation is recorded
+with its arguments. With several --target, each package is verified on each.`,
 		Args:        cobra.MinimumNArgs(1),
 		Annotations: map[string]string{"live": "true"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -72,6 +75,12 @@ func writeVerify(a *app, r *verify.Report) {
 		status = "passed before (cached; --reverify runs it again)"
 	}
 	fmt.Fprintf(a.stdout, "verify %s on %s: %s (%.1fs)\n", r.Package, r.Target, status, r.Seconds)
+	if r.Where != "" {
+		fmt.Fprintf(a.stdout, "  in %s\n", r.Where)
+	}
+	if r.Caveat != "" {
+		fmt.Fprintf(a.stdout, "  note: %s\n", r.Caveat)
+	}
 	for _, s := range r.Steps {
 		mark := "ok  "
 		switch {

@@ -57,7 +57,7 @@ func TestSignalsStopCommandsQuickly(t *testing.T) {
 	base, requests := endless(t)
 	repo, cache := t.TempDir(), t.TempDir()
 	writeTree(t, repo, map[string]string{
-		"projects/app.yaml": "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [slow]\n",
+		"projects/app.yaml":  "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [slow]\n",
 		"software/slow.yaml": "name: slow\nlicense: MIT\nversions:\n  - version: 1.0.0\n    url: " + base + "/slow-1.0.0.tar.gz\n    sha256: " + strings.Repeat("0", 64) + "\nbuild: [make install]\n",
 	})
 	// A work tree of a project the repository does not have: cache gc

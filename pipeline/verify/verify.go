@@ -94,9 +94,10 @@ type Report struct {
 	Target   string `json:"target"`
 	Format   string `json:"format"`
 	OK       bool   `json:"ok"`
-	// Where says what the checks ran in: which root or container, how
-	// confined, and what it could not check.
+	// Where says what the checks ran in: which root or container, and
+	// how confined; Caveat what that place could not check.
 	Where   string  `json:"where"`
+	Caveat  string  `json:"caveat,omitempty"`
 	Steps   []Step  `json:"steps"`
 	Hooks   []Hook  `json:"hooks"`
 	Seconds float64 `json:"seconds"`
@@ -198,7 +199,8 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 		// any other verify. Dependencies cannot be resolved there.
 		rootTarget, _ = target.Builtin("debian-12")
 		extra, rpmOpts = []string{"rpm"}, []string{"--force-debian"}
-		where = fmt.Sprintf("rpm (Debian's build) in a clean %s %s root: no %s root can be made here, so the package's dependencies are not resolved (--nodeps)", rootTarget.Name, o.Arch, o.Target.Name)
+		where = fmt.Sprintf("rpm (Debian's build) in a clean %s %s root", rootTarget.Name, o.Arch)
+		rep.Caveat = fmt.Sprintf("the package's dependencies were not resolved (rpm --nodeps): no %s root can be made here", o.Target.Name)
 	} else {
 		where = fmt.Sprintf("a clean %s %s root", o.Target.Name, o.Arch)
 	}

@@ -22,9 +22,11 @@ const (
 	// Overlay mounts overlayfs with Options (lowerdir=...,upperdir=...,
 	// workdir=...) at Target, making it.
 	Overlay Kind = "overlay"
-	// ReadOnly binds the host directory Source at Target, read-only.
+	// ReadOnly binds the host directory Source at Target, read-only
+	// (recursively, as a namespace of a user must when the directory has
+	// mounts beneath it; those keep their own flags).
 	ReadOnly Kind = "ro"
-	// ReadWrite binds the host directory Source at Target.
+	// ReadWrite binds the host directory Source at Target, recursively.
 	ReadWrite Kind = "rw"
 	// Dir makes the directory Target with mode Options (e.g. "0755").
 	Dir Kind = "dir"

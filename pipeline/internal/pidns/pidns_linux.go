@@ -57,22 +57,22 @@ import (
 const initScript = `IFS= read -r go <&3 || exit 137
 exec 3<&-
 ns=$1 s=$2 m=$3; shift 3
-mount --make-rprivate / && mount -t proc proc /proc || exit 125
+mount -n --make-rprivate / && mount -n -t proc proc /proc || exit 125
 if [ -n "$s" ]; then
   while [ "$1" != "--" ]; do
     k=$1 a=$2 b=$3; shift 3
     case $k in
-    tmpfs) mount -t tmpfs -o mode=0755 coach-root "$s$b" ;;
-    overlay) mkdir -p "$s$b" && mount -t overlay overlay -o "$a" "$s$b" ;;
-    ro) mkdir -p "$s$b" && mount --bind -o ro "$a" "$s$b" ;;
-    rw) mkdir -p "$s$b" && mount --bind "$a" "$s$b" ;;
+    tmpfs) mount -n -t tmpfs -o mode=0755 coach-root "$s$b" ;;
+    overlay) mkdir -p "$s$b" && mount -n -t overlay overlay -o "$a" "$s$b" ;;
+    ro) mkdir -p "$s$b" && mount -n --rbind "$a" "$s$b" && mount -n -o remount,bind,ro "$s$b" ;;
+    rw) mkdir -p "$s$b" && mount -n --rbind "$a" "$s$b" ;;
     dir) mkdir -p -m "$a" "$s$b" ;;
     ln) ln -s "$a" "$s$b" ;;
     *) false ;;
     esac || { echo "coach: the sandbox's $k mount at ${b:-/} failed" >&2; exit 125; }
   done
   shift
-  mount --move "$s" "$m" || exit 125
+  mount -n --move "$s" "$m" || exit 125
 fi
 if [ -n "$ns" ]; then
   nsenter --user=/proc/self/fd/$ns -S 0 -G 0 -- /bin/sh -c "exec $ns<&-; exec \"\$@\"" coach-enter "$@"
