@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coach-build/coach/pipeline/internal/pidns"
@@ -125,6 +126,11 @@ type scratch struct {
 	log    io.Writer
 	rpm    []string
 	where  string
+	dir    string // the session's command files
+	// sess runs every script over one layout, made at the first; out
+	// takes each script's output.
+	sess *pidns.Session
+	out  switchWriter
 }
 
 const pkgMount = "/coach/pkgs"
@@ -132,34 +138,78 @@ const pkgMount = "/coach/pkgs"
 func (s *scratch) RPMOptions() []string { return s.rpm }
 func (s *scratch) Where() string        { return s.where }
 
+// switchWriter writes to w, which may change between commands.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w == nil {
+		return len(p), nil
+	}
+	return s.w.Write(p)
+}
+
+func (s *switchWriter) set(w io.Writer) {
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
+}
+
 // Run executes a shell script inside the root, as its root (an
 // unprivileged host id), with the network only when net is set (to
 // download the distribution's packages).
 func (s *scratch) Run(ctx context.Context, script string, net bool) (string, error) {
-	args := pidns.Bwrap{Path: s.bwrap, Net: net, Hostname: "coach-verify", Dir: "/", Env: []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"DEBIAN_FRONTEND=noninteractive", "HOME=/root", "LANG=C.UTF-8"}}.Args()
 	if net {
 		// The host's resolver, for the download.
 		if resolv, err := os.ReadFile("/etc/resolv.conf"); err == nil && len(resolv) < 64<<10 {
 			script = "rm -f /etc/resolv.conf && cat > /etc/resolv.conf <<'COACH_RESOLV_EOF'\n" + strings.TrimRight(string(resolv), "\n") + "\nCOACH_RESOLV_EOF\n" + script
 		}
 	}
-	cmd := pidns.CommandContext(ctx, append(args, "/bin/sh", "-c", script), s.layout)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if s.sess == nil {
+		sess, err := pidns.StartSession(s.layout, s.dir, &s.out)
+		if err != nil {
+			return "", fmt.Errorf("the verify sandbox could not be started: %w", err)
+		}
+		s.sess = sess
+	}
+	args := pidns.Bwrap{Path: s.bwrap, Net: net, Hostname: "coach-verify", Dir: "/", Env: []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"DEBIAN_FRONTEND=noninteractive", "HOME=/root", "LANG=C.UTF-8"}}.Args()
 	var out bytes.Buffer
 	w := io.Writer(&out)
 	if s.log != nil {
 		w = io.MultiWriter(&out, s.log)
 	}
-	cmd.Stdout, cmd.Stderr = w, w
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && ee.ExitCode() == 125 && strings.Contains(out.String(), "coach: the sandbox's") {
-		return out.String(), fmt.Errorf("the verify sandbox could not be set up: %s", strings.TrimSpace(out.String()))
+	s.out.set(w)
+	defer s.out.set(nil)
+	code, err := s.sess.Run(ctx, append(args, "/bin/sh", "-c", script))
+	if err != nil {
+		return out.String(), err
 	}
-	return out.String(), err
+	if code != 0 {
+		return out.String(), &ExitError{Code: code}
+	}
+	return out.String(), nil
 }
+
+// close ends the session, and with it the overlay.
+func (s *scratch) close() {
+	if s.sess != nil {
+		s.sess.Close()
+	}
+}
+
+// ExitError is a script that exited with a status other than 0.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// ExitCode is the script's exit status.
+func (e *ExitError) ExitCode() int { return e.Code }
 
 // Verify runs the checks. The error is for what kept the checks from
 // running at all; a failed check is in the report.
@@ -249,7 +299,11 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 	if err := os.Mkdir(layout.Staging, 0o755); err != nil {
 		return nil, err
 	}
-	s := &scratch{layout: layout, bwrap: bwrap, log: o.Log, rpm: rpmOpts, where: where}
+	s := &scratch{layout: layout, bwrap: bwrap, log: o.Log, rpm: rpmOpts, where: where, dir: filepath.Join(dir, "commands")}
+	if err := os.Mkdir(s.dir, 0o700); err != nil {
+		return nil, err
+	}
+	defer s.close()
 	if !ids.Ranged() {
 		// As a user the namespace maps only the user, as root: apt cannot
 		// drop to its _apt user there.

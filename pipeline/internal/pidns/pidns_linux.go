@@ -50,13 +50,18 @@ import (
 
 // initScript is pid 1 of the namespace. $1 is the descriptor of the user
 // namespace to enter ("" for none), $2 the staging directory ("" for no
-// layout), $3 NewRoot; then the layout's mounts as triples (kind, source
-// or options, target) up to "--", then the command. It runs the command
-// as its child (a trailing exit keeps the shell from exec'ing it) and
-// exits with its status; 125 says the layout could not be made.
+// layout), $3 NewRoot, $4 the descriptor of a session's status pipe (""
+// for one command), $5 the mark a session writes to its output after
+// each command; then the layout's mounts as triples (kind, source or
+// options, target) up to "--", then the command. It runs the command as
+// its child (a trailing exit keeps the shell from exec'ing it) and exits
+// with its status; 125 says the layout could not be made. In a session it
+// runs, one after the other, the commands whose files (each a "set --"
+// line) it reads from its descriptor 3, and writes each one's status to
+// the status pipe.
 const initScript = `IFS= read -r go <&3 || exit 137
-exec 3<&-
-ns=$1 s=$2 m=$3; shift 3
+ns=$1 s=$2 m=$3 st=$4 mark=$5; shift 5
+[ -n "$st" ] || exec 3<&-
 mount -n --make-rprivate / && mount -n -t proc proc /proc || exit 125
 if [ -n "$s" ]; then
   while [ "$1" != "--" ]; do
@@ -74,11 +79,26 @@ if [ -n "$s" ]; then
   shift
   mount -n --move "$s" "$m" || exit 125
 fi
-if [ -n "$ns" ]; then
-  nsenter --user=/proc/self/fd/$ns -S 0 -G 0 -- /bin/sh -c "exec $ns<&-; exec \"\$@\"" coach-enter "$@"
-else
-  "$@"
+run() {
+  if [ -n "$ns" ]; then
+    nsenter --user=/proc/self/fd/$ns -S 0 -G 0 -- /bin/sh -c "exec 3<&- ${st:+$st>&-} $ns<&-; exec \"\$@\"" coach-enter "$@"
+  elif [ -n "$st" ]; then
+    /bin/sh -c "exec 3<&- $st>&-; exec \"\$@\"" coach-enter "$@"
+  else
+    "$@"
+  fi
+}
+if [ -n "$st" ]; then
+  while IFS= read -r f <&3; do
+    . "$f"
+    run "$@"
+    rc=$?
+    printf '%s' "$mark"
+    echo "$rc" >&$st
+  done
+  exit 0
 fi
+run "$@"
 exit $?`
 
 // Command returns a command that runs argv under an init of its own in a new
@@ -92,21 +112,34 @@ func Command(argv []string, layout *Layout) *Cmd {
 type Cmd struct {
 	*exec.Cmd
 	// userns is the user namespace the init enters, passed after the
-	// caller's ExtraFiles.
+	// caller's ExtraFiles (and a session's status pipe).
 	userns *os.File
 	// nsArg is the init's first argument, filled in at Start.
 	nsArg int
+	// status is a session's status pipe, passed after ExtraFiles.
+	status *os.File
+	// ctl, when set, is the read end of a session's control pipe, which
+	// becomes fd 3 in place of the handshake.
+	ctl, ctlW *os.File
 }
 
 // Start starts the init and then tells it that coach is alive.
 func (c *Cmd) Start() error {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return err
+	r, w := c.ctl, c.ctlW
+	if r == nil {
+		var err error
+		if r, w, err = os.Pipe(); err != nil {
+			return err
+		}
 	}
-	// The handshake is fd 3; files the caller added follow it, from 4,
-	// and the user namespace comes last.
+	// The handshake (and a session's commands) is fd 3; files the caller
+	// added follow it, from 4, then a session's status pipe, and the user
+	// namespace comes last.
 	c.ExtraFiles = append([]*os.File{r}, c.ExtraFiles...)
+	if c.status != nil {
+		c.ExtraFiles = append(c.ExtraFiles, c.status)
+		c.Args[c.nsArg+3] = strconv.Itoa(2 + len(c.ExtraFiles))
+	}
 	if c.userns != nil {
 		c.ExtraFiles = append(c.ExtraFiles, c.userns)
 		fd := 2 + len(c.ExtraFiles)
@@ -117,12 +150,14 @@ func (c *Cmd) Start() error {
 		}
 		c.Args[c.nsArg] = strconv.Itoa(fd)
 	}
-	err = c.Cmd.Start()
+	err := c.Cmd.Start()
 	r.Close()
 	if err == nil {
 		_, err = w.Write([]byte("go\n"))
 	}
-	w.Close()
+	if c.ctlW == nil {
+		w.Close()
+	}
 	return err
 }
 
@@ -146,7 +181,7 @@ func (c *Cmd) CombinedOutput() ([]byte, error) {
 // ctx is done. When the user namespace cannot be had (no free range for
 // coach's ids), Start fails saying why.
 func CommandContext(ctx context.Context, argv []string, layout *Layout) *Cmd {
-	args := []string{"-c", initScript, "coach-init", "", "", NewRoot}
+	args := []string{"-c", initScript, "coach-init", "", "", NewRoot, "", ""}
 	nsArg := 4 // the index of $1 in cmd.Args ("/bin/sh" "-c" script "coach-init" $1 ...)
 	if layout != nil {
 		args[4] = layout.Staging

@@ -3,12 +3,15 @@
 package pidns
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coach-build/coach/pipeline/internal/userns"
 )
@@ -125,4 +128,54 @@ func TestLayoutReadOnlyIsLocked(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(private, "data/x")); err == nil {
 		t.Error("the command wrote through a read-only bind")
 	}
+}
+
+// TestSessionRunsCommandsInOneLayout: the commands of a session see one
+// layout (what one writes there the next reads), each in namespaces of its
+// own (a process one leaves behind is gone at the next), with its own exit
+// status; a cancelled context kills the session.
+func TestSessionRunsCommandsInOneLayout(t *testing.T) {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		t.Skip("bubblewrap is not installed (.ci/run installs it)")
+	}
+	work := t.TempDir()
+	os.Chmod(work, 0o777)
+	if err := userns.Chown(work); err != nil {
+		t.Fatal(err)
+	}
+	l := &Layout{Staging: t.TempDir(), Mounts: []Mount{{Kind: Tmpfs},
+		{Kind: ReadOnly, Source: "/usr", Target: "/usr"}, {Kind: Symlink, Source: "usr/bin", Target: "/bin"}, {Kind: Symlink, Source: "usr/lib", Target: "/lib"},
+		{Kind: Symlink, Source: "usr/lib64", Target: "/lib64"}, {Kind: Dir, Options: "0755", Target: "/proc"}, {Kind: Dir, Options: "0755", Target: "/dev"},
+		{Kind: ReadWrite, Source: work, Target: "/work"}}}
+	var out strings.Builder
+	s, err := StartSession(l, t.TempDir(), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := func(script string) []string { return append(Bwrap{Path: bwrap}.Args(), "/bin/sh", "-c", script) }
+	ctx := context.Background()
+	for i, c := range []struct {
+		script string
+		code   int
+	}{
+		{"echo first > /work/a; sleep 600 & echo started", 0},
+		{"cat /work/a; ps -e -o comm= | grep -c sleep; exit 3", 3},
+		{"echo 'it'\\''s quoted'", 0},
+	} {
+		code, err := s.Run(ctx, sh(c.script))
+		if err != nil || code != c.code {
+			t.Fatalf("command %d: %d, %v (want %d)\n%s", i, code, err, c.code, out.String())
+		}
+	}
+	if want := "started\nfirst\n0\nit's quoted\n"; out.String() != want {
+		t.Errorf("output %q, want %q", out.String(), want)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { time.Sleep(200 * time.Millisecond); cancel() }()
+	start := time.Now()
+	if _, err := s.Run(cctx, sh("sleep 600")); !errors.Is(err, context.Canceled) || time.Since(start) > 5*time.Second {
+		t.Errorf("a cancelled command: %v after %s", err, time.Since(start))
+	}
+	s.Close()
 }

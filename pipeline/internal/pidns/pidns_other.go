@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"os"
 	"os/exec"
 )
 
@@ -33,3 +35,13 @@ func (c *Cmd) CombinedOutput() ([]byte, error) {
 
 // DieWithParent does nothing where there is no parent-death signal.
 func DieWithParent(cmd *exec.Cmd) {}
+
+// Session cannot run here.
+type Session struct{}
+
+func StartSession(layout *Layout, dir string, stdout io.Writer, extra ...*os.File) (*Session, error) {
+	return nil, ErrNotLinux
+}
+
+func (s *Session) Run(ctx context.Context, argv []string) (int, error) { return -1, ErrNotLinux }
+func (s *Session) Close() error                                        { return ErrNotLinux }

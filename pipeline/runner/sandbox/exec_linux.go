@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
@@ -18,36 +17,6 @@ import (
 	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/runner"
 )
-
-// exec runs one sandboxed command under an init of its own in a new pid
-// namespace (pidns), so that the command and everything it started die with
-// coach whenever coach dies; when ctx ends, the process group is killed.
-func (r *Runner) exec(ctx context.Context, job *runner.Job, args []string, layout *pidns.Layout, extra ...*os.File) error {
-	cmd := pidns.Command(args, layout)
-	cmd.ExtraFiles = extra
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	cmd.Stdout, cmd.Stderr = job.Log, job.Log
-	err := cmd.Start()
-	for _, f := range extra {
-		f.Close() // the child has its copies
-	}
-	if err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-		}
-		return ctx.Err()
-	}
-}
 
 // interactive runs an interactive command, as exec does, with the shell's
 // stdio. When its stdin is a terminal the command's process group is put

@@ -323,34 +323,54 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		return err
 	}
 	defer e.cleanup()
+	// The job server's pipe, at fds 4 and 5 of every step (after the
+	// init's descriptor 3), and in MAKEFLAGS unless a step sets it.
+	var extra []*os.File
+	makeflags := ""
+	if job.Jobserver != nil {
+		jr, jw, err := job.Jobserver.ChildFiles()
+		if err != nil {
+			return &runner.StepError{Component: job.Component, Step: 0, StepName: job.Steps[0].Name, ExitCode: -1, Err: err}
+		}
+		extra, makeflags = []*os.File{jr, jw}, "MAKEFLAGS="+job.Jobserver.MakeFlags(4, 5)
+	}
+	// One session for the job's steps: the layout is made once.
+	steps := filepath.Join(job.Scratch, "steps")
+	if err := os.MkdirAll(steps, 0o700); err != nil {
+		return err
+	}
+	sess, err := pidns.StartSession(e.layout, steps, job.Log, extra...)
+	for _, f := range extra {
+		f.Close() // the init has its copies
+	}
+	if err != nil {
+		return &runner.StepError{Component: job.Component, Step: 0, StepName: job.Steps[0].Name, ExitCode: -1, Err: err}
+	}
+	defer sess.Close()
 	for i, st := range job.Steps {
 		runner.WriteStepHeader(job, i)
 		env := append(slices.Clone(job.Env), st.Env...)
-		// The job server's pipe, at fds 4 and 5 of the step (after the
-		// init's handshake at 3), and in MAKEFLAGS.
-		var extra []*os.File
-		if job.Jobserver != nil && !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "MAKEFLAGS=") }) {
-			jr, jw, err := job.Jobserver.ChildFiles()
-			if err != nil {
-				return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: err}
-			}
-			extra = []*os.File{jr, jw}
-			env = append(env, "MAKEFLAGS="+job.Jobserver.MakeFlags(4, 5))
+		if makeflags != "" && !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "MAKEFLAGS=") }) {
+			env = append(env, makeflags)
 		}
-		args := append(r.args(job, e, st.Dir, env, false), st.Argv...)
-		if err := r.exec(ctx, job, args, e.layout, extra...); err != nil {
-			var ee *exec.ExitError
-			if errors.As(err, &ee) && ctx.Err() == nil {
-				if job.Debug != nil {
-					r.debug(ctx, job, e, i, ee.ExitCode())
-				}
-				return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: ee.ExitCode()}
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		code, err := sess.Run(ctx, append(r.args(job, e, st.Dir, env, false), st.Argv...))
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
 			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: err}
+		case code != 0:
+			if job.Debug != nil {
+				// The shell gets the step's layout afresh: the session's
+				// overlay must be gone first.
+				sess.Close()
+				r.debug(ctx, job, e, i, code)
+			}
+			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: code}
 		}
+	}
+	if err := sess.Close(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	switch e.mode {
 	case Overlay:
