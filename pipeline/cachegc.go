@@ -196,7 +196,11 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		if !listed[key] {
 			reason = "no definition lists it"
 		}
-		add("sources", cache.Path(key), modTime(cache.Path(key)), reason, nil)
+		path := cache.Path(key)
+		add("sources", path, modTime(path), reason, func(ctx context.Context) error {
+			os.Remove(path + ".sha256") // a git tar's recorded digest
+			return removeIn(ctx, req.CacheDir, path)
+		})
 	}
 
 	// Layers: the keys a build of each project, as locked, would look up,

@@ -83,6 +83,7 @@ func Fetch(ctx context.Context, req FetchRequest) ([]*fetch.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	f.Verify = true // "cached" means checked
 	var results []*fetch.Result
 	err = runStage(req.Events, event.StageFetch, "", func() (string, error) {
 		var err error

@@ -63,6 +63,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 		return nil, err
 	}
 	var trees []pkg.TargetTree
+	var results []*build.Result
 	locked := map[string]bool{}
 	for _, arch := range arches {
 		for _, t := range prep.Plan.TargetList() {
@@ -80,6 +81,9 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 				locked[workDir] = true
 			}
 			res, err := build.ReadResult(workDir)
+			if err == nil {
+				results = append(results, res)
+			}
 			if err != nil {
 				return nil, &RequestError{fmt.Errorf("no build of %s for %s (%s): run coach build %s -t %s -a %s first", prep.Project.Name, src, arch, prep.Project.Name, src, arch)}
 			}
@@ -108,7 +112,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 				}
 				log.Warn("HEALTH CHECK FAILED AND IGNORED (--skip-health): this package may not run on its target", "tree", src, "target", t.Name, "errors", rep.Errors)
 			}
-			trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies, TreeDigest: treeDigest(res), Arch: arch})
+			trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies, TreeDigest: treeDigest(res), Arch: arch, Files: treeFiles(res)})
 		}
 	}
 	var rel *pkg.Release
@@ -117,7 +121,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 		rel, err = writeRelease(prep, trees, releaseOptions{root: req.Root, outDir: req.OutDir, signKey: req.SignKey, passEnv: req.PassphraseEnv},
 			map[string]any{"packaged_from": req.From, "arch": runtime.GOARCH}, log)
 		if err != nil {
-			return "", err
+			return "", corruptLayer(err, req.CacheDir, results...)
 		}
 		return fmt.Sprintf("%d packages in %s", len(rel.Artifacts), rel.OutDir), nil
 	})

@@ -509,6 +509,14 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 		return fmt.Sprintf("%d components (%d cached)", len(res.Components), cached), nil
 	})
 	if err != nil {
+		// A source that could not be had (a corrupt cache entry, offline)
+		// is the fetch stage's failure.
+		var corrupt *fetch.CorruptError
+		var missing *fetch.MissingError
+		if errors.As(err, &corrupt) || errors.As(err, &missing) {
+			out.fail(event.StageFetch, err)
+			return out
+		}
 		out.fail(event.StageBuild, err)
 		return out
 	}
@@ -602,7 +610,7 @@ func (b *targetBuilder) release(built []*TargetResult, start time.Time) (*pkg.Re
 			if tr.Health != nil {
 				deps = tr.Health.Dependencies
 			}
-			trees = append(trees, pkg.TargetTree{Target: t, Tree: tr.InstallTree(), Depends: deps, TreeDigest: treeDigest(tr.Result), Arch: tr.Arch})
+			trees = append(trees, pkg.TargetTree{Target: t, Tree: tr.InstallTree(), Depends: deps, TreeDigest: treeDigest(tr.Result), Arch: tr.Arch, Files: treeFiles(tr.Result)})
 		}
 		report := map[string]any{"build": struct {
 			Project string          `json:"project"`
@@ -614,7 +622,11 @@ func (b *targetBuilder) release(built []*TargetResult, start time.Time) (*pkg.Re
 		var err error
 		rel, err = writeRelease(b.prep, trees, releaseOptions{root: b.req.Root, outDir: b.req.OutDir, signKey: b.req.SignKey, passEnv: b.req.PassphraseEnv}, report, b.log)
 		if err != nil {
-			return "", err
+			var results []*build.Result
+			for _, tr := range built {
+				results = append(results, tr.Result)
+			}
+			return "", corruptLayer(err, b.req.CacheDir, results...)
 		}
 		return fmt.Sprintf("%d packages in %s", len(rel.Artifacts), rel.OutDir), nil
 	})

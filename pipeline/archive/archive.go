@@ -8,10 +8,17 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bufio"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"regexp"
+	"strconv"
+
 	"bytes"
 	"compress/bzip2"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,6 +27,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/coach-build/coach/pipeline/internal/proc"
 
 	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/klauspost/compress/gzip"
@@ -87,23 +96,54 @@ var magic = []struct {
 }
 
 // Extract unpacks src into dst, which must not exist yet. It works in a
-// temporary sibling of dst and renames it into place, so dst appears whole
-// or not at all. name is the file name used for plain and single-file
+// temporary sibling of dst (named after this process, so that a sweep
+// knows whose it is) and renames it into place, so dst appears whole or
+// not at all. name is the file name used for plain and single-file
 // compressed sources (usually the download's base name).
 func Extract(src, dst, name string, limits Limits) (*Result, error) {
+	return ExtractChecked(src, dst, name, limits, Digest{})
+}
+
+// Digest is what an archive's bytes must hash to: Algo (sha256 or
+// sha512) and Hex; the zero Digest checks nothing.
+type Digest struct{ Algo, Hex string }
+
+// DigestError is an archive whose bytes do not hash to the digest it was
+// stored under: a corrupt cache entry.
+type DigestError struct {
+	File string
+	Want Digest
+	Got  string // the hex digest of what the file holds
+}
+
+func (e *DigestError) Error() string {
+	return fmt.Sprintf("%s is corrupt (its content hashes to %s:%s, not %s:%s)", e.File, e.Want.Algo, e.Got, e.Want.Algo, e.Want.Hex)
+}
+
+// ExtractChecked is Extract that also hashes every byte of src in the
+// pass that unpacks it (and the rest of the file after the archive's
+// end), and fails with a *DigestError, leaving nothing, when the bytes are
+// not d's. A corrupt archive that cannot even be unpacked is reported as
+// corrupt, not as a bad archive.
+func ExtractChecked(src, dst, name string, limits Limits, d Digest) (*Result, error) {
 	if _, err := os.Lstat(dst); err == nil {
 		return nil, fmt.Errorf("extract %s: destination %s already exists", src, dst)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".partial-")
+	SweepPartials(filepath.Dir(dst))
+	tmp, err := os.MkdirTemp(filepath.Dir(dst), fmt.Sprintf(".%s.partial-%d-", filepath.Base(dst), os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
-	res, err := extractInto(src, tmp, name, limits)
+	res, err := extractInto(src, tmp, name, limits, d)
 	if err != nil {
 		RemoveAll(tmp)
+		var de *DigestError
+		if errors.As(err, &de) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("extract %s: %w", filepath.Base(src), err)
 	}
 	if err := os.Rename(tmp, dst); err != nil {
@@ -113,13 +153,69 @@ func Extract(src, dst, name string, limits Limits) (*Result, error) {
 	return res, nil
 }
 
-func extractInto(src, dst, name string, limits Limits) (*Result, error) {
+// partialName matches the temporary directory of an extraction and the
+// process that made it.
+var partialName = regexp.MustCompile(`^\..*\.partial-([0-9]+)-[0-9]+$`)
+
+// SweepPartials removes the temporary directories that extractions of
+// processes that are gone left in dir.
+func SweepPartials(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		m := partialName.FindStringSubmatch(e.Name())
+		if m == nil || !e.IsDir() {
+			continue
+		}
+		if pid, _ := strconv.Atoi(m[1]); pid > 0 && pid != os.Getpid() && !proc.Alive(pid) {
+			RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// hashing hashes what is read through it.
+type hashing struct {
+	r io.Reader
+	h hash.Hash
+}
+
+func (h *hashing) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	return n, err
+}
+
+func newDigestHash(algo string) hash.Hash {
+	if algo == "sha512" {
+		return sha512.New()
+	}
+	return sha256.New()
+}
+
+func extractInto(src, dst, name string, limits Limits, d Digest) (res *Result, err error) {
 	f, err := os.Open(src)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 1<<20)
+	var in io.Reader = f
+	var hr *hashing
+	if d.Hex != "" {
+		hr = &hashing{r: f, h: newDigestHash(d.Algo)}
+		in = hr
+	}
+	br := bufio.NewReaderSize(in, 1<<20)
+	if hr != nil {
+		// Every byte of the file is hashed, what the unpacking left
+		// unread too, whatever the unpacking made of it.
+		defer func() {
+			if _, cerr := io.Copy(io.Discard, br); cerr != nil && err == nil {
+				err = cerr
+			}
+			if got := hex.EncodeToString(hr.h.Sum(nil)); got != d.Hex {
+				res, err = nil, &DigestError{File: src, Want: d, Got: got}
+			}
+		}()
+	}
 	head, _ := br.Peek(8)
 	format := Plain
 	for _, m := range magic {

@@ -302,6 +302,30 @@ func (r *Result) InstallTree() string {
 	return filepath.Join(r.Tree, filepath.FromSlash(strings.TrimPrefix(r.InstallDir, "/")))
 }
 
+// FileDigests is what each regular file of the merged tree must hash to,
+// from its layer's manifest (checked against the layer's digest), and
+// the component whose layer holds it.
+func (r *Result) FileDigests() (sums, owners map[string]string, err error) {
+	sums, owners = map[string]string{}, map[string]string{}
+	for _, c := range r.Components {
+		m, err := os.ReadFile(filepath.Join(filepath.Dir(c.Layer), "manifest"))
+		if err == nil && confine.ManifestDigest(m) != c.Digest {
+			err = fmt.Errorf("its manifest does not hash to the layer's digest %s", c.Digest)
+		}
+		if err != nil {
+			return nil, nil, &CorruptError{Key: c.Key, Component: c.Name, Reason: err.Error()}
+		}
+		files, err := confine.ManifestFiles(m)
+		if err != nil {
+			return nil, nil, &CorruptError{Key: c.Key, Component: c.Name, Reason: err.Error()}
+		}
+		for p, sum := range files {
+			sums[p], owners[p] = sum, c.Name
+		}
+	}
+	return sums, owners, nil
+}
+
 // Owners maps every file of the merged tree (relative to the install dir)
 // to the component whose layer holds it, and every shared library's file
 // name to the component that ships it.
@@ -448,7 +472,19 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		res.Seconds = res.End.Sub(res.Start).Seconds()
 	}
 	if !b.NoCache {
-		if dir, meta, ok := b.Layers.Lookup(key); ok {
+		dir, meta, ok := b.Layers.Lookup(key)
+		if ok {
+			if err := b.Layers.Verify(key, meta); err != nil {
+				// Its bytes are not the ones it was stored with: out of
+				// the cache, and built again.
+				b.log().Warn(err.Error()+"; rebuilding it", "target", t.Name, "component", n.Name)
+				if err := b.Layers.Evict(key); err != nil {
+					return res, fmt.Errorf("build %s: evict its corrupt layer: %w", n.Name, err)
+				}
+				ok = false
+			}
+		}
+		if ok {
 			b.Layers.Touch(key) // last used, for cache gc --keep-size
 			res.CacheHit, res.Layer, res.Files, res.Bytes, res.Digest = true, dir, meta.Files, meta.Bytes, meta.Digest
 			res.Log = filepath.Join(filepath.Dir(dir), "build.log")
@@ -582,7 +618,26 @@ func (b *Builder) stageJob(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		return nil, nil, err
 	}
 	src := filepath.Join(work, "src")
-	dir, err := prepareSource(fetched.Path, req.FileName(), src, s, vars)
+	dir, err := prepareSource(fetched.Path, req.FileName(), src, archive.Digest{Algo: fetched.Algo, Hex: fetched.Hex}, s, vars)
+	var corrupt *archive.DigestError
+	if errors.As(err, &corrupt) {
+		// The cache's bytes are not what the entry is named for: evicted,
+		// fetched again (offline, that fails naming the entry), unpacked
+		// again.
+		entry := "sources/" + fetch.Key(req.Source)
+		msg := fmt.Sprintf("cache entry %s is corrupt (its content hashes to %s:%s)", entry, corrupt.Want.Algo, corrupt.Got)
+		if err := b.Fetcher.Cache.Evict(ctx, fetch.Key(req.Source)); err != nil {
+			return nil, nil, err
+		}
+		if fetched, err = b.Fetcher.Fetch(ctx, req); err != nil {
+			return nil, nil, &fetch.CorruptError{Entry: entry, Message: msg, Err: err}
+		}
+		b.log().Warn(msg+"; fetched it again", "component", n.Name)
+		dir, err = prepareSource(fetched.Path, req.FileName(), src, archive.Digest{Algo: fetched.Algo, Hex: fetched.Hex}, s, vars)
+		if errors.As(err, &corrupt) {
+			return nil, nil, &fetch.CorruptError{Entry: entry, Message: msg + "; fetched again, it is still not the pinned bytes", Err: err}
+		}
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("build %s: source: %w", n.Name, err)
 	}

@@ -26,11 +26,18 @@ import (
 //
 //	<dir>/<key>/layer/      the files the component added under install_dir
 //	<dir>/<key>/meta.json   what built it, when, and how big it is
+//	<dir>/<key>/manifest    every entry of the layer with its content's sha256;
+//	                        its own sha256 is the layer's digest
+//	<dir>/<key>/index       each file's inode, size and modification time as
+//	                        the manifest saw them
 //	<dir>/<key>/build.log   the build's output
 //	<dir>/tmp/              layers being built
 //
 // A layer is built in tmp and renamed into place only when complete, so a
 // half-built layer (interrupted, killed, failed) never counts as built.
+// Before a cached layer is used it is checked (Verify): its manifest must
+// hash to the recorded digest, and every file must still have the inode,
+// size and time the index recorded, or hash to what the manifest says.
 type LayerCache struct {
 	Dir string
 }
@@ -176,10 +183,17 @@ func (p *pendingLayer) commit(meta LayerMeta, logPath string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	meta.Digest, err = confine.TreeDigest(root)
+	manifest, stats, err := confine.Manifest(root)
 	root.Close()
 	if err != nil {
 		return "", fmt.Errorf("digest the layer: %w", err)
+	}
+	meta.Digest = confine.ManifestDigest(manifest)
+	if err := os.WriteFile(filepath.Join(p.tmp, "manifest"), manifest, 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(p.tmp, "index"), encodeIndex(stats), 0o644); err != nil {
+		return "", err
 	}
 	data, _ := json.MarshalIndent(meta, "", "  ")
 	if err := os.WriteFile(filepath.Join(p.tmp, "meta.json"), data, 0o644); err != nil {
@@ -378,4 +392,139 @@ func LockWork(ctx context.Context, workDir string, log *slog.Logger) (unlock fun
 	}
 	os.WriteFile(path, []byte(fmt.Sprintf("pid %d\n", os.Getpid())), 0o644)
 	return unlock, nil
+}
+
+// encodeIndex writes the stats one a line: inode, size, time, path.
+func encodeIndex(stats []confine.FileStat) []byte {
+	var b strings.Builder
+	for _, st := range stats {
+		fmt.Fprintf(&b, "%d %d %d %q\n", st.Inode, st.Size, st.MTime, st.Path)
+	}
+	return []byte(b.String())
+}
+
+func decodeIndex(data []byte) ([]confine.FileStat, error) {
+	var out []confine.FileStat
+	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		var st confine.FileStat
+		f := strings.SplitN(line, " ", 4)
+		if len(f) != 4 {
+			return nil, fmt.Errorf("index line %q", line)
+		}
+		var err1, err2, err3, err4 error
+		st.Inode, err1 = strconv.ParseUint(f[0], 10, 64)
+		st.Size, err2 = strconv.ParseInt(f[1], 10, 64)
+		st.MTime, err3 = strconv.ParseInt(f[2], 10, 64)
+		st.Path, err4 = strconv.Unquote(f[3])
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			return nil, fmt.Errorf("index line %q: %w", line, err)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// CorruptError is a cached layer whose bytes are not the ones it was
+// stored with.
+type CorruptError struct {
+	Key, Component string
+	Reason         string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("cache entry layers/%s (%s) is corrupt: %s", keyDir(e.Key), e.Component, e.Reason)
+}
+
+// Verify checks a cached layer before it is used: its manifest must hash
+// to the digest its metadata records, and each file must have the inode,
+// size and modification time the index recorded when the layer was made,
+// or else hash to what the manifest says (a file touched but not changed
+// passes). It reads every file's metadata, and the content only of files
+// whose metadata changed, so an untouched layer costs a stat per file.
+// Bit rot that leaves the metadata alone is found when the layer's bytes
+// are read in full: by packaging, which checks every file against the
+// manifests, and by coach cache verify.
+func (c *LayerCache) Verify(key string, meta *LayerMeta) error {
+	dir := filepath.Join(c.Dir, keyDir(key))
+	corrupt := func(format string, args ...any) error {
+		return &CorruptError{Key: key, Component: meta.Component, Reason: fmt.Sprintf(format, args...)}
+	}
+	manifest, err := os.ReadFile(filepath.Join(dir, "manifest"))
+	if err != nil {
+		return corrupt("its manifest cannot be read: %v", err)
+	}
+	if got := confine.ManifestDigest(manifest); got != meta.Digest {
+		return corrupt("its manifest hashes to %s, not to the digest its metadata records (%s)", got, meta.Digest)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "index"))
+	if err != nil {
+		return corrupt("its index cannot be read: %v", err)
+	}
+	stats, err := decodeIndex(data)
+	if err != nil {
+		return corrupt("its index: %v", err)
+	}
+	root, err := confine.Open(filepath.Join(dir, "layer"))
+	if err != nil {
+		return corrupt("%v", err)
+	}
+	defer root.Close()
+	var sums map[string]string
+	for _, want := range stats {
+		fi, err := root.Lstat(want.Path)
+		if err == nil && fi.Mode().IsRegular() && fi.Size() == want.Size && fi.ModTime().UnixNano() == want.MTime && inodeOf(fi) == want.Inode {
+			continue
+		}
+		if err != nil {
+			return corrupt("%s: %v", want.Path, err)
+		}
+		if sums == nil {
+			if sums, err = confine.ManifestFiles(manifest); err != nil {
+				return corrupt("its manifest: %v", err)
+			}
+		}
+		got, err := confine.HashFile(root, want.Path)
+		if err != nil {
+			return corrupt("%s: %v", want.Path, err)
+		}
+		if got != sums[want.Path] {
+			return corrupt("%s hashes to sha256:%s, not to the recorded sha256:%s", want.Path, got, sums[want.Path])
+		}
+	}
+	return nil
+}
+
+// Manifest is a cached layer's manifest, checked against the digest its
+// metadata records.
+func (c *LayerCache) Manifest(key string, meta *LayerMeta) ([]byte, error) {
+	m, err := os.ReadFile(filepath.Join(c.Dir, keyDir(key), "manifest"))
+	if err != nil {
+		return nil, &CorruptError{Key: key, Component: meta.Component, Reason: fmt.Sprintf("its manifest cannot be read: %v", err)}
+	}
+	if got := confine.ManifestDigest(m); got != meta.Digest {
+		return nil, &CorruptError{Key: key, Component: meta.Component, Reason: fmt.Sprintf("its manifest hashes to %s, not to the digest its metadata records (%s)", got, meta.Digest)}
+	}
+	return m, nil
+}
+
+// Evict takes a corrupt layer out of the cache: it is renamed into tmp
+// under this process's name (so no lookup finds it, and a sweep removes it
+// if this process dies) and removed.
+func (c *LayerCache) Evict(key string) error {
+	dir := filepath.Join(c.Dir, keyDir(key))
+	if err := os.MkdirAll(filepath.Join(c.Dir, "tmp"), 0o755); err != nil {
+		return err
+	}
+	gone := filepath.Join(c.Dir, "tmp", fmt.Sprintf("%d-evicted-%s", os.Getpid(), keyDir(key)[:12]))
+	archive.RemoveAll(gone)
+	if err := os.Rename(dir, gone); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return archive.RemoveAll(gone)
 }

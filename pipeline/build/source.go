@@ -19,7 +19,7 @@ const patchDir = ".coach-patches"
 // writes into the cache or the repository. It returns the working directory
 // relative to dst: relative_path when the definition sets it, else the
 // archive's single top-level directory, else ".".
-func prepareSource(fetched, fileName, dst string, s *spec.Software, vars spec.StepVars) (string, error) {
+func prepareSource(fetched, fileName, dst string, want archive.Digest, s *spec.Software, vars spec.StepVars) (string, error) {
 	st, err := os.Lstat(fetched)
 	if err != nil {
 		return "", err
@@ -33,7 +33,7 @@ func prepareSource(fetched, fileName, dst string, s *spec.Software, vars spec.St
 			return "", fmt.Errorf("copy source: %w", err)
 		}
 	} else {
-		res, err := archive.Extract(fetched, dst, fileName, archive.DefaultLimits)
+		res, err := archive.ExtractChecked(fetched, dst, fileName, archive.DefaultLimits, want)
 		if err != nil {
 			return "", err
 		}

@@ -9,6 +9,7 @@
 package confine
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -17,6 +18,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -236,9 +239,39 @@ func Link(src *os.Root, srcRel string, dst *os.Root, dstRel string) error {
 // type, permission bits, content and symlink target, and nothing else (not
 // times, owners or the order the directory lists entries in). Every read
 // goes through root, so a tree that changes under the walk cannot lead it
-// outside.
+// outside. It is the sha256 of the tree's Manifest.
 func TreeDigest(root *os.Root) (string, error) {
-	h := sha256.New()
+	m, _, err := Manifest(root)
+	if err != nil {
+		return "", err
+	}
+	return ManifestDigest(m), nil
+}
+
+// ManifestDigest is the digest of a tree whose manifest is m.
+func ManifestDigest(m []byte) string {
+	sum := sha256.Sum256(m)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// FileStat is what a regular file of a tree looked like when its
+// manifest was made: a file that still has the same inode, size and
+// modification time is taken to have the same content (as git's index
+// does), and one that does not is hashed again.
+type FileStat struct {
+	Path  string
+	Inode uint64
+	Size  int64
+	MTime int64 // nanoseconds
+}
+
+// Manifest lists the tree beneath root, one line per entry in walk order:
+// a directory's path and permission bits, a regular file's path, bits and
+// sha256, a symlink's path and target. Its sha256 is the tree's digest.
+// The regular files' stats come with it.
+func Manifest(root *os.Root) ([]byte, []FileStat, error) {
+	var b bytes.Buffer
+	var stats []FileStat
 	fsys := root.FS()
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -255,28 +288,74 @@ func TreeDigest(root *os.Root) (string, error) {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(h, "%q link %q\n", p, dest)
+			fmt.Fprintf(&b, "%q link %q\n", p, dest)
 		case info.IsDir():
-			fmt.Fprintf(h, "%q dir %o\n", p, perm)
+			fmt.Fprintf(&b, "%q dir %o\n", p, perm)
 		case info.Mode().IsRegular():
-			f, err := root.Open(p)
+			sum, st, err := hashFile(root, p)
 			if err != nil {
 				return err
 			}
-			fh := sha256.New()
-			_, err = io.Copy(fh, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "%q file %o %x\n", p, perm, fh.Sum(nil))
+			fmt.Fprintf(&b, "%q file %o %s\n", p, perm, sum)
+			stats = append(stats, st)
 		default:
 			return fmt.Errorf("%s: unsupported file type %s", p, info.Mode().Type())
 		}
 		return nil
 	})
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	return b.Bytes(), stats, nil
+}
+
+// hashFile is the sha256 of the regular file rel beneath root, and its
+// stat as it was read.
+func hashFile(root *os.Root, rel string) (string, FileStat, error) {
+	f, st, err := OpenRegular(root, rel, -1)
+	if err != nil {
+		return "", FileStat{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", FileStat{}, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), statOf(rel, st), nil
+}
+
+// HashFile is the hex sha256 of the regular file rel beneath root.
+func HashFile(root *os.Root, rel string) (string, error) {
+	sum, _, err := hashFile(root, rel)
+	return sum, err
+}
+
+// ManifestFiles reads the regular files of a manifest: path to hex
+// sha256.
+func ManifestFiles(m []byte) (map[string]string, error) {
+	out := map[string]string{}
+	for _, line := range bytes.Split(m, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		p, rest, err := unquotePrefix(string(line))
+		if err != nil {
+			return nil, fmt.Errorf("manifest line %q: %w", line, err)
+		}
+		f := strings.Fields(rest)
+		if len(f) == 3 && f[0] == "file" {
+			out[p] = f[2]
+		}
+	}
+	return out, nil
+}
+
+// unquotePrefix splits a line that starts with a Go-quoted string.
+func unquotePrefix(line string) (string, string, error) {
+	q, err := strconv.QuotedPrefix(line)
+	if err != nil {
+		return "", "", err
+	}
+	p, err := strconv.Unquote(q)
+	return p, line[len(q):], err
 }

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -161,4 +162,91 @@ func (c *Cache) SweepPartials() (removed int) {
 		}
 	}
 	return removed
+}
+
+// digestSuffix names the file beside a git tar that holds its sha256.
+const digestSuffix = ".sha256"
+
+// digest fills in what res's cache file must hash to, and reports whether
+// that is known: a url source's pin, a git tar's recorded digest.
+func (c *Cache) digest(src resolve.Source, res *Result) bool {
+	switch {
+	case src.SHA256 != "":
+		res.Algo, res.Hex = "sha256", src.SHA256
+	case src.SHA512 != "":
+		res.Algo, res.Hex = "sha512", src.SHA512
+	case src.Git != "":
+		b, err := os.ReadFile(c.Path(Key(src)) + digestSuffix)
+		hexSum := strings.TrimSpace(string(b))
+		if err != nil || len(hexSum) != 64 {
+			return false
+		}
+		res.Algo, res.Hex = "sha256", hexSum
+	default:
+		return false
+	}
+	return true
+}
+
+// writeDigest records a git tar's sha256 beside where it goes.
+func (c *Cache) writeDigest(key, hexSum string) error {
+	return writeFileAtomic(c.Path(key)+digestSuffix, []byte(hexSum+"\n"))
+}
+
+// Evict removes a corrupt entry, under its lock, so that the next fetch
+// brings it again.
+func (c *Cache) Evict(ctx context.Context, key string) error {
+	unlock, err := c.lock(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c.remove(key)
+	return nil
+}
+
+func (c *Cache) remove(key string) {
+	os.Remove(c.Path(key))
+	os.Remove(c.Path(key) + digestSuffix)
+}
+
+// writeFileAtomic writes a small file through a temporary sibling renamed
+// into place.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// Hash is the hex digest (sha256 or sha512) of an entry's bytes, read
+// through a bounded, interruptible reader.
+func (c *Cache) Hash(ctx context.Context, key, algo string) (string, error) {
+	f, _, err := OpenRegular(c.Path(key))
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := newHash(algo)
+	if _, err := io.Copy(h, &Bounded{Ctx: ctx, R: f, Limit: MaxSourceBytes, Name: c.Path(key)}); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

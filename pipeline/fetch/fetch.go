@@ -70,6 +70,11 @@ type Result struct {
 	// or "repository".
 	From  string `json:"from"`
 	Bytes int64  `json:"bytes"`
+	// Algo and Hex are what the cache file's bytes hash to (url: the
+	// pinned checksum; git: the digest recorded when the tar was made),
+	// for whoever reads it to check; empty for path sources.
+	Algo string `json:"-"`
+	Hex  string `json:"-"`
 }
 
 // Progress reports a download under way.
@@ -103,7 +108,24 @@ type Fetcher struct {
 	// Archives expands mirror://name URLs; nil means the environment and
 	// the host's apt sources (mirror.Host).
 	Archives *mirror.Set
+	// Verify hashes a cached entry before it is reported a hit (coach
+	// fetch does; a build hashes the bytes as it unpacks them); a corrupt
+	// one is evicted, said so, and fetched again.
+	Verify bool
 }
+
+// CorruptError is a cache entry whose bytes are not what it is named for,
+// which could not be fetched again (offline, or gone upstream).
+type CorruptError struct {
+	Entry   string // e.g. sources/sha256/<hex>
+	Message string
+	Err     error
+}
+
+func (e *CorruptError) Error() string {
+	return e.Message + "; fetching it again failed: " + e.Err.Error()
+}
+func (e *CorruptError) Unwrap() error { return e.Err }
 
 // ChecksumError is a download whose bytes are not the pinned ones.
 type ChecksumError struct {
@@ -185,9 +207,23 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("fetch %s from %s: the source is not pinned by a checksum or commit", req, describe(req.Source))
 	}
 	res.Path = f.Cache.Path(key)
-	if st, err := os.Stat(res.Path); err == nil {
-		res.Hit, res.From, res.Bytes = true, "cache", st.Size()
-		return res, nil
+	if st, err := os.Stat(res.Path); err == nil && f.Cache.digest(req.Source, res) {
+		if !f.Verify {
+			res.Hit, res.From, res.Bytes = true, "cache", st.Size()
+			return res, nil
+		}
+		got, err := f.Cache.Hash(ctx, key, res.Algo)
+		if err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", req, err)
+		}
+		if got == res.Hex {
+			res.Hit, res.From, res.Bytes = true, "cache", st.Size()
+			return res, nil
+		}
+		f.log().Warn(fmt.Sprintf("cache entry sources/%s is corrupt (its content hashes to %s:%s); fetching it again", key, res.Algo, got), "component", req.String())
+		if err := f.Cache.Evict(ctx, key); err != nil {
+			return nil, err
+		}
 	}
 	unlock, err := f.Cache.lock(ctx, key)
 	if err != nil {
@@ -195,10 +231,13 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (*Result, error) {
 	}
 	defer unlock()
 	// Another process may have fetched it while this one waited.
-	if st, err := os.Stat(res.Path); err == nil {
+	if st, err := os.Stat(res.Path); err == nil && f.Cache.digest(req.Source, res) {
 		res.Hit, res.From, res.Bytes = true, "cache", st.Size()
 		return res, nil
 	}
+	// A git tar without its recorded digest (made by an older coach)
+	// cannot be checked: it is made again.
+	f.Cache.remove(key)
 	f.Cache.SweepPartials()
 	if res.Kind == "git" {
 		return f.fetchGit(ctx, req, key, res)
@@ -247,7 +286,7 @@ func (f *Fetcher) fetchURL(ctx context.Context, req Request, key string, res *Re
 			if err := f.Cache.commit(p, key); err != nil {
 				return nil, fmt.Errorf("fetch %s: cache: %w", req, err)
 			}
-			res.From, res.Bytes = loc, n
+			res.From, res.Bytes, res.Algo, res.Hex = loc, n, algo, want
 			f.log().Info("fetched", "component", req.String(), "from", loc, "bytes", n)
 			return res, nil
 		}

@@ -3,6 +3,8 @@ package fetch
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -107,8 +109,15 @@ func (f *Fetcher) fetchGit(ctx context.Context, req Request, key string, res *Re
 		}
 		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", repo}, out.args...)...)
 		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = p, &stderr
+		h := sha256.New()
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(p, h), &stderr
 		err = cmd.Run()
+		if err == nil && out.key == key {
+			// The tar's digest, recorded beside it, so that its every
+			// use can check it; written first, so a tar is never there
+			// without it.
+			err = f.Cache.writeDigest(key, hex.EncodeToString(h.Sum(nil)))
+		}
 		if err == nil {
 			err = f.Cache.commit(p, out.key)
 		} else {
@@ -124,6 +133,7 @@ func (f *Fetcher) fetchGit(ctx context.Context, req Request, key string, res *Re
 		return nil, err
 	}
 	res.From, res.Bytes = from, st.Size()
+	f.Cache.digest(req.Source, res)
 	f.log().Info("fetched", "component", req.String(), "from", from, "commit", commit)
 	return res, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/coach-build/coach/pipeline/digest"
 )
@@ -175,6 +176,11 @@ func (c *Cache) Entries() ([]string, error) {
 			return nil, err
 		}
 		for _, e := range entries {
+			// A git tar's recorded digest goes with the tar; temporary
+			// files are not entries; nor is anything but a regular file.
+			if strings.HasSuffix(e.Name(), digestSuffix) || strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+				continue
+			}
 			out = append(out, dir+"/"+e.Name())
 		}
 	}

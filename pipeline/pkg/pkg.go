@@ -60,6 +60,24 @@ type Options struct {
 	// from the environment variable named by SignPassphraseEnv.
 	SignKey           string
 	SignPassphraseEnv string
+	// Expected, when set, is the hex sha256 each regular file of the tree
+	// must have (path relative to the tree); a file that differs, or that
+	// it does not list, is a *CorruptFileError.
+	Expected map[string]string
+}
+
+// CorruptFileError is a file of the tree that is not what its layer
+// recorded.
+type CorruptFileError struct {
+	Path      string // relative to the tree
+	Want, Got string
+}
+
+func (e *CorruptFileError) Error() string {
+	if e.Want == "" {
+		return fmt.Sprintf("%s is in the tree but in no layer's manifest", e.Path)
+	}
+	return fmt.Sprintf("%s hashes to sha256:%s, not to the sha256:%s its layer recorded", e.Path, e.Got, e.Want)
 }
 
 // Artifact is a written package.
@@ -303,6 +321,15 @@ func Contents(opts Options) (files.Contents, int, error) {
 			if config[dst] {
 				typ = files.TypeConfigNoReplace
 				delete(config, dst)
+			}
+			if opts.Expected != nil {
+				got, err := confine.HashFile(tree, rel)
+				if err != nil {
+					return err
+				}
+				if want := opts.Expected[filepath.ToSlash(rel)]; got != want {
+					return &CorruptFileError{Path: filepath.ToSlash(rel), Want: want, Got: got}
+				}
 			}
 			src, mode := hostPath, fi.Mode().Perm()
 			if exe, shared, machine := elfInfo(tree, rel); exe || shared {

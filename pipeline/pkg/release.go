@@ -60,6 +60,11 @@ type TargetTree struct {
 	TreeDigest string
 	// Arch is the tree's Go architecture; empty means the release's.
 	Arch string
+	// Files, when set, gives what each regular file of the tree must hash
+	// to (its layer's manifest): packaging reads every byte anyway, and
+	// checks them, so that a layer corrupted in the cache never reaches a
+	// package. It is called only when a package is made.
+	Files func() (map[string]string, error)
 }
 
 // slot names what a release holds one package of: a target and an
@@ -147,8 +152,14 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 		if err := os.MkdirAll(work, 0o755); err != nil {
 			return nil, err
 		}
+		var expected map[string]string
+		if t.Files != nil {
+			if expected, err = t.Files(); err != nil {
+				return nil, err
+			}
+		}
 		a, err := Package(Options{
-			Project: o.Project, Root: o.Root, Target: t.Target, Arch: arch, Tree: t.Tree, Depends: t.Depends,
+			Project: o.Project, Root: o.Root, Target: t.Target, Arch: arch, Tree: t.Tree, Depends: t.Depends, Expected: expected,
 			MTime: o.MTime, OutDir: staging, SignKey: o.SignKey, SignPassphraseEnv: o.PassEnv,
 			Summary: summaryText, Embedded: embedded, WorkDir: work,
 			Extra: files.Contents{{Source: summary, Destination: path.Join(o.Project.InstallDir, "LICENSES", "SUMMARY"), Type: files.TypeFile}},
