@@ -40,7 +40,11 @@ type GCRequest struct {
 	KeepSize int64
 	// DryRun only reports.
 	DryRun bool
-	Log    *slog.Logger
+	// IgnoreOtherRepositories collects what only other repositories that
+	// share the cache still use (their GC roots): their next builds fetch
+	// and build it again. Without it, it is kept.
+	IgnoreOtherRepositories bool
+	Log                     *slog.Logger
 }
 
 // GCEntry is one thing collected (or that would be).
@@ -60,6 +64,9 @@ type GCResult struct {
 	Before  int64     `json:"before_bytes"`
 	After   int64     `json:"after_bytes"`
 	DryRun  bool      `json:"dry_run,omitempty"`
+	// Roots are the other repositories sharing the cache: what was kept
+	// for each, and those that are gone, whose roots were dropped.
+	Roots []GCRoot `json:"roots"`
 }
 
 // gcEntry is an entry of the cache gc considers.
@@ -184,6 +191,25 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		return ""
 	}
 
+	// What other repositories sharing the cache use (their GC roots).
+	live, liveReport := liveRoots(req.CacheDir, req.Root, req.DryRun)
+	res.Roots = liveReport
+	if res.Roots == nil {
+		res.Roots = []GCRoot{}
+	}
+	otherSources, otherLayers := map[string][]string{}, map[string][]string{}
+	for _, r := range live {
+		for _, b := range r.Builds {
+			for _, k := range b.Sources {
+				otherSources[k] = append(otherSources[k], r.Path)
+			}
+			for _, k := range b.Layers {
+				otherLayers[strings.TrimPrefix(k, "sha256:")] = append(otherLayers[strings.TrimPrefix(k, "sha256:")], r.Path)
+			}
+		}
+	}
+	keptFor := func(users []string) bool { return len(users) > 0 && !req.IgnoreOtherRepositories }
+
 	// Sources.
 	cache := &fetch.Cache{Dir: filepath.Join(req.CacheDir, "sources")}
 	listed := fetch.Referenced(fetch.ListedRequests(resolve.AllVersions(repo)))
@@ -193,7 +219,15 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	}
 	for _, key := range keys {
 		reason := ""
-		if !listed[key] {
+		switch {
+		case listed[key]:
+		case keptFor(otherSources[key]):
+			if req.Log != nil {
+				req.Log.Debug("cache gc: kept a source another repository uses", "source", key, "repositories", strings.Join(slices.Compact(otherSources[key]), ", "))
+			}
+		case len(otherSources[key]) > 0:
+			reason = "no definition here lists it, and --ignore-other-repositories: " + otherRepositoryReason(slices.Compact(otherSources[key]))
+		default:
 			reason = "no definition lists it"
 		}
 		path := cache.Path(key)
@@ -241,7 +275,11 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 			continue
 		}
 		reason := ""
-		if !inUse[e.Name()] {
+		switch {
+		case inUse[e.Name()], keptFor(otherLayers[e.Name()]):
+		case len(otherLayers[e.Name()]) > 0:
+			reason = "no project's build here uses it, and --ignore-other-repositories: " + otherRepositoryReason(slices.Compact(otherLayers[e.Name()]))
+		default:
 			reason = "no project's build uses it"
 		}
 		add("layers", path, modTime(filepath.Join(path, "meta.json")), reason, nil)

@@ -357,6 +357,25 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 			built = append(built, t)
 		}
 	}
+	// The repository's GC root: cache gc run from another repository that
+	// shares this cache keeps what these builds used.
+	for _, t := range built {
+		if t.Result == nil || preps[t.Arch] == nil {
+			continue
+		}
+		var layers, sources []string
+		for _, c := range t.Result.Components {
+			layers = append(layers, c.Key)
+		}
+		for _, r := range fetch.Requests(preps[t.Arch].Resolution) {
+			if k := fetch.Key(r.Source); k != "" {
+				sources = append(sources, k)
+			}
+		}
+		if err := registerRoot(ctx, req.CacheDir, req.Root, prep.Project.Name+" "+targetLabel(t.Target, t.Arch), layers, sources); err != nil {
+			log.Warn("could not record what this build uses for cache gc", "err", err)
+		}
+	}
 	if !req.NoPackage && len(built) > 0 {
 		rel, err := tb.release(built, start)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/coach-build/coach/pipeline/digest"
+	"github.com/coach-build/coach/pipeline/internal/durable"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/target"
 	"github.com/coach-build/coach/pipeline/verify"
@@ -14,8 +15,9 @@ import (
 
 // verifySchema is mixed into every verify cache key; bump it when verify's
 // checks change, so that every package is verified again. 2: installs run
-// offline in coach's user namespace, rpm inside the sandbox.
-const verifySchema = 2
+// offline in coach's user namespace, rpm inside the sandbox. 3: entries
+// carry their digest.
+const verifySchema = 3
 
 // verifyCache keeps the reports of packages that passed verification,
 // under a key of everything the result depends on: the package's bytes
@@ -73,6 +75,13 @@ func (c verifyCache) key(o verify.Options, runnerName, pkg string) string {
 	}{verifySchema, pkg, prev, o.Name, o.Target, env, ch})
 }
 
+// entry is what the verify cache stores: the report, and the digest of
+// its encoding, so that a damaged entry is never taken for a pass.
+type verifyEntry struct {
+	Report json.RawMessage `json:"report"`
+	Digest string          `json:"digest"`
+}
+
 func (c verifyCache) get(key string) *verify.Report {
 	if key == "" {
 		return nil
@@ -81,8 +90,13 @@ func (c verifyCache) get(key string) *verify.Report {
 	if err != nil {
 		return nil
 	}
+	var e verifyEntry
+	if json.Unmarshal(data, &e) != nil || digest.Bytes(e.Report) != e.Digest {
+		os.Remove(c.path(key)) // damaged: verified again, and stored again
+		return nil
+	}
 	var r verify.Report
-	if json.Unmarshal(data, &r) != nil || !r.OK {
+	if json.Unmarshal(e.Report, &r) != nil || !r.OK {
 		return nil
 	}
 	r.Cached = true
@@ -94,15 +108,16 @@ func (c verifyCache) put(key string, r *verify.Report) {
 	if key == "" || r == nil || !r.OK {
 		return
 	}
-	data, err := json.Marshal(r)
+	report, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	data, err := json.Marshal(verifyEntry{Report: report, Digest: digest.Bytes(report)})
 	if err != nil {
 		return
 	}
 	if os.MkdirAll(c.dir, 0o755) != nil {
 		return
 	}
-	tmp := c.path(key) + ".tmp"
-	if os.WriteFile(tmp, data, 0o644) == nil {
-		os.Rename(tmp, c.path(key))
-	}
+	durable.WriteFile(c.path(key), data, 0o644)
 }

@@ -82,7 +82,7 @@ through sudo otherwise. It says which packages before it runs anything.`,
 			}
 			// Sandbox.
 			sb := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: pipeline.RootfsDir(cacheDir)}}
-			mode, err := sb.Check()
+			mode, err := sb.Probe()
 			if _, lerr := exec.LookPath("bwrap"); lerr != nil {
 				pkg = "bubblewrap"
 			}

@@ -237,8 +237,14 @@ With --keep-size it then removes the least recently used of what is left, of
 any kind, until the cache takes at most that size (0 empties it; the next
 build fetches and builds again). It waits for every coach run using the
 cache to finish, and runs that start meanwhile wait for it, so it never
-removes what a build, package or verify is using. A cache shared by several
-repositories keeps only what this one refers to.`,
+removes what a build, package or verify is using.
+
+A cache shared by several repositories keeps what the others use too: each
+build records what it used under <cache>/roots/ (its repository's GC root),
+and gc keeps every source and layer a root whose repository still exists
+names, saying for whom; the roots of repositories that are gone are dropped,
+and what only they used is collected. --ignore-other-repositories collects
+what only the other repositories use (they fetch and build it again).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := a.signalContext()
@@ -274,6 +280,13 @@ repositories keeps only what this one refers to.`,
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", verb, r.Kind, mib(r.Bytes), r.Path+": "+r.Reason)
 			}
 			tw.Flush()
+			for _, r := range res.Roots {
+				if r.Gone {
+					fmt.Fprintf(a.stdout, "dropped the GC root of %s (the repository is gone)\n", r.Path)
+				} else if !req.IgnoreOtherRepositories {
+					fmt.Fprintf(a.stdout, "kept what %s uses (%d layers, %d sources)\n", r.Path, r.Layers, r.Sources)
+				}
+			}
 			fmt.Fprintf(a.stdout, "%s %d entries (%s), kept %d; the cache took %s, now %s\n", verb, len(res.Removed), mib(res.Bytes), res.Kept, mib(res.Before), mib(res.After))
 			return nil
 		},
@@ -281,6 +294,7 @@ repositories keeps only what this one refers to.`,
 	fl := cmd.Flags()
 	sf.registerCache(fl)
 	fl.BoolVarP(&req.DryRun, "dry-run", "n", false, "only list what would be removed")
+	fl.BoolVar(&req.IgnoreOtherRepositories, "ignore-other-repositories", false, "also collect the sources and layers only other repositories sharing the cache use")
 	fl.StringVar(&keepSize, "keep-size", "", "then remove the least recently used until the cache takes at most this much: bytes, or with K, M, G or T (powers of 1024)")
 	fl.StringVar(&unusedFor, "unused-for", "30d", "how long a root filesystem or work tree may go unused: days (30d) or a Go duration (12h)")
 	return cmd

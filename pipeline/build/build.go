@@ -163,6 +163,7 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 	if err := os.MkdirAll(b.WorkDir, 0o755); err != nil {
 		return nil, err
 	}
+	b.sweepPartials()
 	results, _, err := b.buildNodes(ctx, pl, p, root, t, nil)
 	if err != nil {
 		return nil, err
@@ -766,4 +767,15 @@ func stepLines(component string, emit func(event.Event)) *event.LineWriter {
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
+}
+
+// sweepPartials removes the half-unpacked sources that killed runs left in
+// the components' work directories (each named after its process).
+func (b *Builder) sweepPartials() {
+	entries, _ := os.ReadDir(b.WorkDir)
+	for _, e := range entries {
+		if e.IsDir() {
+			archive.SweepPartials(filepath.Join(b.WorkDir, e.Name()))
+		}
+	}
 }

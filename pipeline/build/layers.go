@@ -18,6 +18,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/confine"
+	"github.com/coach-build/coach/pipeline/internal/durable"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/internal/proc"
 )
@@ -202,15 +203,17 @@ func (p *pendingLayer) commit(meta LayerMeta, logPath string) (string, error) {
 	if logPath != "" {
 		archive.CopyFile(logPath, filepath.Join(p.tmp, "build.log"), 0o644)
 	}
+	// Published durably: its files are on disk before the rename makes
+	// it a layer, and the rename before the build goes on.
 	final := filepath.Join(p.c.Dir, keyDir(p.key))
-	if err := os.Rename(p.tmp, final); err != nil {
+	if err := durable.Publish(p.tmp, final); err != nil {
 		if _, _, ok := p.c.Lookup(p.key); ok {
 			p.discard()
 			return filepath.Join(final, "layer"), nil
 		}
 		// An incomplete leftover without meta.json: replace it.
 		archive.RemoveAll(final)
-		if err := os.Rename(p.tmp, final); err != nil {
+		if err := durable.Publish(p.tmp, final); err != nil {
 			return "", err
 		}
 	}

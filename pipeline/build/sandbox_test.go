@@ -45,7 +45,7 @@ func sandboxRunnerMode(t *testing.T, mode sandbox.Mode) *sandbox.Runner {
 		dir = "/var/tmp/coach-test-rootfs"
 	}
 	r := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: dir}, Mode: mode}
-	if _, err := r.Check(); err != nil {
+	if _, err := r.Probe(); err != nil {
 		t.Fatalf("the sandbox cannot run here: %v", err)
 	}
 	return r

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/internal/durable"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/internal/proc"
 	"github.com/coach-build/coach/pipeline/resolve"
@@ -125,7 +126,11 @@ func (c *Cache) commit(p *pending, key string) error {
 	if errors.Is(err, fs.ErrExist) {
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// The data was synced before the link; now the link itself.
+	return durable.SyncDir(filepath.Dir(final))
 }
 
 func (p *pending) discard() {
@@ -210,30 +215,9 @@ func (c *Cache) remove(key string) {
 	os.Remove(c.Path(key) + digestSuffix)
 }
 
-// writeFileAtomic writes a small file through a temporary sibling renamed
-// into place.
+// writeFileAtomic writes a small file durably (package durable).
 func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return durable.WriteFile(path, data, 0o644)
 }
 
 // Hash is the hex digest (sha256 or sha512) of an entry's bytes, read

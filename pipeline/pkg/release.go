@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"github.com/goreleaser/nfpm/v2/files"
 
 	"github.com/coach-build/coach/pipeline/digest"
+	"github.com/coach-build/coach/pipeline/internal/durable"
+	"github.com/coach-build/coach/pipeline/internal/proc"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
@@ -116,7 +119,8 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 		return nil, err
 	}
 	final := ReleaseDir(o.OutDir, o.Project)
-	staging, err := os.MkdirTemp(o.OutDir, ".staging-")
+	SweepStaging(o.OutDir)
+	staging, err := os.MkdirTemp(o.OutDir, fmt.Sprintf(".staging-%d-", os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
@@ -228,9 +232,16 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 	if err := os.Chmod(staging, 0o755); err != nil {
 		return nil, err
 	}
-	// Every file is complete: the staging directory becomes the release.
+	// Every file is complete and on disk: the staging directory becomes
+	// the release, and the exchange is on disk before coach goes on.
+	if err := durable.Sync(staging); err != nil {
+		return nil, err
+	}
 	if err := replaceDir(staging, final); err != nil {
 		return nil, fmt.Errorf("put the release in %s: %w", final, err)
+	}
+	if err := durable.SyncDir(o.OutDir); err != nil {
+		return nil, err
 	}
 	return rel, nil
 }
@@ -266,4 +277,24 @@ func keepOtherTargets(prev, staging string, manifest []byte, report *Release, wr
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// stagingName matches a release's staging directory and the process that
+// made it.
+var stagingName = regexp.MustCompile(`^\.staging-([0-9]+)-[0-9]+$`)
+
+// SweepStaging removes the staging directories of killed runs from an
+// output directory: each is named after the process that made it, and one
+// whose process is gone is no one's.
+func SweepStaging(outDir string) {
+	entries, _ := os.ReadDir(outDir)
+	for _, e := range entries {
+		m := stagingName.FindStringSubmatch(e.Name())
+		if m == nil || !e.IsDir() {
+			continue
+		}
+		if pid, _ := strconv.Atoi(m[1]); pid > 0 && pid != os.Getpid() && !proc.Alive(pid) {
+			os.RemoveAll(filepath.Join(outDir, e.Name()))
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/coach-build/coach/pipeline/internal/durable"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -143,23 +144,7 @@ func WriteLock(root string, l *Lock) error {
 // WriteFileAtomic replaces a file through a temporary file beside it,
 // renamed into place: a reader sees the old or the new file, never half.
 func WriteFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".coach-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return durable.WriteFile(path, data, 0o644)
 }
 
 // StaleError says how a lock file differs from what resolution gives now.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/internal/durable"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/internal/userns"
@@ -256,7 +257,7 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		os.RemoveAll(tmp)
 		return "", err
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := durable.Publish(tmp, dir); err != nil {
 		os.RemoveAll(tmp)
 		return "", err
 	}

@@ -72,57 +72,92 @@ func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) 
 	return fmt.Sprintf("sandbox/%d %s", environmentSchema, Key(t, arch, packages))
 }
 
-// Check reports whether the sandbox can run here, and which mode it uses.
+// Check reports whether the sandbox can run here: its tools are there and
+// coach has ids for the sandboxes' root. It runs nothing: a build whose
+// every component comes from the cache never starts a sandbox, and pays
+// nothing for one. Probe runs one.
 func (r *Runner) Check() (Mode, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.check()
+	return r.Mode, r.check()
 }
 
-func (r *Runner) check() (Mode, error) {
-	if r.checked {
-		return r.Mode, nil
+func (r *Runner) check() error {
+	if r.tools.bwrap != "" {
+		return nil
 	}
-	var err error
-	if r.tools.bwrap, err = exec.LookPath("bwrap"); err != nil {
-		return "", fmt.Errorf("bubblewrap is not installed: apt-get install bubblewrap")
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		return fmt.Errorf("bubblewrap is not installed: apt-get install bubblewrap")
 	}
 	for _, tool := range []string{"mount", "nsenter"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return "", fmt.Errorf("the sandbox needs %s (util-linux): apt-get install util-linux", tool)
+			return fmt.Errorf("the sandbox needs %s (util-linux): apt-get install util-linux", tool)
 		}
 	}
 	if _, err := userns.Current(); err != nil {
-		return "", fmt.Errorf("the sandbox's user namespace: %w", err)
+		return fmt.Errorf("the sandbox's user namespace: %w", err)
 	}
-	if err := r.probe(false); err != nil {
-		return "", fmt.Errorf("bubblewrap cannot run a sandbox here: %v (unprivileged user namespaces may be disabled: sysctl kernel.unprivileged_userns_clone=1, or run as root)", err)
+	r.tools.bwrap = bwrap
+	return nil
+}
+
+// Probe runs a sandbox as a step runs (and one with an overlay, unless
+// the mode is Copy) and says which mode the sandbox uses: Overlay where
+// overlayfs can be mounted, else Copy. The first build job probes, once.
+func (r *Runner) Probe() (Mode, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.probeMode()
+}
+
+func (r *Runner) probeMode() (Mode, error) {
+	if r.checked {
+		return r.Mode, nil
+	}
+	if err := r.check(); err != nil {
+		return "", err
 	}
 	if r.Mode == "" || r.Mode == Overlay {
-		if err := r.probe(true); err != nil {
-			if r.Mode == Overlay {
-				return "", fmt.Errorf("overlayfs cannot be mounted here: %v", err)
-			}
-			r.Mode = Copy
-		} else {
+		err := r.probe(true)
+		switch {
+		case err == nil:
 			r.Mode = Overlay
+		case r.Mode == Overlay:
+			return "", fmt.Errorf("overlayfs cannot be mounted here: %v", err)
+		default:
+			r.Mode = Copy
+		}
+	}
+	if r.Mode == Copy {
+		if err := r.probe(false); err != nil {
+			return "", fmt.Errorf("bubblewrap cannot run a sandbox here: %v (unprivileged user namespaces may be disabled: sysctl kernel.unprivileged_userns_clone=1, or run as root)", err)
 		}
 	}
 	r.checked = true
 	return r.Mode, nil
 }
 
-// probe runs true in a sandbox of the host's own root, as a step runs,
-// with an overlay at /coach/probe if asked.
+// probe runs true in a sandbox of the host's /usr, as a step runs, with an
+// overlay at /coach/probe if asked.
 func (r *Runner) probe(overlay bool) error {
 	dir, err := os.MkdirTemp("", "coach-sandbox-probe-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	layout, err := rootLayout("/", "/coach/probe", filepath.Join(dir, "root"))
-	if err != nil {
-		return err
+	layout := &pidns.Layout{Staging: filepath.Join(dir, "root"), Mounts: []pidns.Mount{{Kind: pidns.Tmpfs},
+		{Kind: pidns.ReadOnly, Source: "/usr", Target: "/usr"}}}
+	os.Mkdir(layout.Staging, 0o755)
+	for _, l := range []string{"bin", "lib", "lib64"} {
+		if link, err := os.Readlink("/" + l); err == nil {
+			layout.Mounts = append(layout.Mounts, pidns.Mount{Kind: pidns.Symlink, Source: link, Target: "/" + l})
+		} else if st, err := os.Stat("/" + l); err == nil && st.IsDir() {
+			layout.Mounts = append(layout.Mounts, pidns.Mount{Kind: pidns.ReadOnly, Source: "/" + l, Target: "/" + l})
+		}
+	}
+	for _, d := range []string{"/proc", "/dev"} {
+		layout.Mounts = append(layout.Mounts, pidns.Mount{Kind: pidns.Dir, Options: "0755", Target: d})
 	}
 	if overlay {
 		for _, d := range []string{"lower", "upper", "work"} {
@@ -144,7 +179,7 @@ func (r *Runner) probe(overlay bool) error {
 
 func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, packages []string) error {
 	r.mu.Lock()
-	if _, err := r.check(); err != nil {
+	if err := r.check(); err != nil {
 		r.mu.Unlock()
 		return err
 	}
@@ -232,9 +267,12 @@ type env struct {
 // step may write is owned by the root of coach's user namespace, which
 // steps run as.
 func (r *Runner) setup(job *runner.Job) (*env, error) {
+	mode, err := r.Probe()
+	if err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	rootfs := r.roots[job.Target.Name+"/"+job.Arch]
-	mode := r.Mode
 	r.mu.Unlock()
 	if rootfs == "" {
 		return nil, fmt.Errorf("sandbox: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
