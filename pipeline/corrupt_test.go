@@ -262,3 +262,147 @@ func TestCorruptSourceOffline(t *testing.T) {
 	}
 	t.Logf("%v", err)
 }
+
+// TestGCKeepsWhatOtherRepositoriesUse: two repositories share a cache.
+// gc run in one keeps the other's sources and layers, and says for whom;
+// once the other repository is deleted, gc collects them.
+func TestGCKeepsWhatOtherRepositoriesUse(t *testing.T) {
+	a, b := newCorruptFixture(t), newCorruptFixture(t)
+	b.cache = a.cache
+	// b's components are its own: other names, other sources.
+	for _, c := range []string{"plain", "gz"} {
+		data, _ := os.ReadFile(filepath.Join(b.repo, "software", c+".yaml"))
+		os.Remove(filepath.Join(b.repo, "software", c+".yaml"))
+		os.WriteFile(filepath.Join(b.repo, "software", "b"+c+".yaml"), []byte(strings.Replace(string(data), "name: "+c, "name: b"+c, 1)), 0o644)
+	}
+	os.WriteFile(filepath.Join(b.repo, "projects/app.yaml"), []byte("name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [bplain, bgz]\n"), 0o644)
+	// b's sources differ from a's in bytes, so they are other entries.
+	for _, name := range []string{"plain-1.0.tar", "gz-1.0.tar.gz"} {
+		p := filepath.Join(b.upstream, name)
+		data, _ := os.ReadFile(p)
+		data = append(data, make([]byte, 512)...) // a tar with one more zero block
+		os.WriteFile(p, data, 0o644)
+		sum := sha256.Sum256(data)
+		c := strings.SplitN(name, "-", 2)[0]
+		y := filepath.Join(b.repo, "software", "b"+c+".yaml")
+		def, _ := os.ReadFile(y)
+		os.WriteFile(y, []byte(strings.Replace(string(def), b.sums[c], hex.EncodeToString(sum[:]), 1)), 0o644)
+		b.sums[c] = hex.EncodeToString(sum[:])
+	}
+	b.runner.Outputs = map[string]map[string]string{"bplain": {"etc/bplain.conf": "x\n"}, "bgz": {"etc/bgz.conf": "x\n"}}
+	if _, err := a.build(t, BuildRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	resB, err := b.build(t, BuildRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bLayer := filepath.Dir(resB.Targets[0].Components[0].Layer)
+	bSource := filepath.Join(a.cache, "sources/sha256", b.sums["plain"])
+	for _, p := range []string{bLayer, bSource} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("b's build left no %s", p)
+		}
+	}
+
+	res, err := GC(context.Background(), GCRequest{Root: a.repo, CacheDir: a.cache, KeepSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{bLayer, bSource} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("gc in a removed %s, which b uses", p)
+		}
+	}
+	if len(res.Roots) != 1 || res.Roots[0].Gone || res.Roots[0].Layers != 2 || res.Roots[0].Sources != 2 {
+		t.Errorf("roots %+v, want b's with 2 layers and 2 sources", res.Roots)
+	}
+
+	// A dry run with --ignore-other-repositories would take them.
+	res, err = GC(context.Background(), GCRequest{Root: a.repo, CacheDir: a.cache, KeepSize: -1, DryRun: true, IgnoreOtherRepositories: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	would := map[string]bool{}
+	for _, r := range res.Removed {
+		would[r.Path] = true
+	}
+	if !would[bLayer] || !would[bSource] {
+		t.Errorf("--ignore-other-repositories would not collect b's: %+v", res.Removed)
+	}
+
+	os.RemoveAll(b.repo)
+	res, err = GC(context.Background(), GCRequest{Root: a.repo, CacheDir: a.cache, KeepSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{bLayer, bSource} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("gc kept %s, which only the deleted repository used", p)
+		}
+	}
+	if len(res.Roots) != 1 || !res.Roots[0].Gone {
+		t.Errorf("roots %+v, want b's dropped", res.Roots)
+	}
+	// a's own are still there: its next build is all cache hits.
+	again, err := a.build(t, BuildRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range again.Targets[0].Components {
+		if !c.CacheHit {
+			t.Errorf("%s was rebuilt after gc", c.Name)
+		}
+	}
+}
+
+// TestVerifyCacheFindsAndRepairs: cache verify finds a flipped byte that
+// left a file's metadata alone, in a source, a layer and a verify result,
+// and --repair evicts each; the next build ships the right bytes.
+func TestVerifyCacheFindsAndRepairs(t *testing.T) {
+	f := newCorruptFixture(t)
+	good, err := f.build(t, BuildRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := VerifyCache(context.Background(), VerifyCacheRequest{CacheDir: f.cache})
+	if err != nil || len(res.Corrupt) != 0 || res.Sources != 2 || res.Layers != 2 {
+		t.Fatalf("a good cache: %+v, %v", res, err)
+	}
+	_, dir := f.layer(t, good, "gz")
+	flip(t, filepath.Join(dir, "etc/gz.conf"), true)
+	flip(t, filepath.Join(f.cache, "sources/sha256", f.sums["plain"]), true)
+	os.MkdirAll(filepath.Join(f.cache, "verified"), 0o755)
+	os.WriteFile(filepath.Join(f.cache, "verified", "x.json"), []byte(`{"report":{"ok":true},"digest":"sha256:00"}`), 0o644)
+	res, err = VerifyCache(context.Background(), VerifyCacheRequest{CacheDir: f.cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, c := range res.Corrupt {
+		kinds[c.Kind] = true
+		t.Logf("%s %s: %s", c.Kind, c.Path, c.Problem)
+	}
+	if len(res.Corrupt) != 3 || !kinds["sources"] || !kinds["layers"] || !kinds["verify results"] || res.BytesRead == 0 {
+		t.Fatalf("found %+v", res)
+	}
+	res, err = VerifyCache(context.Background(), VerifyCacheRequest{CacheDir: f.cache, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range res.Corrupt {
+		if !c.Evicted {
+			t.Errorf("not evicted: %+v", c)
+		}
+	}
+	if res, err = VerifyCache(context.Background(), VerifyCacheRequest{CacheDir: f.cache}); err != nil || len(res.Corrupt) != 0 {
+		t.Errorf("after --repair: %+v, %v", res.Corrupt, err)
+	}
+	again, err := f.build(t, BuildRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if debSum(t, again) != debSum(t, good) {
+		t.Error("the package after repair differs")
+	}
+}

@@ -94,7 +94,7 @@ func (a *app) cacheCommand() *cobra.Command {
 		Use:   "cache",
 		Short: "Manage the source cache: populate a mirror, list what is missing, collect garbage",
 	}
-	cmd.AddCommand(a.cachePopulateCommand(), a.cacheMissingCommand(), a.cacheGCCommand(), a.cacheDUCommand())
+	cmd.AddCommand(a.cachePopulateCommand(), a.cacheMissingCommand(), a.cacheGCCommand(), a.cacheDUCommand(), a.cacheVerifyCommand())
 	return cmd
 }
 
@@ -212,6 +212,57 @@ CI can gate on it.`,
 	}
 	sf.registerCache(cmd.Flags())
 	cmd.Flags().StringArrayVar(&sf.mirrors, "source-mirror", nil, "file:// mirror base that counts as having a source (repeatable; also $COACH_SOURCE_MIRROR)")
+	return cmd
+}
+
+func (a *app) cacheVerifyCommand() *cobra.Command {
+	var sf sourceFlags
+	var req pipeline.VerifyCacheRequest
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check every source, layer and verify result of the cache against its digest",
+		Long: `verify re-hashes every source against the sha256 or sha512 it is named for (a
+git source's tar against the digest recorded when it was made), every file of
+every layer against the layer's manifest (and the manifest against the digest
+the layer is known by), and every cached verify result against its own digest.
+It reports each corrupt entry; with --repair it evicts them, and the next build
+fetches or builds them again. It exits 1 when it found a corrupt entry it did
+not repair.
+
+Builds check what they take from the cache as they go (a source as it is
+unpacked, a layer's files by their recorded metadata before it is used, every
+byte of a tree as it is packaged); verify reads everything, for the damage a
+build would find only when it reads the bytes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := a.signalContext()
+			defer stop()
+			req.CacheDir, req.Log = sf.cache(), a.log
+			res, err := pipeline.VerifyCache(ctx, req)
+			if err != nil {
+				return err
+			}
+			if a.output(res) {
+				for _, c := range res.Corrupt {
+					state := "CORRUPT"
+					if c.Evicted {
+						state = "evicted"
+					}
+					fmt.Fprintf(a.stdout, "%s\t%s: %s\n", state, c.Path, c.Problem)
+				}
+				fmt.Fprintf(a.stdout, "checked %d sources, %d layers and %d verify results (%s read) in %.1fs: %d corrupt\n",
+					res.Sources, res.Layers, res.VerifyResults, mib(res.BytesRead), res.Seconds, len(res.Corrupt))
+			}
+			for _, c := range res.Corrupt {
+				if !c.Evicted {
+					return withCode(exitFailure, fmt.Errorf("%d corrupt cache entries (coach cache verify --repair evicts them)", len(res.Corrupt)))
+				}
+			}
+			return nil
+		},
+	}
+	sf.registerCache(cmd.Flags())
+	cmd.Flags().BoolVar(&req.Repair, "repair", false, "evict every corrupt entry (the next build fetches or builds it again)")
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"syscall"
 
 	"github.com/coach-build/coach/pipeline"
 )
@@ -71,6 +72,9 @@ func exitCode(err error) int {
 	var re *pipeline.RequestError
 	if errors.As(err, &re) {
 		return exitUsage
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return exitFailure // the disk, not the package or the build
 	}
 	if c, ok := stageCodes[pipeline.FailedStage(err)]; ok {
 		return c

@@ -164,3 +164,40 @@ func TestNewSoftwareRefusesWhatIsNotAFile(t *testing.T) {
 		}
 	}
 }
+
+// TestNoSpaceForARootFilesystem: making a root filesystem on a full disk
+// fails with exit 1 and one line naming the directory and "no space left
+// on device", not mmdebstrap's output.
+func TestNoSpaceForARootFilesystem(t *testing.T) {
+	coach, _ := coachBinary(t, "the test makes a root filesystem", "bwrap", "mmdebstrap")
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	full := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "coach-full", full).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	defer exec.Command("umount", "-l", full).Run()
+	repo, cache := helloRepo(t), t.TempDir()
+	cmd := exec.Command(coach, "-C", repo, "build", "hello", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "--progress", "plain")
+	cmd.Env = append(os.Environ(), "COACH_ROOTFS_DIR="+full)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+		t.Fatalf("exit %v, want %d\n%s", err, exitFailure, tail(stderr.String(), 20))
+	}
+	var report []string
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.HasPrefix(l, "coach: ") {
+			report = append(report, l)
+		}
+	}
+	if len(report) != 1 || !strings.Contains(report[0], "no space left on device") || !strings.Contains(report[0], full) {
+		t.Errorf("the failure is not one line naming %s and the full disk:\n%s", full, strings.Join(report, "\n"))
+	}
+	if strings.Contains(stderr.String(), "mmdebstrap --variant") {
+		t.Errorf("mmdebstrap's command line was dumped:\n%s", tail(stderr.String(), 20))
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/coach-build/coach/pipeline/digest"
@@ -113,6 +114,10 @@ func touch(path string) {
 	now := time.Now()
 	os.Chtimes(path, now, now)
 }
+
+// ErrNoSpace is a root filesystem that could not be made for want of
+// disk space: it wraps syscall.ENOSPC, which the CLI turns into exit 1.
+var ErrNoSpace = fmt.Errorf("no space left on device (%w)", syscall.ENOSPC)
 
 // ErrNoBootstrap is returned for targets the sandbox cannot make a rootfs
 // for (the rpm family, without a registry).
@@ -238,6 +243,9 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 	if err := cmd.Run(); err != nil {
 		os.RemoveAll(tmp)
 		made = err
+		if strings.Contains(out.String(), "No space left on device") {
+			return "", fmt.Errorf("make the %s root filesystem in %s: %w", t.Name, r.Dir, ErrNoSpace)
+		}
 		return "", fmt.Errorf("make the %s root filesystem: mmdebstrap %s: %v\n%s", t.Name, strings.Join(args, " "), err, lastLines(out.String(), 30))
 	}
 	if format == "tar" {
