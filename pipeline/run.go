@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coach-build/coach/pipeline/binfmt"
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
@@ -324,7 +323,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		log.Debug("job server", "tokens", cores, "jobs", jobs)
 	}
 	if req.Debug != nil {
-		if r.Name() != RunnerSandbox {
+		if _, ok := r.(runner.StepDebugger); !ok {
 			return finish(&RequestError{fmt.Errorf("--debug: the %s runner cannot open a shell where a step failed; use --runner sandbox (or --keep-failed)", r.Name())})
 		}
 		jobs = 1 // one failure, one shell
@@ -336,7 +335,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	}
 	tb := tbs[arches[0]]
 	res.Targets = make([]*TargetResult, len(units))
-	if r.Name() == RunnerDagger && req.Debug == nil {
+	if _, ok := r.(runner.TargetScheduler); ok && req.Debug == nil {
 		// The engine schedules the work: every target at once.
 		var wg sync.WaitGroup
 		for i, u := range units {
@@ -415,19 +414,9 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 // canRun refuses, before anything is built, arches the runner cannot run
 // programs of, with the fix: the sandbox runs a foreign arch under
 // qemu-user through this machine's binfmt_misc, an engine under its host's
-// emulation (a probe program says).
+// emulation (a probe program says). A runner that cannot say is let be.
 func canRun(ctx context.Context, r runner.Runner, arches []string) error {
-	if r.Name() == RunnerSandbox {
-		for _, a := range arches {
-			if err := binfmt.CanRun(binfmt.Path(), a); err != nil {
-				return &RequestError{err}
-			}
-		}
-		return nil
-	}
-	p, ok := r.(interface {
-		Platforms(context.Context, []string) (string, map[string]error, error)
-	})
+	p, ok := r.(runner.PlatformProber)
 	if !ok || !slices.ContainsFunc(arches, func(a string) bool { return a != target.HostArch() }) {
 		return nil
 	}
@@ -437,7 +426,7 @@ func canRun(ctx context.Context, r runner.Runner, arches []string) error {
 	}
 	for _, a := range arches {
 		if failed[a] != nil {
-			return &RequestError{fmt.Errorf("%w; register qemu-user's interpreters with the F flag on the engine's host (apt-get install qemu-user-static binfmt-support; or docker run --privileged --rm tonistiigi/binfmt --install %s), then coach doctor", failed[a], a)}
+			return &RequestError{failed[a]}
 		}
 	}
 	return nil
@@ -548,9 +537,7 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 		// The target's root as the runner built it; when every component
 		// came from the cache, make sure it exists.
 		sysroot := ""
-		if s, ok := b.runner.(interface {
-			Sysroot(target.Target, string) string
-		}); ok {
+		if s, ok := b.runner.(runner.Sysrooter); ok {
 			if sysroot = s.Sysroot(t, b.prep.Plan.Arch); sysroot == "" {
 				if err := b.runner.Prepare(ctx, t, b.prep.Plan.Arch, build.Packages(b.prep.Plan, t)); err == nil {
 					sysroot = s.Sysroot(t, b.prep.Plan.Arch)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/runner"
-	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
@@ -228,9 +227,9 @@ func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
 		WorkDir: filepath.Join(v.cacheDir, "verify"),
 		Log:     out,
 	}
-	if d, ok := v.runner.(*dagger.Runner); ok {
-		// A clean container of the target on the engine: no bubblewrap or
-		// mmdebstrap on the host.
+	if d, ok := v.runner.(runner.Verifier); ok {
+		// A clean machine of the target made by the runner (a container
+		// on the engine): no bubblewrap or mmdebstrap on the host.
 		opts.NewMachine = func(ctx context.Context, t target.Target, arch string, pkgs []string) (verify.Machine, func(), error) {
 			m, err := d.Machine(ctx, t, arch, pkgs)
 			if err != nil {
@@ -240,7 +239,7 @@ func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
 		}
 	}
 	cache := verifyCache{dir: filepath.Join(v.cacheDir, "verified")}
-	key := cache.key(opts, v.runner.Name(), v.pkgDigest)
+	key := cache.key(opts, v.runner, v.pkgDigest)
 	if !v.reverify {
 		if rep := cache.get(key); rep != nil {
 			v.log.Debug("verified before: same package bytes, clean root and checks", "target", t.Name, "package", filepath.Base(v.pkgFile))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/internal/durable"
+	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/target"
 	"github.com/coach-build/coach/pipeline/verify"
@@ -32,7 +33,7 @@ func (c verifyCache) path(key string) string {
 // key is the cache key of a verification, or "" when it cannot be made.
 // pkg is the package's digest when the caller knows it (packaging just
 // computed it), else "" to read the file.
-func (c verifyCache) key(o verify.Options, runnerName, pkg string) string {
+func (c verifyCache) key(o verify.Options, r runner.Runner, pkg string) string {
 	var err error
 	if pkg == "" {
 		if pkg, err = digest.File(o.Package); err != nil {
@@ -45,8 +46,10 @@ func (c verifyCache) key(o verify.Options, runnerName, pkg string) string {
 			return ""
 		}
 	}
-	env := "dagger " + o.Target.Image + " " + o.Arch
-	if runnerName != RunnerDagger {
+	var env string
+	if v, ok := r.(runner.Verifier); ok {
+		env = v.VerifyEnvironmentID(o.Target, o.Arch)
+	} else {
 		root, extra := o.Target, []string(nil)
 		if root.Format == target.FormatRPM {
 			// rpm packages are checked with Debian's rpm in a clean Debian

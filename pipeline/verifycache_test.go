@@ -3,8 +3,12 @@ package pipeline
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/coach-build/coach/pipeline/runner"
+	"github.com/coach-build/coach/pipeline/runner/dagger"
+	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 	"github.com/coach-build/coach/pipeline/verify"
@@ -25,25 +29,26 @@ func TestVerifyCacheKey(t *testing.T) {
 			Project: &spec.Project{Name: "app", InstallDir: "/opt/app", Verify: []string{"app --version"}}}
 	}
 	c := verifyCache{dir: filepath.Join(dir, "cache")}
-	k := c.key(base(), RunnerSandbox, "")
-	if k == "" || k != c.key(base(), RunnerSandbox, "") {
+	sandboxRunner, daggerRunner := &sandbox.Runner{}, dagger.New(nil)
+	k := c.key(base(), sandboxRunner, "")
+	if k == "" || k != c.key(base(), sandboxRunner, "") {
 		t.Fatalf("key %q is not stable", k)
 	}
 	for _, change := range []struct {
 		what   string
 		edit   func(*verify.Options)
-		runner string
+		runner runner.Runner
 	}{
-		{"package bytes", func(o *verify.Options) { o.Package = other }, RunnerSandbox},
-		{"previous package", func(o *verify.Options) { o.Previous = other }, RunnerSandbox},
-		{"target", func(o *verify.Options) { o.Target = d13 }, RunnerSandbox},
-		{"arch", func(o *verify.Options) { o.Arch = "arm64" }, RunnerSandbox},
-		{"verify commands", func(o *verify.Options) { o.Project.Verify = []string{"app --help"} }, RunnerSandbox},
+		{"package bytes", func(o *verify.Options) { o.Package = other }, sandboxRunner},
+		{"previous package", func(o *verify.Options) { o.Previous = other }, sandboxRunner},
+		{"target", func(o *verify.Options) { o.Target = d13 }, sandboxRunner},
+		{"arch", func(o *verify.Options) { o.Arch = "arm64" }, sandboxRunner},
+		{"verify commands", func(o *verify.Options) { o.Project.Verify = []string{"app --help"} }, sandboxRunner},
 		{"links", func(o *verify.Options) {
 			o.Project.Package.Links = map[string]string{"/usr/bin/app": "/opt/app/bin/app"}
-		}, RunnerSandbox},
-		{"no project", func(o *verify.Options) { o.Project = nil }, RunnerSandbox},
-		{"runner", func(o *verify.Options) {}, RunnerDagger},
+		}, sandboxRunner},
+		{"no project", func(o *verify.Options) { o.Project = nil }, sandboxRunner},
+		{"runner", func(o *verify.Options) {}, daggerRunner},
 	} {
 		o := base()
 		change.edit(&o)
@@ -61,5 +66,16 @@ func TestVerifyCacheKey(t *testing.T) {
 	c.put(k, &verify.Report{Package: "a.deb", OK: true, Seconds: 4})
 	if r := c.get(k); r == nil || !r.Cached || r.Seconds != 4 {
 		t.Errorf("kept report: %+v", r)
+	}
+	// A damaged entry is not taken for a pass: the package is verified
+	// again.
+	data, _ := os.ReadFile(c.path(k))
+	damaged := []byte(strings.Replace(string(data), `"seconds":4`, `"seconds":5`, 1))
+	if string(damaged) == string(data) {
+		t.Fatalf("the test could not damage %s", data)
+	}
+	os.WriteFile(c.path(k), damaged, 0o644)
+	if r := c.get(k); r != nil {
+		t.Errorf("a damaged entry was taken: %+v", r)
 	}
 }

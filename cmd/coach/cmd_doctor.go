@@ -193,8 +193,7 @@ through sudo otherwise. It says which packages before it runs anything.`,
 							add("dagger: linux/"+arch, nil, "the engine's own platform", "")
 							continue
 						}
-						add("dagger: linux/"+arch, failed[arch], "the engine ("+native+") runs linux/"+arch+" programs under emulation",
-							"register qemu-user's interpreters with the F flag on the engine's host: apt-get install qemu-user-static binfmt-support there, or docker run --privileged --rm tonistiigi/binfmt --install "+arch+"; builds for "+arch+" on this engine fail until then")
+						add("dagger: linux/"+arch, failed[arch], "the engine ("+native+") runs linux/"+arch+" programs under emulation", "")
 					}
 				}
 			}

@@ -164,7 +164,7 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 		return nil, err
 	}
 	b.sweepPartials()
-	results, _, err := b.buildNodes(ctx, pl, p, root, t, nil)
+	results, err := b.buildNodes(ctx, pl, p, root, t, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -191,9 +191,10 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 
 // buildNodes builds the components of the plan in want (every one when
 // want is nil; want must hold the dependencies of what it holds), as many
-// at once as Jobs allows, and returns their results by name, and the
-// function that readies the runner for the target (once).
-func (b *Builder) buildNodes(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, want map[string]bool) (map[string]ComponentResult, func() error, error) {
+// at once as Jobs allows, and returns their results by name. The runner
+// is readied for the target (once) when a component must be built, under
+// buildNodes' own context: it is cancelled when buildNodes returns.
+func (b *Builder) buildNodes(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, want map[string]bool) (map[string]ComponentResult, error) {
 	jobs := max(b.Jobs, 1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -277,12 +278,12 @@ func (b *Builder) buildNodes(ctx context.Context, pl *plan.Plan, p *spec.Project
 		results[o.name] = o.res
 	}
 	if firstErr != nil {
-		return nil, nil, firstErr
+		return nil, firstErr
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return results, prepare, nil
+	return results, nil
 }
 
 // ReadResult reads the result a build left in its work directory.
@@ -399,15 +400,8 @@ func (b *Builder) depLayers(pl *plan.Plan, n *plan.Node, results map[string]Comp
 	return out
 }
 
-// Environment is implemented by a runner whose build environment has an
-// identity of its own: the sandbox's root filesystem (its key covers every
-// component's build_packages, since they all build in one root), the
-// Dagger image. It goes into every layer's key, so that a layer is never
-// reused from another environment and layers of two environments never
-// meet in one tree.
-type Environment interface {
-	EnvironmentID(t target.Target, arch string, packages []string) string
-}
+// Environment is runner.Environment, where the layer keys need it.
+type Environment = runner.Environment
 
 // layerKey is a component's key for the layer cache: its own inputs, the
 // identity of the environment it builds in, and the content digests of the
@@ -415,7 +409,7 @@ type Environment interface {
 // bytes leaves the key as it was (early cutoff); any change to what the
 // build sees changes it.
 func (b *Builder) layerKey(pl *plan.Plan, t target.Target, n *plan.Node, deps []NamedLayer) (string, *KeyInputs) {
-	e, _ := b.Runner.(Environment)
+	e, _ := b.Runner.(runner.Environment)
 	return layerKey(e, pl, t, n, deps)
 }
 
@@ -551,6 +545,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	os.MkdirAll(scratch, 0o755)
 	job.Output, job.Scratch, job.Log = pending.layerDir(), scratch, log
 	job.KeepFailed, job.NoCache, job.Debug = b.KeepFailed, b.NoCache, b.Debug
+	job.OnStep = onStep(job, logFile, tail, lines, n.Name, emit)
 	for _, d := range deps {
 		job.Layers = append(job.Layers, d.Dir)
 	}
@@ -750,17 +745,25 @@ func (t *tail) lines() []string {
 	return out
 }
 
-// stepLines turns a component's output into events: the step headers
-// runners write ("==> step 2/3: make") into step events, every other line
-// into an output event.
+// stepLines turns a component's output into output events, every line as
+// it is: step boundaries come as calls (Job.OnStep), never from the text.
 func stepLines(component string, emit func(event.Event)) *event.LineWriter {
 	return event.NewLineWriter(func(line string) {
-		if h, ok := strings.CutPrefix(line, runner.StepHeader); ok {
-			emit(event.Event{Kind: event.ComponentStep, Component: component, Step: label(strings.TrimPrefix(strings.TrimSpace(h), "step "))})
-			return
-		}
 		emit(event.Event{Kind: event.ComponentOutput, Component: component, Line: line})
 	})
+}
+
+// onStep is a job's step reporter: the output so far is flushed, the
+// header goes to the log file (for the person reading it) and the step
+// becomes an event.
+func onStep(job *runner.Job, logFile io.Writer, tail *tail, lines *event.LineWriter, component string, emit func(event.Event)) func(int) {
+	return func(i int) {
+		lines.Flush()
+		header := runner.StepHeaderLine(job, i)
+		io.WriteString(logFile, header)
+		io.WriteString(tail, header)
+		emit(event.Event{Kind: event.ComponentStep, Component: component, Step: label(fmt.Sprintf("%d/%d: %s", i+1, len(job.Steps), job.Steps[i].Name))})
+	}
 }
 
 // firstLine is an error's first line, for an event that names it.

@@ -108,6 +108,28 @@ func TestEngineSuite(t *testing.T) {
 			t.Errorf("the failed step's output is not whole (%d bytes)", len(log))
 		}
 	})
+	t.Run("no volume per job", func(t *testing.T) {
+		// Each job used to make a coach-log-<nonce> cache volume that
+		// nothing removed; the logs now go through one volume, each job
+		// in a directory it removes.
+		root := writeRepo(t, map[string]string{
+			"software/vol.yaml":   "name: vol\nlicense: MIT\nversions: [{version: 1.0.0, path: vol}]\nbuild:\n  - echo " + fmt.Sprint(time.Now().UnixNano()) + "\n",
+			"software/vol/README": "x\n",
+			"projects/vol.yaml":   strings.Replace(fmt.Sprintf(isoProject, "vol"), "name: iso", "name: vol", 1),
+		})
+		if _, err := buildProject(t, builder(t, r, root), root, "vol", "debian-12"); err != nil {
+			t.Fatal(err)
+		}
+		entries, err := r.CacheEntries(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if strings.Contains(e, "coach-log-") {
+				t.Errorf("a per-job log volume is left in the engine: %s", e)
+			}
+		}
+	})
 	t.Run("interrupted", func(t *testing.T) {
 		root := writeRepo(t, map[string]string{
 			"software/slow.yaml":   "name: slow\nlicense: MIT\nversions: [{version: 1.0.0, path: slow}]\nbuild:\n  - mkdir -p {{.Embedded}} && echo partial > {{.Embedded}}/partial && sleep 600\n",

@@ -36,12 +36,13 @@ func (b *Builder) Shell(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 	for _, d := range n.Transitive {
 		want[d] = true
 	}
-	results, prepare, err := b.buildNodes(ctx, pl, p, root, t, want)
+	results, err := b.buildNodes(ctx, pl, p, root, t, want)
 	if err != nil {
 		return fmt.Errorf("build the dependencies of %s: %w", component, err)
 	}
-	if err := prepare(); err != nil {
-		return err
+	// Readied under the shell's own context: buildNodes' ended with it.
+	if err := b.Runner.Prepare(ctx, t, pl.Arch, Packages(pl, t)); err != nil {
+		return fmt.Errorf("prepare %s for %s: %w", b.Runner.Name(), t.Name, err)
 	}
 	work := filepath.Join(b.WorkDir, "shell-"+component)
 	archive.RemoveAll(work)

@@ -79,6 +79,9 @@ type Job struct {
 	// shell in the environment of a step that fails, as the step left
 	// it, before it returns the step's error.
 	Debug *Shell
+	// OnStep, when set, hears each step start (StartStep), before its
+	// output: the builder turns it into a step event and a log line.
+	OnStep func(i int)
 	// Jobserver, when set, is the GNU make job server the builds of the
 	// run share. A runner that can pass it into the build environment
 	// does so and puts its flags in MAKEFLAGS (unless the definition set
@@ -86,11 +89,77 @@ type Job struct {
 	Jobserver Jobserver
 }
 
-// SharesJobserver reports whether a runner passes a job server into its
-// build environment (it has a SharesJobserver method saying so).
+// What a runner may do besides Runner's three methods is a capability: a
+// named interface here, which each backend that has it pins at compile
+// time (var _ runner.Sheller = (*Runner)(nil)), and which callers ask for
+// by type, never by the runner's name.
+
+// JobserverSharer passes the run's make job server into its build
+// environment (Job.Jobserver), so that all builds share one pool.
+type JobserverSharer interface {
+	Runner
+	SharesJobserver() bool
+}
+
+// SharesJobserver reports whether r is a JobserverSharer that shares.
 func SharesJobserver(r Runner) bool {
-	s, ok := r.(interface{ SharesJobserver() bool })
+	s, ok := r.(JobserverSharer)
 	return ok && s.SharesJobserver()
+}
+
+// Environment is a runner whose build environment has an identity of its
+// own: the sandbox's root filesystem (its key covers every component's
+// build_packages, since they all build in one root), the Dagger image. It
+// goes into every layer's key, so that a layer is never reused from
+// another environment and layers of two environments never meet in one
+// tree.
+type Environment interface {
+	EnvironmentID(t target.Target, arch string, packages []string) string
+}
+
+// Sysrooter has the target's root filesystem on the host, where checks
+// that need to see the target's files (the health check's system
+// libraries) find them; "" before Prepare.
+type Sysrooter interface {
+	Sysroot(t target.Target, arch string) string
+}
+
+// PlatformProber says which architectures it can run programs of (native
+// or emulated): before a build for a foreign arch, a runner that cannot is
+// refused with the fix. native is its own platform ("linux/amd64").
+type PlatformProber interface {
+	Platforms(ctx context.Context, arches []string) (native string, failed map[string]error, err error)
+}
+
+// StepDebugger honours Job.Debug: it opens the shell where a step failed,
+// as the step left it (the sandbox).
+type StepDebugger interface {
+	Sheller
+	DebugsSteps()
+}
+
+// TargetScheduler schedules work itself (an engine): every target of a
+// run is given to it at once, rather than one after the other.
+type TargetScheduler interface {
+	SchedulesTargets()
+}
+
+// VerifyMachine is a clean installation of a target in which verify runs
+// its checks, one shell script at a time.
+type VerifyMachine interface {
+	Run(ctx context.Context, script string, net bool) (string, error)
+	RPMOptions() []string
+	Where() string
+}
+
+// Verifier makes clean machines of a target for verify (an engine's
+// containers), with the package files at /coach/pkgs; a runner without it
+// is verified in the sandbox's clean roots.
+type Verifier interface {
+	Machine(ctx context.Context, t target.Target, arch string, packages []string) (VerifyMachine, error)
+	// VerifyEnvironmentID identifies the machine a package of t is
+	// verified in, for the verify cache's key.
+	VerifyEnvironmentID(t target.Target, arch string) string
 }
 
 // Jobserver is what a runner needs of a job server: descriptors of its
@@ -172,13 +241,27 @@ func (e *StepError) Error() string {
 
 func (e *StepError) Unwrap() error { return e.Err }
 
-// StepHeader starts the line a runner writes to Job.Log before each step,
-// e.g. "==> step 2/3: make install".
+// StepHeader starts the line written to a build log before each step,
+// e.g. "==> step 2/3: make install": for the person reading the log.
+// Nothing reads it back: step boundaries reach the builder as calls
+// (Job.StartStep), so a build whose own output starts a line with it
+// (makepkg-style tools) shows no step of its own.
 const StepHeader = "==> "
 
-// WriteStepHeader writes the header line for step i of job.
-func WriteStepHeader(job *Job, i int) {
-	fmt.Fprintf(job.Log, "%sstep %d/%d: %s\n", StepHeader, i+1, len(job.Steps), job.Steps[i].Name)
+// StartStep says step i of the job starts: a runner calls it before each
+// step, before the step writes anything to Log. The builder's OnStep
+// hears it; without one, the header line goes to Log.
+func (j *Job) StartStep(i int) {
+	if j.OnStep != nil {
+		j.OnStep(i)
+		return
+	}
+	fmt.Fprint(j.Log, StepHeaderLine(j, i))
+}
+
+// StepHeaderLine is the log line that marks step i of job.
+func StepHeaderLine(j *Job, i int) string {
+	return fmt.Sprintf("%sstep %d/%d: %s\n", StepHeader, i+1, len(j.Steps), j.Steps[i].Name)
 }
 
 // ShellStep makes a step that runs a command line with sh -e -c.

@@ -64,7 +64,24 @@ type Runner struct {
 	pollers map[string]*dg.Container
 }
 
-var _ runner.Runner = (*Runner)(nil)
+var (
+	_ runner.Runner          = (*Runner)(nil)
+	_ runner.Sheller         = (*Runner)(nil)
+	_ runner.Environment     = (*Runner)(nil)
+	_ runner.PlatformProber  = (*Runner)(nil)
+	_ runner.TargetScheduler = (*Runner)(nil)
+	_ runner.Verifier        = (*Runner)(nil)
+	_ runner.VerifyMachine   = (*Machine)(nil)
+)
+
+// SchedulesTargets says the engine schedules the work: a run gives it
+// every target at once.
+func (r *Runner) SchedulesTargets() {}
+
+// VerifyEnvironmentID is the image a package of t is verified in.
+func (r *Runner) VerifyEnvironmentID(t target.Target, arch string) string {
+	return "dagger " + t.Image + " " + arch
+}
 
 // New returns a runner that connects when it is first needed.
 func New(logOutput io.Writer) *Runner {
@@ -316,7 +333,7 @@ func (r *Runner) Platforms(ctx context.Context, arches []string) (native string,
 			WithExec([]string{"/coach-probe"}).
 			Sync(ctx)
 		if err != nil {
-			failed[arch] = fmt.Errorf("a linux/%s program did not run on the engine (%s): %s", arch, native, firstLine(err))
+			failed[arch] = fmt.Errorf("a linux/%s program did not run on the engine (%s): %s; register qemu-user's interpreters with the F flag on the engine's host (apt-get install qemu-user-static binfmt-support; or docker run --privileged --rm tonistiigi/binfmt --install %s), then coach doctor", arch, native, firstLine(err), arch)
 		}
 	}
 	return native, failed, nil
@@ -405,7 +422,11 @@ func lastLines(s string, n int) string {
 
 // Paths in the build container that are coach's own.
 const (
-	logDir   = "/coach/.log" // a cache volume of the build, shared with the poller
+	logDir   = "/coach/.log" // the logs volume, shared with the poller: a directory per job
+	// logsVolume is the one cache volume every job's step logs go
+	// through, each job in a directory of its own that it removes when it
+	// ends: a volume per job would be left in the engine for good.
+	logsVolume = "coach-logs"
 	stepRC   = "/coach/.step.rc"
 	depsList = "/coach/.deps"
 )
@@ -415,7 +436,7 @@ const (
 // the output is whole (the engine keeps only the tail of an exec's output)
 // and a failed step's state can still be read. $COACH_LOG names the
 // step's log file in the shared volume.
-const stepScript = `log=$1; shift; "$@" >"$log" 2>&1 </dev/null; echo $? >` + stepRC
+const stepScript = `log=$1; shift; mkdir -p "${log%/*}"; "$@" >"$log" 2>&1 </dev/null; echo $? >` + stepRC
 
 // pollInterval is how often a running step's output is read.
 const pollInterval = 2 * time.Second
@@ -504,14 +525,21 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		}
 		depFiles = append(depFiles, files...)
 	}
-	logs := s.c.CacheVolume("coach-log-" + s.run)
+	logs := s.c.CacheVolume(logsVolume)
 	shared := dg.ContainerWithMountedCacheOpts{Sharing: dg.CacheSharingModeShared}
 	poller := s.poller.WithMountedCache(logDir, logs, shared)
 	ctr, deps := s.ctr.WithMountedCache(logDir, logs, shared), s.deps
+	jobLogs := logDir + "/" + s.run
+	defer func() {
+		// The job's logs leave the volume with it.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		poller.WithEnvVariable("COACH_CLEAN", s.run).WithExec([]string{"rm", "-rf", "--", jobLogs}).Sync(cctx)
+	}()
 	for i, st := range job.Steps {
-		runner.WriteStepHeader(job, i)
+		job.StartStep(i)
 		env := append(slices.Clone(job.Env), st.Env...)
-		logFile := fmt.Sprintf("%s/step-%d.log", logDir, i)
+		logFile := fmt.Sprintf("%s/step-%d.log", jobLogs, i)
 		argv := append(append([]string{"/usr/bin/env", "-i"}, env...), "/bin/sh", "-c", stepScript, "coach-step", logFile)
 		argv = append(argv, st.Argv...)
 		done := ctr.WithWorkdir(path.Join(runner.SourceMount, job.Dir, st.Dir)).WithExec(argv)
@@ -652,7 +680,7 @@ func (e *ExitError) ExitCode() int { return e.Code }
 
 // Machine starts a clean container of the target's image with packages
 // (host files) copied to /coach/pkgs.
-func (r *Runner) Machine(ctx context.Context, t target.Target, arch string, packages []string) (*Machine, error) {
+func (r *Runner) Machine(ctx context.Context, t target.Target, arch string, packages []string) (runner.VerifyMachine, error) {
 	if t.Image == "" {
 		return nil, fmt.Errorf("target %s has no image for the dagger runner", t.Name)
 	}
@@ -693,4 +721,26 @@ func (m *Machine) RPMOptions() []string { return nil }
 // Where says the checks run in a container of the target's image.
 func (m *Machine) Where() string {
 	return "a clean container of " + m.image + " on the Dagger engine (the engine's containers have its network in every step)"
+}
+
+// CacheEntries describes the entries of the engine's local cache (cache
+// volumes among them), for tests and diagnostics.
+func (r *Runner) CacheEntries(ctx context.Context) ([]string, error) {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := c.Engine().LocalCache().EntrySet().Entries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		d, err := e.Description(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }

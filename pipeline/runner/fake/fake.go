@@ -6,6 +6,7 @@ package fake
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,10 +27,16 @@ type Runner struct {
 	FailAt map[string]int
 	// Delay is how long each build takes; it ends early when ctx is done.
 	Delay time.Duration
+	// Print maps a component to what each of its steps prints.
+	Print map[string]string
+	// PrepareTakes is how long Prepare takes (making a root filesystem):
+	// it honours its context meanwhile, as the sandbox's does.
+	PrepareTakes time.Duration
 
 	mu       sync.Mutex
 	calls    []Call
 	prepared []string
+	shells   []string
 }
 
 // Call records one Run.
@@ -42,11 +49,20 @@ type Call struct {
 	Job       runner.Job
 }
 
-var _ runner.Runner = (*Runner)(nil)
+var (
+	_ runner.Runner      = (*Runner)(nil)
+	_ runner.Sheller     = (*Runner)(nil)
+	_ runner.Environment = (*Runner)(nil)
+)
 
 func (r *Runner) Name() string { return "fake" }
 
-func (r *Runner) Prepare(_ context.Context, t target.Target, arch string, packages []string) error {
+func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, packages []string) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(r.PrepareTakes):
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.prepared = append(r.prepared, fmt.Sprintf("%s/%s %v", t.Name, arch, packages))
@@ -62,8 +78,9 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		r.mu.Unlock()
 	}()
 	for i, st := range job.Steps {
-		runner.WriteStepHeader(job, i)
+		job.StartStep(i)
 		fmt.Fprintf(job.Log, "fake: %v\n", st.Argv)
+		io.WriteString(job.Log, r.Print[job.Component])
 		if at, ok := r.FailAt[job.Component]; ok && at == i {
 			fmt.Fprintf(job.Log, "error: step %d of %s failed on purpose\n", i+1, job.Component)
 			return &runner.StepError{Step: i, StepName: st.Name, ExitCode: 2}
@@ -118,4 +135,23 @@ func (r *Runner) Prepared() []string {
 // filesystem, one per target, arch and package set.
 func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) string {
 	return fmt.Sprintf("fake %s/%s %v", t.Name, arch, packages)
+}
+
+// Shell runs nothing: it records that a shell was opened in the job's
+// environment, with its argv.
+func (r *Runner) Shell(ctx context.Context, job *runner.Job, sh runner.Shell) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.shells = append(r.shells, job.Component)
+	return nil
+}
+
+// Shells lists the components shells were opened for.
+func (r *Runner) Shells() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.shells)
 }

@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/coach-build/coach/pipeline/archive"
+	"github.com/coach-build/coach/pipeline/binfmt"
 	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/internal/userns"
@@ -54,7 +55,31 @@ type Runner struct {
 
 type tools struct{ bwrap string }
 
-var _ runner.Runner = (*Runner)(nil)
+var (
+	_ runner.Runner          = (*Runner)(nil)
+	_ runner.Sheller         = (*Runner)(nil)
+	_ runner.StepDebugger    = (*Runner)(nil)
+	_ runner.Environment     = (*Runner)(nil)
+	_ runner.Sysrooter       = (*Runner)(nil)
+	_ runner.JobserverSharer = (*Runner)(nil)
+	_ runner.PlatformProber  = (*Runner)(nil)
+)
+
+// DebugsSteps says the sandbox opens Job.Debug where a step fails.
+func (r *Runner) DebugsSteps() {}
+
+// Platforms says which arches run here: this machine's own, and those
+// qemu-user runs through binfmt_misc (with the F flag, so that it works
+// inside a sandbox's root).
+func (r *Runner) Platforms(ctx context.Context, arches []string) (string, map[string]error, error) {
+	failed := map[string]error{}
+	for _, a := range arches {
+		if err := binfmt.CanRun(binfmt.Path(), a); err != nil {
+			failed[a] = err
+		}
+	}
+	return "linux/" + target.HostArch(), failed, nil
+}
 
 func (r *Runner) Name() string { return "sandbox" }
 
@@ -386,7 +411,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 	}
 	defer sess.Close()
 	for i, st := range job.Steps {
-		runner.WriteStepHeader(job, i)
+		job.StartStep(i)
 		env := append(slices.Clone(job.Env), st.Env...)
 		if makeflags != "" && !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "MAKEFLAGS=") }) {
 			env = append(env, makeflags)
