@@ -422,13 +422,13 @@ func lastLines(s string, n int) string {
 
 // Paths in the build container that are coach's own.
 const (
-	logDir   = "/coach/.log" // the logs volume, shared with the poller: a directory per job
+	logDir = "/coach/.log" // the logs volume, shared with the poller: a directory per job
 	// logsVolume is the one cache volume every job's step logs go
 	// through, each job in a directory of its own that it removes when it
 	// ends: a volume per job would be left in the engine for good.
 	logsVolume = "coach-logs"
-	stepRC   = "/coach/.step.rc"
-	depsList = "/coach/.deps"
+	stepRC     = "/coach/.step.rc"
+	depsList   = "/coach/.deps"
 )
 
 // stepScript runs the step with its output (stdout and stderr, in order)
