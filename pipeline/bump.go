@@ -16,6 +16,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -63,18 +64,18 @@ func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
 	}
 	s := repo.Software[req.Software]
 	if s == nil {
-		return nil, &RequestError{fmt.Errorf("no software %q (software/%s.yaml)", req.Software, req.Software)}
+		return nil, failure.Request(fmt.Errorf("no software %q (software/%s.yaml)", req.Software, req.Software))
 	}
 	v := strings.TrimPrefix(req.Version, "v")
 	if _, err := semver.StrictNewVersion(v); err != nil {
-		return nil, &RequestError{fmt.Errorf("version %q is not semver (major.minor.patch[-prerelease])", req.Version)}
+		return nil, failure.Request(fmt.Errorf("version %q is not semver (major.minor.patch[-prerelease])", req.Version))
 	}
 	if slices.ContainsFunc(s.Versions, func(x spec.Version) bool { return x.Version == v }) {
-		return nil, &RequestError{fmt.Errorf("%s %s is already in %s", s.Name, v, s.At("versions"))}
+		return nil, failure.Request(fmt.Errorf("%s %s is already in %s", s.Name, v, s.At("versions")))
 	}
 	rawURL, err := bumpURL(s, v, req.URL)
 	if err != nil {
-		return nil, &RequestError{err}
+		return nil, failure.Request(err)
 	}
 	mirrors, err := sourceMirrors(req.Mirrors)
 	if err != nil {
@@ -170,7 +171,7 @@ func bumpURL(s *spec.Software, v, given string) (string, error) {
 func checksumFrom(ctx context.Context, raw string, mirrors []string) (string, int64, string, error) {
 	rendered, err := mirror.Render(raw)
 	if err != nil {
-		return "", 0, "", &RequestError{err}
+		return "", 0, "", failure.Request(err)
 	}
 	var locs []string
 	name := path.Base(rendered)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/runner/fake"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -32,7 +33,7 @@ func TestCanRunAsksTheEngine(t *testing.T) {
 	}
 	r := &engineRunner{failed: map[string]error{foreign: errors.New("a linux/" + foreign + " program did not run")}}
 	err := canRun(context.Background(), r, []string{target.HostArch(), foreign})
-	var re *RequestError
+	var re *failure.RequestError
 	if !errors.As(err, &re) || !strings.Contains(err.Error(), "qemu-user-static") || !strings.Contains(err.Error(), "did not run") {
 		t.Fatalf("canRun = %v; want a request error with the fix", err)
 	}

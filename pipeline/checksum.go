@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/fetch"
 )
 
@@ -19,7 +20,7 @@ import (
 func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return "", 0, &RequestError{fmt.Errorf("--url %q: %w", rawURL, err)}
+		return "", 0, failure.Request(fmt.Errorf("--url %q: %w", rawURL, err))
 	}
 	var body io.ReadCloser
 	switch u.Scheme {
@@ -34,7 +35,7 @@ func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
 		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 		if err != nil {
-			return "", 0, &RequestError{err}
+			return "", 0, failure.Request(err)
 		}
 		resp, err := (&http.Client{Timeout: 10 * time.Minute}).Do(req)
 		if err != nil {
@@ -46,7 +47,7 @@ func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
 		}
 		body = resp.Body
 	default:
-		return "", 0, &RequestError{fmt.Errorf("--url %q: give an http, https or file URL", rawURL)}
+		return "", 0, failure.Request(fmt.Errorf("--url %q: give an http, https or file URL", rawURL))
 	}
 	defer body.Close()
 	h := sha256.New()

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/spec"
 )
 
@@ -37,7 +38,7 @@ func Clean(ctx context.Context, req CleanRequest) ([]Cleaned, error) {
 		req.CacheDir = DefaultCacheDir()
 	}
 	if !spec.ValidProjectName(req.Project) {
-		return nil, &RequestError{fmt.Errorf("%q is not a project name", req.Project)}
+		return nil, failure.Request(fmt.Errorf("%q is not a project name", req.Project))
 	}
 	dir := filepath.Join(req.CacheDir, "work", req.Project)
 	if st, err := os.Lstat(dir); err == nil && !st.IsDir() {

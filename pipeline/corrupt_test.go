@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/runner/fake"
 )
 
@@ -257,8 +258,8 @@ func TestCorruptSourceOffline(t *testing.T) {
 	flip(t, filepath.Join(f.cache, "sources/sha256", f.sums["plain"]), true)
 	os.Remove(filepath.Join(f.upstream, "plain-1.0.tar")) // gone upstream
 	_, err := f.build(t, BuildRequest{NoCache: true, Offline: true})
-	if err == nil || FailedStage(err) != StageFetch || !strings.Contains(err.Error(), "cache entry sources/sha256/"+f.sums["plain"]+" is corrupt") {
-		t.Fatalf("err = %v (stage %q), want a fetch failure naming the entry", err, FailedStage(err))
+	if err == nil || failure.StageOf(err) != StageFetch || !strings.Contains(err.Error(), "cache entry sources/sha256/"+f.sums["plain"]+" is corrupt") {
+		t.Fatalf("err = %v (stage %q), want a fetch failure naming the entry", err, failure.StageOf(err))
 	}
 	t.Logf("%v", err)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 )
 
 // Where the example works; TestExampleRun points them at temporary
@@ -49,7 +50,7 @@ func ExampleRun() {
 		},
 	})
 	if err != nil {
-		fmt.Println("build failed at", pipeline.FailedStage(err)+":", err)
+		fmt.Println("build failed at", failure.StageOf(err)+":", err)
 		return
 	}
 	for _, p := range res.Packages() {

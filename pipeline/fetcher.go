@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/fetch"
 )
 
@@ -38,7 +38,7 @@ func sourceMirrors(given []string) ([]string, error) {
 		case filepath.IsAbs(m):
 			mirrors[i] = "file://" + m
 		default:
-			return nil, &RequestError{fmt.Errorf("source mirror %q: give a file://, http:// or https:// base", m)}
+			return nil, failure.Request(fmt.Errorf("source mirror %q: give a file://, http:// or https:// base", m))
 		}
 	}
 	return mirrors, nil
@@ -103,4 +103,4 @@ func Fetch(ctx context.Context, req FetchRequest) ([]*fetch.Result, error) {
 	return results, err
 }
 
-func isInterrupted(err error) bool { return err != nil && errors.Is(err, ErrInterrupted) }
+func isInterrupted(err error) bool { return failure.IsInterrupted(err) }

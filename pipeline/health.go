@@ -14,6 +14,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
@@ -131,7 +132,7 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 	}
 	p, err := repo.Project(req.Project)
 	if err != nil {
-		return nil, &RequestError{err}
+		return nil, failure.Request(err)
 	}
 	names := req.Targets
 	if len(names) == 0 {
@@ -147,7 +148,7 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 	for _, name := range names {
 		t, err := p.Target(name)
 		if err != nil {
-			return reps, &RequestError{err}
+			return reps, failure.Request(err)
 		}
 		workDir := filepath.Join(req.CacheDir, "work", p.Name, targetLabel(t.Name, prep.Plan.Arch))
 		rep, err := func() (*health.Report, error) {
@@ -158,7 +159,7 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 			defer unlock()
 			res, err := build.ReadResult(workDir)
 			if err != nil {
-				return nil, &RequestError{fmt.Errorf("no build of %s for %s in %s: run coach build %s -t %s first", p.Name, t.Name, req.CacheDir, p.Name, t.Name)}
+				return nil, failure.Request(fmt.Errorf("no build of %s for %s in %s: run coach build %s -t %s first", p.Name, t.Name, req.CacheDir, p.Name, t.Name))
 			}
 			sysroot := req.Sysroot
 			if sysroot == "" {
@@ -180,13 +181,13 @@ func healthOfDir(ctx context.Context, req HealthRequest, ro RunnerOptions) ([]*h
 		return nil, err
 	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return nil, &RequestError{fmt.Errorf("%s is not a directory", req.Dir)}
+		return nil, failure.Request(fmt.Errorf("%s is not a directory", req.Dir))
 	}
 	host, isHost := HostTarget()
 	names := req.Targets
 	if len(names) == 0 {
 		if !isHost {
-			return nil, &RequestError{errors.New("this host is not in the target catalogue: give --target")}
+			return nil, failure.Request(errors.New("this host is not in the target catalogue: give --target"))
 		}
 		names = []string{host.Name}
 	}
@@ -194,7 +195,7 @@ func healthOfDir(ctx context.Context, req HealthRequest, ro RunnerOptions) ([]*h
 	for _, name := range names {
 		t, ok := target.Builtin(name)
 		if !ok {
-			return reps, &RequestError{fmt.Errorf("unknown target %q (coach targets)", name)}
+			return reps, failure.Request(fmt.Errorf("unknown target %q (coach targets)", name))
 		}
 		opts := health.Options{Tree: dir, InstallDir: dir, Allow: req.Allow, Ignore: req.Ignore, Arch: runtime.GOARCH, Target: t, Sysroot: req.Sysroot}
 		if req.InstallDir != "" {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -53,7 +54,7 @@ type LockResult struct {
 // Check, stale lock files are a *resolve.StaleError each, joined.
 func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 	if req.Upgrade && req.Check {
-		return nil, &RequestError{errors.New("--upgrade and --check cannot be used together")}
+		return nil, failure.Request(errors.New("--upgrade and --check cannot be used together"))
 	}
 	repo, err := Load(req.Root)
 	if err != nil {
@@ -147,7 +148,7 @@ func imagePinner(mode string, log *slog.Logger) (func(context.Context, *spec.Pro
 		}
 	case PinAlways:
 	default:
-		return nil, nil, &RequestError{errors.New("--pin-images must be auto, always or never")}
+		return nil, nil, failure.Request(errors.New("--pin-images must be auto, always or never"))
 	}
 	r := dagger.New(nil)
 	pin := func(ctx context.Context, p *spec.Project) (map[string]string, error) {

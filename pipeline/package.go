@@ -9,6 +9,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/pkg"
 )
@@ -85,11 +86,11 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 				results = append(results, res)
 			}
 			if err != nil {
-				return nil, &RequestError{fmt.Errorf("no build of %s for %s (%s): run coach build %s -t %s -a %s first", prep.Project.Name, src, arch, prep.Project.Name, src, arch)}
+				return nil, failure.Request(fmt.Errorf("no build of %s for %s (%s): run coach build %s -t %s -a %s first", prep.Project.Name, src, arch, prep.Project.Name, src, arch))
 			}
 			st, err := prep.Project.Target(src)
 			if err != nil {
-				return nil, &RequestError{err}
+				return nil, failure.Request(err)
 			}
 			var rep *health.Report
 			err = runStage(req.Events, event.StageHealth, t.Name, func() (string, error) {

@@ -18,7 +18,6 @@
 package pipeline
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -29,6 +28,7 @@ import (
 	"github.com/Masterminds/semver/v3"
 
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -48,38 +48,8 @@ const (
 	StageVerify  = event.StageVerify
 )
 
-// StageError says which stage failed.
-type StageError struct {
-	Stage string
-	Err   error
-}
-
-func (e *StageError) Error() string { return e.Err.Error() }
-func (e *StageError) Unwrap() error { return e.Err }
-
-// FailedStage returns the stage an error came from, or "".
-func FailedStage(err error) string {
-	var se *StageError
-	if errors.As(err, &se) {
-		return se.Stage
-	}
-	return ""
-}
-
-func stage(name string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &StageError{Stage: name, Err: err}
-}
-
-// RequestError is a request that names something that does not exist: a
-// project, or a target the project does not build. The CLI treats it as a
-// usage error.
-type RequestError struct{ Err error }
-
-func (e *RequestError) Error() string { return e.Err.Error() }
-func (e *RequestError) Unwrap() error { return e.Err }
+// stage tags an error with its stage (failure.Stage).
+func stage(name string, err error) error { return failure.Stage(name, err) }
 
 // Options choose what to prepare.
 type Options struct {
@@ -103,12 +73,12 @@ type Options struct {
 func projectFor(repo *spec.Repo, name string, opts Options, withVersion bool) (*spec.Project, error) {
 	orig, err := repo.Project(name)
 	if err != nil {
-		return nil, &RequestError{err}
+		return nil, failure.Request(err)
 	}
 	p := *orig
 	if len(opts.Overrides) > 0 {
 		if err := repo.CheckOverrides(&p, opts.Overrides); err != nil {
-			return nil, &RequestError{err}
+			return nil, failure.Request(err)
 		}
 		p.Overrides = maps.Clone(p.Overrides)
 		if p.Overrides == nil {
@@ -117,7 +87,7 @@ func projectFor(repo *spec.Repo, name string, opts Options, withVersion bool) (*
 		maps.Copy(p.Overrides, opts.Overrides)
 	}
 	if opts.Iteration < 0 {
-		return nil, &RequestError{fmt.Errorf("--iteration %d: the iteration is a positive number", opts.Iteration)}
+		return nil, failure.Request(fmt.Errorf("--iteration %d: the iteration is a positive number", opts.Iteration))
 	}
 	if opts.Iteration > 0 {
 		p.Iteration = opts.Iteration
@@ -126,7 +96,7 @@ func projectFor(repo *spec.Repo, name string, opts Options, withVersion bool) (*
 		v := strings.TrimPrefix(opts.Version, "v")
 		if !version.IsDynamic(v) {
 			if _, err := semver.StrictNewVersion(v); err != nil {
-				return nil, &RequestError{fmt.Errorf("--version %q is not semver (major.minor.patch[-prerelease]), git, or a template", opts.Version)}
+				return nil, failure.Request(fmt.Errorf("--version %q is not semver (major.minor.patch[-prerelease]), git, or a template", opts.Version))
 			}
 		}
 		p.Version = v
@@ -156,9 +126,6 @@ type Prepared struct {
 	Lock      *resolve.Lock
 	LockStale []string
 }
-
-// Stage tags err as coming from the named stage.
-func Stage(name string, err error) error { return stage(name, err) }
 
 // Load reads and checks every definition under root.
 func Load(root string) (*spec.Repo, error) {
@@ -198,7 +165,7 @@ func PrepareProject(repo *spec.Repo, project string, opts Options) (*Prepared, e
 	}
 	targets, err := p.SelectTargets(opts.Targets)
 	if err != nil {
-		return nil, &RequestError{err}
+		return nil, failure.Request(err)
 	}
 	// Images pinned by digest in the lock: the Dagger runner builds from
 	// the digest, and the digest is part of every key of the target.

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/coach-build/coach/pipeline/failure"
 )
 
 // writeSynthetic writes a repository with n software definitions forming a
@@ -66,11 +68,11 @@ func TestPrepareSynthetic(t *testing.T) {
 		t.Fatalf("unexpected plan: %d nodes", len(p.Plan.Nodes))
 	}
 	_, err = Prepare(dir, "big", Options{Locked: true})
-	if FailedStage(err) != StageResolve || !strings.Contains(err.Error(), "there is no lock file") {
+	if failure.StageOf(err) != StageResolve || !strings.Contains(err.Error(), "there is no lock file") {
 		t.Fatalf("--locked without a lock: %v", err)
 	}
 	_, err = Prepare(dir, "nosuch", Options{})
-	var re *RequestError
+	var re *failure.RequestError
 	if !errors.As(err, &re) {
 		t.Fatalf("unknown project: %v", err)
 	}

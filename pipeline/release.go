@@ -9,6 +9,7 @@ import (
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/pkg"
 )
 
@@ -21,7 +22,7 @@ type releaseOptions struct {
 func writeRelease(prep *Prepared, trees []pkg.TargetTree, o releaseOptions, report map[string]any, log *slog.Logger) (*pkg.Release, error) {
 	mtime, from, err := pkg.SourceDateEpoch(prep.Lock)
 	if err != nil {
-		return nil, &RequestError{err}
+		return nil, failure.Request(err)
 	}
 	if from == "default" {
 		log.Warn("no SOURCE_DATE_EPOCH and no lock file: package times default to 2020-01-01 (run coach lock)", "project", prep.Project.Name)

@@ -17,6 +17,7 @@ import (
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/internal/jobserver"
@@ -179,13 +180,9 @@ func (e *TargetsError) Error() string {
 
 func (e *TargetsError) Unwrap() error { return e.Failed[0].err }
 
-// ErrInterrupted is wrapped by the error of a run whose context was
-// cancelled; nothing half-built is kept.
-var ErrInterrupted = errors.New("interrupted")
-
-func interrupted(format string, args ...any) error {
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrInterrupted)
-}
+// interrupted says what was interrupted (failure.Interrupted): nothing
+// half-built is kept.
+func interrupted(format string, args ...any) error { return failure.Interrupted(format, args...) }
 
 // SplitJobs picks how many components build at once and how many jobs
 // each build's make gets, so that together they use the cores and do not
@@ -324,7 +321,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	}
 	if req.Debug != nil {
 		if _, ok := r.(runner.StepDebugger); !ok {
-			return finish(&RequestError{fmt.Errorf("--debug: the %s runner cannot open a shell where a step failed; use --runner sandbox (or --keep-failed)", r.Name())})
+			return finish(failure.Request(fmt.Errorf("--debug: the %s runner cannot open a shell where a step failed; use --runner sandbox (or --keep-failed)", r.Name())))
 		}
 		jobs = 1 // one failure, one shell
 	}
@@ -426,7 +423,7 @@ func canRun(ctx context.Context, r runner.Runner, arches []string) error {
 	}
 	for _, a := range arches {
 		if failed[a] != nil {
-			return &RequestError{failed[a]}
+			return failure.Request(failed[a])
 		}
 	}
 	return nil
@@ -576,7 +573,7 @@ func archList(given, project []string) ([]string, error) {
 	var out []string
 	for _, a := range list {
 		if !target.ValidArch(a) {
-			return nil, &RequestError{fmt.Errorf("architecture %q: coach builds for %s", a, strings.Join(target.Arches, " and "))}
+			return nil, failure.Request(fmt.Errorf("architecture %q: coach builds for %s", a, strings.Join(target.Arches, " and ")))
 		}
 		if !slices.Contains(out, a) {
 			out = append(out, a)

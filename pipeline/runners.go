@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
@@ -86,7 +87,7 @@ func NewRunner(name string, o RunnerOptions) (runner.Runner, error) {
 	case RunnerDagger:
 		return newDagger(o)
 	}
-	return nil, &RequestError{fmt.Errorf("runner must be auto, sandbox or dagger, not %q", name)}
+	return nil, failure.Request(fmt.Errorf("runner must be auto, sandbox or dagger, not %q", name))
 }
 
 // NewVerifyRunner picks where verify installs: a bubblewrap scratch root
@@ -106,7 +107,7 @@ func NewVerifyRunner(name string, o RunnerOptions) (runner.Runner, error) {
 	case RunnerDagger:
 		return newDagger(o)
 	}
-	return nil, &RequestError{fmt.Errorf("runner must be auto, sandbox or dagger, not %q", name)}
+	return nil, failure.Request(fmt.Errorf("runner must be auto, sandbox or dagger, not %q", name))
 }
 
 func (o RunnerOptions) rootfs() *sandbox.Rootfs {
@@ -130,7 +131,7 @@ func newDagger(o RunnerOptions) (runner.Runner, error) {
 	if v := os.Getenv("COACH_DAGGER_CONNECT_TIMEOUT"); v != "" && o.ConnectTimeout == 0 {
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			return nil, &RequestError{fmt.Errorf("COACH_DAGGER_CONNECT_TIMEOUT: %w", err)}
+			return nil, failure.Request(fmt.Errorf("COACH_DAGGER_CONNECT_TIMEOUT: %w", err))
 		}
 		r.ConnectTimeout = d
 	}

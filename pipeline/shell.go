@@ -11,6 +11,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -89,7 +90,7 @@ func Shell(ctx context.Context, req ShellRequest) error {
 		for _, t := range targets {
 			names = append(names, t.Name)
 		}
-		return &RequestError{fmt.Errorf("%s has %d targets (%v): choose one with -t", req.Project, len(targets), names)}
+		return failure.Request(fmt.Errorf("%s has %d targets (%v): choose one with -t", req.Project, len(targets), names))
 	}
 	t := targets[0]
 	component := req.Component
@@ -98,7 +99,7 @@ func Shell(ctx context.Context, req ShellRequest) error {
 		component = sw[len(sw)-1]
 	}
 	if prep.Plan.Node(component) == nil {
-		return &RequestError{fmt.Errorf("%s is not a component of %s (its components: %v)", component, req.Project, prep.Plan.Order())}
+		return failure.Request(fmt.Errorf("%s is not a component of %s (its components: %v)", component, req.Project, prep.Plan.Order()))
 	}
 	f, err := NewFetcher(FetcherOptions{Root: req.Root, CacheDir: req.CacheDir, Mirrors: req.Mirrors, Offline: req.Offline, Log: log, Events: sink})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -127,7 +128,7 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 	}
 	for _, name := range req.Targets {
 		if _, ok := target.Builtin(name); !ok {
-			return nil, &RequestError{fmt.Errorf("unknown target %q (coach targets)", name)}
+			return nil, failure.Request(fmt.Errorf("unknown target %q (coach targets)", name))
 		}
 	}
 	r := req.Runner
@@ -196,16 +197,16 @@ type verifyOne struct {
 
 func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
 	if _, err := os.Stat(v.pkgFile); err != nil {
-		return nil, &RequestError{err}
+		return nil, failure.Request(err)
 	}
 	name, t, err := PackageIdentity(v.pkgFile)
 	if err != nil && v.target == "" {
-		return nil, &RequestError{err}
+		return nil, failure.Request(err)
 	}
 	if v.target != "" {
 		var ok bool
 		if t, ok = target.Builtin(v.target); !ok {
-			return nil, &RequestError{fmt.Errorf("unknown target %q", v.target)}
+			return nil, failure.Request(fmt.Errorf("unknown target %q", v.target))
 		}
 	}
 	project := v.projects[name]

@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/resolve"
 )
@@ -130,10 +132,10 @@ D/git/<commit>.bundle.`,
 			}
 			pop, err := f.Populate(ctx, fetch.ListedRequests(resolve.AllVersions(repo)), abs, sf.jobs)
 			if ctx.Err() != nil {
-				return pipeline.ErrInterrupted
+				return failure.ErrInterrupted
 			}
 			if err != nil {
-				return pipeline.Stage(pipeline.StageFetch, err)
+				return failure.Stage(event.StageFetch, err)
 			}
 			if a.output(pop) {
 				fmt.Fprintf(a.stdout, "populated %s with %d sources\n", abs, len(pop))

@@ -4,7 +4,8 @@ import (
 	"errors"
 	"syscall"
 
-	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 )
 
 // Exit codes. They are part of coach's interface: see docs/cli.md.
@@ -42,14 +43,14 @@ func withCode(code int, err error) error {
 func usageError(err error) error { return withCode(exitUsage, err) }
 
 var stageCodes = map[string]int{
-	pipeline.StageLoad:    exitInvalid,
-	pipeline.StageResolve: exitResolve,
-	pipeline.StagePlan:    exitInvalid,
-	pipeline.StageFetch:   exitFetch,
-	pipeline.StageBuild:   exitBuild,
-	pipeline.StageHealth:  exitHealth,
-	pipeline.StagePackage: exitPackage,
-	pipeline.StageVerify:  exitVerify,
+	event.StageLoad:    exitInvalid,
+	event.StageResolve: exitResolve,
+	event.StagePlan:    exitInvalid,
+	event.StageFetch:   exitFetch,
+	event.StageBuild:   exitBuild,
+	event.StageHealth:  exitHealth,
+	event.StagePackage: exitPackage,
+	event.StageVerify:  exitVerify,
 }
 
 // exitCode picks the exit code for an error: an explicit one, else the
@@ -66,17 +67,17 @@ func exitCode(err error) int {
 	if errors.As(err, &se) {
 		return se.code
 	}
-	if errors.Is(err, pipeline.ErrInterrupted) {
+	if errors.Is(err, failure.ErrInterrupted) {
 		return exitInterrupted
 	}
-	var re *pipeline.RequestError
+	var re *failure.RequestError
 	if errors.As(err, &re) {
 		return exitUsage
 	}
 	if errors.Is(err, syscall.ENOSPC) {
 		return exitFailure // the disk, not the package or the build
 	}
-	if c, ok := stageCodes[pipeline.FailedStage(err)]; ok {
+	if c, ok := stageCodes[failure.StageOf(err)]; ok {
 		return c
 	}
 	return exitFailure

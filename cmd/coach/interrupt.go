@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/failure"
 )
 
 // gracePeriod is how long a command has, after SIGINT or SIGTERM, to stop
@@ -83,7 +83,7 @@ func (a *app) forceExit(in *interrupts, why string) {
 }
 
 func pipelineInterrupted(why string) error {
-	return errors.Join(errors.New(why), pipeline.ErrInterrupted)
+	return errors.Join(errors.New(why), failure.ErrInterrupted)
 }
 
 // signalContext is the run's context, cancelled by SIGINT or SIGTERM.

@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/progress"
 	"github.com/coach-build/coach/pipeline/spec"
 )
@@ -273,7 +273,7 @@ func (a *app) writeEnvelope(err error, code int) {
 	}
 	out := envelope{FormatVersion: jsonFormat, Command: command, OK: err == nil, Result: a.result}
 	if err != nil {
-		out.Error = &errorBody{ExitCode: code, Stage: pipeline.FailedStage(err), Message: err.Error(), Problems: positioned(err)}
+		out.Error = &errorBody{ExitCode: code, Stage: failure.StageOf(err), Message: err.Error(), Problems: positioned(err)}
 	}
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
