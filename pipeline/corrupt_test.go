@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/runner/fake"
@@ -366,7 +367,7 @@ func TestVerifyCacheFindsAndRepairs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := VerifyCache(context.Background(), VerifyCacheRequest{CacheDir: f.cache})
+	res, err := cache.New(f.cache).Check(context.Background(), cache.VerifyCacheRequest{})
 	if err != nil || len(res.Corrupt) != 0 || res.Sources != 2 || res.Layers != 2 {
 		t.Fatalf("a good cache: %+v, %v", res, err)
 	}
@@ -375,7 +376,7 @@ func TestVerifyCacheFindsAndRepairs(t *testing.T) {
 	flip(t, filepath.Join(f.cache, "sources/sha256", f.sums["plain"]), true)
 	os.MkdirAll(filepath.Join(f.cache, "verified"), 0o755)
 	os.WriteFile(filepath.Join(f.cache, "verified", "x.json"), []byte(`{"report":{"ok":true},"digest":"sha256:00"}`), 0o644)
-	res, err = VerifyCache(context.Background(), VerifyCacheRequest{CacheDir: f.cache})
+	res, err = cache.New(f.cache).Check(context.Background(), cache.VerifyCacheRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +388,7 @@ func TestVerifyCacheFindsAndRepairs(t *testing.T) {
 	if len(res.Corrupt) != 3 || !kinds["sources"] || !kinds["layers"] || !kinds["verify results"] || res.BytesRead == 0 {
 		t.Fatalf("found %+v", res)
 	}
-	res, err = VerifyCache(context.Background(), VerifyCacheRequest{CacheDir: f.cache, Repair: true})
+	res, err = cache.New(f.cache).Check(context.Background(), cache.VerifyCacheRequest{Repair: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +397,7 @@ func TestVerifyCacheFindsAndRepairs(t *testing.T) {
 			t.Errorf("not evicted: %+v", c)
 		}
 	}
-	if res, err = VerifyCache(context.Background(), VerifyCacheRequest{CacheDir: f.cache}); err != nil || len(res.Corrupt) != 0 {
+	if res, err = cache.New(f.cache).Check(context.Background(), cache.VerifyCacheRequest{}); err != nil || len(res.Corrupt) != 0 {
 		t.Errorf("after --repair: %+v, %v", res.Corrupt, err)
 	}
 	again, err := f.build(t, BuildRequest{})

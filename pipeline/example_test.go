@@ -15,6 +15,7 @@ import (
 	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/runners"
 )
 
 // Where the example works; TestExampleRun points them at temporary
@@ -34,7 +35,7 @@ func ExampleRun() {
 		Root:       exampleRoot,
 		Project:    "hello",
 		Targets:    []string{"debian-12"},
-		RunnerName: pipeline.RunnerSandbox,
+		RunnerName: runners.Sandbox,
 		CacheDir:   exampleCache,
 		OutDir:     exampleOut,
 		NoVerify:   true,

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/fetch"
@@ -47,7 +48,7 @@ func sourceMirrors(given []string) ([]string, error) {
 // NewFetcher makes the fetcher of a run.
 func NewFetcher(o FetcherOptions) (*fetch.Fetcher, error) {
 	if o.CacheDir == "" {
-		o.CacheDir = DefaultCacheDir()
+		o.CacheDir = cache.DefaultDir()
 	}
 	mirrors, err := sourceMirrors(o.Mirrors)
 	if err != nil {

@@ -13,9 +13,11 @@ import (
 	"strings"
 
 	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/health"
+	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -39,16 +41,16 @@ func CheckBuild(res *build.Result, p *spec.Project, t target.Target, arch, sysro
 // build packages (the one its components built in, when they are the
 // plan's: build.Packages), made if needed, or "" (system libraries judged
 // by name) where there is none.
-func TargetSysroot(ctx context.Context, t target.Target, arch string, packages []string, o RunnerOptions) string {
+func TargetSysroot(ctx context.Context, t target.Target, arch string, packages []string, o runners.Options) string {
 	log := logger(o.Log)
 	if t.Bootstrap.Tool == "" {
 		log.Warn("no root filesystem for this target here; system libraries are judged by name only", "target", t.Name)
 		return ""
 	}
 	if o.CacheDir == "" {
-		o.CacheDir = DefaultCacheDir()
+		o.CacheDir = cache.DefaultDir()
 	}
-	dir, err := o.rootfs().Ensure(ctx, t, cmp.Or(arch, runtime.GOARCH), packages)
+	dir, err := o.Rootfs().Ensure(ctx, t, cmp.Or(arch, runtime.GOARCH), packages)
 	if err != nil {
 		log.Warn("cannot make the target's root filesystem; system libraries are judged by name only", "target", t.Name, "err", err)
 		return ""
@@ -115,10 +117,10 @@ type HealthRequest struct {
 // not OK is not an error; the caller decides (the CLI exits 7).
 func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 	if req.CacheDir == "" {
-		req.CacheDir = DefaultCacheDir()
+		req.CacheDir = cache.DefaultDir()
 	}
-	ro := RunnerOptions{CacheDir: req.CacheDir, Log: req.Log, Events: req.Events}
-	release, err := UseCache(ctx, req.CacheDir, req.Log)
+	ro := runners.Options{CacheDir: req.CacheDir, Log: req.Log, Events: req.Events}
+	release, err := cache.New(req.CacheDir).Use(ctx, req.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +177,7 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 	return reps, nil
 }
 
-func healthOfDir(ctx context.Context, req HealthRequest, ro RunnerOptions) ([]*health.Report, error) {
+func healthOfDir(ctx context.Context, req HealthRequest, ro runners.Options) ([]*health.Report, error) {
 	dir, err := filepath.Abs(req.Dir)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
+	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/spec"
 )
 
@@ -143,7 +144,7 @@ func imagePinner(mode string, log *slog.Logger) (func(context.Context, *spec.Pro
 	case PinNever:
 		return nil, func() {}, nil
 	case PinAuto, "":
-		if !DaggerConfigured() {
+		if !runners.DaggerConfigured() {
 			return nil, func() {}, nil
 		}
 	case PinAlways:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/binfmt"
+	"github.com/coach-build/coach/pipeline/runners"
 )
 
 // TestHelloArm64 builds, checks, packages and verifies hello for arm64 on
@@ -39,7 +40,7 @@ func TestHelloArm64(t *testing.T) {
 	cache, out := t.TempDir(), t.TempDir()
 	res, err := pipeline.Run(context.Background(), pipeline.BuildRequest{
 		Root: root, Project: "hello", Targets: []string{"debian-12"}, Arches: []string{"arm64"},
-		RunnerName: pipeline.RunnerSandbox, CacheDir: cache, OutDir: out,
+		RunnerName: runners.Sandbox, CacheDir: cache, OutDir: out,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +116,7 @@ func TestHelloArm64Dagger(t *testing.T) {
 	cache, out := t.TempDir(), t.TempDir()
 	res, err := pipeline.Run(context.Background(), pipeline.BuildRequest{
 		Root: root, Project: "hello", Targets: []string{"debian-12"}, Arches: []string{"arm64"},
-		RunnerName: pipeline.RunnerDagger, CacheDir: cache, OutDir: out,
+		RunnerName: runners.Dagger, CacheDir: cache, OutDir: out,
 	})
 	if err != nil && strings.Contains(err.Error(), "no match for platform") {
 		t.Skipf("the engine's registry has no linux/arm64 debian:bookworm (.ci/dagger-arm64-image adds one): %v", err)
@@ -143,7 +144,7 @@ func TestHelloArm64Dagger(t *testing.T) {
 	}
 	f.Close()
 	tr := res.Targets[0]
-	if res.Runner != pipeline.RunnerDagger || tr.Arch != "arm64" || tr.Health == nil || !tr.Health.OK() || len(tr.Verify) != 1 || !tr.Verify[0].OK {
+	if res.Runner != runners.Dagger || tr.Arch != "arm64" || tr.Health == nil || !tr.Health.OK() || len(tr.Verify) != 1 || !tr.Verify[0].OK {
 		t.Fatalf("runner %s, target: arch %s, health %+v, verify %+v", res.Runner, tr.Arch, tr.Health, tr.Verify)
 	}
 }

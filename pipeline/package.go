@@ -8,10 +8,12 @@ import (
 	"runtime"
 
 	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/pkg"
+	"github.com/coach-build/coach/pipeline/runners"
 )
 
 // PackageRequest packages a project's last build again, without building.
@@ -43,13 +45,13 @@ type PackageRequest struct {
 // Package writes the packages of the last build of a project.
 func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 	if req.CacheDir == "" {
-		req.CacheDir = DefaultCacheDir()
+		req.CacheDir = cache.DefaultDir()
 	}
 	log := req.Log
 	if log == nil {
 		log = event.NewLogger(req.Events, slog.LevelInfo)
 	}
-	release, err := UseCache(ctx, req.CacheDir, log)
+	release, err := cache.New(req.CacheDir).Use(ctx, log)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +60,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 	if err != nil {
 		return nil, err
 	}
-	ro := RunnerOptions{CacheDir: req.CacheDir, Log: log, Events: req.Events}
+	ro := runners.Options{CacheDir: req.CacheDir, Log: log, Events: req.Events}
 	arches, err := archList(req.Arches, prep.Project.Arches)
 	if err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ package pipeline
 
 import (
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"strconv"
@@ -186,4 +187,12 @@ func PrepareProject(repo *spec.Repo, project string, opts Options) (*Prepared, e
 	}
 	out.Plan = pl
 	return out, nil
+}
+
+// logger is l, or a logger that drops everything.
+func logger(l *slog.Logger) *slog.Logger {
+	if l != nil {
+		return l
+	}
+	return slog.New(slog.DiscardHandler)
 }

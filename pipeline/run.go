@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
@@ -24,6 +25,7 @@ import (
 	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 	"github.com/coach-build/coach/pipeline/verify"
@@ -53,7 +55,7 @@ type BuildRequest struct {
 	Runner     runner.Runner
 	RunnerName string
 	// CacheDir holds sources, layers, work directories and root
-	// filesystems; empty means DefaultCacheDir().
+	// filesystems; empty means cache.DefaultDir().
 	CacheDir string
 	// Mirrors are source mirror bases tried before upstream; Offline uses
 	// only the cache and file:// locations.
@@ -222,7 +224,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		log = event.NewLogger(sink, slog.LevelInfo)
 	}
 	if req.CacheDir == "" {
-		req.CacheDir = DefaultCacheDir()
+		req.CacheDir = cache.DefaultDir()
 	}
 	res := &BuildResult{Project: req.Project}
 	finish := func(err error) (*BuildResult, error) {
@@ -234,7 +236,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		sink.Emit(e)
 		return res, err
 	}
-	release, err := UseCache(ctx, req.CacheDir, log)
+	release, err := cache.New(req.CacheDir).Use(ctx, log)
 	if err != nil {
 		return finish(err)
 	}
@@ -274,7 +276,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	}
 	r := req.Runner
 	if r == nil {
-		r, err = NewRunner(req.RunnerName, RunnerOptions{CacheDir: req.CacheDir, Log: log, Events: sink, EngineLog: req.EngineLog})
+		r, err = runners.New(req.RunnerName, runners.Options{CacheDir: req.CacheDir, Log: log, Events: sink, EngineLog: req.EngineLog})
 		if err != nil {
 			return finish(err)
 		}
@@ -283,7 +285,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		}
 	}
 	res.Runner = r.Name()
-	if err := canRun(ctx, r, arches); err != nil {
+	if err := runners.CanRun(ctx, r, arches); err != nil {
 		return finish(err)
 	}
 	targets := prep.Plan.TargetList()
@@ -368,7 +370,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 				sources = append(sources, k)
 			}
 		}
-		if err := registerRoot(ctx, req.CacheDir, req.Root, prep.Project.Name+" "+targetLabel(t.Target, t.Arch), layers, sources); err != nil {
+		if err := cache.New(req.CacheDir).RegisterRoot(ctx, req.Root, prep.Project.Name+" "+targetLabel(t.Target, t.Arch), layers, sources); err != nil {
 			log.Warn("could not record what this build uses for cache gc", "err", err)
 		}
 	}
@@ -406,27 +408,6 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		return finish(te)
 	}
 	return finish(nil)
-}
-
-// canRun refuses, before anything is built, arches the runner cannot run
-// programs of, with the fix: the sandbox runs a foreign arch under
-// qemu-user through this machine's binfmt_misc, an engine under its host's
-// emulation (a probe program says). A runner that cannot say is let be.
-func canRun(ctx context.Context, r runner.Runner, arches []string) error {
-	p, ok := r.(runner.PlatformProber)
-	if !ok || !slices.ContainsFunc(arches, func(a string) bool { return a != target.HostArch() }) {
-		return nil
-	}
-	_, failed, err := p.Platforms(ctx, arches)
-	if err != nil {
-		return err
-	}
-	for _, a := range arches {
-		if failed[a] != nil {
-			return failure.Request(failed[a])
-		}
-	}
-	return nil
 }
 
 // targetBuilder takes one target through build and health; the whole run

@@ -10,9 +10,11 @@ import (
 	"runtime"
 
 	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/runner"
+	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -60,7 +62,7 @@ func Shell(ctx context.Context, req ShellRequest) error {
 		log = event.NewLogger(sink, slog.LevelInfo)
 	}
 	if req.CacheDir == "" {
-		req.CacheDir = DefaultCacheDir()
+		req.CacheDir = cache.DefaultDir()
 	}
 	if req.Stdin == nil {
 		req.Stdin = os.Stdin
@@ -71,7 +73,7 @@ func Shell(ctx context.Context, req ShellRequest) error {
 	if req.Stderr == nil {
 		req.Stderr = os.Stderr
 	}
-	release, err := UseCache(ctx, req.CacheDir, log)
+	release, err := cache.New(req.CacheDir).Use(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -107,12 +109,12 @@ func Shell(ctx context.Context, req ShellRequest) error {
 	}
 	r := req.Runner
 	if r == nil {
-		if (req.RunnerName == "" || req.RunnerName == RunnerAuto) && len(req.Argv) == 0 && runtime.GOOS == "linux" {
+		if (req.RunnerName == "" || req.RunnerName == runners.Auto) && len(req.Argv) == 0 && runtime.GOOS == "linux" {
 			// An interactive shell needs the sandbox: the engine attaches
 			// terminals only to the dagger CLI's own sessions.
-			req.RunnerName = RunnerSandbox
+			req.RunnerName = runners.Sandbox
 		}
-		if r, err = NewRunner(req.RunnerName, RunnerOptions{CacheDir: req.CacheDir, Log: log, Events: sink}); err != nil {
+		if r, err = runners.New(req.RunnerName, runners.Options{CacheDir: req.CacheDir, Log: log, Events: sink}); err != nil {
 			return err
 		}
 		if c, ok := r.(io.Closer); ok {
@@ -120,7 +122,7 @@ func Shell(ctx context.Context, req ShellRequest) error {
 		}
 	}
 	arch := prep.Plan.Arch
-	if err := canRun(ctx, r, []string{arch}); err != nil {
+	if err := runners.CanRun(ctx, r, []string{arch}); err != nil {
 		return err
 	}
 	label := targetLabel(t.Name, arch)

@@ -11,10 +11,12 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 	"github.com/coach-build/coach/pipeline/verify"
@@ -109,13 +111,13 @@ type VerifyRequest struct {
 // an error.
 func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 	if req.CacheDir == "" {
-		req.CacheDir = DefaultCacheDir()
+		req.CacheDir = cache.DefaultDir()
 	}
 	log := req.Log
 	if log == nil {
 		log = event.NewLogger(req.Events, slog.LevelInfo)
 	}
-	release, err := UseCache(ctx, req.CacheDir, log)
+	release, err := cache.New(req.CacheDir).Use(ctx, log)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +136,7 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 	r := req.Runner
 	if r == nil {
 		var err error
-		r, err = NewVerifyRunner(req.RunnerName, RunnerOptions{CacheDir: req.CacheDir, Log: log, Events: req.Events})
+		r, err = runners.NewVerify(req.RunnerName, runners.Options{CacheDir: req.CacheDir, Log: log, Events: req.Events})
 		if err != nil {
 			return nil, err
 		}
@@ -224,7 +226,7 @@ func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
 	defer out.Flush()
 	opts := verify.Options{
 		Package: abs, Previous: prev, Name: name, Target: t, Arch: cmp.Or(PackageArch(v.pkgFile), runtime.GOARCH), Project: project,
-		Roots:   &sandbox.Rootfs{Dir: RootfsDir(v.cacheDir), Logger: v.log, Events: v.sink},
+		Roots:   &sandbox.Rootfs{Dir: cache.New(v.cacheDir).Rootfs(), Logger: v.log, Events: v.sink},
 		WorkDir: filepath.Join(v.cacheDir, "verify"),
 		Log:     out,
 	}
@@ -239,17 +241,17 @@ func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
 			return m, func() {}, nil
 		}
 	}
-	cache := verifyCache{dir: filepath.Join(v.cacheDir, "verified")}
-	key := cache.key(opts, v.runner, v.pkgDigest)
+	results := verify.Results{Dir: cache.New(v.cacheDir).Verified()}
+	key := results.Key(opts, v.runner, v.pkgDigest)
 	if !v.reverify {
-		if rep := cache.get(key); rep != nil {
+		if rep := results.Get(key); rep != nil {
 			v.log.Debug("verified before: same package bytes, clean root and checks", "target", t.Name, "package", filepath.Base(v.pkgFile))
 			return rep, nil
 		}
 	}
 	rep, err := verify.Verify(ctx, opts)
 	if err == nil && ctx.Err() == nil {
-		cache.put(key, rep)
+		results.Put(key, rep)
 	}
 	if ctx.Err() != nil {
 		return rep, interrupted("verify %s: its scratch root was removed", filepath.Base(v.pkgFile))

@@ -3,14 +3,13 @@ package main
 import (
 	"fmt"
 
+	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/spf13/cobra"
-
-	"github.com/coach-build/coach/pipeline"
 )
 
 func (a *app) cleanCommand() *cobra.Command {
 	var sf sourceFlags
-	var req pipeline.CleanRequest
+	var req cache.CleanRequest
 	cmd := &cobra.Command{
 		Use:   "clean <project>",
 		Short: "Remove a project's work trees from the cache",
@@ -23,8 +22,8 @@ and writes the trees again. A tree in use by another coach run is waited for.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := a.signalContext()
 			defer stop()
-			req.CacheDir, req.Project, req.Log = sf.cache(), args[0], a.log
-			res, err := pipeline.Clean(ctx, req)
+			req.Project, req.Log = args[0], a.log
+			res, err := cache.New(sf.cache()).Clean(ctx, req)
 			if err != nil {
 				return err
 			}

@@ -15,9 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/coach-build/coach/pipeline"
-
 	"github.com/coach-build/coach/pipeline/binfmt"
+	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
@@ -53,7 +52,7 @@ through sudo otherwise. It says which packages before it runs anything.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cacheDir == "" {
-				cacheDir = pipeline.DefaultCacheDir()
+				cacheDir = cache.DefaultDir()
 			}
 			if fix {
 				if err := a.installHostTools(cmd.Context(), hostToolPackages()); err != nil {
@@ -81,7 +80,7 @@ through sudo otherwise. It says which packages before it runs anything.`,
 				return err == nil
 			}
 			// Sandbox.
-			sb := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: pipeline.RootfsDir(cacheDir)}}
+			sb := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: cache.New(cacheDir).Rootfs()}}
 			mode, err := sb.Probe()
 			if _, lerr := exec.LookPath("bwrap"); lerr != nil {
 				pkg = "bubblewrap"

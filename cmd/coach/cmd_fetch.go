@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/fetch"
@@ -44,7 +45,7 @@ func (s *sourceFlags) cache() string {
 	if s.cacheDir != "" {
 		return s.cacheDir
 	}
-	return pipeline.DefaultCacheDir()
+	return cache.DefaultDir()
 }
 
 func (s *sourceFlags) options(a *app) pipeline.FetcherOptions {
@@ -219,7 +220,7 @@ CI can gate on it.`,
 
 func (a *app) cacheVerifyCommand() *cobra.Command {
 	var sf sourceFlags
-	var req pipeline.VerifyCacheRequest
+	var req cache.VerifyCacheRequest
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check every source, layer and verify result of the cache against its digest",
@@ -239,8 +240,8 @@ build would find only when it reads the bytes.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := a.signalContext()
 			defer stop()
-			req.CacheDir, req.Log = sf.cache(), a.log
-			res, err := pipeline.VerifyCache(ctx, req)
+			req.Log = a.log
+			res, err := cache.New(sf.cache()).Check(ctx, req)
 			if err != nil {
 				return err
 			}
@@ -397,7 +398,7 @@ results. Sizes are allocated bytes, each file counted once however many
 hard links it has.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			use, err := pipeline.CacheUsage(sf.cache())
+			use, err := cache.New(sf.cache()).Usage()
 			if err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline"
 
+	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/spec"
 )
 
@@ -190,7 +191,7 @@ validates and builds at once.`,
 			if err := a.writeNew(files); err != nil {
 				return err
 			}
-			if !pipeline.DaggerConfigured() {
+			if !runners.DaggerConfigured() {
 				fmt.Fprintf(a.stderr, "note: no Dagger engine is configured, so el9 in projects/%s.yaml cannot be built here: coach build will build debian-12 and debian-13 and name el9 as not built. Remove el9 from targets, or build it with --runner dagger and an engine.\n", name)
 			}
 			return nil

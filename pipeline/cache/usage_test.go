@@ -1,4 +1,4 @@
-package pipeline
+package cache
 
 import (
 	"os"
@@ -22,11 +22,11 @@ func TestCacheUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(filepath.Join(cache, "roots/debian-12-abc/usr/bin/sh"), 256<<10)
-	use, err := CacheUsage(cache)
+	use, err := New(cache).Usage()
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]CacheUse{}
+	got := map[string]Use{}
 	for _, u := range use {
 		got[u.Kind] = u
 	}

@@ -1,4 +1,4 @@
-package pipeline
+package verify_test
 
 import (
 	"os"
@@ -17,6 +17,11 @@ import (
 // TestVerifyCacheKey checks that the key of a verification changes with
 // everything its result depends on, and that only passing reports are
 // kept.
+// resultPath is where Results keeps key.
+func resultPath(c verify.Results, key string) string {
+	return filepath.Join(c.Dir, strings.TrimPrefix(key, "sha256:")+".json")
+}
+
 func TestVerifyCacheKey(t *testing.T) {
 	dir := t.TempDir()
 	pkg, other := filepath.Join(dir, "a.deb"), filepath.Join(dir, "b.deb")
@@ -28,10 +33,10 @@ func TestVerifyCacheKey(t *testing.T) {
 		return verify.Options{Package: pkg, Name: "app", Target: d12, Arch: "amd64",
 			Project: &spec.Project{Name: "app", InstallDir: "/opt/app", Verify: []string{"app --version"}}}
 	}
-	c := verifyCache{dir: filepath.Join(dir, "cache")}
+	c := verify.Results{Dir: filepath.Join(dir, "cache")}
 	sandboxRunner, daggerRunner := &sandbox.Runner{}, dagger.New(nil)
-	k := c.key(base(), sandboxRunner, "")
-	if k == "" || k != c.key(base(), sandboxRunner, "") {
+	k := c.Key(base(), sandboxRunner, "")
+	if k == "" || k != c.Key(base(), sandboxRunner, "") {
 		t.Fatalf("key %q is not stable", k)
 	}
 	for _, change := range []struct {
@@ -52,30 +57,30 @@ func TestVerifyCacheKey(t *testing.T) {
 	} {
 		o := base()
 		change.edit(&o)
-		if c.key(o, change.runner, "") == k {
+		if c.Key(o, change.runner, "") == k {
 			t.Errorf("changing the %s left the key as it was", change.what)
 		}
 	}
-	if c.get(k) != nil {
+	if c.Get(k) != nil {
 		t.Fatal("a report before any was kept")
 	}
-	c.put(k, &verify.Report{Package: "a.deb", OK: false})
-	if c.get(k) != nil {
+	c.Put(k, &verify.Report{Package: "a.deb", OK: false})
+	if c.Get(k) != nil {
 		t.Error("a failed report was kept")
 	}
-	c.put(k, &verify.Report{Package: "a.deb", OK: true, Seconds: 4})
-	if r := c.get(k); r == nil || !r.Cached || r.Seconds != 4 {
+	c.Put(k, &verify.Report{Package: "a.deb", OK: true, Seconds: 4})
+	if r := c.Get(k); r == nil || !r.Cached || r.Seconds != 4 {
 		t.Errorf("kept report: %+v", r)
 	}
 	// A damaged entry is not taken for a pass: the package is verified
 	// again.
-	data, _ := os.ReadFile(c.path(k))
+	data, _ := os.ReadFile(resultPath(c, k))
 	damaged := []byte(strings.Replace(string(data), `"seconds":4`, `"seconds":5`, 1))
 	if string(damaged) == string(data) {
 		t.Fatalf("the test could not damage %s", data)
 	}
-	os.WriteFile(c.path(k), damaged, 0o644)
-	if r := c.get(k); r != nil {
+	os.WriteFile(resultPath(c, k), damaged, 0o644)
+	if r := c.Get(k); r != nil {
 		t.Errorf("a damaged entry was taken: %+v", r)
 	}
 }

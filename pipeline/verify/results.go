@@ -1,7 +1,8 @@
-package pipeline
+package verify
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,29 +12,28 @@ import (
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/target"
-	"github.com/coach-build/coach/pipeline/verify"
 )
 
-// verifySchema is mixed into every verify cache key; bump it when verify's
+// resultsSchema is mixed into every verify cache key; bump it when verify's
 // checks change, so that every package is verified again. 2: installs run
 // offline in coach's user namespace, rpm inside the sandbox. 3: entries
 // carry their digest.
-const verifySchema = 3
+const resultsSchema = 3
 
-// verifyCache keeps the reports of packages that passed verification,
+// Results keeps the reports of packages that passed verification,
 // under a key of everything the result depends on: the package's bytes
 // (and the previous package's, for an upgrade), the target's definition,
 // the clean root or image it was installed in, and the project's checks.
-type verifyCache struct{ dir string }
+type Results struct{ Dir string }
 
-func (c verifyCache) path(key string) string {
-	return filepath.Join(c.dir, strings.TrimPrefix(key, digest.Prefix)+".json")
+func (c Results) path(key string) string {
+	return filepath.Join(c.Dir, strings.TrimPrefix(key, digest.Prefix)+".json")
 }
 
-// key is the cache key of a verification, or "" when it cannot be made.
+// Key is the cache key of a verification, or "" when it cannot be made.
 // pkg is the package's digest when the caller knows it (packaging just
 // computed it), else "" to read the file.
-func (c verifyCache) key(o verify.Options, r runner.Runner, pkg string) string {
+func (c Results) Key(o Options, r runner.Runner, pkg string) string {
 	var err error
 	if pkg == "" {
 		if pkg, err = digest.File(o.Package); err != nil {
@@ -75,7 +75,7 @@ func (c verifyCache) key(o verify.Options, r runner.Runner, pkg string) string {
 		Target            target.Target
 		Environment       string
 		Checks            *checks
-	}{verifySchema, pkg, prev, o.Name, o.Target, env, ch})
+	}{resultsSchema, pkg, prev, o.Name, o.Target, env, ch})
 }
 
 // entry is what the verify cache stores: the report, and the digest of
@@ -85,7 +85,8 @@ type verifyEntry struct {
 	Digest string          `json:"digest"`
 }
 
-func (c verifyCache) get(key string) *verify.Report {
+// Get is the passing report stored under key, marked Cached, or nil.
+func (c Results) Get(key string) *Report {
 	if key == "" {
 		return nil
 	}
@@ -98,7 +99,7 @@ func (c verifyCache) get(key string) *verify.Report {
 		os.Remove(c.path(key)) // damaged: verified again, and stored again
 		return nil
 	}
-	var r verify.Report
+	var r Report
 	if json.Unmarshal(e.Report, &r) != nil || !r.OK {
 		return nil
 	}
@@ -106,8 +107,8 @@ func (c verifyCache) get(key string) *verify.Report {
 	return &r
 }
 
-// put keeps a passing report.
-func (c verifyCache) put(key string, r *verify.Report) {
+// Put keeps a passing report.
+func (c Results) Put(key string, r *Report) {
 	if key == "" || r == nil || !r.OK {
 		return
 	}
@@ -119,8 +120,22 @@ func (c verifyCache) put(key string, r *verify.Report) {
 	if err != nil {
 		return
 	}
-	if os.MkdirAll(c.dir, 0o755) != nil {
+	if os.MkdirAll(c.Dir, 0o755) != nil {
 		return
 	}
 	durable.WriteFile(c.path(key), data, 0o644)
+}
+
+// CheckResult checks a stored result against its digest, and says how
+// many bytes it read.
+func CheckResult(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var e verifyEntry
+	if json.Unmarshal(data, &e) != nil || digest.Bytes(e.Report) != e.Digest {
+		return int64(len(data)), errors.New("its report does not match its digest")
+	}
+	return int64(len(data)), nil
 }

@@ -1,4 +1,4 @@
-package pipeline
+package cache
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 
 // CleanRequest removes a project's work trees from the cache.
 type CleanRequest struct {
-	CacheDir, Project string
+	Project string
 	// DryRun lists what would go.
 	DryRun bool
 	Log    *slog.Logger
@@ -33,14 +33,11 @@ type Cleaned struct {
 // sources and root filesystems stay, so the next build is a cache hit
 // that writes the tree again. Each tree is removed under its work lock,
 // so a build or package using it is waited for, never cut short.
-func Clean(ctx context.Context, req CleanRequest) ([]Cleaned, error) {
-	if req.CacheDir == "" {
-		req.CacheDir = DefaultCacheDir()
-	}
+func (l Layout) Clean(ctx context.Context, req CleanRequest) ([]Cleaned, error) {
 	if !spec.ValidProjectName(req.Project) {
 		return nil, failure.Request(fmt.Errorf("%q is not a project name", req.Project))
 	}
-	dir := filepath.Join(req.CacheDir, "work", req.Project)
+	dir := filepath.Join(l.WorkRoot(), req.Project)
 	if st, err := os.Lstat(dir); err == nil && !st.IsDir() {
 		return nil, fmt.Errorf("clean: %s is not a directory (a symlink is not followed); remove it by hand", dir)
 	}
@@ -57,7 +54,7 @@ func Clean(ctx context.Context, req CleanRequest) ([]Cleaned, error) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return out, interrupted("clean: stopped after %d work trees", len(out))
+			return out, failure.Interrupted("clean: stopped after %d work trees", len(out))
 		}
 		work := filepath.Join(dir, e.Name())
 		size := dirBytes(work)
@@ -66,7 +63,7 @@ func Clean(ctx context.Context, req CleanRequest) ([]Cleaned, error) {
 			if err != nil {
 				return out, err
 			}
-			err = removeIn(ctx, req.CacheDir, work)
+			err = removeIn(ctx, l.Dir, work)
 			unlock()
 			if err != nil {
 				return out, fmt.Errorf("clean %s: %w", work, err)

@@ -1,4 +1,4 @@
-package pipeline
+package cache
 
 import (
 	"cmp"
@@ -15,22 +15,19 @@ import (
 
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/confine"
-	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/internal/proc"
-	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
-	"github.com/coach-build/coach/pipeline/target"
 )
 
 // GCRequest collects a cache's garbage.
 type GCRequest struct {
-	// Root is the repository whose definitions and lock files say what
-	// is in use: sources any definition lists, layers a build of a
-	// project (as locked) would use. A cache shared by several
-	// repositories keeps only what this one refers to.
-	Root     string
-	CacheDir string
+	// Repo is the repository gc runs in: its own GC root is not another
+	// repository's. InUse says, once gc holds the cache, what the
+	// repository's definitions and builds (as locked) use.
+	Repo  string
+	InUse func() (*InUse, error)
 	// UnusedFor is how long a root filesystem or a work tree may go
 	// unused before it is collected (default 30 days).
 	UnusedFor time.Duration
@@ -45,6 +42,13 @@ type GCRequest struct {
 	// and build it again. Without it, it is kept.
 	IgnoreOtherRepositories bool
 	Log                     *slog.Logger
+}
+
+// InUse is what a repository uses: the source cache keys its definitions
+// list, the layer keys (without "sha256:") its projects' builds would look
+// up, and its project names (whose work trees are kept while used).
+type InUse struct {
+	Sources, Layers, Projects map[string]bool
 }
 
 // GCEntry is one thing collected (or that would be).
@@ -81,11 +85,11 @@ type gcEntry struct {
 // cache gc exclusive.
 const gcLock = "gc.lock"
 
-// UseCache marks a cache (and its root filesystems) in use until the
+// Use marks the cache (and its root filesystems) in use until the
 // returned function is called: cache gc waits for every user, and a run
 // that starts during a collection waits for it.
-func UseCache(ctx context.Context, cacheDir string, log *slog.Logger) (release func(), err error) {
-	return lockCache(ctx, log, true, cacheDir, RootfsDir(cacheDir))
+func (l Layout) Use(ctx context.Context, log *slog.Logger) (release func(), err error) {
+	return lockCache(ctx, log, true, l.Dir, l.Rootfs())
 }
 
 // lockCache takes the gc locks of dirs, shared or exclusive.
@@ -135,27 +139,24 @@ func lockCache(ctx context.Context, log *slog.Logger, shared bool, dirs ...strin
 // repository does not have, and root filesystems and work trees unused
 // for UnusedFor. With KeepSize it then removes the least recently used of
 // the rest until the cache fits.
-func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
-	if req.CacheDir == "" {
-		req.CacheDir = DefaultCacheDir()
-	}
+func (l Layout) GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	if req.UnusedFor <= 0 {
 		req.UnusedFor = 30 * 24 * time.Hour
-	}
-	repo, err := Load(req.Root)
-	if err != nil {
-		return nil, err
 	}
 	// The cache's lock, exclusive: no run uses it meanwhile. The root
 	// filesystems' (which caches may share through $COACH_ROOTFS_DIR) is
 	// taken only when one is to go. A dry run removes nothing and waits
 	// for nobody.
 	if !req.DryRun {
-		release, err := lockCache(ctx, req.Log, false, req.CacheDir)
+		release, err := lockCache(ctx, req.Log, false, l.Dir)
 		if err != nil {
 			return nil, err
 		}
 		defer release()
+	}
+	use, err := req.InUse()
+	if err != nil {
+		return nil, err
 	}
 	var releaseRoots func()
 	defer func() {
@@ -164,13 +165,13 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		}
 	}()
 	lockRoots := func(ctx context.Context) (err error) {
-		if releaseRoots == nil && RootfsDir(req.CacheDir) != req.CacheDir {
-			releaseRoots, err = lockCache(ctx, req.Log, false, RootfsDir(req.CacheDir))
+		if releaseRoots == nil && l.Rootfs() != l.Dir {
+			releaseRoots, err = lockCache(ctx, req.Log, false, l.Rootfs())
 		}
 		return err
 	}
 	res := &GCResult{Removed: []GCEntry{}, DryRun: req.DryRun}
-	if res.Before, err = cacheTotal(req.CacheDir); err != nil {
+	if res.Before, err = l.total(); err != nil {
 		return nil, err
 	}
 	now := time.Now()
@@ -180,7 +181,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 			return // interrupted: nothing more is sized or removed
 		}
 		if remove == nil {
-			remove = func(ctx context.Context) error { return removeIn(ctx, req.CacheDir, path) }
+			remove = func(ctx context.Context) error { return removeIn(ctx, l.Dir, path) }
 		}
 		entries = append(entries, &gcEntry{GCEntry: GCEntry{Kind: kind, Path: path, Bytes: dirBytes(path), Reason: reason}, used: used, remove: remove})
 	}
@@ -192,7 +193,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	}
 
 	// What other repositories sharing the cache use (their GC roots).
-	live, liveReport := liveRoots(req.CacheDir, req.Root, req.DryRun)
+	live, liveReport := l.liveRoots(req.Repo, req.DryRun)
 	res.Roots = liveReport
 	if res.Roots == nil {
 		res.Roots = []GCRoot{}
@@ -211,8 +212,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	keptFor := func(users []string) bool { return len(users) > 0 && !req.IgnoreOtherRepositories }
 
 	// Sources.
-	cache := &fetch.Cache{Dir: filepath.Join(req.CacheDir, "sources")}
-	listed := fetch.Referenced(fetch.ListedRequests(resolve.AllVersions(repo)))
+	cache := l.SourceCache()
 	keys, err := cache.Entries()
 	if err != nil {
 		return nil, err
@@ -220,7 +220,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	for _, key := range keys {
 		reason := ""
 		switch {
-		case listed[key]:
+		case use.Sources[key]:
 		case keptFor(otherSources[key]):
 			if req.Log != nil {
 				req.Log.Debug("cache gc: kept a source another repository uses", "source", key, "repositories", strings.Join(slices.Compact(otherSources[key]), ", "))
@@ -233,39 +233,12 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		path := cache.Path(key)
 		add("sources", path, modTime(path), reason, func(ctx context.Context) error {
 			os.Remove(path + ".sha256") // a git tar's recorded digest
-			return removeIn(ctx, req.CacheDir, path)
+			return removeIn(ctx, l.Dir, path)
 		})
 	}
 
-	// Layers: the keys a build of each project, as locked, would look up,
-	// on each of its targets and arches, in each environment the cache
-	// has layers of (a sandbox root, a Dagger image, for any runner).
-	layers := &build.LayerCache{Dir: filepath.Join(req.CacheDir, "layers")}
-	inUse := map[string]bool{}
-	var envs []build.Environment
-	for _, e := range layers.Environments() {
-		envs = append(envs, build.FixedEnvironment(e))
-	}
-	for _, name := range repo.ProjectNames() {
-		for _, arch := range target.Arches {
-			prep, err := PrepareProject(repo, name, Options{Arch: arch})
-			if err != nil {
-				// A project that does not plan has no build to keep
-				// layers for; say so rather than fail the collection.
-				if req.Log != nil {
-					req.Log.Warn("cache gc: a project does not plan; none of its layers count as used", "project", name, "err", firstLine(err.Error()))
-				}
-				continue
-			}
-			for _, t := range prep.Plan.TargetList() {
-				for _, e := range envs {
-					for _, k := range build.LayerKeys(layers, e, prep.Plan, t) {
-						inUse[strings.TrimPrefix(k, "sha256:")] = true
-					}
-				}
-			}
-		}
-	}
+	// Layers.
+	layers := l.LayerCache()
 	for _, p := range layers.Leftovers() {
 		add("layers", p, modTime(p), "left by a process that is gone", nil)
 	}
@@ -276,7 +249,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		}
 		reason := ""
 		switch {
-		case inUse[e.Name()], keptFor(otherLayers[e.Name()]):
+		case use.Layers[e.Name()], keptFor(otherLayers[e.Name()]):
 		case len(otherLayers[e.Name()]) > 0:
 			reason = "no project's build here uses it, and --ignore-other-repositories: " + otherRepositoryReason(slices.Compact(otherLayers[e.Name()]))
 		default:
@@ -287,7 +260,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 
 	// Root filesystems: each is removed under the lock that making it
 	// takes.
-	roots := RootfsDir(req.CacheDir)
+	roots := l.Rootfs()
 	for _, e := range readDir(roots) {
 		name, path := e.Name(), filepath.Join(roots, e.Name())
 		switch {
@@ -328,7 +301,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	}
 
 	// Work trees, each under its work lock.
-	workRoot := filepath.Join(req.CacheDir, "work")
+	workRoot := l.WorkRoot()
 	for _, p := range readDir(workRoot) {
 		if !p.IsDir() {
 			continue // a symlink planted in the cache is not followed
@@ -340,7 +313,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 			path := filepath.Join(workRoot, p.Name(), e.Name())
 			used := cmp.Or(modTime(path+".lock"), modTime(path))
 			reason := stale(used)
-			if _, ok := repo.Projects[p.Name()]; !ok {
+			if !use.Projects[p.Name()] {
 				reason = "the repository has no project " + p.Name()
 			}
 			add("work trees", path, used, reason, func(ctx context.Context) error {
@@ -348,7 +321,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 				if err != nil {
 					return err
 				}
-				err = removeIn(ctx, req.CacheDir, path)
+				err = removeIn(ctx, l.Dir, path)
 				unlock()
 				os.Remove(path + ".lock")
 				return err
@@ -357,23 +330,23 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	}
 
 	// Verify roots of processes that are gone, and verify results.
-	verifyDir := filepath.Join(req.CacheDir, "verify")
+	verifyDir := l.Verify()
 	for _, e := range readDir(verifyDir) {
 		if pid, ok := pidOf(e.Name(), "root-", "pkgs-"); ok && !proc.Alive(pid) {
 			add("verify roots", filepath.Join(verifyDir, e.Name()), modTime(filepath.Join(verifyDir, e.Name())), "left by a process that is gone", nil)
 		}
 	}
-	verified := filepath.Join(req.CacheDir, "verified")
+	verified := l.Verified()
 	for _, e := range readDir(verified) {
 		add("verify results", filepath.Join(verified, e.Name()), modTime(filepath.Join(verified, e.Name())), "", nil)
 	}
 
 	if ctx.Err() != nil {
-		return res, interrupted("cache gc: stopped before removing anything")
+		return res, failure.Interrupted("cache gc: stopped before removing anything")
 	}
 	remove := func(e *gcEntry) error {
 		if err := ctx.Err(); err != nil {
-			return interrupted("cache gc: stopped after removing %d entries", len(res.Removed))
+			return failure.Interrupted("cache gc: stopped after removing %d entries", len(res.Removed))
 		}
 		if !req.DryRun {
 			if err := e.remove(ctx); err != nil {
@@ -397,7 +370,7 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	if req.KeepSize >= 0 {
 		size := res.Before - res.Bytes
 		if !req.DryRun {
-			if size, err = cacheTotal(req.CacheDir); err != nil {
+			if size, err = l.total(); err != nil {
 				return res, err
 			}
 		}
@@ -415,16 +388,16 @@ func GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	res.Kept = len(rest)
 	if !req.DryRun {
 		cache.SweepPartials() // leftovers of interrupted downloads
-		res.After, err = cacheTotal(req.CacheDir)
+		res.After, err = l.total()
 	} else {
 		res.After = max(0, res.Before-res.Bytes)
 	}
 	return res, err
 }
 
-// cacheTotal is what the cache takes, as coach cache du counts it.
-func cacheTotal(cacheDir string) (int64, error) {
-	use, err := CacheUsage(cacheDir)
+// total is what the cache takes, as coach cache du counts it.
+func (l Layout) total() (int64, error) {
+	use, err := l.Usage()
 	var n int64
 	for _, u := range use {
 		n += u.Bytes

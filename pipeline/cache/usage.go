@@ -1,4 +1,4 @@
-package pipeline
+package cache
 
 import (
 	"io/fs"
@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 )
 
-// CacheUse is what one kind of cache entry takes on disk.
-type CacheUse struct {
+// Use is what one kind of cache entry takes on disk.
+type Use struct {
 	Kind    string `json:"kind"`
 	Path    string `json:"path"`
 	Entries int    `json:"entries"`
@@ -23,19 +23,17 @@ var cacheKinds = []struct{ kind, dir string }{
 	{"verify results", "verified"},
 }
 
-// CacheUsage measures the cache by kind: sources, dependency layers,
-// root filesystems (in RootfsDir), work trees, leftover verify roots and
-// verify results. Sizes are allocated bytes, each inode counted once (a
-// layer hard-linked into a tree is not counted twice); symlinks are not
+// Usage measures the cache by kind: sources, dependency layers, root
+// filesystems (in Rootfs), work trees, leftover verify roots and verify
+// results. Sizes are allocated bytes, each inode counted once (a layer
+// hard-linked into a tree is not counted twice); symlinks are not
 // followed.
-func CacheUsage(cacheDir string) ([]CacheUse, error) {
-	if cacheDir == "" {
-		cacheDir = DefaultCacheDir()
-	}
+func (l Layout) Usage() ([]Use, error) {
+	cacheDir := l.Dir
 	seen := map[[2]uint64]bool{}
-	var out []CacheUse
+	var out []Use
 	measure := func(kind, dir string) error {
-		u := CacheUse{Kind: kind, Path: dir}
+		u := Use{Kind: kind, Path: dir}
 		entries, err := os.ReadDir(dir)
 		if err != nil && !os.IsNotExist(err) {
 			return err
@@ -68,7 +66,7 @@ func CacheUsage(cacheDir string) ([]CacheUse, error) {
 			return nil, err
 		}
 	}
-	if err := measure("root filesystems", RootfsDir(cacheDir)); err != nil {
+	if err := measure("root filesystems", l.Rootfs()); err != nil {
 		return nil, err
 	}
 	for _, k := range cacheKinds[2:] {

@@ -1,8 +1,7 @@
-package pipeline
+package cache
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,15 +9,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/confine"
-	"github.com/coach-build/coach/pipeline/digest"
-	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/verify"
 )
 
 // VerifyCacheRequest checks every entry of a cache against its digest.
 type VerifyCacheRequest struct {
-	CacheDir string
 	// Repair evicts every corrupt entry: the next build fetches or
 	// builds it again.
 	Repair bool
@@ -49,12 +46,9 @@ type VerifyCacheResult struct {
 // digest, and every verify result against its own digest, as Nix's
 // store verify does. With Repair each corrupt entry is evicted. It holds
 // the cache as a build does (exclusively with Repair, as gc does).
-func VerifyCache(ctx context.Context, req VerifyCacheRequest) (*VerifyCacheResult, error) {
-	if req.CacheDir == "" {
-		req.CacheDir = DefaultCacheDir()
-	}
+func (l Layout) Check(ctx context.Context, req VerifyCacheRequest) (*VerifyCacheResult, error) {
 	start := time.Now()
-	release, err := lockCache(ctx, req.Log, !req.Repair, req.CacheDir)
+	release, err := lockCache(ctx, req.Log, !req.Repair, l.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -69,14 +63,14 @@ func VerifyCache(ctx context.Context, req VerifyCacheRequest) (*VerifyCacheResul
 	}
 
 	// Sources.
-	sources := &fetch.Cache{Dir: filepath.Join(req.CacheDir, "sources")}
+	sources := l.SourceCache()
 	keys, err := sources.Entries()
 	if err != nil {
 		return nil, err
 	}
 	for _, key := range keys {
 		if err := ctx.Err(); err != nil {
-			return res, interrupted("cache verify")
+			return res, failure.Interrupted("cache verify")
 		}
 		algo, want, _ := strings.Cut(key, "/")
 		if algo == "git" {
@@ -97,7 +91,7 @@ func VerifyCache(ctx context.Context, req VerifyCacheRequest) (*VerifyCacheResul
 		}
 		switch {
 		case ctx.Err() != nil:
-			return res, interrupted("cache verify")
+			return res, failure.Interrupted("cache verify")
 		case err != nil:
 			bad("sources", sources.Path(key), err.Error(), func() error { return sources.Evict(ctx, key) })
 		case got != want:
@@ -106,13 +100,13 @@ func VerifyCache(ctx context.Context, req VerifyCacheRequest) (*VerifyCacheResul
 	}
 
 	// Layers: every file, read in full.
-	layers := &build.LayerCache{Dir: filepath.Join(req.CacheDir, "layers")}
+	layers := l.LayerCache()
 	for _, e := range readDir(layers.Dir) {
 		if !e.IsDir() || e.Name() == "tmp" {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return res, interrupted("cache verify")
+			return res, failure.Interrupted("cache verify")
 		}
 		key := "sha256:" + e.Name()
 		dir := filepath.Join(layers.Dir, e.Name())
@@ -147,18 +141,16 @@ func VerifyCache(ctx context.Context, req VerifyCacheRequest) (*VerifyCacheResul
 	}
 
 	// Verify results.
-	vc := verifyCache{dir: filepath.Join(req.CacheDir, "verified")}
-	for _, e := range readDir(vc.dir) {
+	for _, e := range readDir(l.Verified()) {
 		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
 		res.VerifyResults++
-		p := filepath.Join(vc.dir, e.Name())
-		data, err := os.ReadFile(p)
-		res.BytesRead += int64(len(data))
-		var entry verifyEntry
-		if err != nil || json.Unmarshal(data, &entry) != nil || digest.Bytes(entry.Report) != entry.Digest {
-			bad("verify results", p, "its report does not match its digest", func() error { return os.Remove(p) })
+		p := filepath.Join(l.Verified(), e.Name())
+		n, err := verify.CheckResult(p)
+		res.BytesRead += n
+		if err != nil {
+			bad("verify results", p, err.Error(), func() error { return os.Remove(p) })
 		}
 	}
 	res.Seconds = time.Since(start).Seconds()

@@ -1,34 +1,40 @@
-package pipeline
+// Package runners makes the build runners by name (auto, sandbox,
+// dagger) and says whether one can run a build's architectures: the
+// factory beside package runner, which the runners' own packages cannot
+// hold (each imports runner).
+package runners
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
-	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/target"
 )
 
 // Runner names.
 const (
-	RunnerAuto    = "auto"
-	RunnerSandbox = "sandbox"
-	RunnerDagger  = "dagger"
+	Auto    = "auto"
+	Sandbox = "sandbox"
+	Dagger  = "dagger"
 )
 
-// RunnerOptions say how to make a runner.
-type RunnerOptions struct {
+// Options say how to make a runner.
+type Options struct {
 	// CacheDir holds the sandbox's root filesystems (unless
 	// $COACH_ROOTFS_DIR says otherwise).
 	CacheDir string
@@ -42,19 +48,6 @@ type RunnerOptions struct {
 	ConnectTimeout time.Duration
 }
 
-// DefaultCacheDir is $COACH_CACHE_DIR, else the user's cache directory +
-// /coach.
-func DefaultCacheDir() string { return fetch.DefaultDir() }
-
-// RootfsDir is $COACH_ROOTFS_DIR, else rootfs/ in the cache: root
-// filesystems are large and slow to make, so several caches may share them.
-func RootfsDir(cacheDir string) string {
-	if d := os.Getenv("COACH_ROOTFS_DIR"); d != "" {
-		return d
-	}
-	return filepath.Join(cacheDir, "rootfs")
-}
-
 // DaggerConfigured reports whether the environment points at a Dagger
 // engine: inside `dagger run`, or with an explicit runner host.
 func DaggerConfigured() bool {
@@ -64,27 +57,27 @@ func DaggerConfigured() bool {
 // ErrNoRunner is a runner that cannot run here.
 var ErrNoRunner = errors.New("no usable runner")
 
-// NewRunner makes the named build runner. auto is Dagger when an engine is
+// New makes the named build runner. auto is Dagger when an engine is
 // configured or off Linux (where the sandbox cannot run), else the sandbox.
-func NewRunner(name string, o RunnerOptions) (runner.Runner, error) {
+func New(name string, o Options) (runner.Runner, error) {
 	if o.CacheDir == "" {
-		o.CacheDir = DefaultCacheDir()
+		o.CacheDir = cache.DefaultDir()
 	}
 	switch name {
-	case RunnerAuto, "":
+	case Auto, "":
 		if DaggerConfigured() || runtime.GOOS != "linux" {
-			return NewRunner(RunnerDagger, o)
+			return New(Dagger, o)
 		}
-		return NewRunner(RunnerSandbox, o)
-	case RunnerSandbox:
-		r := &sandbox.Runner{Rootfs: o.rootfs()}
+		return New(Sandbox, o)
+	case Sandbox:
+		r := &sandbox.Runner{Rootfs: o.Rootfs()}
 		mode, err := r.Check()
 		if err != nil {
-			return nil, stage(event.StageBuild, fmt.Errorf("%w: the sandbox runner cannot run here: %w (see coach doctor)", ErrNoRunner, err))
+			return nil, failure.Stage(event.StageBuild, fmt.Errorf("%w: the sandbox runner cannot run here: %w (see coach doctor)", ErrNoRunner, err))
 		}
 		logger(o.Log).Debug("sandbox runner", "mode", mode)
 		return r, nil
-	case RunnerDagger:
+	case Dagger:
 		return newDagger(o)
 	}
 	return nil, failure.Request(fmt.Errorf("runner must be auto, sandbox or dagger, not %q", name))
@@ -92,37 +85,38 @@ func NewRunner(name string, o RunnerOptions) (runner.Runner, error) {
 
 // NewVerifyRunner picks where verify installs: a bubblewrap scratch root
 // (auto, where bubblewrap is), else a container on the Dagger engine.
-func NewVerifyRunner(name string, o RunnerOptions) (runner.Runner, error) {
-	if name == RunnerAuto || name == "" {
-		name = RunnerSandbox
+func NewVerify(name string, o Options) (runner.Runner, error) {
+	if name == Auto || name == "" {
+		name = Sandbox
 		if _, err := exec.LookPath("bwrap"); err != nil || runtime.GOOS != "linux" {
 			if DaggerConfigured() || runtime.GOOS != "linux" {
-				name = RunnerDagger
+				name = Dagger
 			}
 		}
 	}
 	switch name {
-	case RunnerSandbox:
+	case Sandbox:
 		return &sandbox.Runner{}, nil
-	case RunnerDagger:
+	case Dagger:
 		return newDagger(o)
 	}
 	return nil, failure.Request(fmt.Errorf("runner must be auto, sandbox or dagger, not %q", name))
 }
 
-func (o RunnerOptions) rootfs() *sandbox.Rootfs {
-	return &sandbox.Rootfs{Dir: RootfsDir(o.CacheDir), Logger: o.Log, Events: o.Events}
+// Rootfs is the sandbox's root filesystems of the options' cache.
+func (o Options) Rootfs() *sandbox.Rootfs {
+	return &sandbox.Rootfs{Dir: cache.New(o.CacheDir).Rootfs(), Logger: o.Log, Events: o.Events}
 }
 
 // newDagger returns the Dagger runner, which connects only when a
 // component must be built.
-func newDagger(o RunnerOptions) (runner.Runner, error) {
+func newDagger(o Options) (runner.Runner, error) {
 	var engineLog io.Writer
 	if o.EngineLog {
 		l := logger(o.Log)
 		engineLog = event.NewLineWriter(func(line string) {
 			if strings.TrimSpace(line) != "" {
-				l.Debug(line, "runner", RunnerDagger)
+				l.Debug(line, "runner", Dagger)
 			}
 		})
 	}
@@ -143,4 +137,25 @@ func logger(l *slog.Logger) *slog.Logger {
 		return l
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// CanRun refuses, before anything is built, arches the runner cannot run
+// programs of, with the fix: the sandbox runs a foreign arch under
+// qemu-user through this machine's binfmt_misc, an engine under its host's
+// emulation (a probe program says). A runner that cannot say is let be.
+func CanRun(ctx context.Context, r runner.Runner, arches []string) error {
+	p, ok := r.(runner.PlatformProber)
+	if !ok || !slices.ContainsFunc(arches, func(a string) bool { return a != target.HostArch() }) {
+		return nil
+	}
+	_, failed, err := p.Platforms(ctx, arches)
+	if err != nil {
+		return err
+	}
+	for _, a := range arches {
+		if failed[a] != nil {
+			return failure.Request(failed[a])
+		}
+	}
+	return nil
 }

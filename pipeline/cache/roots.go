@@ -1,4 +1,4 @@
-package pipeline
+package cache
 
 import (
 	"context"
@@ -34,29 +34,28 @@ type rootBuild struct {
 	Sources []string `json:"sources"`
 }
 
-func rootsDir(cacheDir string) string { return filepath.Join(cacheDir, "roots") }
-
 // rootFile is a repository's root file: named by a digest of its path.
-func rootFile(cacheDir, repo string) string {
+func (l Layout) rootFile(repo string) string {
 	abs, err := filepath.Abs(repo)
 	if err != nil {
 		abs = repo
 	}
 	sum := sha256.Sum256([]byte(abs))
-	return filepath.Join(rootsDir(cacheDir), hex.EncodeToString(sum[:8])+".json")
+	return filepath.Join(l.Roots(), hex.EncodeToString(sum[:8])+".json")
 }
 
-// registerRoot records, durably and under the root's lock, what a build of
-// the repository used: its layers and sources.
-func registerRoot(ctx context.Context, cacheDir, repo, build string, layers, sources []string) error {
+// RegisterRoot records, durably and under the root's lock, what a build of
+// the repository used (its layers and sources), in the repository's GC
+// root.
+func (l Layout) RegisterRoot(ctx context.Context, repo, build string, layers, sources []string) error {
 	abs, err := filepath.Abs(repo)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(rootsDir(cacheDir), 0o755); err != nil {
+	if err := os.MkdirAll(l.Roots(), 0o755); err != nil {
 		return err
 	}
-	file := rootFile(cacheDir, repo)
+	file := l.rootFile(repo)
 	unlock, err := lockfile.Lock(ctx, file+".lock", 20*time.Millisecond)
 	if err != nil {
 		return err
@@ -102,14 +101,14 @@ type GCRoot struct {
 // liveRoots reads the cache's roots but repo's own: those whose
 // repository still exists, and those that are gone (whose files are
 // removed unless dryRun).
-func liveRoots(cacheDir, repo string, dryRun bool) (live []*gcRoot, report []GCRoot) {
+func (l Layout) liveRoots(repo string, dryRun bool) (live []*gcRoot, report []GCRoot) {
 	own, _ := filepath.Abs(repo)
-	entries, _ := os.ReadDir(rootsDir(cacheDir))
+	entries, _ := os.ReadDir(l.Roots())
 	for _, e := range entries {
 		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		file := filepath.Join(rootsDir(cacheDir), e.Name())
+		file := filepath.Join(l.Roots(), e.Name())
 		r := readRoot(file)
 		if r == nil || r.Path == own {
 			continue
