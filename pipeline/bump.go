@@ -14,7 +14,6 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	"github.com/pmezard/go-difflib/difflib"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/mirror"
@@ -89,7 +88,7 @@ func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	updated, err := addVersion(old, v, rawURL, sum)
+	updated, err := spec.AddVersion(old, v, rawURL, sum)
 	if err != nil {
 		return nil, fmt.Errorf("bump %s: %s: %w", s.Name, s.Path, err)
 	}
@@ -113,7 +112,7 @@ func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
 	}
 	var users []string
 	for _, name := range repo.ProjectNames() {
-		if p, err := repo.Project(name); err == nil && slices.Contains(closureOf(repo, p.Software), s.Name) {
+		if p, err := repo.Project(name); err == nil && repo.Closure(p.Software)[s.Name] {
 			users = append(users, name)
 		}
 	}
@@ -197,114 +196,4 @@ func checksumFrom(ctx context.Context, raw string, mirrors []string) (string, in
 		errs = append(errs, cerr)
 	}
 	return "", 0, "", stage(StageFetch, fmt.Errorf("fetch %s: %w", raw, errors.Join(errs...)))
-}
-
-// addVersion inserts a version entry into a definition's versions list,
-// as text: where the list's order puts it (after the last entry of an
-// ascending list, before the first of a descending one), in the style of
-// the entries around it (block or flow), so the rest of the file keeps
-// its bytes, comments and key order.
-func addVersion(src []byte, version, rawURL, sum string) ([]byte, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		return nil, err
-	}
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, errors.New("not a mapping")
-	}
-	top := doc.Content[0]
-	var seq *yaml.Node
-	for i := 0; i+1 < len(top.Content); i += 2 {
-		if top.Content[i].Value == "versions" {
-			seq = top.Content[i+1]
-		}
-	}
-	if seq == nil || seq.Kind != yaml.SequenceNode || len(seq.Content) == 0 || seq.Style&yaml.FlowStyle != 0 {
-		return nil, errors.New("versions is not a block list with at least one entry")
-	}
-	lines := strings.SplitAfter(string(src), "\n")
-	first, last := seq.Content[0], seq.Content[len(seq.Content)-1]
-	versionOf := func(n *yaml.Node) string {
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == "version" {
-				return n.Content[i+1].Value
-			}
-		}
-		return ""
-	}
-	descending := false
-	if len(seq.Content) > 1 {
-		a, errA := semver.NewVersion(versionOf(seq.Content[0]))
-		b, errB := semver.NewVersion(versionOf(seq.Content[1]))
-		descending = errA == nil && errB == nil && a.GreaterThan(b)
-	}
-	dash := first.Column - 3 // "- " precedes the entry's first key
-	if dash < 0 || first.Line < 1 || !strings.HasPrefix(strings.TrimLeft(lines[first.Line-1], " "), "- ") {
-		return nil, errors.New("cannot find where the versions list's entries start")
-	}
-	pad := strings.Repeat(" ", dash)
-	flow := first.Style&yaml.FlowStyle != 0
-	// q quotes a scalar where YAML would not read it back as a plain one.
-	q := func(s string) string {
-		if s == "" || strings.ContainsAny(s[:1], "{}[]'\"*&!|>%@`#,?:- ") || strings.Contains(s, ": ") || strings.Contains(s, " #") ||
-			flow && strings.ContainsAny(s, ",[]{}") {
-			return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-		}
-		return s
-	}
-	var entry string
-	if flow {
-		entry = fmt.Sprintf("%s- {version: %s, url: %s, sha256: %s}\n", pad, q(version), q(rawURL), sum)
-	} else {
-		entry = fmt.Sprintf("%s- version: %s\n%s  url: %s\n%s  sha256: %s\n", pad, q(version), pad, q(rawURL), pad, sum)
-	}
-	at := first.Line - 1 // before the first entry
-	if !descending {
-		// After the last entry: its last line is the line before the
-		// next key at a lower indentation, or the end of the file.
-		at = len(lines)
-		for i := last.Line; i < len(lines); i++ {
-			l := lines[i]
-			trimmed := strings.TrimLeft(l, " ")
-			if trimmed == "" || trimmed == "\n" || strings.HasPrefix(trimmed, "#") {
-				continue
-			}
-			if len(l)-len(trimmed) <= dash {
-				at = i
-				break
-			}
-		}
-		// Comments and blank lines just before the next key belong to it.
-		for at > last.Line && strings.HasPrefix(strings.TrimLeft(lines[at-1], " "), "#") && len(lines[at-1])-len(strings.TrimLeft(lines[at-1], " ")) <= dash {
-			at--
-		}
-	}
-	if at == len(lines) && !strings.HasSuffix(string(src), "\n") {
-		entry = "\n" + entry
-	}
-	out := strings.Join(lines[:at], "") + entry + strings.Join(lines[at:], "")
-	return []byte(out), nil
-}
-
-// closureOf is every component the roots need, directly or not.
-func closureOf(repo *spec.Repo, roots []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	var visit func(string)
-	visit = func(n string) {
-		if seen[n] {
-			return
-		}
-		seen[n] = true
-		out = append(out, n)
-		if s := repo.Software[n]; s != nil {
-			for _, d := range s.Dependencies {
-				visit(d)
-			}
-		}
-	}
-	for _, r := range roots {
-		visit(r)
-	}
-	return out
 }

@@ -9,11 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 
 	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/runners"
@@ -21,65 +21,6 @@ import (
 	"github.com/coach-build/coach/pipeline/target"
 	"github.com/coach-build/coach/pipeline/verify"
 )
-
-// PackageIdentity reads a package's name and target from its file name:
-// name_version-iteration+tag_arch.deb or name-version-iteration.tag.arch.rpm.
-func PackageIdentity(file string) (name string, t target.Target, err error) {
-	base := filepath.Base(file)
-	var tag, format string
-	switch {
-	case strings.HasSuffix(base, ".deb"):
-		parts := strings.Split(strings.TrimSuffix(base, ".deb"), "_")
-		if len(parts) != 3 || !strings.Contains(parts[1], "+") {
-			return "", t, fmt.Errorf("%s is not named name_version-iteration+tag_arch.deb", base)
-		}
-		name, tag, format = parts[0], parts[1][strings.LastIndex(parts[1], "+")+1:], target.FormatDeb
-	case strings.HasSuffix(base, ".rpm"):
-		parts := strings.Split(strings.TrimSuffix(base, ".rpm"), ".")
-		if len(parts) < 3 {
-			return "", t, fmt.Errorf("%s is not named name-version-iteration.tag.arch.rpm", base)
-		}
-		tag, format = parts[len(parts)-2], target.FormatRPM
-		nv := strings.Join(parts[:len(parts)-2], ".")
-		fields := strings.Split(nv, "-")
-		if len(fields) < 3 {
-			return "", t, fmt.Errorf("%s is not named name-version-iteration.tag.arch.rpm", base)
-		}
-		name = strings.Join(fields[:len(fields)-2], "-")
-	default:
-		return "", t, fmt.Errorf("%s is neither a .deb nor an .rpm", base)
-	}
-	for _, n := range target.BuiltinNames() {
-		c, _ := target.Builtin(n)
-		if c.DistTag == tag && c.Format == format {
-			return name, c, nil
-		}
-	}
-	return "", t, fmt.Errorf("%s: no target has the dist tag %q; give --target", base, tag)
-}
-
-// PackageArch is the Go architecture a package file is named for
-// (name_version_arm64.deb, name-version.el9.aarch64.rpm); "" when the
-// name says none coach knows.
-func PackageArch(file string) string {
-	base := filepath.Base(file)
-	var a string
-	switch {
-	case strings.HasSuffix(base, ".deb"):
-		parts := strings.Split(strings.TrimSuffix(base, ".deb"), "_")
-		a = parts[len(parts)-1]
-	case strings.HasSuffix(base, ".rpm"):
-		parts := strings.Split(strings.TrimSuffix(base, ".rpm"), ".")
-		a = parts[len(parts)-1]
-	}
-	switch a {
-	case "amd64", "x86_64":
-		return "amd64"
-	case "arm64", "aarch64":
-		return "arm64"
-	}
-	return ""
-}
 
 // VerifyRequest is what Verify checks.
 type VerifyRequest struct {
@@ -201,7 +142,7 @@ func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
 	if _, err := os.Stat(v.pkgFile); err != nil {
 		return nil, failure.Request(err)
 	}
-	name, t, err := PackageIdentity(v.pkgFile)
+	name, t, err := pkg.Identify(v.pkgFile)
 	if err != nil && v.target == "" {
 		return nil, failure.Request(err)
 	}
@@ -225,7 +166,7 @@ func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
 	})
 	defer out.Flush()
 	opts := verify.Options{
-		Package: abs, Previous: prev, Name: name, Target: t, Arch: cmp.Or(PackageArch(v.pkgFile), runtime.GOARCH), Project: project,
+		Package: abs, Previous: prev, Name: name, Target: t, Arch: cmp.Or(pkg.ArchOf(v.pkgFile), runtime.GOARCH), Project: project,
 		Roots:   &sandbox.Rootfs{Dir: cache.New(v.cacheDir).Rootfs(), Logger: v.log, Events: v.sink},
 		WorkDir: filepath.Join(v.cacheDir, "verify"),
 		Log:     out,

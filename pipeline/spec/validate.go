@@ -561,25 +561,7 @@ func (v *validator) installDir(p *Project) {
 }
 
 // closure is every component reachable from roots through dependencies.
-func (v *validator) closure(roots []string) map[string]bool {
-	seen := map[string]bool{}
-	var visit func(string)
-	visit = func(n string) {
-		if seen[n] {
-			return
-		}
-		seen[n] = true
-		if s := v.repo.Software[n]; s != nil {
-			for _, d := range s.Dependencies {
-				visit(d)
-			}
-		}
-	}
-	for _, r := range roots {
-		visit(r)
-	}
-	return seen
-}
+func (v *validator) closure(roots []string) map[string]bool { return v.repo.Closure(roots) }
 
 type overrideProblem struct {
 	msg, hint string

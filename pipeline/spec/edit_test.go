@@ -1,4 +1,4 @@
-package pipeline
+package spec
 
 import (
 	"strings"
@@ -75,7 +75,7 @@ versions:
 			case strings.Contains(c.name, "flow"):
 				v, url = "1.1.0", "https://example.com/x-1.1.0.tar.gz"
 			}
-			got, err := addVersion([]byte(c.src), v, url, sum)
+			got, err := AddVersion([]byte(c.src), v, url, sum)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,7 +84,7 @@ versions:
 			}
 		})
 	}
-	if _, err := addVersion([]byte("name: x\nversions: []\n"), "1.0.0", "u", sum); err == nil {
+	if _, err := AddVersion([]byte("name: x\nversions: []\n"), "1.0.0", "u", sum); err == nil {
 		t.Error("an empty flow list was edited")
 	}
 }
