@@ -16,6 +16,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -76,9 +77,9 @@ func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
 	if err != nil {
 		return nil, failure.Request(err)
 	}
-	mirrors, err := sourceMirrors(req.Mirrors)
+	mirrors, err := fetch.Mirrors(req.Mirrors)
 	if err != nil {
-		return nil, err
+		return nil, failure.Request(err)
 	}
 	sum, size, from, err := checksumFrom(ctx, rawURL, mirrors)
 	if err != nil {
@@ -189,7 +190,7 @@ func checksumFrom(ctx context.Context, raw string, mirrors []string) (string, in
 		errs = append(errs, err)
 	}
 	for _, loc := range locs {
-		sum, n, cerr := Checksum(ctx, loc)
+		sum, n, cerr := fetch.Checksum(ctx, loc)
 		if cerr == nil {
 			return sum, n, loc, nil
 		}

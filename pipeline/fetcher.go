@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
@@ -28,31 +26,14 @@ type FetcherOptions struct {
 	Events event.Sink
 }
 
-// sourceMirrors are the mirrors given and $COACH_SOURCE_MIRROR's, as
-// URL bases (an absolute directory becomes file://).
-func sourceMirrors(given []string) ([]string, error) {
-	mirrors := append([]string{}, given...)
-	mirrors = append(mirrors, strings.Fields(strings.ReplaceAll(os.Getenv("COACH_SOURCE_MIRROR"), ",", " "))...)
-	for i, m := range mirrors {
-		switch {
-		case strings.HasPrefix(m, "file://"), strings.HasPrefix(m, "http://"), strings.HasPrefix(m, "https://"):
-		case filepath.IsAbs(m):
-			mirrors[i] = "file://" + m
-		default:
-			return nil, failure.Request(fmt.Errorf("source mirror %q: give a file://, http:// or https:// base", m))
-		}
-	}
-	return mirrors, nil
-}
-
 // NewFetcher makes the fetcher of a run.
 func NewFetcher(o FetcherOptions) (*fetch.Fetcher, error) {
 	if o.CacheDir == "" {
 		o.CacheDir = cache.DefaultDir()
 	}
-	mirrors, err := sourceMirrors(o.Mirrors)
+	mirrors, err := fetch.Mirrors(o.Mirrors)
 	if err != nil {
-		return nil, err
+		return nil, failure.Request(err)
 	}
 	f := &fetch.Fetcher{Cache: &fetch.Cache{Dir: filepath.Join(o.CacheDir, "sources")}, Root: o.Root, Mirrors: mirrors, Offline: o.Offline, Log: o.Log}
 	if o.Events != nil {

@@ -1,8 +1,6 @@
 package pipeline
 
 import (
-	"bufio"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,75 +16,8 @@ import (
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/runners"
-	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
-
-// CheckBuild runs the health check on a build's merged tree, with the
-// project's allowlist and ignores (plus allow and ignore).
-func CheckBuild(res *build.Result, p *spec.Project, t target.Target, arch, sysroot string, allow, ignore []string) (*health.Report, error) {
-	files, libs, err := res.Owners()
-	if err != nil {
-		return nil, err
-	}
-	return health.Check(health.Options{
-		Tree: res.InstallTree(), InstallDir: p.InstallDir, Sysroot: sysroot, Target: t, Arch: cmp.Or(arch, runtime.GOARCH),
-		Allow: append(append([]string{}, p.Health.Allow...), allow...), Ignore: append(append([]string{}, p.Health.Ignore...), ignore...),
-		Exclude: p.Package.Exclude,
-		Owner:   func(rel string) string { return files[rel] }, Providers: libs,
-	})
-}
-
-// TargetSysroot is the sandbox's root filesystem of a target with the given
-// build packages (the one its components built in, when they are the
-// plan's: build.Packages), made if needed, or "" (system libraries judged
-// by name) where there is none.
-func TargetSysroot(ctx context.Context, t target.Target, arch string, packages []string, o runners.Options) string {
-	log := logger(o.Log)
-	if t.Bootstrap.Tool == "" {
-		log.Warn("no root filesystem for this target here; system libraries are judged by name only", "target", t.Name)
-		return ""
-	}
-	if o.CacheDir == "" {
-		o.CacheDir = cache.DefaultDir()
-	}
-	dir, err := o.Rootfs().Ensure(ctx, t, cmp.Or(arch, runtime.GOARCH), packages)
-	if err != nil {
-		log.Warn("cannot make the target's root filesystem; system libraries are judged by name only", "target", t.Name, "err", err)
-		return ""
-	}
-	return dir
-}
-
-// HostTarget guesses the catalogue target of this host from os-release.
-func HostTarget() (target.Target, bool) {
-	f, err := os.Open("/etc/os-release")
-	if err != nil {
-		return target.Target{}, false
-	}
-	defer f.Close()
-	kv := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if ok {
-			kv[k] = strings.Trim(v, `"`)
-		}
-	}
-	major, _, _ := strings.Cut(kv["VERSION_ID"], ".")
-	var name string
-	switch kv["ID"] {
-	case "debian":
-		name = "debian-" + major
-	case "ubuntu":
-		name = "ubuntu-" + kv["VERSION_ID"]
-	case "rhel", "almalinux", "rocky", "centos":
-		name = "el" + major
-	case "amzn":
-		name = "amazonlinux-" + kv["VERSION_ID"]
-	}
-	return target.Builtin(name)
-}
 
 // HealthRequest says what to check. With Project, the trees of the
 // project's last builds (coach build) for Targets (default: the first of
@@ -152,7 +83,7 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 		if err != nil {
 			return reps, failure.Request(err)
 		}
-		workDir := filepath.Join(req.CacheDir, "work", p.Name, targetLabel(t.Name, prep.Plan.Arch))
+		workDir := filepath.Join(req.CacheDir, "work", p.Name, target.Label(t.Name, prep.Plan.Arch))
 		rep, err := func() (*health.Report, error) {
 			unlock, err := build.LockWork(ctx, workDir, logger(req.Log))
 			if err != nil {
@@ -165,9 +96,9 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 			}
 			sysroot := req.Sysroot
 			if sysroot == "" {
-				sysroot = TargetSysroot(ctx, t, prep.Plan.Arch, build.Packages(prep.Plan, t), ro)
+				sysroot = runners.Sysroot(ctx, t, prep.Plan.Arch, build.Packages(prep.Plan, t), ro)
 			}
-			return CheckBuild(res, p, t, prep.Plan.Arch, sysroot, req.Allow, req.Ignore)
+			return health.CheckBuild(res, p, t, prep.Plan.Arch, sysroot, req.Allow, req.Ignore)
 		}()
 		if err != nil {
 			return reps, err
@@ -185,7 +116,7 @@ func healthOfDir(ctx context.Context, req HealthRequest, ro runners.Options) ([]
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, failure.Request(fmt.Errorf("%s is not a directory", req.Dir))
 	}
-	host, isHost := HostTarget()
+	host, isHost := target.Host()
 	names := req.Targets
 	if len(names) == 0 {
 		if !isHost {
@@ -207,7 +138,7 @@ func healthOfDir(ctx context.Context, req HealthRequest, ro runners.Options) ([]
 			if isHost && host.Name == t.Name {
 				opts.Sysroot = "/"
 			} else {
-				opts.Sysroot = TargetSysroot(ctx, t, "", nil, ro)
+				opts.Sysroot = runners.Sysroot(ctx, t, "", nil, ro)
 			}
 		}
 		rep, err := health.Check(opts)

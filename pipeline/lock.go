@@ -10,9 +10,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/resolve"
-	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/runners"
-	"github.com/coach-build/coach/pipeline/spec"
 )
 
 // Image pinning modes of LockRequest.PinImages.
@@ -61,7 +59,7 @@ func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	pin, done, err := imagePinner(req.PinImages, logger(req.Log))
+	pin, done, err := runners.ImagePinner(req.PinImages, logger(req.Log))
 	if err != nil {
 		return nil, err
 	}
@@ -135,43 +133,4 @@ func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 		return results, stage(StageResolve, errors.Join(stale...))
 	}
 	return results, nil
-}
-
-// imagePinner returns what resolves a project's target images to digests,
-// or nil when images are not pinned this time.
-func imagePinner(mode string, log *slog.Logger) (func(context.Context, *spec.Project) (map[string]string, error), func(), error) {
-	switch mode {
-	case PinNever:
-		return nil, func() {}, nil
-	case PinAuto, "":
-		if !runners.DaggerConfigured() {
-			return nil, func() {}, nil
-		}
-	case PinAlways:
-	default:
-		return nil, nil, failure.Request(errors.New("--pin-images must be auto, always or never"))
-	}
-	r := dagger.New(nil)
-	pin := func(ctx context.Context, p *spec.Project) (map[string]string, error) {
-		out := map[string]string{}
-		for _, name := range p.Targets {
-			t, err := p.Target(name)
-			if err != nil || t.Image == "" {
-				continue
-			}
-			ref, err := r.PinImage(ctx, t.Image)
-			if err != nil {
-				if mode == PinAlways {
-					return nil, err
-				}
-				// Kept as it was: an image this engine cannot reach is
-				// not a reason to refuse the rest of the lock.
-				log.Warn("image not pinned", "target", name, "image", t.Image, "err", err)
-				continue
-			}
-			out[name] = ref
-		}
-		return out, nil
-	}
-	return pin, func() { r.Close() }, nil
 }

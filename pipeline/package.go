@@ -14,6 +14,7 @@ import (
 	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/runners"
+	"github.com/coach-build/coach/pipeline/target"
 )
 
 // PackageRequest packages a project's last build again, without building.
@@ -61,7 +62,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 		return nil, err
 	}
 	ro := runners.Options{CacheDir: req.CacheDir, Log: log, Events: req.Events}
-	arches, err := archList(req.Arches, prep.Project.Arches)
+	arches, err := archListRequest(req.Arches, prep.Project.Arches)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +75,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 			if req.From != "" {
 				src = req.From
 			}
-			workDir := filepath.Join(req.CacheDir, "work", prep.Project.Name, targetLabel(src, arch))
+			workDir := filepath.Join(req.CacheDir, "work", prep.Project.Name, target.Label(src, arch))
 			if !locked[workDir] {
 				unlock, err := build.LockWork(ctx, workDir, log)
 				if err != nil {
@@ -96,7 +97,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 			}
 			var rep *health.Report
 			err = runStage(req.Events, event.StageHealth, t.Name, func() (string, error) {
-				r, err := CheckBuild(res, prep.Project, t, arch, TargetSysroot(ctx, st, arch, build.Packages(prep.Plan, st), ro), nil, nil)
+				r, err := health.CheckBuild(res, prep.Project, t, arch, runners.Sysroot(ctx, st, arch, build.Packages(prep.Plan, st), ro), nil, nil)
 				if err != nil {
 					return "", err
 				}
@@ -115,7 +116,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 				}
 				log.Warn("HEALTH CHECK FAILED AND IGNORED (--skip-health): this package may not run on its target", "tree", src, "target", t.Name, "errors", rep.Errors)
 			}
-			trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies, TreeDigest: treeDigest(res), Arch: arch, Files: treeFiles(res)})
+			trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies, TreeDigest: res.TreeDigest(), Arch: arch, Files: res.FileSums})
 		}
 	}
 	var rel *pkg.Release
@@ -124,7 +125,7 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 		rel, err = writeRelease(prep, trees, releaseOptions{root: req.Root, outDir: req.OutDir, signKey: req.SignKey, passEnv: req.PassphraseEnv},
 			map[string]any{"packaged_from": req.From, "arch": runtime.GOARCH}, log)
 		if err != nil {
-			return "", corruptLayer(err, req.CacheDir, results...)
+			return "", cache.New(req.CacheDir).EvictCorrupt(err, results...)
 		}
 		return fmt.Sprintf("%d packages in %s", len(rel.Artifacts), rel.OutDir), nil
 	})

@@ -196,3 +196,12 @@ func logger(l *slog.Logger) *slog.Logger {
 	}
 	return slog.New(slog.DiscardHandler)
 }
+
+// archListRequest is target.ArchList, a bad arch a request error.
+func archListRequest(given, project []string) ([]string, error) {
+	list, err := target.ArchList(given, project)
+	if err != nil {
+		return nil, failure.Request(err)
+	}
+	return list, nil
+}

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -133,7 +132,7 @@ type TargetResult struct {
 
 // Label names the target and, when it is not the machine's own, the
 // architecture: debian-12, debian-12-arm64.
-func (t *TargetResult) Label() string { return targetLabel(t.Target, t.Arch) }
+func (t *TargetResult) Label() string { return target.Label(t.Target, t.Arch) }
 
 // OK reports whether the target went through every stage asked for.
 func (t *TargetResult) OK() bool { return t.FailedStage == "" }
@@ -186,29 +185,6 @@ func (e *TargetsError) Unwrap() error { return e.Failed[0].err }
 // half-built is kept.
 func interrupted(format string, args ...any) error { return failure.Interrupted(format, args...) }
 
-// SplitJobs picks how many components build at once and how many jobs
-// each build's make gets, so that together they use the cores and do not
-// exceed them: a number given is kept, a zero is derived from the other
-// (cores / given), and with both zero the components get the square root
-// of the cores and make the rest.
-func SplitJobs(jobs, makeJobs, cores int) (int, int) {
-	cores = max(cores, 1)
-	switch {
-	case jobs > 0 && makeJobs > 0:
-	case jobs > 0:
-		makeJobs = max(1, cores/jobs)
-	case makeJobs > 0:
-		jobs = max(1, cores/makeJobs)
-	default:
-		jobs = 1
-		for (jobs+1)*(jobs+1) <= cores {
-			jobs++
-		}
-		makeJobs = max(1, cores/jobs)
-	}
-	return jobs, makeJobs
-}
-
 // Run is the whole flow for one project: load, resolve and plan; then for
 // each target fetch and build every component in the runner, merge the
 // layers and check the tree's linkage; then package every target that went
@@ -250,7 +226,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	if err != nil {
 		return finish(err)
 	}
-	arches, err := archList(req.Arches, prep.Project.Arches)
+	arches, err := archListRequest(req.Arches, prep.Project.Arches)
 	if err != nil {
 		return finish(err)
 	}
@@ -298,7 +274,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	for _, a := range arches {
 		for _, t := range targets {
 			units = append(units, unit{t, a})
-			names = append(names, targetLabel(t.Name, a))
+			names = append(names, target.Label(t.Name, a))
 		}
 	}
 	var comps []string
@@ -311,7 +287,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	if cores <= 0 {
 		cores = runtime.NumCPU()
 	}
-	jobs, makeJobs := SplitJobs(req.Jobs, req.MakeJobs, cores)
+	jobs, makeJobs := build.SplitJobs(req.Jobs, req.MakeJobs, cores)
 	var js *jobserver.Server
 	if runner.SharesJobserver(r) && !req.NoJobserver {
 		if js, err = jobserver.New(cores); err != nil {
@@ -370,7 +346,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 				sources = append(sources, k)
 			}
 		}
-		if err := cache.New(req.CacheDir).RegisterRoot(ctx, req.Root, prep.Project.Name+" "+targetLabel(t.Target, t.Arch), layers, sources); err != nil {
+		if err := cache.New(req.CacheDir).RegisterRoot(ctx, req.Root, prep.Project.Name+" "+target.Label(t.Target, t.Arch), layers, sources); err != nil {
 			log.Warn("could not record what this build uses for cache gc", "err", err)
 		}
 	}
@@ -457,7 +433,7 @@ func firstLine(s string) string {
 func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResult {
 	p := b.prep.Project
 	out := &TargetResult{Target: t.Name, Arch: b.arch}
-	label := targetLabel(t.Name, b.arch)
+	label := target.Label(t.Name, b.arch)
 	workDir := filepath.Join(b.req.CacheDir, "work", p.Name, label)
 	var res *build.Result
 	err := runStage(b.sink, event.StageBuild, label, func() (string, error) {
@@ -522,7 +498,7 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 				}
 			}
 		}
-		rep, err := CheckBuild(res, p, t, b.arch, sysroot, nil, nil)
+		rep, err := health.CheckBuild(res, p, t, b.arch, sysroot, nil, nil)
 		if err != nil {
 			return "", fmt.Errorf("health check of %s for %s: %w", p.Name, t.Name, err)
 		}
@@ -539,38 +515,6 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 		out.fail(event.StageHealth, err)
 	}
 	return out
-}
-
-// archList is the run's architectures: given, else the project's, else
-// the machine's own; each one coach builds for, none twice.
-func archList(given, project []string) ([]string, error) {
-	list := given
-	if len(list) == 0 {
-		list = project
-	}
-	if len(list) == 0 {
-		return []string{target.HostArch()}, nil
-	}
-	var out []string
-	for _, a := range list {
-		if !target.ValidArch(a) {
-			return nil, failure.Request(fmt.Errorf("architecture %q: coach builds for %s", a, strings.Join(target.Arches, " and ")))
-		}
-		if !slices.Contains(out, a) {
-			out = append(out, a)
-		}
-	}
-	return out, nil
-}
-
-// targetLabel names a target × arch in events and directories: the
-// target alone for the machine's own architecture, target/arch (or
-// target-arch in paths) for another.
-func targetLabel(name, arch string) string {
-	if arch == "" || arch == target.HostArch() {
-		return name
-	}
-	return name + "-" + arch
 }
 
 // buildError says why a target was not built, and what to do where the
@@ -594,7 +538,7 @@ func (b *targetBuilder) release(built []*TargetResult, start time.Time) (*pkg.Re
 			if tr.Health != nil {
 				deps = tr.Health.Dependencies
 			}
-			trees = append(trees, pkg.TargetTree{Target: t, Tree: tr.InstallTree(), Depends: deps, TreeDigest: treeDigest(tr.Result), Arch: tr.Arch, Files: treeFiles(tr.Result)})
+			trees = append(trees, pkg.TargetTree{Target: t, Tree: tr.InstallTree(), Depends: deps, TreeDigest: tr.Result.TreeDigest(), Arch: tr.Arch, Files: tr.Result.FileSums})
 		}
 		report := map[string]any{"build": struct {
 			Project string          `json:"project"`
@@ -610,7 +554,7 @@ func (b *targetBuilder) release(built []*TargetResult, start time.Time) (*pkg.Re
 			for _, tr := range built {
 				results = append(results, tr.Result)
 			}
-			return "", corruptLayer(err, b.req.CacheDir, results...)
+			return "", cache.New(b.req.CacheDir).EvictCorrupt(err, results...)
 		}
 		return fmt.Sprintf("%d packages in %s", len(rel.Artifacts), rel.OutDir), nil
 	})
@@ -624,11 +568,11 @@ func (b *targetBuilder) verify(ctx context.Context, tr *TargetResult, outDir str
 		var failures []string
 		cached := 0
 		for _, art := range tr.Packages {
-			rep, err := verifyPackage(ctx, verifyOne{
-				runner: b.runner, pkgFile: art.Path, target: art.Target, cacheDir: b.req.CacheDir,
-				projects: projects, log: b.log, sink: b.sink, reverify: b.req.Reverify,
-				pkgDigest: digest.Prefix + art.SHA256,
-			})
+			rep, err := verify.File(ctx, verifyFile(b.req.CacheDir, verify.FileRequest{
+				Runner: b.runner, Package: art.Path, Target: art.Target,
+				Projects: projects, Log: b.log, Events: b.sink, Reverify: b.req.Reverify,
+				PackageDigest: digest.Prefix + art.SHA256,
+			}))
 			if ctx.Err() != nil {
 				return "", interrupted("verify %s", art.File)
 			}

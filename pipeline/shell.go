@@ -125,14 +125,14 @@ func Shell(ctx context.Context, req ShellRequest) error {
 	if err := runners.CanRun(ctx, r, []string{arch}); err != nil {
 		return err
 	}
-	label := targetLabel(t.Name, arch)
+	label := target.Label(t.Name, arch)
 	workDir := filepath.Join(req.CacheDir, "work", prep.Project.Name, label+"-shell")
 	unlock, err := build.LockWork(ctx, workDir, log)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	jobs, makeJobs := SplitJobs(req.Jobs, req.MakeJobs, runtime.NumCPU())
+	jobs, makeJobs := build.SplitJobs(req.Jobs, req.MakeJobs, runtime.NumCPU())
 	b := &build.Builder{
 		Runner: r, Fetcher: f,
 		Layers:  &build.LayerCache{Dir: filepath.Join(req.CacheDir, "layers")},

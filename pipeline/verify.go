@@ -1,21 +1,15 @@
 package pipeline
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"runtime"
 
 	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
-	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/runner"
-	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
@@ -95,7 +89,8 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 			var rep *verify.Report
 			err := runStage(req.Events, event.StageVerify, tname, func() (string, error) {
 				var err error
-				rep, err = verifyPackage(ctx, verifyOne{runner: r, pkgFile: pkgFile, previous: req.Previous, target: tname, cacheDir: req.CacheDir, projects: projects, log: log, sink: req.Events, reverify: req.Reverify})
+				rep, err = verify.File(ctx, verifyFile(req.CacheDir, verify.FileRequest{Runner: r, Package: pkgFile, Previous: req.Previous, Target: tname,
+					Projects: projects, Log: log, Events: req.Events, Reverify: req.Reverify}))
 				if err != nil {
 					return "", err
 				}
@@ -122,83 +117,9 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 	return reps, nil
 }
 
-// verifyOne is one package to verify.
-type verifyOne struct {
-	runner                              runner.Runner
-	pkgFile, previous, target, cacheDir string
-	// projects (which may be nil) supply the checks of the project named
-	// like the package.
-	projects map[string]*spec.Project
-	log      *slog.Logger
-	sink     event.Sink
-	// reverify verifies again what passed before.
-	reverify bool
-	// pkgDigest is the package's digest when packaging just computed it,
-	// so that the verify cache need not read the file again.
-	pkgDigest string
-}
-
-func verifyPackage(ctx context.Context, v verifyOne) (*verify.Report, error) {
-	if _, err := os.Stat(v.pkgFile); err != nil {
-		return nil, failure.Request(err)
-	}
-	name, t, err := pkg.Identify(v.pkgFile)
-	if err != nil && v.target == "" {
-		return nil, failure.Request(err)
-	}
-	if v.target != "" {
-		var ok bool
-		if t, ok = target.Builtin(v.target); !ok {
-			return nil, failure.Request(fmt.Errorf("unknown target %q", v.target))
-		}
-	}
-	project := v.projects[name]
-	if project == nil {
-		v.log.Warn("no project definition for the package here: checking the install/remove cycle only", "package", name)
-	}
-	abs, _ := filepath.Abs(v.pkgFile)
-	prev := ""
-	if v.previous != "" {
-		prev, _ = filepath.Abs(v.previous)
-	}
-	out := event.NewLineWriter(func(line string) {
-		v.sink.Emit(event.Event{Kind: event.StageOutput, Stage: event.StageVerify, Target: t.Name, Component: filepath.Base(v.pkgFile), Line: line})
-	})
-	defer out.Flush()
-	opts := verify.Options{
-		Package: abs, Previous: prev, Name: name, Target: t, Arch: cmp.Or(pkg.ArchOf(v.pkgFile), runtime.GOARCH), Project: project,
-		Roots:   &sandbox.Rootfs{Dir: cache.New(v.cacheDir).Rootfs(), Logger: v.log, Events: v.sink},
-		WorkDir: filepath.Join(v.cacheDir, "verify"),
-		Log:     out,
-	}
-	if d, ok := v.runner.(runner.Verifier); ok {
-		// A clean machine of the target made by the runner (a container
-		// on the engine): no bubblewrap or mmdebstrap on the host.
-		opts.NewMachine = func(ctx context.Context, t target.Target, arch string, pkgs []string) (verify.Machine, func(), error) {
-			m, err := d.Machine(ctx, t, arch, pkgs)
-			if err != nil {
-				return nil, nil, err
-			}
-			return m, func() {}, nil
-		}
-	}
-	results := verify.Results{Dir: cache.New(v.cacheDir).Verified()}
-	key := results.Key(opts, v.runner, v.pkgDigest)
-	if !v.reverify {
-		if rep := results.Get(key); rep != nil {
-			v.log.Debug("verified before: same package bytes, clean root and checks", "target", t.Name, "package", filepath.Base(v.pkgFile))
-			return rep, nil
-		}
-	}
-	rep, err := verify.Verify(ctx, opts)
-	if err == nil && ctx.Err() == nil {
-		results.Put(key, rep)
-	}
-	if ctx.Err() != nil {
-		return rep, interrupted("verify %s: its scratch root was removed", filepath.Base(v.pkgFile))
-	}
-	if err != nil {
-		return rep, stage(event.StageVerify, err)
-	}
-	return rep, nil
+// verifyFile puts a cache's places into a request.
+func verifyFile(cacheDir string, r verify.FileRequest) verify.FileRequest {
+	l := cache.New(cacheDir)
+	r.RootfsDir, r.WorkDir, r.ResultsDir = l.Rootfs(), l.Verify(), l.Verified()
+	return r
 }

@@ -12,8 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/coach-build/coach/pipeline"
-
+	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/spec"
 )
@@ -226,7 +225,7 @@ repository.`,
 				defer stop()
 				var size int64
 				var err error
-				if sum, size, err = pipeline.Checksum(ctx, url); err != nil {
+				if sum, size, err = fetch.Checksum(ctx, url); err != nil {
 					return err
 				}
 				a.log.Info("downloaded once to pin it", "url", url, "bytes", size, "sha256", sum)

@@ -328,6 +328,13 @@ func (r *Result) FileDigests() (sums, owners map[string]string, err error) {
 	return sums, owners, nil
 }
 
+// FileSums is FileDigests' sums alone: what packaging checks the tree
+// against.
+func (r *Result) FileSums() (map[string]string, error) {
+	sums, _, err := r.FileDigests()
+	return sums, err
+}
+
 // Owners maps every file of the merged tree (relative to the install dir)
 // to the component whose layer holds it, and every shared library's file
 // name to the component that ships it.
@@ -781,4 +788,21 @@ func (b *Builder) sweepPartials() {
 			archive.SweepPartials(filepath.Join(b.WorkDir, e.Name()))
 		}
 	}
+}
+
+// TreeDigest identifies the merged tree by its layers' content digests, in
+// merge order; "" when a layer has none (a build from before digests).
+func (res *Result) TreeDigest() string {
+	type layer struct{ Component, Digest string }
+	var layers []layer
+	for _, c := range res.Components {
+		if c.Digest == "" {
+			return ""
+		}
+		layers = append(layers, layer{c.Name, c.Digest})
+	}
+	return digest.JSON(struct {
+		InstallDir string
+		Layers     []layer
+	}{res.InstallDir, layers})
 }

@@ -19,11 +19,14 @@
 package cache
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/pkg"
 )
 
 // DefaultDir is $COACH_CACHE_DIR, or coach/ under the user cache
@@ -69,3 +72,43 @@ func (l Layout) SourceCache() *fetch.Cache { return &fetch.Cache{Dir: l.Sources(
 
 // LayerCache is the layer cache.
 func (l Layout) LayerCache() *build.LayerCache { return &build.LayerCache{Dir: l.Layers()} }
+
+// EvictCorrupt turns a packaging failure that found a file not as its
+// layer recorded it into the eviction of that layer, and an error naming
+// the entry: the next build rebuilds it. Other errors pass through.
+func (l Layout) EvictCorrupt(err error, results ...*build.Result) error {
+	var cfe *pkg.CorruptFileError
+	var ce *build.CorruptError
+	switch {
+	case errors.As(err, &ce):
+	case errors.As(err, &cfe):
+		for _, res := range results {
+			if res == nil {
+				continue
+			}
+			_, owners, ferr := res.FileDigests()
+			if ferr != nil {
+				continue
+			}
+			for _, c := range res.Components {
+				if c.Name == owners[cfe.Path] {
+					ce = &build.CorruptError{Key: c.Key, Component: c.Name, Reason: cfe.Error()}
+				}
+			}
+			if ce == nil && owners[cfe.Path] == "" {
+				// In no layer: the merged tree itself was changed.
+				return fmt.Errorf("the merged tree is not what its layers hold (%w): build again to merge it anew", cfe)
+			}
+		}
+	default:
+		return err
+	}
+	if ce == nil {
+		return err
+	}
+	layers := l.LayerCache()
+	if eerr := layers.Evict(ce.Key); eerr != nil {
+		return fmt.Errorf("%w; evicting it failed: %v", ce, eerr)
+	}
+	return fmt.Errorf("%w; it was taken out of the cache: build again to rebuild it", ce)
+}

@@ -187,3 +187,20 @@ func (c *Cache) Entries() ([]string, error) {
 	slices.Sort(out)
 	return out, nil
 }
+
+// Mirrors are the mirrors given and $COACH_SOURCE_MIRROR's, as
+// URL bases (an absolute directory becomes file://).
+func Mirrors(given []string) ([]string, error) {
+	mirrors := append([]string{}, given...)
+	mirrors = append(mirrors, strings.Fields(strings.ReplaceAll(os.Getenv("COACH_SOURCE_MIRROR"), ",", " "))...)
+	for i, m := range mirrors {
+		switch {
+		case strings.HasPrefix(m, "file://"), strings.HasPrefix(m, "http://"), strings.HasPrefix(m, "https://"):
+		case filepath.IsAbs(m):
+			mirrors[i] = "file://" + m
+		default:
+			return nil, fmt.Errorf("source mirror %q: give a file://, http:// or https:// base", m)
+		}
+	}
+	return mirrors, nil
+}

@@ -5,6 +5,7 @@
 package runners
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -158,4 +160,67 @@ func CanRun(ctx context.Context, r runner.Runner, arches []string) error {
 		}
 	}
 	return nil
+}
+
+// Sysroot is the sandbox's root filesystem of a target with the given
+// build packages (the one its components built in, when they are the
+// plan's: build.Packages), made if needed, or "" (system libraries judged
+// by name) where there is none.
+func Sysroot(ctx context.Context, t target.Target, arch string, packages []string, o Options) string {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if t.Bootstrap.Tool == "" {
+		log.Warn("no root filesystem for this target here; system libraries are judged by name only", "target", t.Name)
+		return ""
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = cache.DefaultDir()
+	}
+	dir, err := o.Rootfs().Ensure(ctx, t, cmp.Or(arch, runtime.GOARCH), packages)
+	if err != nil {
+		log.Warn("cannot make the target's root filesystem; system libraries are judged by name only", "target", t.Name, "err", err)
+		return ""
+	}
+	return dir
+}
+
+// ImagePinner returns what resolves a project's target images to digests,
+// or nil when images are not pinned this time.
+func ImagePinner(mode string, log *slog.Logger) (func(context.Context, *spec.Project) (map[string]string, error), func(), error) {
+	switch mode {
+	case "never":
+		return nil, func() {}, nil
+	case "auto", "":
+		if !DaggerConfigured() {
+			return nil, func() {}, nil
+		}
+	case "always":
+	default:
+		return nil, nil, failure.Request(errors.New("--pin-images must be auto, always or never"))
+	}
+	r := dagger.New(nil)
+	pin := func(ctx context.Context, p *spec.Project) (map[string]string, error) {
+		out := map[string]string{}
+		for _, name := range p.Targets {
+			t, err := p.Target(name)
+			if err != nil || t.Image == "" {
+				continue
+			}
+			ref, err := r.PinImage(ctx, t.Image)
+			if err != nil {
+				if mode == "always" {
+					return nil, err
+				}
+				// Kept as it was: an image this engine cannot reach is
+				// not a reason to refuse the rest of the lock.
+				log.Warn("image not pinned", "target", name, "image", t.Image, "err", err)
+				continue
+			}
+			out[name] = ref
+		}
+		return out, nil
+	}
+	return pin, func() { r.Close() }, nil
 }

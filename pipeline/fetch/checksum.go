@@ -1,4 +1,4 @@
-package pipeline
+package fetch
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/coach-build/coach/pipeline/failure"
-	"github.com/coach-build/coach/pipeline/fetch"
 )
 
 // Checksum downloads a release archive (http, https or file URL) and
@@ -25,9 +24,9 @@ func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
 	var body io.ReadCloser
 	switch u.Scheme {
 	case "file":
-		f, _, err := fetch.OpenRegular(u.Path)
+		f, _, err := OpenRegular(u.Path)
 		if err != nil {
-			return "", 0, stage(StageFetch, fmt.Errorf("checksum %s: %w", rawURL, err))
+			return "", 0, failure.Stage("fetch", fmt.Errorf("checksum %s: %w", rawURL, err))
 		}
 		body = f
 	case "http", "https":
@@ -39,11 +38,11 @@ func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
 		}
 		resp, err := (&http.Client{Timeout: 10 * time.Minute}).Do(req)
 		if err != nil {
-			return "", 0, stage(StageFetch, fmt.Errorf("checksum %s: %w", rawURL, err))
+			return "", 0, failure.Stage("fetch", fmt.Errorf("checksum %s: %w", rawURL, err))
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
-			return "", 0, stage(StageFetch, fmt.Errorf("checksum %s: %s", rawURL, resp.Status))
+			return "", 0, failure.Stage("fetch", fmt.Errorf("checksum %s: %s", rawURL, resp.Status))
 		}
 		body = resp.Body
 	default:
@@ -51,12 +50,12 @@ func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
 	}
 	defer body.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, &fetch.Bounded{Ctx: ctx, R: body, Limit: fetch.MaxSourceBytes, Name: rawURL})
+	n, err := io.Copy(h, &Bounded{Ctx: ctx, R: body, Limit: MaxSourceBytes, Name: rawURL})
 	if ctx.Err() != nil {
-		return "", 0, interrupted("checksum %s", rawURL)
+		return "", 0, failure.Interrupted("checksum %s", rawURL)
 	}
 	if err != nil {
-		return "", 0, stage(StageFetch, fmt.Errorf("checksum %s: %w", rawURL, err))
+		return "", 0, failure.Stage("fetch", fmt.Errorf("checksum %s: %w", rawURL, err))
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
