@@ -32,8 +32,11 @@ import (
 // into a temporary file in work, so memory stays at the compressor's
 // windows, and the ar archive is written once the member's size is known.
 // nfpm still prepares the contents (implicit directories, order, modes)
-// and names the file, and it writes signed debs.
-func writeDeb(info *nfpm.Info, work string, out io.Writer) error {
+// and names the file. With a signer, an armored detached signature of
+// debian-binary, control and data concatenated follows them as the
+// _gpgorigin member (debsig-verify's and nfpm's "origin" layout); the
+// other members are the bytes an unsigned deb holds.
+func writeDeb(info *nfpm.Info, work string, signer *Signer, out io.Writer) error {
 	if err := nfpm.PrepareForPackager(info, "deb"); err != nil {
 		return err
 	}
@@ -55,6 +58,16 @@ func writeDeb(info *nfpm.Info, work string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var signature []byte
+	if signer != nil {
+		if _, err := data.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		signature, err = signer.Armored(io.MultiReader(strings.NewReader(debianBinary), bytes.NewReader(control), data))
+		if err != nil {
+			return err
+		}
+	}
 	if _, err := data.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
@@ -64,14 +77,23 @@ func writeDeb(info *nfpm.Info, work string, out io.Writer) error {
 	member_ := func(name string, size int64, body io.Reader) error {
 		return writeArMember(out, name, info.MTime, size, body)
 	}
-	if err := member_("debian-binary", 4, strings.NewReader("2.0\n")); err != nil {
+	if err := member_("debian-binary", int64(len(debianBinary)), strings.NewReader(debianBinary)); err != nil {
 		return err
 	}
 	if err := member_("control.tar.gz", int64(len(control)), bytes.NewReader(control)); err != nil {
 		return err
 	}
-	return member_(member, dataSize, data)
+	if err := member_(member, dataSize, data); err != nil {
+		return err
+	}
+	if signature == nil {
+		return nil
+	}
+	return member_("_gpgorigin", int64(len(signature)), bytes.NewReader(signature))
 }
+
+// debianBinary is the deb format's version member.
+const debianBinary = "2.0\n"
 
 // writeArMember writes one member of an ar archive, in the common format
 // dpkg reads: a 60-byte header (name, time, owner 0:0, mode 644, size),

@@ -60,6 +60,9 @@ type Options struct {
 	// from the environment variable named by SignPassphraseEnv.
 	SignKey           string
 	SignPassphraseEnv string
+	// Signer, when set, signs instead of a key loaded from SignKey (a
+	// release loads its key once for all its packages).
+	Signer *Signer
 	// Expected, when set, is the hex sha256 each regular file of the tree
 	// must have (path relative to the tree); a file that differs, or that
 	// it does not list, is a *CorruptFileError.
@@ -230,11 +233,6 @@ func Info(opts Options) (*nfpm.Info, int, error) {
 		if info.Changelog, err = rpmChangelog(p, t, opts.Root, opts.MTime, opts.WorkDir); err != nil {
 			return nil, 0, err
 		}
-	}
-	if opts.SignKey != "" {
-		pass := os.Getenv(opts.SignPassphraseEnv)
-		info.Deb.Signature = nfpm.DebSignature{PackageSignature: nfpm.PackageSignature{KeyFile: opts.SignKey, KeyPassphrase: pass}}
-		info.RPM.Signature = nfpm.RPMSignature{PackageSignature: nfpm.PackageSignature{KeyFile: opts.SignKey, KeyPassphrase: pass}}
 	}
 	return nfpm.WithDefaults(info), n, nil
 }
@@ -464,13 +462,18 @@ func Package(opts Options) (*Artifact, error) {
 		return nil, err
 	}
 	defer os.Remove(tmp.Name())
-	write := pk.Package
-	switch {
-	case opts.SignKey != "": // nfpm signs
-	case t.Format == target.FormatDeb:
-		write = func(info *nfpm.Info, w io.Writer) error { return writeDeb(info, opts.WorkDir, w) }
-	case t.Format == target.FormatRPM:
-		write = func(info *nfpm.Info, w io.Writer) error { return writeRPM(info, opts.WorkDir, w) }
+	signer := opts.Signer
+	if signer == nil && opts.SignKey != "" {
+		if signer, err = LoadSigner(opts.SignKey, os.Getenv(opts.SignPassphraseEnv)); err != nil {
+			return nil, err
+		}
+	}
+	var write func(*nfpm.Info, io.Writer) error
+	switch t.Format {
+	case target.FormatDeb:
+		write = func(info *nfpm.Info, w io.Writer) error { return writeDeb(info, opts.WorkDir, signer, w) }
+	case target.FormatRPM:
+		write = func(info *nfpm.Info, w io.Writer) error { return writeRPM(info, opts.WorkDir, signer, w) }
 	}
 	// The writers copy their payload file into tmp directly (the kernel
 	// copies file to file); the digest is taken from the written file.
@@ -503,7 +506,7 @@ func Package(opts Options) (*Artifact, error) {
 		Target: t.Name, Format: t.Format, File: name, Path: final, Name: info.Name,
 		Version: opts.Project.Version, Release: info.Release, Arch: FormatArch(t.Format, opts.Arch),
 		SHA256: hex.EncodeToString(h.Sum(nil)), Size: size, Files: n,
-		Signed: opts.SignKey != "", Compress: Compression(opts.Project, t),
+		Signed: signer != nil, Compress: Compression(opts.Project, t),
 	}, nil
 }
 

@@ -115,6 +115,15 @@ func ReleaseDir(base string, p *spec.Project) string {
 // the previous good artifacts as they were, and a good one leaves nothing
 // of the previous build of the same release beside its own files.
 func WriteRelease(o ReleaseOptions) (*Release, error) {
+	var signer *Signer
+	if o.SignKey != "" {
+		// The key is read and unlocked once, before anything is written:
+		// a wrong passphrase fails the release at once.
+		var err error
+		if signer, err = LoadSigner(o.SignKey, os.Getenv(o.PassEnv)); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -164,7 +173,7 @@ func WriteRelease(o ReleaseOptions) (*Release, error) {
 		}
 		a, err := Package(Options{
 			Project: o.Project, Root: o.Root, Target: t.Target, Arch: arch, Tree: t.Tree, Depends: t.Depends, Expected: expected,
-			MTime: o.MTime, OutDir: staging, SignKey: o.SignKey, SignPassphraseEnv: o.PassEnv,
+			MTime: o.MTime, OutDir: staging, Signer: signer,
 			Summary: summaryText, Embedded: embedded, WorkDir: work,
 			Extra: files.Contents{{Source: summary, Destination: path.Join(o.Project.InstallDir, "LICENSES", "SUMMARY"), Type: files.TypeFile}},
 		})

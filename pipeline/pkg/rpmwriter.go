@@ -29,9 +29,12 @@ import (
 // sha256 is taken; then the header, which holds those digests and the
 // payload's, is written, and the payload copied after it. The payload's
 // member names are relative ("./opt/..."), as rpmbuild writes them.
-// nfpm still prepares the contents and names the file, and writes
-// signed rpms.
-func writeRPM(info *nfpm.Info, work string, out io.Writer) error {
+// nfpm still prepares the contents and names the file. With a signer,
+// the signature header also holds an OpenPGP signature of the header
+// (RPMSIGTAG_RSA, what rpm 4.16 and later check) and one of the header
+// and payload (RPMSIGTAG_PGP, for older rpms), as rpmsign and rpmpack
+// write them; the header and payload are the bytes an unsigned rpm holds.
+func writeRPM(info *nfpm.Info, work string, signer *Signer, out io.Writer) error {
 	if err := nfpm.PrepareForPackager(info, "rpm"); err != nil {
 		return err
 	}
@@ -75,6 +78,21 @@ func writeRPM(info *nfpm.Info, work string, out io.Writer) error {
 	sig.int32s(rpmSigSize, int32(int64(len(header))+payloadSize))
 	sig.str(rpmSigSHA256, hex.EncodeToString(headerSum[:]))
 	sig.int32s(rpmSigPayloadSize, int32(rawSize))
+	if signer != nil {
+		headerSig, err := signer.Detached(bytes.NewReader(header))
+		if err != nil {
+			return err
+		}
+		if _, err := payload.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		wholeSig, err := signer.Detached(io.MultiReader(bytes.NewReader(header), payload))
+		if err != nil {
+			return err
+		}
+		sig.add(rpmSigRSA, rpmTypeBin, len(headerSig), headerSig)
+		sig.add(rpmSigPGP, rpmTypeBin, len(wholeSig), wholeSig)
+	}
 	sigBytes := sig.bytes(rpmHeaderSignatures)
 	if _, err := out.Write(rpmLead(info.Name + "-" + info.Version + "-" + info.Release)); err != nil {
 		return err
@@ -317,7 +335,9 @@ const (
 	rpmHeaderImmutable  = 63
 	rpmTagI18NTable     = 100
 
+	rpmSigRSA         = 268
 	rpmSigSHA256      = 273
+	rpmSigPGP         = 1002
 	rpmSigSize        = 1000
 	rpmSigPayloadSize = 1007
 

@@ -3,10 +3,13 @@ package pkg
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -51,10 +54,10 @@ func writeBoth(t *testing.T, name, compression string) (ours, theirs, tree strin
 		return f.Name()
 	}
 	if tg.Format == target.FormatDeb {
-		ours = write("ours.deb", func(i *nfpm.Info, w string, f *os.File) error { return writeDeb(i, w, f) })
+		ours = write("ours.deb", func(i *nfpm.Info, w string, f *os.File) error { return writeDeb(i, w, nil, f) })
 		theirs = write("nfpm.deb", func(i *nfpm.Info, _ string, f *os.File) error { return deb.Default.Package(i, f) })
 	} else {
-		ours = write("ours.rpm", func(i *nfpm.Info, w string, f *os.File) error { return writeRPM(i, w, f) })
+		ours = write("ours.rpm", func(i *nfpm.Info, w string, f *os.File) error { return writeRPM(i, w, nil, f) })
 		theirs = write("nfpm.rpm", func(i *nfpm.Info, _ string, f *os.File) error { return rpm.DefaultRPM.Package(i, f) })
 	}
 	return ours, theirs, tree
@@ -77,18 +80,17 @@ func TestDebWriterMatchesNfpm(t *testing.T) {
 	for _, comp := range []string{"zstd", "gzip", "xz", "none"} {
 		t.Run(comp, func(t *testing.T) {
 			ours, theirs, _ := writeBoth(t, "debian-12", comp)
-			field := func(f string) string {
-				var keep []string
-				for _, l := range strings.Split(run(t, "dpkg-deb", "-f", f), "\n") {
-					if !strings.HasPrefix(l, "Installed-Size:") {
-						keep = append(keep, l)
-					}
-				}
-				return strings.Join(keep, "\n")
-			}
-			sameOutput(t, "control", field(ours), field(theirs))
 			// nfpm copies a hard link's content; coach keeps the link.
 			ourList, theirList := run(t, "dpkg-deb", "-c", ours), run(t, "dpkg-deb", "-c", theirs)
+			// Installed-Size is dpkg-gencontrol's count of what dpkg
+			// lists (nfpm's is the bytes over 1024, and is not compared).
+			if got, want := run(t, "dpkg-deb", "-f", ours, "Installed-Size"), fmt.Sprintln(installedKiB(t, ourList)); got != want {
+				t.Errorf("Installed-Size: %s, dpkg-gencontrol would write %s", strings.TrimSpace(got), want)
+			}
+			fields := func(f string) string {
+				return regexp.MustCompile(`(?m)^Installed-Size: \d+\n`).ReplaceAllString(run(t, "dpkg-deb", "-f", f), "")
+			}
+			sameOutput(t, "control", fields(ours), fields(theirs))
 			if !strings.Contains(ourList, "./opt/app/bin/app-hardlink link to ./opt/app/bin/app\n") {
 				t.Errorf("the hard link is not a link:\n%s", ourList)
 			}
@@ -214,4 +216,29 @@ func withoutLine(text, s string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// installedKiB counts a package's installed size from dpkg-deb -c as
+// dpkg-gencontrol does: a regular file's size rounded up to a KiB, once
+// per inode (a hard link adds nothing), and one KiB for any other entry.
+func installedKiB(t *testing.T, listing string) int64 {
+	var kib int64
+	for _, l := range strings.Split(strings.TrimSpace(listing), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 {
+			t.Fatalf("dpkg-deb -c line %q", l)
+		}
+		switch {
+		case strings.Contains(l, " link to "):
+		case f[0][0] == '-':
+			size, err := strconv.ParseInt(f[2], 10, 64)
+			if err != nil {
+				t.Fatalf("dpkg-deb -c line %q: %v", l, err)
+			}
+			kib += (size + 1023) / 1024
+		default:
+			kib++
+		}
+	}
+	return kib
 }
