@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 
-	"github.com/coach-build/coach/pipeline/binfmt"
+	"github.com/coach-build/coach/pipeline/target"
 )
 
 // hostTools are the programs coach runs on the host, with the Debian
@@ -22,18 +21,10 @@ var hostTools = []struct{ bin, pkg string }{
 	{"rpm", "rpm"},
 	// Other architectures: qemu-user interpreters registered with the F
 	// flag, and mmdebstrap's check that they run.
-	{"qemu-" + binfmt.Machine(foreignArch()) + "-static", "qemu-user-static"},
+	{"qemu-" + target.LookupArch(target.Foreign()).Qemu + "-static", "qemu-user-static"},
 	{"update-binfmts", "binfmt-support"},
 	{"arch-test", "arch-test"},
-	{binfmt.Machine(foreignArch()) + "-linux-gnu-strip", "binutils-" + strings.ReplaceAll(binfmt.Machine(foreignArch()), "_", "-") + "-linux-gnu"},
-}
-
-// foreignArch is the other architecture coach builds for on this machine.
-func foreignArch() string {
-	if runtime.GOARCH == "arm64" {
-		return "amd64"
-	}
-	return "arm64"
+	{target.LookupArch(target.Foreign()).Strip(), target.LookupArch(target.Foreign()).Binutils},
 }
 
 // userTools are needed only as a user: mmdebstrap's unshare mode maps the

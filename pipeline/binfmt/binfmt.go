@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/coach-build/coach/pipeline/target"
 )
 
 // Dir is where the kernel shows binfmt_misc.
@@ -26,25 +28,7 @@ func Path() string {
 }
 
 // Machine is qemu's and binfmt's name for a Go architecture.
-func Machine(goarch string) string {
-	switch goarch {
-	case "amd64":
-		return "x86_64"
-	case "arm64":
-		return "aarch64"
-	case "386":
-		return "i386"
-	case "arm":
-		return "arm"
-	case "ppc64le":
-		return "ppc64le"
-	case "s390x":
-		return "s390x"
-	case "riscv64":
-		return "riscv64"
-	}
-	return goarch
-}
+func Machine(goarch string) string { return target.LookupArch(goarch).Qemu }
 
 // Interpreter is a registered binfmt_misc entry.
 type Interpreter struct {

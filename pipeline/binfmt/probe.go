@@ -3,6 +3,8 @@ package binfmt
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/coach-build/coach/pipeline/target"
 )
 
 // Probe is the smallest static program of an architecture: it exits 0.
@@ -10,18 +12,15 @@ import (
 // runs that architecture's programs, natively or under emulation, without
 // needing an image of that architecture.
 func Probe(goarch string) ([]byte, error) {
-	var machine uint16
 	var code []byte
 	switch goarch {
 	case "arm64":
-		machine = 183 // EM_AARCH64
 		code = le32(
 			0xd2800000, // mov x0, #0
 			0xd2800ba8, // mov x8, #93 (exit)
 			0xd4000001, // svc #0
 		)
 	case "amd64":
-		machine = 62 // EM_X86_64
 		code = []byte{
 			0xb8, 0x3c, 0, 0, 0, // mov eax, 60 (exit)
 			0x31, 0xff, // xor edi, edi
@@ -30,6 +29,7 @@ func Probe(goarch string) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("no probe program for %s", goarch)
 	}
+	machine := uint16(target.LookupArch(goarch).Machine)
 	const ehsize, phsize, base = 64, 56, 0x400000
 	size := uint64(ehsize + phsize + len(code))
 	b := make([]byte, 0, size)

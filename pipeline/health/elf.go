@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/coach-build/coach/pipeline/target"
 )
 
 // object is what the check needs to know of one ELF file.
@@ -126,26 +128,14 @@ func compatible(o, lib *object) bool {
 // defaultInterp is the dynamic loader of an architecture, which every
 // process has loaded before any library.
 func defaultInterp(m elf.Machine) string {
-	switch m {
-	case elf.EM_X86_64:
-		return "/lib64/ld-linux-x86-64.so.2"
-	case elf.EM_AARCH64:
-		return "/lib/ld-linux-aarch64.so.1"
-	case elf.EM_386:
-		return "/lib/ld-linux.so.2"
-	}
-	return ""
+	a, _ := target.ArchOfMachine(m)
+	return a.Interp
 }
 
 // platform is what $PLATFORM expands to for an ELF machine.
 func platform(m elf.Machine) string {
-	switch m {
-	case elf.EM_X86_64:
-		return "x86_64"
-	case elf.EM_AARCH64:
-		return "aarch64"
-	case elf.EM_386:
-		return "i686"
+	if a, ok := target.ArchOfMachine(m); ok && a.Platform != "" {
+		return a.Platform
 	}
 	return strings.ToLower(strings.TrimPrefix(m.String(), "EM_"))
 }

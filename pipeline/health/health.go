@@ -11,7 +11,6 @@ import (
 	"cmp"
 	"debug/elf"
 	"fmt"
-	"github.com/bmatcuk/doublestar/v4"
 	"io/fs"
 	"os"
 	"path"
@@ -22,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/bmatcuk/doublestar/v4"
 
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -218,7 +219,7 @@ func Check(opts Options) (*Report, error) {
 	wg.Wait()
 
 	allow := append(slices.Clone(opts.Target.Allow), opts.Allow...)
-	wantClass, wantMachine := elfClass(arch), elfMachine(arch)
+	wantClass, wantMachine := elfClass(arch), target.LookupArch(arch).Machine
 	system := map[string]*SystemLibrary{}
 	glibcFloor := ""
 	type problemKey struct{ kind, file, lib, version string }
@@ -538,27 +539,7 @@ func versionParts(v string) []int {
 	return out
 }
 
-func elfClass(goarch string) elf.Class {
-	switch goarch {
-	case "386", "arm":
-		return elf.ELFCLASS32
-	}
-	return elf.ELFCLASS64
-}
-
-func elfMachine(goarch string) elf.Machine {
-	switch goarch {
-	case "amd64":
-		return elf.EM_X86_64
-	case "arm64":
-		return elf.EM_AARCH64
-	case "386":
-		return elf.EM_386
-	case "arm":
-		return elf.EM_ARM
-	}
-	return elf.EM_NONE
-}
+func elfClass(goarch string) elf.Class { return target.LookupArch(goarch).Class }
 
 // libDir is what $LIB expands to on a target.
 func libDir(t target.Target, goarch string) string {

@@ -58,11 +58,8 @@ func ArchOf(file string) string {
 		parts := strings.Split(strings.TrimSuffix(base, ".rpm"), ".")
 		a = parts[len(parts)-1]
 	}
-	switch a {
-	case "amd64", "x86_64":
-		return "amd64"
-	case "arm64", "aarch64":
-		return "arm64"
+	if arch, ok := target.ArchOf(a); ok {
+		return arch.Go
 	}
 	return ""
 }

@@ -45,30 +45,22 @@ func elfInfo(tree *os.Root, rel string) (exe, shared bool, machine elf.Machine) 
 	return false, false, machine
 }
 
-// stripTools are the binutils strip of each machine coach builds for:
-// the host's own strip reads only its own architecture's files.
-var stripTools = map[elf.Machine]struct{ bin, pkg string }{
-	elf.EM_X86_64:  {"x86_64-linux-gnu-strip", "binutils-x86-64-linux-gnu"},
-	elf.EM_AARCH64: {"aarch64-linux-gnu-strip", "binutils-aarch64-linux-gnu"},
-}
-
 // stripFor is the strip that reads machine's files: the host's strip for
 // its own machine, else binutils' cross strip for it.
 func stripFor(machine elf.Machine) (string, error) {
-	native := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[runtime.GOARCH]
-	if machine == native || machine == 0 {
+	if machine == target.LookupArch(runtime.GOARCH).Machine || machine == 0 {
 		if p, err := exec.LookPath("strip"); err == nil {
 			return p, nil
 		}
 		return "", fmt.Errorf("packaging strips binaries and needs strip (apt-get install binutils), or set package.strip: false")
 	}
-	t, ok := stripTools[machine]
+	a, ok := target.ArchOfMachine(machine)
 	if !ok {
 		return "", fmt.Errorf("no strip for %s files: set package.strip: false", machine)
 	}
-	p, err := exec.LookPath(t.bin)
+	p, err := exec.LookPath(a.Strip())
 	if err != nil {
-		return "", fmt.Errorf("stripping %s files needs %s (apt-get install %s), or set package.strip: false", machine, t.bin, t.pkg)
+		return "", fmt.Errorf("stripping %s files needs %s (apt-get install %s), or set package.strip: false", machine, a.Strip(), a.Binutils)
 	}
 	return p, nil
 }

@@ -6,7 +6,6 @@ package target
 import (
 	"fmt"
 	"maps"
-	"runtime"
 	"slices"
 	"strings"
 )
@@ -188,55 +187,6 @@ func Merge(base, over Target) Target {
 	}
 	return out
 }
-
-// Multiarch returns the Debian multiarch triplet for a Go architecture name.
-func Multiarch(goarch string) string {
-	switch goarch {
-	case "amd64":
-		return "x86_64-linux-gnu"
-	case "arm64":
-		return "aarch64-linux-gnu"
-	case "386":
-		return "i386-linux-gnu"
-	}
-	return goarch + "-linux-gnu"
-}
-
-// PackageArch is a package format's name for a Go architecture: Debian's
-// (amd64, arm64, i386, armhf, ppc64el) for deb and for everything else
-// Debian-made (mmdebstrap's --architectures), rpm's (x86_64, aarch64,
-// i386) for rpm.
-func PackageArch(format, goarch string) string {
-	if format == FormatRPM {
-		switch goarch {
-		case "amd64":
-			return "x86_64"
-		case "arm64":
-			return "aarch64"
-		case "386":
-			return "i386"
-		}
-		return goarch
-	}
-	switch goarch {
-	case "386":
-		return "i386"
-	case "arm":
-		return "armhf"
-	case "ppc64le":
-		return "ppc64el"
-	}
-	return goarch
-}
-
-// HostArch is the architecture packages are built for by default.
-func HostArch() string { return runtime.GOARCH }
-
-// Arches are the architectures coach builds for (Go's names).
-var Arches = []string{"amd64", "arm64"}
-
-// ValidArch reports whether coach builds for an architecture.
-func ValidArch(a string) bool { return slices.Contains(Arches, a) }
 
 // SystemLibDirs returns the target's library dirs for an architecture.
 func (t Target) SystemLibDirs(goarch string) []string {

@@ -327,7 +327,7 @@ func (r *Runner) Platforms(ctx context.Context, arches []string) (native string,
 		if err := os.WriteFile(file, prog, 0o755); err != nil {
 			return "", nil, err
 		}
-		_, err = c.Container(dg.ContainerOpts{Platform: dg.Platform("linux/" + arch)}).
+		_, err = c.Container(dg.ContainerOpts{Platform: dg.Platform(target.LookupArch(arch).OCIPlatform())}).
 			WithFile("/coach-probe", c.Host().File(file), dg.ContainerWithFileOpts{Permissions: 0o755}).
 			WithEnvVariable("COACH_PROBE", strconv.FormatInt(time.Now().UnixNano(), 10)). // run now, not from the engine's cache
 			WithExec([]string{"/coach-probe"}).
@@ -364,7 +364,7 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 	if err != nil {
 		return err
 	}
-	ctr := c.Container(dg.ContainerOpts{Platform: dg.Platform("linux/" + arch)}).From(t.Image)
+	ctr := c.Container(dg.ContainerOpts{Platform: dg.Platform(target.LookupArch(arch).OCIPlatform())}).From(t.Image)
 	for _, d := range cacheDirs(t) {
 		ctr = ctr.WithMountedCache(d, c.CacheVolume("coach-"+t.Name+"-"+arch+strings.ReplaceAll(d, "/", "-")))
 	}
@@ -690,7 +690,7 @@ func (r *Runner) Machine(ctx context.Context, t target.Target, arch string, pack
 	}
 	nonce := make([]byte, 8)
 	rand.Read(nonce)
-	ctr := c.Container(dg.ContainerOpts{Platform: dg.Platform("linux/" + arch)}).From(t.Image).
+	ctr := c.Container(dg.ContainerOpts{Platform: dg.Platform(target.LookupArch(arch).OCIPlatform())}).From(t.Image).
 		WithEnvVariable("COACH_RUN", hex.EncodeToString(nonce)). // a verify always runs
 		WithEnvVariable("DEBIAN_FRONTEND", "noninteractive").
 		WithDirectory("/coach/pkgs", c.Directory())

@@ -104,7 +104,7 @@ func packageSet(t target.Target, packages []string, toolchain bool) []string {
 }
 
 // debArch is Debian's name for a Go architecture.
-func debArch(goarch string) string { return target.PackageArch(target.FormatDeb, goarch) }
+func debArch(goarch string) string { return target.LookupArch(goarch).Deb }
 
 // InfoFile is the file a complete root filesystem has; its modification
 // time is when it was last used.

@@ -78,7 +78,7 @@ func (r *Runner) Platforms(ctx context.Context, arches []string) (string, map[st
 			failed[a] = err
 		}
 	}
-	return "linux/" + target.HostArch(), failed, nil
+	return target.LookupArch(target.HostArch()).OCIPlatform(), failed, nil
 }
 
 func (r *Runner) Name() string { return "sandbox" }
