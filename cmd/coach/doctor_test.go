@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/coach-build/coach/pipeline/binfmt"
+	"github.com/coach-build/coach/pipeline/doctor"
 )
 
 // TestDoctorEmulation reads fake binfmt_misc directories: absent, then
@@ -20,7 +21,7 @@ func TestDoctorEmulation(t *testing.T) {
 		foreign = "amd64"
 	}
 	t.Setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "unix:///nonexistent/engine.sock")
-	doctor := func(dir string) map[string]check {
+	doctor := func(dir string) map[string]doctor.Result {
 		t.Helper()
 		t.Setenv("COACH_BINFMT_MISC", dir)
 		var out, errb bytes.Buffer
@@ -31,7 +32,7 @@ func TestDoctorEmulation(t *testing.T) {
 		if err := json.Unmarshal(out.Bytes(), &env); err != nil {
 			t.Fatalf("%v\n%s\n%s", err, out.String(), errb.String())
 		}
-		checks := map[string]check{}
+		checks := map[string]doctor.Result{}
 		for _, c := range env.Result.Checks {
 			checks[c.Name] = c
 		}
@@ -53,34 +54,5 @@ func TestDoctorEmulation(t *testing.T) {
 	}
 	if c := ready["emulation: binfmt_misc"]; !c.OK || !strings.Contains(c.Detail, "qemu-"+binfmt.Machine(foreign)+" (flags PF)") {
 		t.Errorf("binfmt_misc listing: %+v", c)
-	}
-}
-
-// TestDoctorHostProblems: the two problems of Ubuntu CI runners, with a
-// fake /proc and keyring directory.
-func TestDoctorHostProblems(t *testing.T) {
-	keys := t.TempDir()
-	os.WriteFile(filepath.Join(keys, "debian-archive-keyring.gpg"), []byte("k"), 0o644)
-	if _, _, err := keyringCheck(keys, "debian"); err != nil {
-		t.Errorf("debian keyring present: %v", err)
-	}
-	if _, pkg, err := keyringCheck(keys, "ubuntu"); err == nil || pkg != "ubuntu-keyring" {
-		t.Errorf("ubuntu keyring missing: %v %q", err, pkg)
-	}
-	if _, pkg, err := keyringCheck(t.TempDir(), "debian"); err == nil || pkg != "debian-archive-keyring" || !strings.Contains(err.Error(), "cannot verify the debian archive") {
-		t.Errorf("debian keyring missing: %v %q", err, pkg)
-	}
-	proc := t.TempDir()
-	if usernsRestricted(proc) {
-		t.Error("no AppArmor knob read as restricted")
-	}
-	os.MkdirAll(filepath.Join(proc, "sys/kernel"), 0o755)
-	os.WriteFile(filepath.Join(proc, "sys/kernel/apparmor_restrict_unprivileged_userns"), []byte("1\n"), 0o644)
-	if !usernsRestricted(proc) {
-		t.Error("apparmor_restrict_unprivileged_userns=1 not seen")
-	}
-	os.WriteFile(filepath.Join(proc, "sys/kernel/apparmor_restrict_unprivileged_userns"), []byte("0\n"), 0o644)
-	if usernsRestricted(proc) {
-		t.Error("apparmor_restrict_unprivileged_userns=0 read as restricted")
 	}
 }

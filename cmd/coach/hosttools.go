@@ -8,43 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-
-	"github.com/coach-build/coach/pipeline/target"
 )
-
-// hostTools are the programs coach runs on the host, with the Debian
-// packages that have them: the sandbox runner's, and what verify uses.
-var hostTools = []struct{ bin, pkg string }{
-	{"bwrap", "bubblewrap"},
-	{"mmdebstrap", "mmdebstrap"},
-	{"dpkg-deb", "dpkg"},
-	{"rpm", "rpm"},
-	// Other architectures: qemu-user interpreters registered with the F
-	// flag, and mmdebstrap's check that they run.
-	{"qemu-" + target.LookupArch(target.Foreign()).Qemu + "-static", "qemu-user-static"},
-	{"update-binfmts", "binfmt-support"},
-	{"arch-test", "arch-test"},
-	{target.LookupArch(target.Foreign()).Strip(), target.LookupArch(target.Foreign()).Binutils},
-}
-
-// userTools are needed only as a user: mmdebstrap's unshare mode maps the
-// user's subordinate ids with newuidmap and newgidmap.
-var userTools = []struct{ bin, pkg string }{{"newuidmap", "uidmap"}}
-
-// hostToolPackages lists the packages of the host tools that are missing.
-func hostToolPackages() []string {
-	var out []string
-	tools := hostTools
-	if os.Geteuid() != 0 {
-		tools = append(slices.Clone(tools), userTools...)
-	}
-	for _, t := range tools {
-		if _, err := exec.LookPath(t.bin); err != nil {
-			out = append(out, t.pkg)
-		}
-	}
-	return out
-}
 
 // aptCommands are how pkgs get installed here: apt-get update, then
 // apt-get install; as root directly, through sudo otherwise.

@@ -491,7 +491,3 @@ func (r *Runner) shell(ctx context.Context, job *runner.Job, e *env, dir string,
 // IDs says which host ids the root of the sandboxes is: coach's range of
 // subordinate ids when it runs as root, the user otherwise.
 func IDs() (userns.IDs, error) { return userns.Current() }
-
-// RegisterIDs lists a free range for coach in /etc/subuid and /etc/subgid
-// when none is (coach doctor --fix), and says whether it wrote one.
-func RegisterIDs() (userns.IDs, bool, error) { return userns.Register(userns.SystemFiles) }
