@@ -2,22 +2,18 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
-	"path"
 	"slices"
 	"strings"
-	"text/template"
 
 	"github.com/Masterminds/semver/v3"
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/fetch"
-	"github.com/coach-build/coach/pipeline/mirror"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/spec"
 )
@@ -58,7 +54,7 @@ type BumpResult struct {
 // that uses the software, letting it move to the new version if the
 // constraints allow.
 func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
-	repo, err := Load(req.Root)
+	repo, err := project.Load(req.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +69,7 @@ func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
 	if slices.ContainsFunc(s.Versions, func(x spec.Version) bool { return x.Version == v }) {
 		return nil, failure.Request(fmt.Errorf("%s %s is already in %s", s.Name, v, s.At("versions")))
 	}
-	rawURL, err := bumpURL(s, v, req.URL)
+	rawURL, err := s.NextURL(v, req.URL)
 	if err != nil {
 		return nil, failure.Request(err)
 	}
@@ -81,7 +77,7 @@ func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
 	if err != nil {
 		return nil, failure.Request(err)
 	}
-	sum, size, from, err := checksumFrom(ctx, rawURL, mirrors)
+	sum, size, from, err := fetch.ChecksumFrom(ctx, rawURL, mirrors)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +103,7 @@ func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
 		return nil, err
 	}
 	// The edited definition must still load, with every problem at once.
-	if _, err := Load(req.Root); err != nil {
+	if _, err := project.Load(req.Root); err != nil {
 		os.WriteFile(s.Path, old, 0o644)
 		return nil, fmt.Errorf("bump %s: the edited definition does not load (restored): %w", s.Name, err)
 	}
@@ -125,76 +121,4 @@ func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
 		}
 	}
 	return res, nil
-}
-
-// bumpURL is the new version's URL as the definition would write it:
-// given, from url_template, or the highest version's with the version
-// replaced.
-func bumpURL(s *spec.Software, v, given string) (string, error) {
-	if given != "" {
-		return given, nil
-	}
-	if s.URLTemplate != "" {
-		t, err := template.New("url").Option("missingkey=error").Funcs(template.FuncMap{"mirror": func(n string) string { return `{{mirror "` + n + `"}}` }}).Parse(s.URLTemplate)
-		if err != nil {
-			return "", fmt.Errorf("%s: url_template: %w", s.At("url_template"), err)
-		}
-		var b strings.Builder
-		if err := t.Execute(&b, struct{ Version string }{v}); err != nil {
-			return "", fmt.Errorf("%s: url_template: %w", s.At("url_template"), err)
-		}
-		return b.String(), nil
-	}
-	var latest *spec.Version
-	var latestSem *semver.Version
-	for i, x := range s.Versions {
-		sv, err := semver.NewVersion(x.Version)
-		if err != nil || x.URL == "" {
-			continue
-		}
-		if latestSem == nil || sv.GreaterThan(latestSem) {
-			latest, latestSem = &s.Versions[i], sv
-		}
-	}
-	if latest == nil {
-		return "", fmt.Errorf("%s has no version with a url to start from: give --url or add url_template", s.Name)
-	}
-	if !strings.Contains(latest.URL, latest.Version) {
-		return "", fmt.Errorf("%s %s's url %s does not contain its version: give --url or add url_template", s.Name, latest.Version, latest.URL)
-	}
-	return strings.ReplaceAll(latest.URL, latest.Version, v), nil
-}
-
-// checksumFrom downloads the file from the source mirrors, then from its
-// upstream URL (with {{mirror}} archives expanded), and returns its sha256,
-// size and where it came from.
-func checksumFrom(ctx context.Context, raw string, mirrors []string) (string, int64, string, error) {
-	rendered, err := mirror.Render(raw)
-	if err != nil {
-		return "", 0, "", failure.Request(err)
-	}
-	var locs []string
-	name := path.Base(rendered)
-	if u, err := url.Parse(rendered); err == nil {
-		name = path.Base(u.Path)
-	}
-	for _, m := range mirrors {
-		locs = append(locs, strings.TrimSuffix(m, "/")+"/"+url.PathEscape(name))
-	}
-	upstream, err := mirror.Host().Expand(rendered)
-	if err == nil {
-		locs = append(locs, upstream)
-	}
-	var errs []error
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for _, loc := range locs {
-		sum, n, cerr := fetch.Checksum(ctx, loc)
-		if cerr == nil {
-			return sum, n, loc, nil
-		}
-		errs = append(errs, cerr)
-	}
-	return "", 0, "", stage(StageFetch, fmt.Errorf("fetch %s: %w", raw, errors.Join(errs...)))
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 
 	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/project"
 )
 
 // FetcherOptions say where sources come from and go to.
@@ -35,7 +35,7 @@ func NewFetcher(o FetcherOptions) (*fetch.Fetcher, error) {
 	if err != nil {
 		return nil, failure.Request(err)
 	}
-	f := &fetch.Fetcher{Cache: &fetch.Cache{Dir: filepath.Join(o.CacheDir, "sources")}, Root: o.Root, Mirrors: mirrors, Offline: o.Offline, Log: o.Log}
+	f := &fetch.Fetcher{Cache: cache.New(o.CacheDir).SourceCache(), Root: o.Root, Mirrors: mirrors, Offline: o.Offline, Log: o.Log}
 	if o.Events != nil {
 		f.Progress = func(p fetch.Progress) {
 			o.Events.Emit(event.Event{Kind: event.Download, Component: p.Request.String(), Bytes: p.Bytes, Total: p.Total, Done: p.Done, Message: p.From})
@@ -56,18 +56,22 @@ type FetchRequest struct {
 // Fetch resolves a project and brings every component's source into the
 // cache.
 func Fetch(ctx context.Context, req FetchRequest) ([]*fetch.Result, error) {
-	prep, err := Prepare(req.Root, req.Project, Options{Locked: req.Locked})
+	s, err := open(ctx, req.CacheDir, req.Log, req.Events)
 	if err != nil {
 		return nil, err
 	}
-	req.FetcherOptions.Root = req.Root
-	f, err := NewFetcher(req.FetcherOptions)
+	defer s.close()
+	prep, err := project.Prepare(req.Root, req.Project, project.Options{Locked: req.Locked})
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.fetcher(req.Root, req.Mirrors, req.Offline)
 	if err != nil {
 		return nil, err
 	}
 	f.Verify = true // "cached" means checked
 	var results []*fetch.Result
-	err = runStage(req.Events, event.StageFetch, "", func() (string, error) {
+	err = runStage(s.sink, event.StageFetch, "", func() (string, error) {
 		var err error
 		jobs := req.Jobs
 		if jobs <= 0 {

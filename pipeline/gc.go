@@ -9,6 +9,7 @@ import (
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -30,7 +31,7 @@ type GCRequest struct {
 // GC collects a cache's garbage (cache.Layout.GC): what neither the
 // repository nor another live repository sharing the cache uses.
 func GC(ctx context.Context, req GCRequest) (*cache.GCResult, error) {
-	repo, err := Load(req.Root)
+	repo, err := project.Load(req.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +52,7 @@ func GC(ctx context.Context, req GCRequest) (*cache.GCResult, error) {
 		}
 		for _, name := range repo.ProjectNames() {
 			for _, arch := range target.Arches {
-				prep, err := PrepareProject(repo, name, Options{Arch: arch})
+				prep, err := project.PrepareProject(repo, name, project.Options{Arch: arch})
 				if err != nil {
 					// A project that does not plan has no build to keep
 					// layers for; say so rather than fail the collection.

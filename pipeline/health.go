@@ -8,13 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 
 	"github.com/coach-build/coach/pipeline/build"
-	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/health"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -47,19 +46,15 @@ type HealthRequest struct {
 // Health runs the linkage check: one report per target. A report that is
 // not OK is not an error; the caller decides (the CLI exits 7).
 func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
-	if req.CacheDir == "" {
-		req.CacheDir = cache.DefaultDir()
-	}
-	ro := runners.Options{CacheDir: req.CacheDir, Log: req.Log, Events: req.Events}
-	release, err := cache.New(req.CacheDir).Use(ctx, req.Log)
+	s, err := open(ctx, req.CacheDir, req.Log, req.Events)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer s.close()
 	if req.Dir != "" {
-		return healthOfDir(ctx, req, ro)
+		return healthOfDir(ctx, req, s.runnerOptions())
 	}
-	repo, err := Load(req.Root)
+	repo, err := project.Load(req.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +68,7 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 	}
 	// The plan gives the build packages, so that the check judges the
 	// tree in the root its components were built in, not a third one.
-	prep, err := PrepareProject(repo, p.Name, Options{Targets: names, Arch: req.Arch})
+	prep, err := project.PrepareProject(repo, p.Name, project.Options{Targets: names, Arch: req.Arch})
 	if err != nil {
 		return nil, err
 	}
@@ -83,23 +78,19 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 		if err != nil {
 			return reps, failure.Request(err)
 		}
-		workDir := filepath.Join(req.CacheDir, "work", p.Name, target.Label(t.Name, prep.Plan.Arch))
-		rep, err := func() (*health.Report, error) {
-			unlock, err := build.LockWork(ctx, workDir, logger(req.Log))
-			if err != nil {
-				return nil, err
-			}
-			defer unlock()
-			res, err := build.ReadResult(workDir)
-			if err != nil {
-				return nil, failure.Request(fmt.Errorf("no build of %s for %s in %s: run coach build %s -t %s first", p.Name, t.Name, req.CacheDir, p.Name, t.Name))
-			}
-			sysroot := req.Sysroot
-			if sysroot == "" {
-				sysroot = runners.Sysroot(ctx, t, prep.Plan.Arch, build.Packages(prep.Plan, t), ro)
-			}
-			return health.CheckBuild(res, p, t, prep.Plan.Arch, sysroot, req.Allow, req.Ignore)
-		}()
+		workDir := s.cache.Work(p.Name, target.Label(t.Name, prep.Plan.Arch))
+		if err := s.lockWork(ctx, workDir); err != nil {
+			return reps, err
+		}
+		res, err := build.ReadResult(workDir)
+		if err != nil {
+			return reps, failure.Request(fmt.Errorf("no build of %s for %s in %s: run coach build %s -t %s first", p.Name, t.Name, s.cache.Dir, p.Name, t.Name))
+		}
+		sysroot := req.Sysroot
+		if sysroot == "" {
+			sysroot = runners.Sysroot(ctx, t, prep.Plan.Arch, build.Packages(prep.Plan, t), s.runnerOptions())
+		}
+		rep, err := health.CheckBuild(res, p, t, prep.Plan.Arch, sysroot, req.Allow, req.Ignore)
 		if err != nil {
 			return reps, err
 		}
@@ -149,20 +140,3 @@ func healthOfDir(ctx context.Context, req HealthRequest, ro runners.Options) ([]
 	}
 	return reps, nil
 }
-
-// HealthError is a health check that failed, with its report.
-type HealthError struct {
-	Report *health.Report
-	Err    error
-}
-
-func (e *HealthError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.Err.Error())
-	if e.Report != nil {
-		b.WriteString("\n")
-		e.Report.WriteText(&b)
-	}
-	return strings.TrimRight(b.String(), "\n")
-}
-func (e *HealthError) Unwrap() error { return e.Err }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/runners"
 )
@@ -55,7 +56,7 @@ func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 	if req.Upgrade && req.Check {
 		return nil, failure.Request(errors.New("--upgrade and --check cannot be used together"))
 	}
-	repo, err := Load(req.Root)
+	repo, err := project.Load(req.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +72,7 @@ func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 	var results []*LockResult
 	var stale []error
 	for _, name := range projects {
-		p, err := projectFor(repo, name, Options{Overrides: req.Overrides}, false)
+		p, err := project.For(repo, name, project.Options{Overrides: req.Overrides}, false)
 		if err != nil {
 			return results, err
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/binfmt"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runners"
 )
 
@@ -154,7 +155,7 @@ func TestHelloArm64Dagger(t *testing.T) {
 // worked example stays a valid project.
 func TestFromOmnibusExample(t *testing.T) {
 	root, _ := filepath.Abs("../docs/examples/from-omnibus")
-	prep, err := pipeline.Prepare(root, "omni", pipeline.Options{Locked: true})
+	prep, err := project.Prepare(root, "omni", project.Options{Locked: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/resolve"
 )
 
@@ -32,7 +33,7 @@ type Outdated struct {
 // ListOutdated lists, project by project, the locked components whose
 // definitions list a newer version than the lock's.
 func ListOutdated(ctx context.Context, req OutdatedRequest) ([]Outdated, error) {
-	repo, err := Load(req.Root)
+	repo, err := project.Load(req.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +43,7 @@ func ListOutdated(ctx context.Context, req OutdatedRequest) ([]Outdated, error) 
 	}
 	out := []Outdated{}
 	for _, name := range projects {
-		p, err := projectFor(repo, name, Options{}, false)
+		p, err := project.For(repo, name, project.Options{}, false)
 		if err != nil {
 			return nil, err
 		}

@@ -4,15 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"runtime"
 
 	"github.com/coach-build/coach/pipeline/build"
-	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/pkg"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -45,23 +44,15 @@ type PackageRequest struct {
 
 // Package writes the packages of the last build of a project.
 func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
-	if req.CacheDir == "" {
-		req.CacheDir = cache.DefaultDir()
-	}
-	log := req.Log
-	if log == nil {
-		log = event.NewLogger(req.Events, slog.LevelInfo)
-	}
-	release, err := cache.New(req.CacheDir).Use(ctx, log)
+	s, err := open(ctx, req.CacheDir, req.Log, req.Events)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	prep, err := Prepare(req.Root, req.Project, Options{Targets: req.Targets, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides})
+	defer s.close()
+	prep, err := project.Prepare(req.Root, req.Project, project.Options{Targets: req.Targets, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides})
 	if err != nil {
 		return nil, err
 	}
-	ro := runners.Options{CacheDir: req.CacheDir, Log: log, Events: req.Events}
 	arches, err := archListRequest(req.Arches, prep.Project.Arches)
 	if err != nil {
 		return nil, err
@@ -75,29 +66,25 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 			if req.From != "" {
 				src = req.From
 			}
-			workDir := filepath.Join(req.CacheDir, "work", prep.Project.Name, target.Label(src, arch))
+			workDir := s.cache.Work(prep.Project.Name, target.Label(src, arch))
 			if !locked[workDir] {
-				unlock, err := build.LockWork(ctx, workDir, log)
-				if err != nil {
+				if err := s.lockWork(ctx, workDir); err != nil {
 					return nil, err
 				}
-				defer unlock()
 				locked[workDir] = true
 			}
 			res, err := build.ReadResult(workDir)
-			if err == nil {
-				results = append(results, res)
-			}
 			if err != nil {
 				return nil, failure.Request(fmt.Errorf("no build of %s for %s (%s): run coach build %s -t %s -a %s first", prep.Project.Name, src, arch, prep.Project.Name, src, arch))
 			}
+			results = append(results, res)
 			st, err := prep.Project.Target(src)
 			if err != nil {
 				return nil, failure.Request(err)
 			}
 			var rep *health.Report
-			err = runStage(req.Events, event.StageHealth, t.Name, func() (string, error) {
-				r, err := health.CheckBuild(res, prep.Project, t, arch, runners.Sysroot(ctx, st, arch, build.Packages(prep.Plan, st), ro), nil, nil)
+			err = runStage(s.sink, event.StageHealth, t.Name, func() (string, error) {
+				r, err := health.CheckBuild(res, prep.Project, t, arch, runners.Sysroot(ctx, st, arch, build.Packages(prep.Plan, st), s.runnerOptions()), nil, nil)
 				if err != nil {
 					return "", err
 				}
@@ -112,20 +99,20 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 			}
 			if !rep.OK() {
 				if !req.SkipHealth {
-					return nil, stage(event.StageHealth, &HealthError{Report: rep, Err: fmt.Errorf("health check of the %s tree for %s failed (--skip-health packages it anyway)", src, t.Name)})
+					return nil, stage(event.StageHealth, &health.FailedError{Report: rep, Err: fmt.Errorf("health check of the %s tree for %s failed (--skip-health packages it anyway)", src, t.Name)})
 				}
-				log.Warn("HEALTH CHECK FAILED AND IGNORED (--skip-health): this package may not run on its target", "tree", src, "target", t.Name, "errors", rep.Errors)
+				s.log.Warn("HEALTH CHECK FAILED AND IGNORED (--skip-health): this package may not run on its target", "tree", src, "target", t.Name, "errors", rep.Errors)
 			}
 			trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies, TreeDigest: res.TreeDigest(), Arch: arch, Files: res.FileSums})
 		}
 	}
 	var rel *pkg.Release
-	err = runStage(req.Events, event.StagePackage, "", func() (string, error) {
+	err = runStage(s.sink, event.StagePackage, "", func() (string, error) {
 		var err error
 		rel, err = writeRelease(prep, trees, releaseOptions{root: req.Root, outDir: req.OutDir, signKey: req.SignKey, passEnv: req.PassphraseEnv},
-			map[string]any{"packaged_from": req.From, "arch": runtime.GOARCH}, log)
+			map[string]any{"packaged_from": req.From, "arch": runtime.GOARCH}, s.log)
 		if err != nil {
-			return "", cache.New(req.CacheDir).EvictCorrupt(err, results...)
+			return "", s.cache.EvictCorrupt(err, results...)
 		}
 		return fmt.Sprintf("%d packages in %s", len(rel.Artifacts), rel.OutDir), nil
 	})

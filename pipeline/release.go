@@ -7,6 +7,7 @@ import (
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/pkg"
+	"github.com/coach-build/coach/pipeline/project"
 )
 
 type releaseOptions struct {
@@ -15,7 +16,7 @@ type releaseOptions struct {
 
 // writeRelease writes the packages of some targets' trees with their
 // manifest, SBOM, sums and report.
-func writeRelease(prep *Prepared, trees []pkg.TargetTree, o releaseOptions, report map[string]any, log *slog.Logger) (*pkg.Release, error) {
+func writeRelease(prep *project.Prepared, trees []pkg.TargetTree, o releaseOptions, report map[string]any, log *slog.Logger) (*pkg.Release, error) {
 	mtime, from, err := pkg.SourceDateEpoch(prep.Lock)
 	if err != nil {
 		return nil, failure.Request(err)

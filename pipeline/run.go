@@ -5,16 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/coach-build/coach/pipeline/build"
-	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
@@ -22,6 +19,7 @@ import (
 	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/internal/jobserver"
 	"github.com/coach-build/coach/pipeline/pkg"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/runners"
@@ -194,15 +192,8 @@ func interrupted(format string, args ...any) error { return failure.Interrupted(
 // reported to req.Events as it happens.
 func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	start := time.Now()
-	sink := event.Serialize(req.Events)
-	log := req.Log
-	if log == nil {
-		log = event.NewLogger(sink, slog.LevelInfo)
-	}
-	if req.CacheDir == "" {
-		req.CacheDir = cache.DefaultDir()
-	}
 	res := &BuildResult{Project: req.Project}
+	sink := event.Serialize(req.Events)
 	finish := func(err error) (*BuildResult, error) {
 		res.Seconds = time.Since(start).Seconds()
 		e := event.Event{Kind: event.RunFinished, Project: req.Project, Seconds: res.Seconds}
@@ -212,17 +203,18 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		sink.Emit(e)
 		return res, err
 	}
-	release, err := cache.New(req.CacheDir).Use(ctx, log)
+	s, err := open(ctx, req.CacheDir, req.Log, sink)
 	if err != nil {
 		return finish(err)
 	}
-	defer release()
+	defer s.close()
+	log := s.log
 
-	opts := Options{Targets: req.Targets, Locked: req.Locked, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides}
+	opts := project.Options{Targets: req.Targets, Locked: req.Locked, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides}
 	if len(req.Arches) > 0 {
 		opts.Arch = req.Arches[0]
 	}
-	prep, err := Prepare(req.Root, req.Project, opts)
+	prep, err := project.Prepare(req.Root, req.Project, opts)
 	if err != nil {
 		return finish(err)
 	}
@@ -230,7 +222,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	if err != nil {
 		return finish(err)
 	}
-	preps := map[string]*Prepared{}
+	preps := map[string]*project.Prepared{}
 	for _, a := range arches {
 		if a == prep.Plan.Arch {
 			preps[a] = prep
@@ -238,7 +230,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		}
 		o := opts
 		o.Arch = a
-		if preps[a], err = PrepareProject(prep.Repo, req.Project, o); err != nil {
+		if preps[a], err = project.PrepareProject(prep.Repo, req.Project, o); err != nil {
 			return finish(err)
 		}
 	}
@@ -246,19 +238,13 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	if len(prep.LockStale) > 0 {
 		log.Warn("lock file is out of date; building the fresh resolution (run coach lock)", "project", req.Project, "changes", strings.Join(prep.LockStale, "; "))
 	}
-	f, err := NewFetcher(FetcherOptions{Root: req.Root, CacheDir: req.CacheDir, Mirrors: req.Mirrors, Offline: req.Offline, Log: log, Events: sink})
+	f, err := s.fetcher(req.Root, req.Mirrors, req.Offline)
 	if err != nil {
 		return finish(err)
 	}
-	r := req.Runner
-	if r == nil {
-		r, err = runners.New(req.RunnerName, runners.Options{CacheDir: req.CacheDir, Log: log, Events: sink, EngineLog: req.EngineLog})
-		if err != nil {
-			return finish(err)
-		}
-		if c, ok := r.(io.Closer); ok {
-			defer c.Close() // after the last query, so no output is cut
-		}
+	r, err := s.runner(req.Runner, runners.New, req.RunnerName, req.EngineLog)
+	if err != nil {
+		return finish(err)
 	}
 	res.Runner = r.Name()
 	if err := runners.CanRun(ctx, r, arches); err != nil {
@@ -293,7 +279,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		if js, err = jobserver.New(cores); err != nil {
 			return finish(err)
 		}
-		defer js.Close()
+		s.atClose(func() { js.Close() })
 		jobs, makeJobs = cmp.Or(req.Jobs, cores), cmp.Or(req.MakeJobs, cores)
 		log.Debug("job server", "tokens", cores, "jobs", jobs)
 	}
@@ -305,8 +291,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	}
 	tbs := map[string]*targetBuilder{}
 	for _, a := range arches {
-		tbs[a] = &targetBuilder{req: req, prep: preps[a], arch: a, runner: r, fetcher: f, log: log, sink: sink, jobs: jobs, makeJobs: makeJobs, jobserver: js}
-		defer tbs[a].unlock()
+		tbs[a] = &targetBuilder{req: req, s: s, prep: preps[a], arch: a, runner: r, fetcher: f, log: log, sink: sink, jobs: jobs, makeJobs: makeJobs, jobserver: js}
 	}
 	tb := tbs[arches[0]]
 	res.Targets = make([]*TargetResult, len(units))
@@ -337,16 +322,7 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 		if t.Result == nil || preps[t.Arch] == nil {
 			continue
 		}
-		var layers, sources []string
-		for _, c := range t.Result.Components {
-			layers = append(layers, c.Key)
-		}
-		for _, r := range fetch.Requests(preps[t.Arch].Resolution) {
-			if k := fetch.Key(r.Source); k != "" {
-				sources = append(sources, k)
-			}
-		}
-		if err := cache.New(req.CacheDir).RegisterRoot(ctx, req.Root, prep.Project.Name+" "+target.Label(t.Target, t.Arch), layers, sources); err != nil {
+		if err := s.cache.RegisterBuild(ctx, req.Root, prep.Project.Name+" "+target.Label(t.Target, t.Arch), t.Result, preps[t.Arch].Resolution); err != nil {
 			log.Warn("could not record what this build uses for cache gc", "err", err)
 		}
 	}
@@ -390,7 +366,8 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 // shares it.
 type targetBuilder struct {
 	req            BuildRequest
-	prep           *Prepared
+	s              *session
+	prep           *project.Prepared
 	arch           string
 	runner         runner.Runner
 	fetcher        *fetch.Fetcher
@@ -398,18 +375,6 @@ type targetBuilder struct {
 	sink           event.Sink
 	jobs, makeJobs int
 	jobserver      *jobserver.Server
-
-	mu      sync.Mutex
-	unlocks []func()
-}
-
-func (b *targetBuilder) unlock() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, f := range b.unlocks {
-		f()
-	}
-	b.unlocks = nil
 }
 
 // runStage brackets fn with StageStarted and StageFinished events.
@@ -434,27 +399,25 @@ func (b *targetBuilder) build(ctx context.Context, t target.Target) *TargetResul
 	p := b.prep.Project
 	out := &TargetResult{Target: t.Name, Arch: b.arch}
 	label := target.Label(t.Name, b.arch)
-	workDir := filepath.Join(b.req.CacheDir, "work", p.Name, label)
+	workDir := b.s.cache.Work(p.Name, label)
 	var res *build.Result
 	err := runStage(b.sink, event.StageBuild, label, func() (string, error) {
-		unlock, err := build.LockWork(ctx, workDir, b.log)
-		if err != nil {
+		// Held until the packages are verified.
+		if err := b.s.lockWork(ctx, workDir); err != nil {
 			if ctx.Err() != nil {
 				return "", interrupted("build %s for %s: while waiting for another coach run", p.Name, t.Name)
 			}
 			return "", err
 		}
-		b.mu.Lock()
-		b.unlocks = append(b.unlocks, unlock) // held until the packages are verified
-		b.mu.Unlock()
 		bl := &build.Builder{
 			Runner: b.runner, Fetcher: b.fetcher,
-			Layers:  &build.LayerCache{Dir: filepath.Join(b.req.CacheDir, "layers")},
+			Layers:  b.s.cache.LayerCache(),
 			WorkDir: workDir,
 			Jobs:    b.jobs, MakeJobs: b.makeJobs,
 			NoCache: b.req.NoCache, KeepFailed: b.req.KeepFailed, Debug: b.req.Debug,
 			Log: b.log, Events: b.sink, Jobserver: b.jobserver,
 		}
+		var err error
 		res, err = bl.Build(ctx, b.prep.Plan, p, b.req.Root, t)
 		if ctx.Err() != nil {
 			return "", interrupted("build %s for %s: nothing half-built was kept", p.Name, t.Name)
@@ -554,7 +517,7 @@ func (b *targetBuilder) release(built []*TargetResult, start time.Time) (*pkg.Re
 			for _, tr := range built {
 				results = append(results, tr.Result)
 			}
-			return "", cache.New(b.req.CacheDir).EvictCorrupt(err, results...)
+			return "", b.s.cache.EvictCorrupt(err, results...)
 		}
 		return fmt.Sprintf("%d packages in %s", len(rel.Artifacts), rel.OutDir), nil
 	})
@@ -568,7 +531,7 @@ func (b *targetBuilder) verify(ctx context.Context, tr *TargetResult, outDir str
 		var failures []string
 		cached := 0
 		for _, art := range tr.Packages {
-			rep, err := verify.File(ctx, verifyFile(b.req.CacheDir, verify.FileRequest{
+			rep, err := verify.File(ctx, b.s.verifyFile(verify.FileRequest{
 				Runner: b.runner, Package: art.Path, Target: art.Target,
 				Projects: projects, Log: b.log, Events: b.sink, Reverify: b.req.Reverify,
 				PackageDigest: digest.Prefix + art.SHA256,

@@ -1,18 +1,18 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 
 	"github.com/coach-build/coach/pipeline/build"
-	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/target"
@@ -56,33 +56,16 @@ type ShellRequest struct {
 // shell changes is thrown away. A shell that exits with a status other
 // than 0 returns a *runner.ShellExitError with it.
 func Shell(ctx context.Context, req ShellRequest) error {
-	sink := event.Serialize(req.Events)
-	log := req.Log
-	if log == nil {
-		log = event.NewLogger(sink, slog.LevelInfo)
-	}
-	if req.CacheDir == "" {
-		req.CacheDir = cache.DefaultDir()
-	}
-	if req.Stdin == nil {
-		req.Stdin = os.Stdin
-	}
-	if req.Stdout == nil {
-		req.Stdout = os.Stdout
-	}
-	if req.Stderr == nil {
-		req.Stderr = os.Stderr
-	}
-	release, err := cache.New(req.CacheDir).Use(ctx, log)
+	s, err := open(ctx, req.CacheDir, req.Log, req.Events)
 	if err != nil {
 		return err
 	}
-	defer release()
-	opts := Options{Locked: req.Locked, Overrides: req.Overrides, Arch: req.Arch}
+	defer s.close()
+	opts := project.Options{Locked: req.Locked, Overrides: req.Overrides, Arch: req.Arch}
 	if req.Target != "" {
 		opts.Targets = []string{req.Target}
 	}
-	prep, err := Prepare(req.Root, req.Project, opts)
+	prep, err := project.Prepare(req.Root, req.Project, opts)
 	if err != nil {
 		return err
 	}
@@ -103,45 +86,32 @@ func Shell(ctx context.Context, req ShellRequest) error {
 	if prep.Plan.Node(component) == nil {
 		return failure.Request(fmt.Errorf("%s is not a component of %s (its components: %v)", component, req.Project, prep.Plan.Order()))
 	}
-	f, err := NewFetcher(FetcherOptions{Root: req.Root, CacheDir: req.CacheDir, Mirrors: req.Mirrors, Offline: req.Offline, Log: log, Events: sink})
+	f, err := s.fetcher(req.Root, req.Mirrors, req.Offline)
 	if err != nil {
 		return err
 	}
-	r := req.Runner
-	if r == nil {
-		if (req.RunnerName == "" || req.RunnerName == runners.Auto) && len(req.Argv) == 0 && runtime.GOOS == "linux" {
-			// An interactive shell needs the sandbox: the engine attaches
-			// terminals only to the dagger CLI's own sessions.
-			req.RunnerName = runners.Sandbox
-		}
-		if r, err = runners.New(req.RunnerName, runners.Options{CacheDir: req.CacheDir, Log: log, Events: sink}); err != nil {
-			return err
-		}
-		if c, ok := r.(io.Closer); ok {
-			defer c.Close()
-		}
+	if (req.RunnerName == "" || req.RunnerName == runners.Auto) && len(req.Argv) == 0 && runtime.GOOS == "linux" {
+		// An interactive shell needs the sandbox: the engine attaches
+		// terminals only to the dagger CLI's own sessions.
+		req.RunnerName = runners.Sandbox
+	}
+	r, err := s.runner(req.Runner, runners.New, req.RunnerName, false)
+	if err != nil {
+		return err
 	}
 	arch := prep.Plan.Arch
 	if err := runners.CanRun(ctx, r, []string{arch}); err != nil {
 		return err
 	}
-	label := target.Label(t.Name, arch)
-	workDir := filepath.Join(req.CacheDir, "work", prep.Project.Name, label+"-shell")
-	unlock, err := build.LockWork(ctx, workDir, log)
-	if err != nil {
+	workDir := s.cache.Work(prep.Project.Name, target.Label(t.Name, arch)+"-shell")
+	if err := s.lockWork(ctx, workDir); err != nil {
 		return err
 	}
-	defer unlock()
 	jobs, makeJobs := build.SplitJobs(req.Jobs, req.MakeJobs, runtime.NumCPU())
-	b := &build.Builder{
-		Runner: r, Fetcher: f,
-		Layers:  &build.LayerCache{Dir: filepath.Join(req.CacheDir, "layers")},
-		WorkDir: workDir, Jobs: jobs, MakeJobs: makeJobs,
-		Log: log, Events: sink,
-	}
-	sh := runner.Shell{Argv: req.Argv, Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}
+	b := &build.Builder{Runner: r, Fetcher: f, Layers: s.cache.LayerCache(), WorkDir: workDir, Jobs: jobs, MakeJobs: makeJobs, Log: s.log, Events: s.sink}
+	sh := runner.Shell{Argv: req.Argv, Stdin: cmp.Or(req.Stdin, os.Stdin), Stdout: cmp.Or[io.Writer](req.Stdout, os.Stdout), Stderr: cmp.Or[io.Writer](req.Stderr, os.Stderr)}
 	if arch != target.HostArch() {
-		log.Info("the shell runs under qemu-user emulation", "arch", arch)
+		s.log.Info("the shell runs under qemu-user emulation", "arch", arch)
 	}
 	return b.Shell(ctx, prep.Plan, prep.Project, req.Root, t, component, sh)
 }

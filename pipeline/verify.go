@@ -3,12 +3,11 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 
-	"github.com/coach-build/coach/pipeline/cache"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -45,21 +44,14 @@ type VerifyRequest struct {
 // clean root of its target. A failed check is a report that is not OK, not
 // an error.
 func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
-	if req.CacheDir == "" {
-		req.CacheDir = cache.DefaultDir()
-	}
-	log := req.Log
-	if log == nil {
-		log = event.NewLogger(req.Events, slog.LevelInfo)
-	}
-	release, err := cache.New(req.CacheDir).Use(ctx, log)
+	s, err := open(ctx, req.CacheDir, req.Log, req.Events)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer s.close()
 	var projects map[string]*spec.Project
 	if req.Root != "" {
-		if repo, err := Load(req.Root); err == nil {
+		if repo, err := project.Load(req.Root); err == nil {
 			projects = repo.Projects
 		}
 	}
@@ -68,16 +60,9 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 			return nil, failure.Request(fmt.Errorf("unknown target %q (coach targets)", name))
 		}
 	}
-	r := req.Runner
-	if r == nil {
-		var err error
-		r, err = runners.NewVerify(req.RunnerName, runners.Options{CacheDir: req.CacheDir, Log: log, Events: req.Events})
-		if err != nil {
-			return nil, err
-		}
-		if c, ok := r.(io.Closer); ok {
-			defer c.Close()
-		}
+	r, err := s.runner(req.Runner, runners.NewVerify, req.RunnerName, false)
+	if err != nil {
+		return nil, err
 	}
 	targets := req.Targets
 	if len(targets) == 0 {
@@ -87,10 +72,10 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 	for _, pkgFile := range req.Packages {
 		for _, tname := range targets {
 			var rep *verify.Report
-			err := runStage(req.Events, event.StageVerify, tname, func() (string, error) {
+			err := runStage(s.sink, event.StageVerify, tname, func() (string, error) {
 				var err error
-				rep, err = verify.File(ctx, verifyFile(req.CacheDir, verify.FileRequest{Runner: r, Package: pkgFile, Previous: req.Previous, Target: tname,
-					Projects: projects, Log: log, Events: req.Events, Reverify: req.Reverify}))
+				rep, err = verify.File(ctx, s.verifyFile(verify.FileRequest{Runner: r, Package: pkgFile, Previous: req.Previous, Target: tname,
+					Projects: projects, Log: s.log, Events: s.sink, Reverify: req.Reverify}))
 				if err != nil {
 					return "", err
 				}
@@ -117,9 +102,9 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 	return reps, nil
 }
 
-// verifyFile puts a cache's places into a request.
-func verifyFile(cacheDir string, r verify.FileRequest) verify.FileRequest {
-	l := cache.New(cacheDir)
+// verifyFile puts the cache's places into a request.
+func (s *session) verifyFile(r verify.FileRequest) verify.FileRequest {
+	l := s.cache
 	r.RootfsDir, r.WorkDir, r.ResultsDir = l.Rootfs(), l.Verify(), l.Verified()
 	return r
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/resolve"
 )
 
@@ -117,7 +118,7 @@ D/git/<commit>.bundle.`,
 			if dir == "" {
 				return usageError(errors.New("--dir is required"))
 			}
-			repo, err := pipeline.Load(a.dir)
+			repo, err := project.Load(a.dir)
 			if err != nil {
 				return err
 			}
@@ -168,7 +169,7 @@ definition when no project is named. It exits 5 when anything is missing, so
 CI can gate on it.`,
 		ValidArgsFunction: a.completeProjects,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, err := pipeline.Load(a.dir)
+			repo, err := project.Load(a.dir)
 			if err != nil {
 				return err
 			}
@@ -177,7 +178,7 @@ CI can gate on it.`,
 				reqs = fetch.ListedRequests(resolve.AllVersions(repo))
 			}
 			for _, name := range args {
-				prep, err := pipeline.PrepareProject(repo, name, pipeline.Options{})
+				prep, err := project.PrepareProject(repo, name, project.Options{})
 				if err != nil {
 					return err
 				}

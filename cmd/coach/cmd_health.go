@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/project"
 )
 
 func (a *app) healthCommand() *cobra.Command {
@@ -75,7 +76,7 @@ func (a *app) isProject(name string) bool {
 	if filepath.Base(name) != name {
 		return false
 	}
-	repo, err := pipeline.Load(a.dir)
+	repo, err := project.Load(a.dir)
 	if err != nil {
 		return false
 	}

@@ -10,12 +10,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/plan"
+	"github.com/coach-build/coach/pipeline/project"
 )
 
 func (a *app) planCommand() *cobra.Command {
-	var opts pipeline.Options
+	var opts project.Options
 	var proj projectFlags
 	var dot bool
 	cmd := &cobra.Command{
@@ -31,7 +31,7 @@ func (a *app) planCommand() *cobra.Command {
 				return err
 			}
 			opts.Version, opts.Iteration = proj.version, proj.iteration
-			prep, err := pipeline.Prepare(a.dir, args[0], opts)
+			prep, err := project.Prepare(a.dir, args[0], opts)
 			if err != nil {
 				return err
 			}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -18,7 +18,7 @@ func (a *app) targetsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var list []target.Target
 			if len(args) == 1 {
-				repo, err := pipeline.Load(a.dir)
+				repo, err := project.Load(a.dir)
 				if err != nil {
 					return err
 				}

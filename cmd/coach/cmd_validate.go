@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/spec"
 )
 
@@ -28,7 +28,7 @@ hook, reports every problem with file:line:col and a hint, then resolves and
 plans each project (or only those named) so that unsatisfiable constraints and
 dependency cycles are caught too.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, err := pipeline.Load(a.dir)
+			repo, err := project.Load(a.dir)
 			if err != nil {
 				if a.json {
 					return withCode(exitInvalid, err)
@@ -41,7 +41,7 @@ dependency cycles are caught too.`,
 			}
 			var errs []error
 			for _, name := range projects {
-				if _, err := pipeline.PrepareProject(repo, name, pipeline.Options{Locked: locked}); err != nil {
+				if _, err := project.PrepareProject(repo, name, project.Options{Locked: locked}); err != nil {
 					errs = append(errs, err)
 				}
 			}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -28,7 +28,7 @@ func (a *app) completionRoot(cmd *cobra.Command) string {
 
 // completeProjects completes project names.
 func (a *app) completeProjects(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
-	repo, err := pipeline.Load(a.completionRoot(cmd))
+	repo, err := project.Load(a.completionRoot(cmd))
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
@@ -46,7 +46,7 @@ func (a *app) completeProjects(cmd *cobra.Command, args []string, toComplete str
 func (a *app) completeTargets(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 	names := target.BuiltinNames()
 	if len(args) > 0 {
-		if repo, err := pipeline.Load(a.completionRoot(cmd)); err == nil {
+		if repo, err := project.Load(a.completionRoot(cmd)); err == nil {
 			if p, err := repo.Project(args[0]); err == nil {
 				names = p.Targets
 			}

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -261,7 +261,7 @@ func TestConfinementCorpus(t *testing.T) {
 		before := hostState(t)
 		defer func() { unchanged(t, before, hostState(t)) }()
 		root := writeRepo(t, pathSource("  - touch /coach/src/planted\n", ""))
-		prep, err := pipeline.Prepare(root, "evil", pipeline.Options{Targets: []string{"debian-12"}})
+		prep, err := project.Prepare(root, "evil", project.Options{Targets: []string{"debian-12"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/target"
@@ -137,7 +137,7 @@ func TestEngineSuite(t *testing.T) {
 			"projects/slow.yaml":   strings.Replace(fmt.Sprintf(isoProject, "slow"), "name: iso", "name: slow", 1),
 		})
 		b := builder(t, r, root)
-		prep, err := pipeline.Prepare(root, "slow", pipeline.Options{Targets: []string{"debian-12"}})
+		prep, err := project.Prepare(root, "slow", project.Options{Targets: []string{"debian-12"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,7 +3,6 @@ package build_test
 import (
 	"context"
 	"fmt"
-	"github.com/coach-build/coach/pipeline/mirror"
 	"net"
 	"net/url"
 	"os"
@@ -15,7 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/mirror"
+	"github.com/coach-build/coach/pipeline/project"
+
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/runner"
@@ -63,9 +64,9 @@ func builder(t *testing.T, r runner.Runner, root string, mirrors ...string) *bui
 	}
 }
 
-func buildProject(t *testing.T, b *build.Builder, root, project, tgt string) (*build.Result, error) {
+func buildProject(t *testing.T, b *build.Builder, root, name, tgt string) (*build.Result, error) {
 	t.Helper()
-	prep, err := pipeline.Prepare(root, project, pipeline.Options{Targets: []string{tgt}})
+	prep, err := project.Prepare(root, name, project.Options{Targets: []string{tgt}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/internal/durable"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
+	"github.com/coach-build/coach/pipeline/resolve"
 )
 
 // A gcRoot is a repository that builds with a cache, as Nix's GC roots
@@ -42,6 +45,21 @@ func (l Layout) rootFile(repo string) string {
 	}
 	sum := sha256.Sum256([]byte(abs))
 	return filepath.Join(l.Roots(), hex.EncodeToString(sum[:8])+".json")
+}
+
+// RegisterBuild records in the repository's GC root what a build of it
+// used: the layers of res and the sources of its resolution.
+func (l Layout) RegisterBuild(ctx context.Context, repo, name string, res *build.Result, resolution *resolve.Resolution) error {
+	var layers, sources []string
+	for _, c := range res.Components {
+		layers = append(layers, c.Key)
+	}
+	for _, r := range fetch.Requests(resolution) {
+		if k := fetch.Key(r.Source); k != "" {
+			sources = append(sources, k)
+		}
+	}
+	return l.RegisterRoot(ctx, repo, name, layers, sources)
 }
 
 // RegisterRoot records, durably and under the root's lock, what a build of

@@ -4,13 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"path"
+	"strings"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/mirror"
 )
 
 // Checksum downloads a release archive (http, https or file URL) and
@@ -58,4 +63,38 @@ func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
 		return "", 0, failure.Stage("fetch", fmt.Errorf("checksum %s: %w", rawURL, err))
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// ChecksumFrom downloads a file from the source mirrors, then from its
+// upstream URL (with {{mirror}} archives expanded), and returns its
+// sha256, size and where it came from (coach bump).
+func ChecksumFrom(ctx context.Context, raw string, mirrors []string) (string, int64, string, error) {
+	rendered, err := mirror.Render(raw)
+	if err != nil {
+		return "", 0, "", failure.Request(err)
+	}
+	var locs []string
+	name := path.Base(rendered)
+	if u, err := url.Parse(rendered); err == nil {
+		name = path.Base(u.Path)
+	}
+	for _, m := range mirrors {
+		locs = append(locs, strings.TrimSuffix(m, "/")+"/"+url.PathEscape(name))
+	}
+	upstream, err := mirror.Host().Expand(rendered)
+	if err == nil {
+		locs = append(locs, upstream)
+	}
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, loc := range locs {
+		sum, n, cerr := Checksum(ctx, loc)
+		if cerr == nil {
+			return sum, n, loc, nil
+		}
+		errs = append(errs, cerr)
+	}
+	return "", 0, "", failure.Stage(event.StageFetch, fmt.Errorf("fetch %s: %w", raw, errors.Join(errs...)))
 }

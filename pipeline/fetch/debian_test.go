@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/project"
 )
 
 // origTarball is one upstream tarball as Debian's Sources index lists it.
@@ -109,7 +109,7 @@ func TestDebianOrigTarballs(t *testing.T) {
 	proj := "name: real\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [" + strings.Join(names, ", ") + "]\n"
 	os.WriteFile(filepath.Join(repo, "projects", "real.yaml"), []byte(proj), 0o644)
 
-	prep, err := pipeline.Prepare(repo, "real", pipeline.Options{})
+	prep, err := project.Prepare(repo, "real", project.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,9 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/mirror"
+	"github.com/coach-build/coach/pipeline/project"
 )
 
 // debianSource names, for each software definition of the repository with a
@@ -41,7 +41,7 @@ func TestSoftwareLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo, err := pipeline.Load(root)
+	repo, err := project.Load(root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +92,10 @@ func TestSoftwareLibrary(t *testing.T) {
 
 	var reqs []fetch.Request
 	seen := map[string]bool{}
-	for _, project := range repo.ProjectNames() {
-		prep, err := pipeline.Prepare(root, project, pipeline.Options{})
+	for _, name := range repo.ProjectNames() {
+		prep, err := project.Prepare(root, name, project.Options{})
 		if err != nil {
-			t.Fatalf("%s: %v", project, err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		for _, r := range fetch.Requests(prep.Resolution) {
 			if r.Source.URL != "" && !seen[r.String()] {

@@ -3,6 +3,7 @@ package health
 import (
 	"cmp"
 	"runtime"
+	"strings"
 
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -23,3 +24,22 @@ func CheckBuild(res *build.Result, p *spec.Project, t target.Target, arch, sysro
 		Owner:   func(rel string) string { return files[rel] }, Providers: libs,
 	})
 }
+
+// FailedError is a health check that failed, with its report, which its
+// message shows.
+type FailedError struct {
+	Report *Report
+	Err    error
+}
+
+func (e *FailedError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Err.Error())
+	if e.Report != nil {
+		b.WriteString("\n")
+		e.Report.WriteText(&b)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func (e *FailedError) Unwrap() error { return e.Err }

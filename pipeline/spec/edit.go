@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"text/template"
 
 	"github.com/Masterminds/semver/v3"
 	"go.yaml.in/yaml/v3"
@@ -116,4 +117,42 @@ func (r *Repo) Closure(roots []string) map[string]bool {
 		visit(root)
 	}
 	return seen
+}
+
+// NextURL is a new version's URL as the definition would write it
+// (coach bump): given, from url_template, or the highest version's with
+// the version replaced.
+func (s *Software) NextURL(v, given string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	if s.URLTemplate != "" {
+		t, err := template.New("url").Option("missingkey=error").Funcs(template.FuncMap{"mirror": func(n string) string { return `{{mirror "` + n + `"}}` }}).Parse(s.URLTemplate)
+		if err != nil {
+			return "", fmt.Errorf("%s: url_template: %w", s.At("url_template"), err)
+		}
+		var b strings.Builder
+		if err := t.Execute(&b, struct{ Version string }{v}); err != nil {
+			return "", fmt.Errorf("%s: url_template: %w", s.At("url_template"), err)
+		}
+		return b.String(), nil
+	}
+	var latest *Version
+	var latestSem *semver.Version
+	for i, x := range s.Versions {
+		sv, err := semver.NewVersion(x.Version)
+		if err != nil || x.URL == "" {
+			continue
+		}
+		if latestSem == nil || sv.GreaterThan(latestSem) {
+			latest, latestSem = &s.Versions[i], sv
+		}
+	}
+	if latest == nil {
+		return "", fmt.Errorf("%s has no version with a url to start from: give --url or add url_template", s.Name)
+	}
+	if !strings.Contains(latest.URL, latest.Version) {
+		return "", fmt.Errorf("%s %s's url %s does not contain its version: give --url or add url_template", s.Name, latest.Version, latest.URL)
+	}
+	return strings.ReplaceAll(latest.URL, latest.Version, v), nil
 }

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/pkg"
+	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
@@ -71,11 +71,11 @@ func need(t *testing.T, tools ...string) {
 
 // helloTree builds the repository's hello project for debian-12 in the
 // sandbox and returns the prepared project and its install tree.
-func helloTree(t *testing.T) (*pipeline.Prepared, string) {
+func helloTree(t *testing.T) (*project.Prepared, string) {
 	t.Helper()
 	need(t, "bwrap", "mmdebstrap", "strip")
 	root, _ := filepath.Abs("../..")
-	prep, err := pipeline.Prepare(root, "hello", pipeline.Options{Targets: []string{"debian-12"}})
+	prep, err := project.Prepare(root, "hello", project.Options{Targets: []string{"debian-12"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func helloTree(t *testing.T) (*pipeline.Prepared, string) {
 }
 
 // packages writes hello at version for the targets into a directory.
-func packages(t *testing.T, prep *pipeline.Prepared, tree, version string, targets ...string) map[string]string {
+func packages(t *testing.T, prep *project.Prepared, tree, version string, targets ...string) map[string]string {
 	t.Helper()
 	p := *prep.Project
 	p.Version = version
