@@ -15,6 +15,7 @@ import (
 	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/internal/testroots"
 	"github.com/coach-build/coach/pipeline/runners"
 )
 
@@ -69,9 +70,7 @@ func TestExampleRun(t *testing.T) {
 			t.Skipf("%s is not installed (.ci/run installs it): the example builds in the sandbox", tool)
 		}
 	}
-	if os.Getenv("COACH_ROOTFS_DIR") == "" {
-		t.Setenv("COACH_ROOTFS_DIR", "/var/tmp/coach-test-rootfs")
-	}
+	t.Setenv("COACH_ROOTFS_DIR", testroots.Dir())
 	exampleCache, exampleOut = t.TempDir(), t.TempDir()
 	got := captureStdout(t, ExampleRun)
 	want := `debian-12 libgreet ready

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/binfmt"
+	"github.com/coach-build/coach/pipeline/internal/testroots"
 	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runners"
 )
@@ -34,9 +35,7 @@ func TestHelloArm64(t *testing.T) {
 	if err := binfmt.CanRun(binfmt.Path(), "arm64"); err != nil {
 		t.Skipf("%v (.ci/run sets it up)", err)
 	}
-	if os.Getenv("COACH_ROOTFS_DIR") == "" {
-		t.Setenv("COACH_ROOTFS_DIR", "/var/tmp/coach-test-rootfs")
-	}
+	t.Setenv("COACH_ROOTFS_DIR", testroots.Dir())
 	root, _ := filepath.Abs("..")
 	cache, out := t.TempDir(), t.TempDir()
 	res, err := pipeline.Run(context.Background(), pipeline.BuildRequest{

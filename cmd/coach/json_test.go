@@ -279,6 +279,7 @@ func hasTools(tools ...string) bool {
 
 // testRootfsDir is where the tests keep root filesystems, which are slow
 // to make: $COACH_ROOTFS_DIR, shared between tests and runs.
+// testRootfsDir is pipeline/internal/testroots.Dir, which cmd cannot import.
 func testRootfsDir() string {
 	if d := os.Getenv("COACH_ROOTFS_DIR"); d != "" {
 		return d

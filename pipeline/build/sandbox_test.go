@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/internal/testroots"
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/project"
 
@@ -41,11 +42,7 @@ func sandboxRunnerMode(t *testing.T, mode sandbox.Mode) *sandbox.Runner {
 			t.Skipf("%s is not installed (apt-get install bubblewrap mmdebstrap; .ci/run does)", tool)
 		}
 	}
-	dir := os.Getenv("COACH_ROOTFS_DIR")
-	if dir == "" {
-		dir = "/var/tmp/coach-test-rootfs"
-	}
-	r := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: dir}, Mode: mode}
+	r := &sandbox.Runner{Rootfs: &sandbox.Rootfs{Dir: testroots.Dir()}, Mode: mode}
 	if _, err := r.Probe(); err != nil {
 		t.Fatalf("the sandbox cannot run here: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/internal/testroots"
 	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
@@ -23,12 +24,7 @@ import (
 	"github.com/coach-build/coach/pipeline/verify"
 )
 
-func rootfsDir() string {
-	if d := os.Getenv("COACH_ROOTFS_DIR"); d != "" {
-		return d
-	}
-	return "/var/tmp/coach-test-rootfs"
-}
+func rootfsDir() string { return testroots.Dir() }
 
 var update = flag.Bool("update", false, "rewrite golden files")
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/event"
+	"github.com/coach-build/coach/pipeline/internal/testroots"
 	"github.com/coach-build/coach/pipeline/mirror"
 )
 
@@ -121,9 +122,7 @@ func TestProbeCorpus(t *testing.T) {
 			t.Skipf("%s is not installed (.ci/run installs it)", tool)
 		}
 	}
-	if os.Getenv("COACH_ROOTFS_DIR") == "" {
-		t.Setenv("COACH_ROOTFS_DIR", "/var/tmp/coach-test-rootfs")
-	}
+	t.Setenv("COACH_ROOTFS_DIR", testroots.Dir())
 	ctx := context.Background()
 
 	// The host: a loopback server that counts connections, a file only

@@ -1,0 +1,19 @@
+// Package testroots is where the test suite keeps the root filesystems it
+// builds and verifies in: made once per machine (they take minutes, more
+// under emulation) and shared by every package's tests and every run.
+// .ci/run makes the common ones before go test (make/), so that no test
+// pays for them inside its package's timeout.
+package testroots
+
+import "os"
+
+// Default is the machine's shared directory of test root filesystems.
+const Default = "/var/tmp/coach-test-rootfs"
+
+// Dir is $COACH_ROOTFS_DIR, else Default.
+func Dir() string {
+	if d := os.Getenv("COACH_ROOTFS_DIR"); d != "" {
+		return d
+	}
+	return Default
+}
