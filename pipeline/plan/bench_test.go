@@ -1,33 +1,22 @@
 package plan
 
 import (
-	"fmt"
-	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/coach-build/coach/pipeline/internal/synthetic"
 
 	"github.com/coach-build/coach/pipeline/target"
 )
 
-// synthetic returns a random DAG of n components, each depending on up to
+// syntheticSpecs returns a random DAG of n components, each depending on up to
 // four earlier ones, the same every time.
-func synthetic(n int) []string {
-	r := rand.New(rand.NewPCG(1, 2))
+func syntheticSpecs(n int) []string {
 	specs := make([]string, n)
-	for i := range n {
-		deps := map[string]bool{}
-		for range r.IntN(5) {
-			if i > 0 {
-				deps[fmt.Sprintf("c%03d", r.IntN(i))] = true
-			}
-		}
-		var ds []string
-		for d := range deps {
-			ds = append(ds, d)
-		}
-		specs[i] = fmt.Sprintf("c%03d:%s", i, strings.Join(ds, ","))
-		if len(ds) == 0 {
-			specs[i] = fmt.Sprintf("c%03d", i)
+	for i, ds := range synthetic.DAG(n) {
+		specs[i] = synthetic.Name(i)
+		if len(ds) > 0 {
+			specs[i] += ":" + strings.Join(ds, ",")
 		}
 	}
 	return specs
@@ -37,7 +26,7 @@ func synthetic(n int) []string {
 //
 //	go test ./pipeline/plan -run '^$' -bench Plan500 -count 10
 func BenchmarkPlan500(b *testing.B) {
-	res := graph(synthetic(500)...)
+	res := graph(syntheticSpecs(500)...)
 	var targets []target.Target
 	for _, n := range []string{"debian-12", "debian-13", "el9"} {
 		t, _ := target.Builtin(n)

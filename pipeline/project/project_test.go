@@ -3,7 +3,6 @@ package project
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/internal/synthetic"
 )
 
 // writeSynthetic writes a repository with n software definitions forming a
@@ -19,21 +19,10 @@ func writeSynthetic(tb testing.TB, n int) string {
 	dir := tb.TempDir()
 	os.MkdirAll(filepath.Join(dir, "projects"), 0o755)
 	os.MkdirAll(filepath.Join(dir, "software"), 0o755)
-	r := rand.New(rand.NewPCG(1, 2))
 	var names []string
-	for i := range n {
-		name := fmt.Sprintf("c%03d", i)
+	for i, ds := range synthetic.DAG(n) {
+		name := synthetic.Name(i)
 		names = append(names, name)
-		deps := map[string]bool{}
-		for range r.IntN(5) {
-			if i > 0 {
-				deps[fmt.Sprintf("c%03d", r.IntN(i))] = true
-			}
-		}
-		var ds []string
-		for d := range deps {
-			ds = append(ds, d)
-		}
 		def := fmt.Sprintf(`name: %s
 license: MIT
 default_version: "~1.2"

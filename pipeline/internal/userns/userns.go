@@ -85,57 +85,52 @@ func (r subRange) overlaps(start, size int) bool {
 
 // readSub reads a subordinate id file; a missing file lists nothing.
 func readSub(path string) ([]subRange, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	var out []subRange
-	sc := bufio.NewScanner(io.LimitReader(f, 16<<20))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		parts := strings.Split(line, ":")
-		if len(parts) != 3 {
-			continue
+	err := eachRecord(path, 16<<20, func(parts []string) {
+		if len(parts) != 3 || strings.HasPrefix(parts[0], "#") {
+			return
 		}
 		start, err1 := strconv.Atoi(parts[1])
 		size, err2 := strconv.Atoi(parts[2])
-		if err1 != nil || err2 != nil || start < 0 || size <= 0 {
-			continue
+		if err1 == nil && err2 == nil && start >= 0 && size > 0 {
+			out = append(out, subRange{parts[0], start, size})
 		}
-		out = append(out, subRange{parts[0], start, size})
-	}
-	return out, sc.Err()
+	})
+	return out, err
 }
 
 // readIDs reads the numeric ids (third field) of /etc/passwd or /etc/group.
 func readIDs(path string) ([]int, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	var out []int
-	sc := bufio.NewScanner(io.LimitReader(f, 64<<20))
-	for sc.Scan() {
-		parts := strings.Split(sc.Text(), ":")
+	err := eachRecord(path, 64<<20, func(parts []string) {
 		if len(parts) < 3 {
-			continue
+			return
 		}
 		if id, err := strconv.Atoi(parts[2]); err == nil {
 			out = append(out, id)
 		}
+	})
+	return out, err
+}
+
+// eachRecord calls f with the colon-separated fields of each non-blank
+// line of a file, reading at most limit bytes; a missing file has none.
+func eachRecord(path string, limit int64, f func([]string)) error {
+	file, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
-	return out, sc.Err()
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	sc := bufio.NewScanner(io.LimitReader(file, limit))
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" {
+			f(strings.Split(line, ":"))
+		}
+	}
+	return sc.Err()
 }
 
 // registered is the first range listed for coach of at least Size ids.
