@@ -470,19 +470,30 @@ func (c *LayerCache) Verify(key string, meta *LayerMeta) error {
 	if err != nil {
 		return corrupt("its index: %v", err)
 	}
-	root, err := confine.Open(filepath.Join(dir, "layer"))
+	// One stat a file, by descriptors (os.Root would resolve every path
+	// from the top); a file whose stat differs from the index is hashed.
+	actual, err := confine.RegularStats(filepath.Join(dir, "layer"))
 	if err != nil {
 		return corrupt("%v", err)
 	}
-	defer root.Close()
+	var root *os.Root
+	defer func() {
+		if root != nil {
+			root.Close()
+		}
+	}()
 	var sums map[string]string
 	for _, want := range stats {
-		fi, err := root.Lstat(want.Path)
-		if err == nil && fi.Mode().IsRegular() && fi.Size() == want.Size && fi.ModTime().UnixNano() == want.MTime && inodeOf(fi) == want.Inode {
+		if got, ok := actual[want.Path]; ok && got.Size == want.Size && got.MTime == want.MTime && got.Inode == want.Inode {
 			continue
 		}
-		if err != nil {
-			return corrupt("%s: %v", want.Path, err)
+		if _, ok := actual[want.Path]; !ok {
+			return corrupt("%s: missing, or no longer a regular file", want.Path)
+		}
+		if root == nil {
+			if root, err = confine.Open(filepath.Join(dir, "layer")); err != nil {
+				return corrupt("%v", err)
+			}
 		}
 		if sums == nil {
 			if sums, err = confine.ManifestFiles(manifest); err != nil {
