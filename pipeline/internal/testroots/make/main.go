@@ -1,9 +1,9 @@
 // Command make makes the root filesystems most of the test suite uses, in
-// testroots.Dir(): the debian-12 build roots of the repository's hello
-// project (for the host, and for the other architecture when this
-// machine can emulate it) and verify's clean
-// roots (debian-12, debian-12 with rpm, debian-13). .ci/run runs it
-// before go test:
+// testroots.Dir(): the build roots of the repository's curl (Debian 12
+// and 13) and hello (Debian 12, on this host and, when this machine can
+// emulate it, on the other architecture) and verify's clean roots
+// (Debian 12 for both architectures, Debian 12 with rpm, Debian 13).
+// .ci/run runs it before go test:
 //
 //	go run ./pipeline/internal/testroots/make
 //
@@ -12,10 +12,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,50 +38,79 @@ func main() {
 	}
 }
 
+// parallel is how many roots are made at once: mmdebstrap waits on the
+// mirror and on dpkg as much as on the CPU.
+const parallel = 3
+
+type task struct {
+	what string
+	make func() (string, error)
+}
+
 func run(ctx context.Context) error {
 	root, err := filepath.Abs(".")
 	if err != nil {
 		return err
 	}
 	roots := &sandbox.Rootfs{Dir: testroots.Dir()}
-	timed := func(what string, f func() (string, error)) error {
-		start := time.Now()
-		dir, err := f()
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		fmt.Printf("%-40s %6.1fs  %s\n", what, time.Since(start).Seconds(), dir)
-		return nil
-	}
+	var tasks []task
+	// The emulated roots first: they take longest.
+	foreign := target.Foreign()
+	emulated := foreign != target.HostArch() && binfmt.CanRun(binfmt.Path(), foreign) == nil
 	arches := []string{target.HostArch()}
-	if f := target.Foreign(); f != target.HostArch() && binfmt.CanRun(binfmt.Path(), f) == nil {
-		arches = append(arches, f)
+	if emulated {
+		arches = []string{foreign, target.HostArch()}
 	}
 	for _, arch := range arches {
-		prep, err := project.Prepare(root, "hello", project.Options{Targets: []string{"debian-12"}, Arch: arch})
-		if err != nil {
-			return err
+		// The build roots the tests build in: hello's for Debian 12 on
+		// each architecture, curl's for Debian 12 and 13 (the
+		// real-software tests) on this host.
+		builds := []struct{ project, target string }{{"hello", "debian-12"}}
+		if arch == target.HostArch() {
+			builds = append(builds, struct{ project, target string }{"curl", "debian-12"}, struct{ project, target string }{"curl", "debian-13"})
 		}
-		for _, t := range prep.Plan.TargetList() {
-			if err := timed("build root "+target.Label(t.Name, arch), func() (string, error) {
-				return roots.Ensure(ctx, t, arch, build.Packages(prep.Plan, t))
-			}); err != nil {
+		for _, b := range builds {
+			prep, err := project.Prepare(root, b.project, project.Options{Targets: []string{b.target}, Arch: arch})
+			if err != nil {
 				return err
 			}
+			t := prep.Plan.TargetList()[0]
+			tasks = append(tasks, task{"build root " + target.Label(t.Name, arch) + " (" + b.project + ")", func() (string, error) {
+				return roots.Ensure(ctx, t, arch, build.Packages(prep.Plan, t))
+			}})
+		}
+		// Verify's clean roots: Debian 12 on each architecture, and on
+		// this host Debian 12 with rpm (for rpms) and Debian 13.
+		d12, _ := target.Builtin("debian-12")
+		tasks = append(tasks, task{"clean root " + target.Label("debian-12", arch), func() (string, error) { return roots.Clean(ctx, d12, arch) }})
+		if arch == target.HostArch() {
+			d13, _ := target.Builtin("debian-13")
+			tasks = append(tasks,
+				task{"clean root debian-12 +rpm", func() (string, error) { return roots.Clean(ctx, d12, arch, "rpm") }},
+				task{"clean root debian-13", func() (string, error) { return roots.Clean(ctx, d13, arch) }})
 		}
 	}
-	for _, c := range []struct {
-		name  string
-		extra []string
-	}{{"debian-12", nil}, {"debian-12", []string{"rpm"}}, {"debian-13", nil}} {
-		t, _ := target.Builtin(c.name)
-		what := "clean root " + c.name
-		if len(c.extra) > 0 {
-			what += " +" + c.extra[0]
-		}
-		if err := timed(what, func() (string, error) { return roots.Clean(ctx, t, target.HostArch(), c.extra...) }); err != nil {
-			return err
-		}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, parallel)
+	)
+	for _, t := range tasks {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			start := time.Now()
+			dir, err := t.make()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", t.what, err))
+				return
+			}
+			fmt.Printf("%-40s %6.1fs  %s\n", t.what, time.Since(start).Seconds(), dir)
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
