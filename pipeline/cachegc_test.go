@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -249,3 +250,44 @@ func TestGCWaitsForARun(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestGCGoesOnPastAMountedLeftover: a half-made root filesystem of a dead
+// process with a file system still mounted in it (as a bootstrap killed
+// by an older coach left /proc mounted) is not walked into: gc removes
+// everything else, lists the leftover as failed and returns an error
+// naming it; what is mounted there keeps its files.
+func TestGCGoesOnPastAMountedLeftover(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	repo, cache := gcRepo(t), t.TempDir()
+	roots := filepath.Join(t.TempDir(), "roots")
+	t.Setenv("COACH_ROOTFS_DIR", roots)
+	gcBuild(t, repo, cache, &fake.Runner{})
+	dead := deadPid(t)
+	leftover := filepath.Join(roots, "debian-12-0000000000000003.partial-"+itoa(dead))
+	other := filepath.Join(roots, "debian-12-0000000000000004.partial-"+itoa(dead))
+	outside := t.TempDir()
+	touchAt(t, filepath.Join(outside, "keep"), time.Now())
+	touchAt(t, filepath.Join(leftover, "proc/x"), time.Now())
+	touchAt(t, filepath.Join(other, "x"), time.Now())
+	proc := filepath.Join(leftover, "proc")
+	if err := syscall.Mount(outside, proc, "", syscall.MS_BIND, ""); err != nil {
+		t.Skipf("bind mount: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(proc, syscall.MNT_DETACH) })
+
+	res, err := GC(context.Background(), GCRequest{Root: repo, CacheDir: cache, KeepSize: -1})
+	if err == nil || !strings.Contains(err.Error(), proc) {
+		t.Errorf("gc returned %v; want an error naming %s", err, proc)
+	}
+	if res == nil || len(res.Failed) != 1 || res.Failed[0].Path != leftover {
+		t.Fatalf("gc's failures: %+v; want the mounted leftover only", res)
+	}
+	if _, err := os.Stat(other); !os.IsNotExist(err) {
+		t.Error("gc stopped at the mounted leftover: the next one is still there")
+	}
+	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+		t.Errorf("gc removed a file under a mount: %v", err)
+	}
+}

@@ -35,6 +35,9 @@ type corruptFixture struct {
 func newCorruptFixture(t *testing.T) *corruptFixture {
 	t.Helper()
 	f := &corruptFixture{repo: t.TempDir(), cache: t.TempDir(), upstream: t.TempDir(), sums: map[string]string{}}
+	// gc collects root filesystems too: never the shared test roots (the
+	// fake runner needs none).
+	t.Setenv("COACH_ROOTFS_DIR", filepath.Join(f.cache, "rootfs"))
 	var tarball bytes.Buffer
 	tw := tar.NewWriter(&tarball)
 	for _, e := range []struct{ name, body string }{{"src-1.0/LICENSE", "MIT\n"}, {"src-1.0/Makefile", "all:\n"}} {

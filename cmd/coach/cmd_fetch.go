@@ -320,11 +320,13 @@ what only the other repositories use (they fetch and build it again).`,
 			}
 			req.Root, req.CacheDir, req.Log = a.dir, sf.cache(), a.log
 			res, err := pipeline.GC(ctx, req)
-			if err != nil {
+			if err != nil && (res == nil || len(res.Failed) == 0) {
 				return err
 			}
+			// What was removed is reported even when some entries
+			// could not be; err then names those.
 			if !a.output(res) {
-				return nil
+				return err
 			}
 			verb := "removed"
 			if req.DryRun {
@@ -343,7 +345,7 @@ what only the other repositories use (they fetch and build it again).`,
 				}
 			}
 			fmt.Fprintf(a.stdout, "%s %d entries (%s), kept %d; the cache took %s, now %s\n", verb, len(res.Removed), mib(res.Bytes), res.Kept, mib(res.Before), mib(res.After))
-			return nil
+			return err
 		},
 	}
 	fl := cmd.Flags()

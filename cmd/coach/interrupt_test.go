@@ -55,7 +55,7 @@ func endless(t *testing.T) (base string, requests *atomic.Int32) {
 func TestSignalsStopCommandsQuickly(t *testing.T) {
 	coach, _ := coachBinary(t, "")
 	base, requests := endless(t)
-	repo, cache := t.TempDir(), t.TempDir()
+	repo, cache, roots := t.TempDir(), t.TempDir(), t.TempDir()
 	writeTree(t, repo, map[string]string{
 		"projects/app.yaml":  "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [slow]\n",
 		"software/slow.yaml": "name: slow\nlicense: MIT\nversions:\n  - version: 1.0.0\n    url: " + base + "/slow-1.0.0.tar.gz\n    sha256: " + strings.Repeat("0", 64) + "\nbuild: [make install]\n",
@@ -94,6 +94,8 @@ func TestSignalsStopCommandsQuickly(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(coach, append([]string{"-C", repo, "--progress", "plain"}, tc.args...)...)
+			// gc collects root filesystems too: never the shared test roots.
+			cmd.Env = append(os.Environ(), "COACH_ROOTFS_DIR="+roots)
 			var stderr syncBuffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {

@@ -71,6 +71,16 @@ type GCResult struct {
 	// Roots are the other repositories sharing the cache: what was kept
 	// for each, and those that are gone, whose roots were dropped.
 	Roots []GCRoot `json:"roots"`
+	// Failed are the entries that could not be removed (a file system
+	// mounted inside one, a file the user may not remove): collection
+	// goes on past them, then returns an error naming them.
+	Failed []GCFailure `json:"failed,omitempty"`
+}
+
+// GCFailure is an entry cache gc could not remove, and why.
+type GCFailure struct {
+	GCEntry
+	Error string `json:"error"`
 }
 
 // gcEntry is an entry of the cache gc considers.
@@ -350,7 +360,12 @@ func (l Layout) GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		}
 		if !req.DryRun {
 			if err := e.remove(ctx); err != nil {
-				return fmt.Errorf("cache gc: remove %s: %w", e.Path, err)
+				if ctx.Err() != nil {
+					return failure.Interrupted("cache gc: stopped after removing %d entries", len(res.Removed))
+				}
+				// Collection goes on; the error names it at the end.
+				res.Failed = append(res.Failed, GCFailure{e.GCEntry, err.Error()})
+				return nil
 			}
 		}
 		res.Removed = append(res.Removed, e.GCEntry)
@@ -391,6 +406,13 @@ func (l Layout) GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		res.After, err = l.total()
 	} else {
 		res.After = max(0, res.Before-res.Bytes)
+	}
+	if len(res.Failed) > 0 {
+		msgs := make([]string, len(res.Failed))
+		for i, f := range res.Failed {
+			msgs[i] = f.Error
+		}
+		return res, fmt.Errorf("cache gc: could not remove %d of %d entries, left as they are:\n%s", len(res.Failed), len(res.Failed)+len(res.Removed), strings.Join(msgs, "\n"))
 	}
 	return res, err
 }

@@ -359,3 +359,7 @@ func unquotePrefix(line string) (string, string, error) {
 	p, err := strconv.Unquote(q)
 	return p, line[len(q):], err
 }
+
+// ErrMountPoint is the error for a file system mounted inside a tree
+// RemoveAll removes: what is mounted there is never walked into.
+var ErrMountPoint = errors.New("a file system is mounted here (left by a process that was killed?); unmount it first")

@@ -16,8 +16,11 @@ import (
 // symlink on the way or inside: every component of rel is resolved by
 // the kernel with RESOLVE_NO_SYMLINKS beneath base (a symlink there is an
 // error), a symlink at rel itself is removed as a link, and the tree is
-// walked by descriptors opened with O_NOFOLLOW. base itself (the cache
-// directory a user named) is followed. Directories the walk cannot read
+// walked by descriptors opened with O_NOFOLLOW. The walk never crosses a
+// mount point (RESOLVE_NO_XDEV): a directory mounted inside the tree, such
+// as the /proc or /dev a killed bootstrap left mounted in a root it was
+// making, is an error, and what is mounted there is left alone. base
+// itself (the cache directory a user named) is followed. Directories the walk cannot read
 // or write are made 0700 first. It stops, returning ctx's error, when ctx
 // ends. A missing rel is not an error.
 func RemoveAll(ctx context.Context, base, rel string) error {
@@ -61,14 +64,20 @@ func removeAt(ctx context.Context, dirfd int, name, path string) error {
 	switch {
 	case err == nil, errors.Is(err, unix.ENOENT):
 		return nil
+	case errors.Is(err, unix.EBUSY):
+		return &os.PathError{Op: "remove", Path: path, Err: ErrMountPoint}
 	case !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM):
 		return &os.PathError{Op: "unlink", Path: path, Err: err}
 	}
 	// A directory (never a link: O_NOFOLLOW), made listable and writable.
-	p, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	p, err := unix.Openat2(dirfd, name, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV})
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
+		switch {
+		case errors.Is(err, unix.ENOENT):
 			return nil
+		case errors.Is(err, unix.EXDEV):
+			return &os.PathError{Op: "remove", Path: path, Err: ErrMountPoint}
 		}
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}

@@ -233,6 +233,34 @@ func target(t string) string {
 	return t
 }
 
+// Contained is exec.CommandContext for a trusted host tool that mounts
+// things as root, mmdebstrap: it runs as the child of a shell that is pid
+// 1 of a new pid namespace, in a new mount namespace whose mounts
+// propagate nowhere (the Go runtime makes / private in it), with SIGKILL
+// as the shell's parent-death signal. When ctx ends or coach dies, the
+// shell dies, the kernel kills everything in the namespace, and the mount
+// namespace goes with the last of them: a bootstrap killed half way never
+// leaves its /proc, /sys or /dev mounted in a root it was making, which
+// no later removal could take. As a user, where the tool makes its own
+// namespaces, only the parent-death signal is set.
+func Contained(ctx context.Context, name string, args ...string) *exec.Cmd {
+	if os.Geteuid() != 0 {
+		cmd := exec.CommandContext(ctx, name, args...)
+		DieWithParent(cmd)
+		return cmd
+	}
+	// "$@"; exit keeps the shell from exec'ing the tool: it stays pid 1
+	// and reaps what the tool orphans.
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", `"$@"; exit $?`, "coach-contained", name}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:      true,
+		Pdeathsig:    unix.SIGKILL,
+		Cloneflags:   unix.CLONE_NEWPID,
+		Unshareflags: unix.CLONE_NEWNS,
+	}
+	return cmd
+}
+
 // DieWithParent makes a command that needs no namespaces die with coach.
 func DieWithParent(cmd *exec.Cmd) {
 	if cmd.SysProcAttr == nil {

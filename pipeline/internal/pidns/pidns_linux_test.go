@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,4 +179,61 @@ func TestSessionRunsCommandsInOneLayout(t *testing.T) {
 		t.Errorf("a cancelled command: %v after %s", err, time.Since(start))
 	}
 	s.Close()
+}
+
+// TestContainedLeavesNoMountNorProcess: what a contained tool mounts is
+// never seen by the host, and when it is killed nothing it started runs
+// on. Without the mount namespace the tmpfs shows in the host's mount
+// table; without the pid namespace the orphaned sleep survives the kill.
+func TestContainedLeavesNoMountNorProcess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("Contained makes namespaces only as root")
+	}
+	dir := t.TempDir()
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) }) // had it leaked
+	mark := "1000.4242"                                            // a sleep's argument no other process has
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := Contained(ctx, "/bin/sh", "-c", `mount -t tmpfs coach-contained-test "$1" && touch "$1/mounted" && sleep "$2" & sleep "$2"`, "sh", dir, mark)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// sleeps are the processes running sleep mark, with their mount tables.
+	sleeps := func() []string {
+		var tables []string
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			data, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if string(data) == "sleep\x00"+mark+"\x00" {
+				m, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "mountinfo"))
+				tables = append(tables, string(m))
+			}
+		}
+		return tables
+	}
+	running := func() bool { return len(sleeps()) > 0 }
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sleeps()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, m := range sleeps() {
+		if !strings.Contains(m, dir) {
+			t.Fatalf("the contained tool did not mount its tmpfs on %s", dir)
+		}
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), dir) {
+		t.Errorf("the host sees the contained tool's mount on %s", dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mounted")); err == nil {
+		t.Error("a file written on the contained tmpfs is in the host's directory")
+	}
+	cancel()
+	cmd.Wait()
+	for running() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if running() {
+		t.Error("a process the contained tool started outlived it")
+	}
 }

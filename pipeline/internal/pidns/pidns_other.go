@@ -33,6 +33,11 @@ func (c *Cmd) CombinedOutput() ([]byte, error) {
 	return b.Bytes(), ErrNotLinux
 }
 
+// Contained is exec.CommandContext where there are no namespaces.
+func Contained(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, name, args...)
+}
+
 // DieWithParent does nothing where there is no parent-death signal.
 func DieWithParent(cmd *exec.Cmd) {}
 

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/internal/durable"
@@ -169,9 +170,12 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 	if err != nil {
 		return "", fmt.Errorf("target %s needs mmdebstrap to make its root filesystem: apt-get install mmdebstrap", t.Name)
 	}
-	os.RemoveAll(dir) // an incomplete leftover without its info file
+	// An incomplete leftover without its info file, and this process id's
+	// own leftover, are removed without crossing a mount point.
+	remove := func(path string) { confine.RemoveAll(context.WithoutCancel(ctx), r.Dir, filepath.Base(path)) }
+	remove(dir)
 	tmp := dir + fmt.Sprintf(".partial-%d", os.Getpid())
-	os.RemoveAll(tmp)
+	remove(tmp)
 	archives := r.Archives
 	if archives == nil {
 		archives = mirror.Host()
@@ -216,7 +220,7 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		r.Events.Emit(e)
 	}()
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, mm, args...)
+	cmd := pidns.Contained(ctx, mm, args...)
 	w := io.Writer(&out)
 	if r.Log != nil {
 		w = io.MultiWriter(&out, r.Log)
@@ -239,9 +243,8 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		}()
 	}
 	cmd.Stdout, cmd.Stderr = w, w
-	pidns.DieWithParent(cmd)
 	if err := cmd.Run(); err != nil {
-		os.RemoveAll(tmp)
+		remove(tmp)
 		made = err
 		if strings.Contains(out.String(), "No space left on device") {
 			return "", fmt.Errorf("make the %s root filesystem in %s: %w", t.Name, r.Dir, ErrNoSpace)
@@ -250,23 +253,23 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 	}
 	if format == "tar" {
 		if err := unpackUserRoot(ctx, output, tmp); err != nil {
-			os.RemoveAll(tmp)
+			remove(tmp)
 			return "", fmt.Errorf("make the %s root filesystem: %w", t.Name, err)
 		}
 	}
 	if !toolchain {
 		if err := userns.ShiftTree(tmp); err != nil {
-			os.RemoveAll(tmp)
+			remove(tmp)
 			return "", fmt.Errorf("make the %s root filesystem: give it to the sandboxes' ids: %w", t.Name, err)
 		}
 	}
 	data, _ := json.MarshalIndent(RootfsInfo{Target: t.Name, Arch: arch, Suite: t.Bootstrap.Suite, Mirror: t.Bootstrap.Mirror, Packages: pkgs, Key: key, CreatedAt: time.Now(), Seconds: time.Since(start).Seconds()}, "", "  ")
 	if err := os.WriteFile(filepath.Join(tmp, ".coach-rootfs.json"), data, 0o644); err != nil {
-		os.RemoveAll(tmp)
+		remove(tmp)
 		return "", err
 	}
 	if err := durable.Publish(tmp, dir); err != nil {
-		os.RemoveAll(tmp)
+		remove(tmp)
 		return "", err
 	}
 	made = nil
