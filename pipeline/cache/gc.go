@@ -394,10 +394,13 @@ func (l Layout) GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 			e := rest[0]
 			rest = rest[1:]
 			e.Reason = fmt.Sprintf("least recently used (%s), to keep the cache within %s", e.used.UTC().Format(time.DateOnly), sizeText(req.KeepSize))
+			failed := len(res.Failed)
 			if err := remove(e); err != nil {
 				return res, err
 			}
-			size -= e.Bytes
+			if len(res.Failed) == failed {
+				size -= e.Bytes
+			}
 		}
 	}
 	res.Kept = len(rest)
