@@ -185,6 +185,7 @@ packages the tree as deb and rpm for each target distribution.`,
 		a.healthCommand(),
 		a.packageCommand(),
 		a.verifyCommand(),
+		a.publishCommand(),
 	)
 	return root
 }

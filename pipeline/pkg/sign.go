@@ -11,6 +11,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/coach-build/coach/pipeline/confine"
@@ -134,4 +135,51 @@ func (s *Signer) PublicKey() ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// ClearSigned is message clear-signed (an apt repository's InRelease):
+// the text itself between OpenPGP armor lines, and its signature.
+func (s *Signer) ClearSigned(message []byte) ([]byte, error) {
+	k, ok := s.entity.SigningKey(time.Now())
+	if !ok {
+		return nil, fmt.Errorf("signing: the key %s has no key valid for signing now", s.KeyID)
+	}
+	var b bytes.Buffer
+	w, err := clearsign.Encode(&b, k.PrivateKey, s.config())
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	if _, err := w.Write(message); err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	// go-crypto armors the signature without the CRC-24 line and without
+	// a final line break; gpg (not apt) then reads the END line as more
+	// armor and fails. The signature is armored again, as gpg does.
+	doc := b.Bytes()
+	i := bytes.LastIndex(doc, []byte("-----BEGIN PGP SIGNATURE-----"))
+	if i < 0 {
+		return nil, fmt.Errorf("signing: the clear-signed text has no signature block")
+	}
+	blk, err := armor.Decode(bytes.NewReader(doc[i:]))
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	sig, err := io.ReadAll(blk.Body)
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	out := bytes.NewBuffer(doc[:i:i])
+	aw, err := armor.Encode(out, "PGP SIGNATURE", nil)
+	if err != nil {
+		return nil, err
+	}
+	aw.Write(sig)
+	if err := aw.Close(); err != nil {
+		return nil, err
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }

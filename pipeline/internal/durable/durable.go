@@ -14,6 +14,7 @@ package durable
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,6 +55,19 @@ func (realOps) SyncDir(dir string) error     { return syncDir(dir) }
 // WriteFile replaces path with data, durably: either the old file or the
 // new one is there, whole, whatever happens.
 func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	return write(path, perm, func(f *os.File) error { return ops.Write(f, data) })
+}
+
+// WriteFrom is WriteFile with the content read from r, for files too big
+// to hold in memory (a package copied into a repository's pool).
+func WriteFrom(path string, r io.Reader, perm fs.FileMode) error {
+	return write(path, perm, func(f *os.File) error {
+		_, err := io.Copy(f, r)
+		return err
+	})
+}
+
+func write(path string, perm fs.FileMode, fill func(*os.File) error) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -61,7 +75,7 @@ func WriteFile(path string, data []byte, perm fs.FileMode) error {
 	}
 	name := tmp.Name()
 	defer os.Remove(name) // after a successful rename, nothing is there
-	if err := ops.Write(tmp, data); err != nil {
+	if err := fill(tmp); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}

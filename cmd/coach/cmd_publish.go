@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/publish"
+)
+
+func (a *app) publishCommand() *cobra.Command {
+	var req pipeline.PublishRequest
+	var url string
+	cmd := &cobra.Command{
+		Use:   "publish <release-dir>... --repo <dir> --sign-key <key>",
+		Short: "Add the packages of release directories to a signed apt repository",
+		Long: `publish checks each release directory's packages against its SHA256SUMS,
+adds the debs to the apt repository in --repo (pool/, and for each target's
+suite dists/<suite>/main/binary-<arch>/Packages{,.gz,.xz} with by-hash copies,
+Release, Release.gpg and InRelease signed with --sign-key, and the public key
+as archive-key.asc), and writes SHA256SUMS.asc beside each release's sums.
+
+A publication is atomic for clients: packages first, then the indexes by
+hash, then by name, then the signed Release files. Publishing the same
+release again changes nothing; a published file is never replaced by other
+bytes. --keep drops older versions of each package from the indexes, and
+their files from the pool. One publication holds the repository at a time.
+dnf repositories (rpm) are not written yet: rpms are listed as skipped.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := a.signalContext()
+			defer stop()
+			req.Releases, req.Log = args, a.log
+			res, err := pipeline.Publish(ctx, req)
+			if err != nil {
+				return err
+			}
+			if !a.output(res) {
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "published %d packages to %s (%d new, %d already there)\n", len(res.Added)+len(res.Present), res.Repo, len(res.Added), len(res.Present))
+			if len(res.Suites) > 0 {
+				fmt.Fprintf(a.stdout, "signed the indexes of %s\n", strings.Join(res.Suites, ", "))
+			}
+			for _, r := range res.Removed {
+				fmt.Fprintf(a.stdout, "removed %s (older than the %d kept)\n", r, req.Keep)
+			}
+			for _, s := range res.Skipped {
+				fmt.Fprintf(a.stdout, "skipped %s\n", s)
+			}
+			base := url
+			if base == "" {
+				abs, _ := filepath.Abs(res.Repo)
+				base = "file://" + abs
+			}
+			fmt.Fprintf(a.stdout, "\nTo install from it on Debian or Ubuntu (as root):\n  curl -fsSLo /etc/apt/keyrings/coach.asc %s/%s\n", base, publish.KeyFile)
+			for _, s := range res.Suites {
+				fmt.Fprintf(a.stdout, "  cat > /etc/apt/sources.list.d/coach.sources <<'EOF'\n%sEOF\n", indent(publish.SourcesEntry(base, s, "", "/etc/apt/keyrings/coach.asc"), "  "))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Repo, "repo", "", "the repository's directory (made if missing)")
+	f.StringVar(&req.SignKey, "sign-key", "", "GPG private key file to sign the repository and the sums with; the passphrase is read from $COACH_SIGNING_PASSPHRASE")
+	f.IntVar(&req.Keep, "keep", 0, "versions of each package to keep in the indexes (0: all)")
+	f.StringVar(&url, "url", "", "the address users will reach the repository at, for the install instructions (default: file:// of --repo)")
+	return cmd
+}
+
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = prefix + l
+		}
+	}
+	return strings.Join(lines, "")
+}

@@ -1,0 +1,152 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/coach-build/coach/pipeline/digest"
+	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/internal/durable"
+	"github.com/coach-build/coach/pipeline/pkg"
+	"github.com/coach-build/coach/pipeline/publish"
+)
+
+// PublishRequest adds the packages of release directories to a
+// repository.
+type PublishRequest struct {
+	// Releases are release directories coach build or coach package
+	// wrote: packages and their SHA256SUMS.
+	Releases []string
+	// Repo is the repository's directory.
+	Repo string
+	// SignKey signs the repository's Release files and each release's
+	// SHA256SUMS (SHA256SUMS.asc); the passphrase is read from the
+	// environment variable PassphraseEnv (COACH_SIGNING_PASSPHRASE).
+	SignKey, PassphraseEnv string
+	// Keep is how many versions of each package the indexes keep (0: all).
+	Keep int
+	Log  *slog.Logger
+}
+
+// PublishResult says what a publication did.
+type PublishResult struct {
+	Repo string `json:"repo"`
+	// Apt is the apt repository's part.
+	Added   []string `json:"added"`
+	Present []string `json:"present"`
+	Removed []string `json:"removed"`
+	Suites  []string `json:"suites"`
+	// Skipped are packages of a format no repository is written for yet
+	// (rpm), each with why.
+	Skipped []string `json:"skipped,omitempty"`
+	// Signed are the SHA256SUMS.asc written beside each release's sums.
+	Signed []string `json:"signed_sums"`
+	// Key is the repository's public key.
+	Key string `json:"key"`
+}
+
+// Publish checks each release directory's packages against its
+// SHA256SUMS, adds the debs to the apt repository in Repo and signs each
+// release's sums.
+func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
+	if req.Repo == "" {
+		return nil, failure.Request(fmt.Errorf("publish: give the repository's directory (--repo)"))
+	}
+	if req.SignKey == "" {
+		return nil, failure.Request(fmt.Errorf("publish: a repository is signed: give --sign-key"))
+	}
+	env := req.PassphraseEnv
+	if env == "" {
+		env = "COACH_SIGNING_PASSPHRASE"
+	}
+	signer, err := pkg.LoadSigner(req.SignKey, os.Getenv(env))
+	if err != nil {
+		return nil, failure.Request(err)
+	}
+	res := &PublishResult{Repo: req.Repo, Key: filepath.Join(req.Repo, publish.KeyFile)}
+	var debs []string
+	for _, dir := range req.Releases {
+		sums, err := releaseSums(dir)
+		if err != nil {
+			return nil, failure.Request(err)
+		}
+		for _, name := range sortedKeys(sums) {
+			p := filepath.Join(dir, name)
+			if err := checkSum(p, sums[name]); err != nil {
+				return nil, err
+			}
+			switch {
+			case strings.HasSuffix(name, ".deb"):
+				debs = append(debs, p)
+			case strings.HasSuffix(name, ".rpm"):
+				res.Skipped = append(res.Skipped, p+": dnf repositories are not written yet")
+			}
+		}
+	}
+	apt := &publish.Apt{Dir: req.Repo, Signer: signer, Keep: req.Keep, Log: req.Log}
+	r, err := apt.Add(ctx, debs)
+	if err != nil {
+		return nil, err
+	}
+	res.Added, res.Present, res.Removed, res.Suites = r.Added, r.Present, r.Removed, r.Suites
+	// Each release's sums, signed: what a user checks a download with.
+	for _, dir := range req.Releases {
+		sums, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
+		if err != nil {
+			return nil, err
+		}
+		sig, err := signer.Armored(bytes.NewReader(sums))
+		if err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, "SHA256SUMS.asc")
+		if err := durable.WriteFile(p, sig, 0o644); err != nil {
+			return nil, err
+		}
+		res.Signed = append(res.Signed, p)
+	}
+	return res, nil
+}
+
+// releaseSums reads a release directory's SHA256SUMS: file name to sum.
+func releaseSums(dir string) (map[string]string, error) {
+	f, err := os.Open(filepath.Join(dir, "SHA256SUMS"))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a release directory of coach (no SHA256SUMS): %w", dir, err)
+	}
+	defer f.Close()
+	sums := map[string]string{}
+	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
+	for sc.Scan() {
+		sum, name, ok := strings.Cut(sc.Text(), "  ")
+		if !ok || len(sum) != 64 || name != filepath.Base(name) {
+			return nil, fmt.Errorf("%s/SHA256SUMS: not a line of sha256sum: %q", dir, sc.Text())
+		}
+		sums[name] = sum
+	}
+	return sums, sc.Err()
+}
+
+func checkSum(p, want string) error {
+	got, err := digest.File(p)
+	if err != nil {
+		return err
+	}
+	if got = strings.TrimPrefix(got, digest.Prefix); got != want {
+		return fmt.Errorf("publish: %s hashes to %s, not to the %s its release's SHA256SUMS says: refusing to publish it", p, got, want)
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}
