@@ -40,14 +40,15 @@ type PublishRequest struct {
 // PublishResult says what a publication did.
 type PublishResult struct {
 	Repo string `json:"repo"`
-	// Apt is the apt repository's part.
+	// Added, Present and Removed are paths in the repository: packages
+	// written, already there with the same bytes, and dropped by Keep.
 	Added   []string `json:"added"`
 	Present []string `json:"present"`
 	Removed []string `json:"removed"`
-	Suites  []string `json:"suites"`
-	// Skipped are packages of a format no repository is written for yet
-	// (rpm), each with why.
-	Skipped []string `json:"skipped,omitempty"`
+	// Suites are the apt suites whose indexes were signed again; RPMRepos
+	// the dnf repositories (rpm/<target>/<arch>) whose metadata was.
+	Suites   []string `json:"suites"`
+	RPMRepos []string `json:"rpm_repos"`
 	// Signed are the SHA256SUMS.asc written beside each release's sums.
 	Signed []string `json:"signed_sums"`
 	// Key is the repository's public key.
@@ -55,8 +56,8 @@ type PublishResult struct {
 }
 
 // Publish checks each release directory's packages against its
-// SHA256SUMS, adds the debs to the apt repository in Repo and signs each
-// release's sums.
+// SHA256SUMS, adds the debs to the apt repository and the rpms to the dnf
+// repositories in Repo, and signs each release's sums.
 func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
 	if req.Repo == "" {
 		return nil, failure.Request(fmt.Errorf("publish: give the repository's directory (--repo)"))
@@ -73,7 +74,7 @@ func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
 		return nil, failure.Request(err)
 	}
 	res := &PublishResult{Repo: req.Repo, Key: filepath.Join(req.Repo, publish.KeyFile)}
-	var debs []string
+	var debs, rpms []string
 	for _, dir := range req.Releases {
 		sums, err := releaseSums(dir)
 		if err != nil {
@@ -88,16 +89,27 @@ func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
 			case strings.HasSuffix(name, ".deb"):
 				debs = append(debs, p)
 			case strings.HasSuffix(name, ".rpm"):
-				res.Skipped = append(res.Skipped, p+": dnf repositories are not written yet")
+				rpms = append(rpms, p)
 			}
 		}
 	}
-	apt := &publish.Apt{Dir: req.Repo, Signer: signer, Keep: req.Keep, Log: req.Log}
-	r, err := apt.Add(ctx, debs)
-	if err != nil {
-		return nil, err
+	if len(debs) > 0 {
+		apt := &publish.Apt{Dir: req.Repo, Signer: signer, Keep: req.Keep, Log: req.Log}
+		r, err := apt.Add(ctx, debs)
+		if err != nil {
+			return nil, err
+		}
+		res.Added, res.Present, res.Removed, res.Suites = r.Added, r.Present, r.Removed, r.Suites
 	}
-	res.Added, res.Present, res.Removed, res.Suites = r.Added, r.Present, r.Removed, r.Suites
+	if len(rpms) > 0 {
+		dnf := &publish.RPM{Dir: req.Repo, Signer: signer, Keep: req.Keep}
+		r, err := dnf.Add(ctx, rpms)
+		if err != nil {
+			return nil, err
+		}
+		res.Added, res.Present, res.Removed = append(res.Added, r.Added...), append(res.Present, r.Present...), append(res.Removed, r.Removed...)
+		res.RPMRepos = r.Repos
+	}
 	// Each release's sums, signed: what a user checks a download with.
 	for _, dir := range req.Releases {
 		sums, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))

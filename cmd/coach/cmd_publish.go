@@ -16,19 +16,22 @@ func (a *app) publishCommand() *cobra.Command {
 	var url string
 	cmd := &cobra.Command{
 		Use:   "publish <release-dir>... --repo <dir> --sign-key <key>",
-		Short: "Add the packages of release directories to a signed apt repository",
+		Short: "Add the packages of release directories to signed apt and dnf repositories",
 		Long: `publish checks each release directory's packages against its SHA256SUMS,
 adds the debs to the apt repository in --repo (pool/, and for each target's
 suite dists/<suite>/main/binary-<arch>/Packages{,.gz,.xz} with by-hash copies,
 Release, Release.gpg and InRelease signed with --sign-key, and the public key
-as archive-key.asc), and writes SHA256SUMS.asc beside each release's sums.
+as archive-key.asc), adds the rpms to a dnf repository per target and
+architecture (rpm/<target>/<arch>/Packages and repodata/ with repomd.xml and
+its signature repomd.xml.asc), and writes SHA256SUMS.asc beside each
+release's sums.
 
 A publication is atomic for clients: packages first, then the indexes by
-hash, then by name, then the signed Release files. Publishing the same
+hash (or by checksum-named metadata files), then the signed Release files or
+repomd.xml. Publishing the same
 release again changes nothing; a published file is never replaced by other
 bytes. --keep drops older versions of each package from the indexes, and
-their files from the pool. One publication holds the repository at a time.
-dnf repositories (rpm) are not written yet: rpms are listed as skipped.`,
+their files. One publication holds the repository at a time.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := a.signalContext()
@@ -45,20 +48,26 @@ dnf repositories (rpm) are not written yet: rpms are listed as skipped.`,
 			if len(res.Suites) > 0 {
 				fmt.Fprintf(a.stdout, "signed the indexes of %s\n", strings.Join(res.Suites, ", "))
 			}
+			if len(res.RPMRepos) > 0 {
+				fmt.Fprintf(a.stdout, "signed the metadata of %s\n", strings.Join(res.RPMRepos, ", "))
+			}
 			for _, r := range res.Removed {
 				fmt.Fprintf(a.stdout, "removed %s (older than the %d kept)\n", r, req.Keep)
-			}
-			for _, s := range res.Skipped {
-				fmt.Fprintf(a.stdout, "skipped %s\n", s)
 			}
 			base := url
 			if base == "" {
 				abs, _ := filepath.Abs(res.Repo)
 				base = "file://" + abs
 			}
-			fmt.Fprintf(a.stdout, "\nTo install from it on Debian or Ubuntu (as root):\n  curl -fsSLo /etc/apt/keyrings/coach.asc %s/%s\n", base, publish.KeyFile)
-			for _, s := range res.Suites {
-				fmt.Fprintf(a.stdout, "  cat > /etc/apt/sources.list.d/coach.sources <<'EOF'\n%sEOF\n", indent(publish.SourcesEntry(base, s, "", "/etc/apt/keyrings/coach.asc"), "  "))
+			if len(res.Suites) > 0 {
+				fmt.Fprintf(a.stdout, "\nTo install from it on Debian or Ubuntu (as root):\n  curl -fsSLo /etc/apt/keyrings/coach.asc %s/%s\n", base, publish.KeyFile)
+				for _, s := range res.Suites {
+					fmt.Fprintf(a.stdout, "  cat > /etc/apt/sources.list.d/coach.sources <<'EOF'\n%sEOF\n", indent(publish.SourcesEntry(base, s, "", "/etc/apt/keyrings/coach.asc"), "  "))
+				}
+			}
+			for _, r := range res.RPMRepos {
+				t := strings.Split(r, "/")[1]
+				fmt.Fprintf(a.stdout, "\nTo install from it on %s (as root):\n  cat > /etc/yum.repos.d/coach-%s.repo <<'EOF'\n%sEOF\n", t, t, indent(publish.RepoFile(base, t), "  "))
 			}
 			return nil
 		},

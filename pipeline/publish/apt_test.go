@@ -240,3 +240,20 @@ func TestAptRepositoryWithRealApt(t *testing.T) {
 	// And after all that, the untampered repository still reads.
 	check("file://"+repo, "1.2.0-2+deb12", sha(t, v2))
 }
+
+// testRPM packages a one-file tree as an el9 rpm, signed with s.
+func testRPM(t *testing.T, name string, iteration int, s *pkg.Signer) string {
+	t.Helper()
+	tree := t.TempDir()
+	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
+	os.WriteFile(filepath.Join(tree, "bin", name), []byte("#!/bin/sh\necho "+name+"\n"), 0o755)
+	tg, _ := target.Builtin("el9")
+	f := false
+	p := &spec.Project{Name: name, Description: "a test package", Maintainer: "M <m@example.com>", License: "MIT", Version: "1.2.0", Iteration: iteration,
+		InstallDir: "/opt/" + name, Package: spec.Package{Strip: &f}}
+	a, err := pkg.Package(pkg.Options{Project: p, Target: tg, Arch: target.HostArch(), Tree: tree, MTime: epoch, OutDir: t.TempDir(), Signer: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Path
+}
