@@ -453,12 +453,25 @@ func (a *Apt) writeRelease(base, suite, comp string, arches []string, files []in
 	if err != nil {
 		return err
 	}
+	// HTTP servers say Last-Modified to the second, and apt asks
+	// If-Modified-Since: a Release replaced within the second of the one
+	// before would look unchanged. Its time is moved on past that second.
+	var after time.Time
+	if st, err := os.Stat(filepath.Join(base, "InRelease")); err == nil {
+		after = st.ModTime().Truncate(time.Second).Add(time.Second)
+	}
 	for _, f := range []struct {
 		name string
 		data []byte
 	}{{"Release", release}, {"Release.gpg", sig}, {"InRelease", inRelease}} {
-		if err := durable.WriteFile(filepath.Join(base, f.name), f.data, 0o644); err != nil {
+		p := filepath.Join(base, f.name)
+		if err := durable.WriteFile(p, f.data, 0o644); err != nil {
 			return err
+		}
+		if st, err := os.Stat(p); err == nil && st.ModTime().Before(after) {
+			if err := os.Chtimes(p, after, after); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -233,7 +233,7 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 		defer done()
 		return finish(ctx, o, m, rep, start)
 	}
-	bwrap, err := exec.LookPath("bwrap")
+	_, err := exec.LookPath("bwrap")
 	if err != nil {
 		return nil, fmt.Errorf("verify needs bubblewrap (apt-get install bubblewrap), or a Dagger engine (--runner dagger)")
 	}
@@ -255,62 +255,19 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 		where = fmt.Sprintf("a clean %s %s root", o.Target.Name, o.Arch)
 	}
 	where += fmt.Sprintf("; bubblewrap, as root of a user namespace (host %s), with no network but for the download of the distribution's packages", ids)
-	clean, err := o.Roots.Clean(ctx, rootTarget, o.Arch, extra...)
-	if err != nil {
-		return nil, err
-	}
-	if strings.ContainsAny(clean, ",:") {
-		return nil, fmt.Errorf("verify: path %q contains , or :, which overlayfs options cannot carry; choose another --cache-dir", clean)
-	}
-	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
-		return nil, err
-	}
-	sweepScratch(o.WorkDir)
-	dir, err := os.MkdirTemp(o.WorkDir, fmt.Sprintf("root-%d-", os.Getpid()))
-	if err != nil {
-		return nil, err
-	}
-	defer removeTree(dir)
-	if strings.ContainsAny(dir, ",:") {
-		return nil, fmt.Errorf("verify: path %q contains , or :, which overlayfs options cannot carry; choose another --cache-dir", dir)
-	}
-	upper, work, pkgs := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "pkgs")
-	for _, d := range []string{upper, work, pkgs} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	// The upper directory is the root directory of the overlay.
-	if err := chownLike(upper, clean); err != nil {
-		return nil, err
-	}
+	var pkgFiles []string
 	for _, p := range []string{o.Package, o.Previous} {
-		if p == "" {
-			continue
-		}
-		if err := copyFile(ctx, p, filepath.Join(pkgs, filepath.Base(p))); err != nil {
-			return nil, err
+		if p != "" {
+			pkgFiles = append(pkgFiles, p)
 		}
 	}
-	layout := &pidns.Layout{Staging: filepath.Join(dir, "staging"), Mounts: []pidns.Mount{
-		{Kind: pidns.Overlay, Options: pidns.OverlayOptions([]string{clean}, upper, work)},
-		{Kind: pidns.ReadOnly, Source: pkgs, Target: pkgMount},
-	}}
-	if err := os.Mkdir(layout.Staging, 0o755); err != nil {
+	m, done, err := newScratch(ctx, scratchOptions{roots: o.Roots, target: rootTarget, arch: o.Arch, packages: extra, workDir: o.WorkDir, copies: pkgFiles, log: o.Log})
+	if err != nil {
 		return nil, err
 	}
-	s := &scratch{layout: layout, bwrap: bwrap, log: o.Log, rpm: rpmOpts, where: where, dir: filepath.Join(dir, "commands")}
-	if err := os.Mkdir(s.dir, 0o700); err != nil {
-		return nil, err
-	}
-	defer s.close()
-	if !ids.Ranged() {
-		// As a user the namespace maps only the user, as root: apt cannot
-		// drop to its _apt user there.
-		if _, err := s.Run(ctx, `echo 'APT::Sandbox::User "root";' > /etc/apt/apt.conf.d/00coach-rootless`, false); err != nil {
-			return nil, err
-		}
-	}
+	defer done()
+	s := m.(*scratch)
+	s.rpm, s.where = rpmOpts, where
 	return finish(ctx, o, s, rep, start)
 }
 
@@ -711,4 +668,108 @@ func sweepScratch(dir string) {
 		}
 		removeTree(filepath.Join(dir, e.Name()))
 	}
+}
+
+// Bind is a host directory mounted read-only in a scratch root.
+type Bind struct{ Source, Target string }
+
+type scratchOptions struct {
+	roots    Roots
+	target   target.Target
+	arch     string
+	packages []string // added to the clean root
+	workDir  string
+	copies   []string // files copied to pkgMount
+	binds    []Bind
+	log      io.Writer
+}
+
+// NewScratch is an overlay of a clean root of t (made by roots) in which
+// scripts run as root of coach's user namespace, with no network unless a
+// script asks for it, confined as verify's checks are; binds are mounted
+// read-only. done removes it.
+func NewScratch(ctx context.Context, roots Roots, t target.Target, arch, workDir string, binds []Bind, log io.Writer) (m Machine, done func(), err error) {
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		return nil, nil, fmt.Errorf("a scratch root needs bubblewrap (apt-get install bubblewrap)")
+	}
+	return newScratch(ctx, scratchOptions{roots: roots, target: t, arch: arch, workDir: workDir, binds: binds, log: log})
+}
+
+func newScratch(ctx context.Context, o scratchOptions) (m Machine, done func(), err error) {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		return nil, nil, err
+	}
+	ids, err := userns.Current()
+	if err != nil {
+		return nil, nil, fmt.Errorf("verify's sandbox: %w", err)
+	}
+	clean, err := o.roots.Clean(ctx, o.target, o.arch, o.packages...)
+	if err != nil {
+		return nil, nil, err
+	}
+	if strings.ContainsAny(clean, ",:") {
+		return nil, nil, fmt.Errorf("verify: path %q contains , or :, which overlayfs options cannot carry; choose another --cache-dir", clean)
+	}
+	if err := os.MkdirAll(o.workDir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	sweepScratch(o.workDir)
+	dir, err := os.MkdirTemp(o.workDir, fmt.Sprintf("root-%d-", os.Getpid()))
+	if err != nil {
+		return nil, nil, err
+	}
+	var s *scratch
+	done = func() {
+		if s != nil {
+			s.close()
+		}
+		removeTree(dir)
+	}
+	defer func() {
+		if err != nil {
+			done()
+		}
+	}()
+	if strings.ContainsAny(dir, ",:") {
+		return nil, nil, fmt.Errorf("verify: path %q contains , or :, which overlayfs options cannot carry; choose another --cache-dir", dir)
+	}
+	upper, work, pkgs := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "pkgs")
+	for _, d := range []string{upper, work, pkgs} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, nil, err
+		}
+	}
+	// The upper directory is the root directory of the overlay.
+	if err := chownLike(upper, clean); err != nil {
+		return nil, nil, err
+	}
+	for _, p := range o.copies {
+		if err := copyFile(ctx, p, filepath.Join(pkgs, filepath.Base(p))); err != nil {
+			return nil, nil, err
+		}
+	}
+	layout := &pidns.Layout{Staging: filepath.Join(dir, "staging"), Mounts: []pidns.Mount{
+		{Kind: pidns.Overlay, Options: pidns.OverlayOptions([]string{clean}, upper, work)},
+		{Kind: pidns.ReadOnly, Source: pkgs, Target: pkgMount},
+	}}
+	for _, b := range o.binds {
+		layout.Mounts = append(layout.Mounts, pidns.Mount{Kind: pidns.ReadOnly, Source: b.Source, Target: b.Target})
+	}
+	if err := os.Mkdir(layout.Staging, 0o755); err != nil {
+		return nil, nil, err
+	}
+	s = &scratch{layout: layout, bwrap: bwrap, log: o.log, dir: filepath.Join(dir, "commands"),
+		where: fmt.Sprintf("a clean %s %s root", o.target.Name, o.arch)}
+	if err := os.Mkdir(s.dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	if !ids.Ranged() {
+		// As a user the namespace maps only the user, as root: apt cannot
+		// drop to its _apt user there.
+		if _, err := s.Run(ctx, `echo 'APT::Sandbox::User "root";' > /etc/apt/apt.conf.d/00coach-rootless`, false); err != nil {
+			return nil, nil, err
+		}
+	}
+	return s, done, nil
 }
