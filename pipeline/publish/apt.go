@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -101,6 +102,7 @@ func (a *Apt) Add(ctx context.Context, debs []string) (*AptResult, error) {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	defer unlock()
+	sweep(a.Dir)
 
 	res := &AptResult{}
 	added := map[string][]entry{} // suite -> new entries
@@ -512,4 +514,20 @@ func SourcesEntry(uri, suite, component, keyPath string) string {
 		component = "main"
 	}
 	return fmt.Sprintf("Types: deb\nURIs: %s\nSuites: %s\nComponents: %s\nSigned-By: %s\n", uri, suite, component, keyPath)
+}
+
+// sweep removes what a publication killed half way left: the temporary
+// files durable writes (.<name>.tmp-<random>), never a published file.
+// Only a holder of the repository's lock calls it, so no temporary file
+// is in use.
+func sweep(dir string) {
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.Type().IsRegular() && strings.HasPrefix(d.Name(), ".") && strings.Contains(d.Name(), ".tmp-") {
+			os.Remove(p)
+		}
+		return nil
+	})
 }

@@ -27,6 +27,12 @@ var epoch = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 
 // testSigner makes a fresh key, as a user exports one with gpg.
 func testSigner(t *testing.T) *pkg.Signer {
+	s, _ := testKey(t)
+	return s
+}
+
+// testKey makes a fresh key: the signer and the key's file.
+func testKey(t *testing.T) (*pkg.Signer, string) {
 	t.Helper()
 	e, err := openpgp.NewEntity("coach test", "", "test@example.com", nil)
 	if err != nil {
@@ -42,16 +48,30 @@ func testSigner(t *testing.T) *pkg.Signer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return s, key
 }
 
 // testDeb packages a one-file tree as coach does, for the host's
 // architecture so that the host's apt takes it.
 func testDeb(t *testing.T, name string, iteration int, targetName string) string {
 	t.Helper()
+	return testDebFor(t, name, iteration, targetName, nil)
+}
+
+// testDebWith is testDeb for debian-12 with more files, which fill adds.
+func testDebWith(t *testing.T, name string, iteration int, fill func(tree string)) string {
+	t.Helper()
+	return testDebFor(t, name, iteration, "debian-12", fill)
+}
+
+func testDebFor(t *testing.T, name string, iteration int, targetName string, fill func(tree string)) string {
+	t.Helper()
 	tree := t.TempDir()
 	os.MkdirAll(filepath.Join(tree, "share"), 0o755)
 	os.WriteFile(filepath.Join(tree, "share", "greeting"), []byte("hello, iteration "+string(rune('0'+iteration))+"\n"), 0o644)
+	if fill != nil {
+		fill(tree)
+	}
 	tg, _ := target.Builtin(targetName)
 	f := false
 	p := &spec.Project{Name: name, Description: "a test package", Maintainer: "M <m@example.com>", License: "MIT", Version: "1.2.0", Iteration: iteration,

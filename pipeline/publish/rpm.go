@@ -87,6 +87,7 @@ func (r *RPM) Add(ctx context.Context, rpms []string) (*RPMResult, error) {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	defer unlock()
+	sweep(r.Dir)
 	res := &RPMResult{}
 	touched := map[string]bool{}
 	for _, file := range rpms {

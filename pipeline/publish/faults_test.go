@@ -1,0 +1,141 @@
+package publish
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coach-build/coach/pipeline/pkg"
+)
+
+// TestPublishHelper publishes $COACH_PUBLISH_DEBS into $COACH_PUBLISH_REPO
+// with the key in $COACH_PUBLISH_KEY: the process TestPublishKilled kills.
+func TestPublishHelper(t *testing.T) {
+	repo := os.Getenv("COACH_PUBLISH_REPO")
+	if repo == "" {
+		t.Skip("helper process for TestPublishKilled")
+	}
+	s, err := pkg.LoadSigner(os.Getenv("COACH_PUBLISH_KEY"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Apt{Dir: repo, Signer: s, Keep: 3}
+	if _, err := a.Add(context.Background(), strings.Fields(os.Getenv("COACH_PUBLISH_DEBS"))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// aptReads says whether apt-get update reads the repository without an
+// error or a warning.
+func aptReads(t *testing.T, repo string) (string, bool) {
+	t.Helper()
+	out, err := apt(t, newState(t, "file://"+repo, filepath.Join(repo, KeyFile)), "apt-get", "update")
+	return out, err == nil && !strings.Contains(out, "W:") && !strings.Contains(out, "E:")
+}
+
+// TestPublishKilled kills publications at random points (20 trials, each
+// a new iteration of a package of a few MiB) and checks after each that
+// apt still reads the repository without an error, and that the next
+// publication goes through and leaves no temporary file behind.
+func TestPublishKilled(t *testing.T) {
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("apt-get is not installed")
+	}
+	if testing.Short() {
+		t.Skip("20 killed processes")
+	}
+	s, keyFile := testKey(t)
+	repo := t.TempDir()
+	a := &Apt{Dir: repo, Signer: s, Keep: 3}
+	if _, err := a.Add(context.Background(), []string{bigDeb(t, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	killedMidway := 0
+	for trial := range 20 {
+		deb := bigDeb(t, trial+2)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestPublishHelper$")
+		cmd.Env = append(os.Environ(), "COACH_PUBLISH_REPO="+repo, "COACH_PUBLISH_KEY="+keyFile, "COACH_PUBLISH_DEBS="+deb)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		if err := cmd.Wait(); err != nil {
+			killedMidway++
+		}
+		if out, ok := aptReads(t, repo); !ok {
+			t.Fatalf("trial %d: after the kill apt-get update fails:\n%s", trial, out)
+		}
+	}
+	t.Logf("%d of 20 publications were killed before they finished", killedMidway)
+	if killedMidway == 0 {
+		t.Error("no publication was killed before it finished: the trials test nothing")
+	}
+	if _, err := a.Add(context.Background(), []string{bigDeb(t, 30)}); err != nil {
+		t.Fatal(err)
+	}
+	if out, ok := aptReads(t, repo); !ok {
+		t.Fatalf("after the trials, a publication left a repository apt does not read:\n%s", out)
+	}
+	filepath.WalkDir(repo, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.Contains(d.Name(), ".tmp-") {
+			t.Errorf("a temporary file is left: %s", p)
+		}
+		return nil
+	})
+}
+
+// TestConcurrentPublications: two publications into one repository at
+// once both go through, one after the other, and the index names both
+// packages.
+func TestConcurrentPublications(t *testing.T) {
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("apt-get is not installed")
+	}
+	s := testSigner(t)
+	repo := t.TempDir()
+	debs := []string{testDeb(t, "first", 1, "debian-12"), testDeb(t, "second", 1, "debian-12")}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, d := range debs {
+		wg.Go(func() {
+			_, errs[i] = (&Apt{Dir: repo, Signer: s}).Add(context.Background(), []string{d})
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, ok := aptReads(t, repo); !ok {
+		t.Fatalf("apt-get update:\n%s", out)
+	}
+	idx, _ := filepath.Glob(filepath.Join(repo, "dists/bookworm/main/binary-*/Packages"))
+	data, _ := os.ReadFile(idx[0])
+	for _, name := range []string{"first", "second"} {
+		if !strings.Contains(string(data), "Package: "+name+"\n") {
+			t.Errorf("the index lacks %s:\n%s", name, data)
+		}
+	}
+}
+
+// bigDeb is an iteration of a package with a few MiB of incompressible
+// content, so that a publication takes long enough to be killed in it.
+func bigDeb(t *testing.T, iteration int) string {
+	t.Helper()
+	return testDebWith(t, "bulky", iteration, func(tree string) {
+		data := make([]byte, 4<<20)
+		rand.NewChaCha8([32]byte{byte(iteration)}).Read(data)
+		os.WriteFile(filepath.Join(tree, "share", "blob-"+strconv.Itoa(iteration)), data, 0o644)
+	})
+}
