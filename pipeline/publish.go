@@ -26,8 +26,14 @@ type PublishRequest struct {
 	// Releases are release directories coach build or coach package
 	// wrote: packages and their SHA256SUMS.
 	Releases []string
-	// Repo is the repository's directory.
+	// Repo is the repository's directory; with To, the local copy of the
+	// bucket (a temporary directory when empty: the whole bucket is
+	// downloaded first).
 	Repo string
+	// To is object storage to publish to, s3://bucket/prefix: what it has
+	// is brought into Repo, the packages are added there, and what changed
+	// is uploaded, packages first and the signed indexes last.
+	To string
 	// SignKey signs the repository's Release files and each release's
 	// SHA256SUMS (SHA256SUMS.asc); the passphrase is read from the
 	// environment variable PassphraseEnv (COACH_SIGNING_PASSPHRASE).
@@ -53,14 +59,33 @@ type PublishResult struct {
 	Signed []string `json:"signed_sums"`
 	// Key is the repository's public key.
 	Key string `json:"key"`
+	// Pulled and Pushed say what was downloaded from and uploaded to To.
+	Pulled int                 `json:"pulled,omitempty"`
+	Pushed *publish.SyncResult `json:"pushed,omitempty"`
 }
 
 // Publish checks each release directory's packages against its
 // SHA256SUMS, adds the debs to the apt repository and the rpms to the dnf
 // repositories in Repo, and signs each release's sums.
 func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
+	var bucket *publish.Bucket
+	if req.To != "" {
+		b, err := publish.OpenBucket(req.To)
+		if err != nil {
+			return nil, failure.Request(err)
+		}
+		bucket = b
+		if req.Repo == "" {
+			tmp, err := os.MkdirTemp("", "coach-publish-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(tmp)
+			req.Repo = tmp
+		}
+	}
 	if req.Repo == "" {
-		return nil, failure.Request(fmt.Errorf("publish: give the repository's directory (--repo)"))
+		return nil, failure.Request(fmt.Errorf("publish: give the repository's directory (--repo) or a bucket (--to s3://bucket/prefix)"))
 	}
 	if req.SignKey == "" {
 		return nil, failure.Request(fmt.Errorf("publish: a repository is signed: give --sign-key"))
@@ -93,6 +118,11 @@ func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
 			}
 		}
 	}
+	if bucket != nil {
+		if res.Pulled, err = bucket.Pull(ctx, req.Repo); err != nil {
+			return nil, err
+		}
+	}
 	if len(debs) > 0 {
 		apt := &publish.Apt{Dir: req.Repo, Signer: signer, Keep: req.Keep, Log: req.Log}
 		r, err := apt.Add(ctx, debs)
@@ -109,6 +139,11 @@ func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
 		}
 		res.Added, res.Present, res.Removed = append(res.Added, r.Added...), append(res.Present, r.Present...), append(res.Removed, r.Removed...)
 		res.RPMRepos = r.Repos
+	}
+	if bucket != nil {
+		if res.Pushed, err = bucket.Push(ctx, req.Repo); err != nil {
+			return nil, err
+		}
 	}
 	// Each release's sums, signed: what a user checks a download with.
 	for _, dir := range req.Releases {

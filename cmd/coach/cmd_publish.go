@@ -15,7 +15,7 @@ func (a *app) publishCommand() *cobra.Command {
 	var req pipeline.PublishRequest
 	var url string
 	cmd := &cobra.Command{
-		Use:   "publish <release-dir>... --repo <dir> --sign-key <key>",
+		Use:   "publish <release-dir>... (--repo <dir> | --to s3://bucket/prefix) --sign-key <key>",
 		Short: "Add the packages of release directories to signed apt and dnf repositories",
 		Long: `publish checks each release directory's packages against its SHA256SUMS,
 adds the debs to the apt repository in --repo (pool/, and for each target's
@@ -31,7 +31,14 @@ hash (or by checksum-named metadata files), then the signed Release files or
 repomd.xml. Publishing the same
 release again changes nothing; a published file is never replaced by other
 bytes. --keep drops older versions of each package from the indexes, and
-their files. One publication holds the repository at a time.`,
+their files. One publication holds the repository at a time.
+
+With --to s3://bucket/prefix the repository lives in S3-compatible object
+storage: what the bucket has that --repo lacks is downloaded, the packages are
+added in --repo, and what changed is uploaded in the same safe order
+(packages, metadata named by content, indexes, then the signed files), after
+which the objects no index names any more are deleted. Run one publication
+per bucket at a time (a CI concurrency group): object storage has no lock.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := a.signalContext()
@@ -44,7 +51,14 @@ their files. One publication holds the repository at a time.`,
 			if !a.output(res) {
 				return nil
 			}
-			fmt.Fprintf(a.stdout, "published %d packages to %s (%d new, %d already there)\n", len(res.Added)+len(res.Present), res.Repo, len(res.Added), len(res.Present))
+			where := res.Repo
+			if req.To != "" {
+				where = req.To
+			}
+			fmt.Fprintf(a.stdout, "published %d packages to %s (%d new, %d already there)\n", len(res.Added)+len(res.Present), where, len(res.Added), len(res.Present))
+			if res.Pushed != nil {
+				fmt.Fprintf(a.stdout, "downloaded %d objects first; uploaded %d objects (%s), deleted %d, %d unchanged\n", res.Pulled, res.Pushed.Uploaded, mib(res.Pushed.UploadedBytes), res.Pushed.Deleted, res.Pushed.Unchanged)
+			}
 			if len(res.Suites) > 0 {
 				fmt.Fprintf(a.stdout, "signed the indexes of %s\n", strings.Join(res.Suites, ", "))
 			}
@@ -73,7 +87,8 @@ their files. One publication holds the repository at a time.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Repo, "repo", "", "the repository's directory (made if missing)")
+	f.StringVar(&req.Repo, "repo", "", "the repository's directory (made if missing); with --to, its local copy (keep it between runs: only what changed is downloaded)")
+	f.StringVar(&req.To, "to", "", "publish to S3-compatible object storage too: s3://bucket/prefix (credentials, endpoint and region from AWS_* variables)")
 	f.StringVar(&req.SignKey, "sign-key", "", "GPG private key file to sign the repository and the sums with; the passphrase is read from $COACH_SIGNING_PASSPHRASE")
 	f.IntVar(&req.Keep, "keep", 0, "versions of each package to keep in the indexes (0: all)")
 	f.StringVar(&url, "url", "", "the address users will reach the repository at, for the install instructions (default: file:// of --repo)")

@@ -84,6 +84,19 @@ type entry struct {
 	name, arch, filename string
 	ver                  version.Version
 	para                 control.Paragraph
+	// raw is the stanza as an index holds it, written back as it is (a
+	// parsed paragraph does not render to the same bytes).
+	raw string
+}
+
+// stanza is the entry's text in an index, with its final line break.
+func (e entry) stanza() string {
+	if e.raw != "" {
+		return e.raw
+	}
+	var b bytes.Buffer
+	e.para.WriteTo(&b)
+	return b.String()
 }
 
 // Add publishes debs: every one goes to the suite of the target its file
@@ -335,7 +348,7 @@ func renderPackages(es []entry) []byte {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		e.para.WriteTo(&b)
+		b.WriteString(e.stanza())
 	}
 	return b.Bytes()
 }
@@ -350,21 +363,29 @@ func readPackages(file string) ([]entry, error) {
 		return nil, err
 	}
 	defer f.Close()
-	r, err := control.NewParagraphReader(bufio.NewReader(f), nil)
+	data, err := io.ReadAll(io.LimitReader(f, 1<<30))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	paras, err := r.All()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return nil, err
 	}
 	var out []entry
-	for _, p := range paras {
+	for _, raw := range strings.Split(string(data), "\n\n") {
+		if strings.TrimSpace(raw) == "" {
+			continue
+		}
+		raw = strings.TrimRight(raw, "\n") + "\n"
+		r, err := control.NewParagraphReader(bufio.NewReader(strings.NewReader(raw)), nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		p, err := r.Next()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
 		v, err := version.Parse(p.Values["Version"])
 		if err != nil {
 			return nil, fmt.Errorf("%s: package %s: %w", file, p.Values["Package"], err)
 		}
-		out = append(out, entry{name: p.Values["Package"], arch: p.Values["Architecture"], filename: p.Values["Filename"], ver: v, para: p})
+		out = append(out, entry{name: p.Values["Package"], arch: p.Values["Architecture"], filename: p.Values["Filename"], ver: v, para: *p, raw: raw})
 	}
 	return out, nil
 }

@@ -145,22 +145,39 @@ func (r *RPM) Add(ctx context.Context, rpms []string) (*RPMResult, error) {
 
 // readRPM reads an rpm's header and hashes the whole file.
 func readRPM(file string) (*rpmInfo, error) {
+	return readRPMKnown(file, nil)
+}
+
+// readRPMKnown is readRPM, but for a file the last metadata already
+// describes at this size (packages are never replaced), whose checksum it
+// takes from there instead of reading the whole file again.
+func readRPMKnown(file string, known map[string]knownRPM) (*rpmInfo, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	h := sha256.New()
-	hdr, err := rpmutils.ReadHeader(io.TeeReader(f, h))
-	if err != nil {
-		return nil, fmt.Errorf("not an rpm: %w", err)
-	}
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, err
-	}
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
+	}
+	h := sha256.New()
+	k, ok := known[filepath.Base(file)]
+	ok = ok && k.size == st.Size()
+	var r io.Reader = f
+	if !ok {
+		r = io.TeeReader(f, h)
+	}
+	hdr, err := rpmutils.ReadHeader(r)
+	if err != nil {
+		return nil, fmt.Errorf("not an rpm: %w", err)
+	}
+	sum := k.sha256
+	if !ok {
+		if _, err := io.Copy(h, f); err != nil {
+			return nil, err
+		}
+		sum = hex.EncodeToString(h.Sum(nil))
 	}
 	nevra, err := hdr.GetNEVRA()
 	if err != nil {
@@ -169,7 +186,52 @@ func readRPM(file string) (*rpmInfo, error) {
 	if nevra.Epoch == "" {
 		nevra.Epoch = "0"
 	}
-	return &rpmInfo{sha256: hex.EncodeToString(h.Sum(nil)), size: st.Size(), nevra: *nevra, hdr: hdr}, nil
+	return &rpmInfo{sha256: sum, size: st.Size(), nevra: *nevra, hdr: hdr}, nil
+}
+
+// knownRPM is what the last primary metadata says of a package file.
+type knownRPM struct {
+	sha256 string
+	size   int64
+}
+
+// knownRPMs reads the checksums and sizes of the packages the current
+// repomd's primary metadata lists, by file name.
+func knownRPMs(base string, m *repomd) map[string]knownRPM {
+	out := map[string]knownRPM{}
+	if m == nil {
+		return out
+	}
+	for _, d := range m.Data {
+		if d.Type != "primary" {
+			continue
+		}
+		f, err := os.Open(filepath.Join(base, filepath.FromSlash(d.Location.Href)))
+		if err != nil {
+			return out
+		}
+		defer f.Close()
+		zr, err := gzip.NewReader(io.LimitReader(f, 1<<30))
+		if err != nil {
+			return out
+		}
+		var doc struct {
+			Packages []struct {
+				Checksum string `xml:"checksum"`
+				Size     struct {
+					Package int64 `xml:"package,attr"`
+				} `xml:"size"`
+				Location location `xml:"location"`
+			} `xml:"package"`
+		}
+		if xml.NewDecoder(zr).Decode(&doc) != nil {
+			return out
+		}
+		for _, p := range doc.Packages {
+			out[path.Base(p.Location.Href)] = knownRPM{sha256: p.Checksum, size: p.Size.Package}
+		}
+	}
+	return out
 }
 
 // index writes a repository's metadata for every rpm in its Packages/
@@ -178,9 +240,11 @@ func readRPM(file string) (*rpmInfo, error) {
 func (r *RPM) index(repo string) (bool, []string, error) {
 	base := filepath.Join(r.Dir, filepath.FromSlash(repo))
 	files, _ := filepath.Glob(filepath.Join(base, "Packages", "*", "*.rpm"))
+	old, _ := readRepomd(filepath.Join(base, "repodata", "repomd.xml"))
+	known := knownRPMs(base, old)
 	var infos []*rpmInfo
 	for _, f := range files {
-		info, err := readRPM(f)
+		info, err := readRPMKnown(f, known)
 		if err != nil {
 			return false, nil, fmt.Errorf("%s: %w", f, err)
 		}
@@ -227,7 +291,6 @@ func (r *RPM) index(repo string) (bool, []string, error) {
 		return false, nil, err
 	}
 	// Unchanged: the same uncompressed metadata as the current repomd.
-	old, _ := readRepomd(filepath.Join(base, "repodata", "repomd.xml"))
 	if old != nil && old.open("primary") == sum(primary) && old.open("filelists") == sum(filelists) && old.open("other") == sum(other) {
 		return false, nil, nil
 	}
