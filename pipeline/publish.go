@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/failure"
@@ -98,6 +100,16 @@ func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
 	if err != nil {
 		return nil, failure.Request(err)
 	}
+	// The metadata's date: $SOURCE_DATE_EPOCH when set, so that the same
+	// packages and key give the same repository.
+	now := time.Now
+	if epoch := os.Getenv("SOURCE_DATE_EPOCH"); epoch != "" {
+		sec, err := strconv.ParseInt(epoch, 10, 64)
+		if err != nil {
+			return nil, failure.Request(fmt.Errorf("SOURCE_DATE_EPOCH %q is not a number of seconds", epoch))
+		}
+		now = func() time.Time { return time.Unix(sec, 0) }
+	}
 	res := &PublishResult{Repo: req.Repo, Key: filepath.Join(req.Repo, publish.KeyFile)}
 	var debs, rpms []string
 	for _, dir := range req.Releases {
@@ -124,7 +136,7 @@ func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
 		}
 	}
 	if len(debs) > 0 {
-		apt := &publish.Apt{Dir: req.Repo, Signer: signer, Keep: req.Keep, Log: req.Log}
+		apt := &publish.Apt{Dir: req.Repo, Signer: signer, Keep: req.Keep, Log: req.Log, Now: now}
 		r, err := apt.Add(ctx, debs)
 		if err != nil {
 			return nil, err
@@ -132,7 +144,7 @@ func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
 		res.Added, res.Present, res.Removed, res.Suites = r.Added, r.Present, r.Removed, r.Suites
 	}
 	if len(rpms) > 0 {
-		dnf := &publish.RPM{Dir: req.Repo, Signer: signer, Keep: req.Keep}
+		dnf := &publish.RPM{Dir: req.Repo, Signer: signer, Keep: req.Keep, Now: now}
 		r, err := dnf.Add(ctx, rpms)
 		if err != nil {
 			return nil, err

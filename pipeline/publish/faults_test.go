@@ -139,3 +139,61 @@ func bigDeb(t *testing.T, iteration int) string {
 		os.WriteFile(filepath.Join(tree, "share", "blob-"+strconv.Itoa(iteration)), data, 0o644)
 	})
 }
+
+// TestRepositoryIsReproducible: the same packages, key and date give the
+// same repository, byte for byte, whatever the order they were published
+// in, but for the signatures (go-crypto salts every signature, by design)
+// and the by-hash history of earlier indexes.
+func TestRepositoryIsReproducible(t *testing.T) {
+	s := testSigner(t)
+	debs := []string{testDeb(t, "first", 1, "debian-12"), testDeb(t, "second", 1, "debian-12"), testDeb(t, "first", 2, "debian-12")}
+	rpms := []string{testRPM(t, "first", 1, s)}
+	trees := make([]map[string]string, 2)
+	for i := range trees {
+		repo := t.TempDir()
+		now := func() time.Time { return epoch }
+		// In two publications, in another order the second time.
+		order := debs
+		if i == 1 {
+			order = []string{debs[2], debs[0], debs[1]}
+		}
+		if _, err := (&Apt{Dir: repo, Signer: s, Now: now}).Add(context.Background(), order[:2]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := (&Apt{Dir: repo, Signer: s, Now: now}).Add(context.Background(), order[2:]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := (&RPM{Dir: repo, Signer: s, Now: now}).Add(context.Background(), rpms); err != nil {
+			t.Fatal(err)
+		}
+		trees[i] = map[string]string{}
+		filepath.WalkDir(repo, func(p string, d os.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".") {
+				return nil
+			}
+			switch d.Name() {
+			case "InRelease", "Release.gpg", "repomd.xml.asc":
+				return nil
+			}
+			if strings.Contains(p, "/by-hash/") {
+				return nil
+			}
+			rel, _ := filepath.Rel(repo, p)
+			trees[i][rel] = sha(t, p)
+			return nil
+		})
+	}
+	if len(trees[0]) < 10 {
+		t.Fatalf("the repository has only %d files", len(trees[0]))
+	}
+	for p, h := range trees[0] {
+		if trees[1][p] != h {
+			t.Errorf("%s differs between the two publications", p)
+		}
+	}
+	for p := range trees[1] {
+		if _, ok := trees[0][p]; !ok {
+			t.Errorf("%s is only in the second publication", p)
+		}
+	}
+}

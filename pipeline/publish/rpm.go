@@ -447,7 +447,7 @@ func metadata(infos []*rpmInfo) (primary, filelists, other []byte, err error) {
 		fmt.Fprintf(&p, "<package type=\"rpm\">\n  <name>%s</name>\n  <arch>%s</arch>\n  %s\n", esc(nv.Name), esc(nv.Arch), ver)
 		fmt.Fprintf(&p, "  <checksum type=\"sha256\" pkgid=\"YES\">%s</checksum>\n", in.sha256)
 		fmt.Fprintf(&p, "  <summary>%s</summary>\n  <description>%s</description>\n  <packager>%s</packager>\n  <url>%s</url>\n",
-			esc(str(rpmutils.SUMMARY)), esc(str(rpmutils.DESCRIPTION)), esc(str(rpmutils.PACKAGER)), esc(str(rpmutils.URL)))
+			esc(str(rpmutils.SUMMARY)), escText(str(rpmutils.DESCRIPTION)), esc(str(rpmutils.PACKAGER)), esc(str(rpmutils.URL)))
 		fmt.Fprintf(&p, "  <time file=\"%d\" build=\"%d\"/>\n  <size package=\"%d\" installed=\"%d\" archive=\"%d\"/>\n",
 			num(rpmutils.BUILDTIME), num(rpmutils.BUILDTIME), in.size, installed, archive)
 		fmt.Fprintf(&p, "  <location href=\"%s\"/>\n  <format>\n", esc(in.href))
@@ -514,7 +514,7 @@ func metadata(infos []*rpmInfo) (primary, filelists, other []byte, err error) {
 		authors, _ := h.GetStrings(rpmutils.CHANGELOGNAME)
 		texts, _ := h.GetStrings(rpmutils.CHANGELOGTEXT)
 		for i := range min(len(times), len(authors), len(texts)) {
-			fmt.Fprintf(&o, "  <changelog author=\"%s\" date=\"%d\">%s</changelog>\n", esc(authors[i]), times[i], esc(texts[i]))
+			fmt.Fprintf(&o, "  <changelog author=\"%s\" date=\"%d\">%s</changelog>\n", esc(authors[i]), times[i], escText(texts[i]))
 		}
 		fmt.Fprintf(&o, "</package>\n")
 	}
@@ -546,3 +546,7 @@ func esc(s string) string {
 	xml.EscapeText(&b, []byte(s))
 	return b.String()
 }
+
+// escText escapes element text as esc does, but keeps its line breaks
+// as they are (as createrepo_c writes a description).
+func escText(s string) string { return strings.ReplaceAll(esc(s), "&#xA;", "\n") }

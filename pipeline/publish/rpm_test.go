@@ -134,6 +134,17 @@ func TestRPMRepositoryWithRealDnf(t *testing.T) {
 		}
 	}
 
+	// The .repo file coach publish prints, as a user installs it.
+	reposd := t.TempDir()
+	os.WriteFile(filepath.Join(reposd, "coach-el9.repo"), []byte(RepoFile("file://"+repo, "el9")), 0o644)
+	root := t.TempDir()
+	out, err := exec.Command("dnf", "-y", "--installroot="+root, "--releasever=9", "--setopt=reposdir="+reposd,
+		"--setopt=cachedir="+filepath.Join(root, "cache"), "--forcearch="+rpmArch(), "--setopt=skip_if_unavailable=False", "--disableplugin=local",
+		"repoquery", "--qf", "%{name}-%{evr}.%{arch}", "coachpub").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "coachpub-1.2.0-2.el9."+rpmArch()) {
+		t.Errorf("dnf with the printed .repo file: %v\n%s", err, out)
+	}
+
 	// A repomd.xml changed after signing is refused.
 	os.WriteFile(repomd, bytes.Replace(before, []byte("<revision>"), []byte("<revision>1"), 1), 0o644)
 	if out, err := dnf(t, url, key, "repoquery", "coachpub"); err == nil || !strings.Contains(out, "GPG signature verification error") {
