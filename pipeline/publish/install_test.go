@@ -4,7 +4,9 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,9 +21,10 @@ import (
 // checks are) whose only source is the published repository, with its key
 // in signed-by: apt-get update with no warning, apt-get install, then,
 // once the next iteration is published, apt-get upgrade; over file:// (the
-// repository mounted read-only, no network) and over HTTP from a static
-// server on the host's 127.0.0.1 (the download steps with the host's
-// network, the installs without).
+// repository mounted read-only, no network), over HTTP from a static
+// server on the host's 127.0.0.1, and from a bucket of a real S3 server
+// there (the download steps with the host's network, the installs
+// without).
 func TestInstallAndUpgradeInACleanRoot(t *testing.T) {
 	for _, tool := range []string{"bwrap", "mmdebstrap"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -38,16 +41,20 @@ func TestInstallAndUpgradeInACleanRoot(t *testing.T) {
 	roots := &sandbox.Rootfs{Dir: testroots.Dir()}
 	for _, via := range []struct {
 		name string
-		http bool
-	}{{"file", false}, {"http", true}} {
+		http bool // the downloads need the host's network
+	}{{"file", false}, {"http", true}, {"s3", true}} {
 		t.Run(via.name, func(t *testing.T) {
 			repo := t.TempDir()
 			a := &Apt{Dir: repo, Signer: signer}
-			if _, err := a.Add(ctx, []string{v1}); err != nil {
-				t.Fatal(err)
+			publish := func(deb string) {
+				t.Helper()
+				if _, err := a.Add(ctx, []string{deb}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			uri := "file:/coach/repo"
-			if via.http {
+			switch via.name {
+			case "http":
 				ln, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
 					t.Fatal(err)
@@ -56,7 +63,32 @@ func TestInstallAndUpgradeInACleanRoot(t *testing.T) {
 				go srv.Serve(ln)
 				defer srv.Close()
 				uri = "http://" + ln.Addr().String()
+			case "s3":
+				// Published to the bucket (through a local copy), served
+				// by the S3 server itself.
+				uri = startS3(t, "packages") + "/packages/repo"
+				b, err := OpenBucket("s3://packages/repo")
+				if err != nil {
+					t.Fatal(err)
+				}
+				publish = func(deb string) {
+					t.Helper()
+					local := t.TempDir()
+					if _, err := b.Pull(ctx, local); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := (&Apt{Dir: local, Signer: signer}).Add(ctx, []string{deb}); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := b.Push(ctx, local); err != nil {
+						t.Fatal(err)
+					}
+					// The key, for the root to copy as the others do.
+					data, _ := os.ReadFile(filepath.Join(local, KeyFile))
+					os.WriteFile(filepath.Join(repo, KeyFile), data, 0o644)
+				}
 			}
+			publish(v1)
 			m, done, err := verify.NewScratch(ctx, roots, d12, target.HostArch(), t.TempDir(), []verify.Bind{{Source: repo, Target: "/coach/repo"}}, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -96,9 +128,7 @@ cat > /etc/apt/sources.list.d/coach.sources <<'EOF'
 			if out := run("dpkg-query -W -f '${Version}' coachpub", false); out != "1.2.0-1+deb12" {
 				t.Fatalf("installed %q, want 1.2.0-1+deb12", out)
 			}
-			if _, err := a.Add(ctx, []string{v2}); err != nil {
-				t.Fatal(err)
-			}
+			publish(v2)
 			update()
 			install("upgrade")
 			if out := run("dpkg-query -W -f '${Version}' coachpub", false); out != "1.2.0-2+deb12" {

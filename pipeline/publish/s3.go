@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -90,8 +91,9 @@ func firstEnv(names ...string) string {
 
 // remoteObject is what a listing says of an object.
 type remoteObject struct {
-	size int64
-	etag string
+	size     int64
+	etag     string
+	modified time.Time
 }
 
 func (b *Bucket) list(ctx context.Context) (map[string]remoteObject, error) {
@@ -100,7 +102,7 @@ func (b *Bucket) list(ctx context.Context) (map[string]remoteObject, error) {
 		if o.Err != nil {
 			return nil, fmt.Errorf("list %s: %w", b.URL, o.Err)
 		}
-		out[strings.TrimPrefix(o.Key, b.prefix)] = remoteObject{size: o.Size, etag: strings.Trim(o.ETag, `"`)}
+		out[strings.TrimPrefix(o.Key, b.prefix)] = remoteObject{size: o.Size, etag: strings.Trim(o.ETag, `"`), modified: o.LastModified}
 	}
 	return out, nil
 }
@@ -245,6 +247,17 @@ func (b *Bucket) Push(ctx context.Context, dir string) (*SyncResult, error) {
 	for s := 0; s <= 4; s++ {
 		keys := byStage[s]
 		slices.Sort(keys)
+		if s == 3 {
+			// Object storage says Last-Modified to the second, and apt asks
+			// If-Modified-Since: a Release replaced within the second of
+			// the one before would look unchanged to a client that read
+			// that one. The signed files wait for the next second.
+			for _, key := range keys {
+				if o, ok := remote[key]; ok && time.Since(o.modified) < 1100*time.Millisecond {
+					time.Sleep(1100*time.Millisecond - time.Since(o.modified))
+				}
+			}
+		}
 		for _, key := range keys {
 			if err := ctx.Err(); err != nil {
 				return res, err
