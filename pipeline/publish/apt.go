@@ -33,6 +33,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/ulikunitz/xz"
 	"pault.ag/go/debian/control"
 	"pault.ag/go/debian/deb"
@@ -143,9 +145,23 @@ func (a *Apt) Add(ctx context.Context, debs []string) (*AptResult, error) {
 	}
 
 	dropped := map[string]bool{}
+	// A suite signed by another key is signed again, changed or not:
+	// after a key rotation, clients that have only the new key must be
+	// able to read every suite.
+	signed, _ := filepath.Glob(filepath.Join(a.Dir, "dists", "*", "InRelease"))
+	resign := map[string]bool{}
+	for _, f := range signed {
+		if !signedBy(f, a.Signer) {
+			suite := filepath.Base(filepath.Dir(f))
+			resign[suite] = true
+			if _, ok := added[suite]; !ok {
+				added[suite] = nil
+			}
+		}
+	}
 	suites := slices.Sorted(maps.Keys(added))
 	for _, suite := range suites {
-		changed, gone, err := a.updateSuite(suite, comp, added[suite])
+		changed, gone, err := a.updateSuite(suite, comp, added[suite], resign[suite])
 		if err != nil {
 			return nil, fmt.Errorf("publish to %s: %w", suite, err)
 		}
@@ -256,7 +272,7 @@ func (a *Apt) addToPool(file, comp string) (entry, bool, error) {
 // updateSuite merges new entries into the suite's indexes, applies Keep,
 // and, when an index changed, writes the indexes and a new signed
 // Release. It returns the pool files the suite's indexes dropped.
-func (a *Apt) updateSuite(suite, comp string, added []entry) (bool, []string, error) {
+func (a *Apt) updateSuite(suite, comp string, added []entry, resign bool) (bool, []string, error) {
 	base := filepath.Join(a.Dir, "dists", suite)
 	byArch := map[string][]entry{}
 	// What the suite's indexes hold now.
@@ -308,7 +324,7 @@ func (a *Apt) updateSuite(suite, comp string, added []entry) (bool, []string, er
 			changed = true
 		}
 	}
-	if !changed {
+	if !changed && !resign {
 		if _, err := os.Stat(filepath.Join(base, "InRelease")); err == nil {
 			return false, nil, nil
 		}
@@ -551,4 +567,27 @@ func sweep(dir string) {
 		}
 		return nil
 	})
+}
+
+// signedBy says whether the last signature in file (an InRelease, a
+// detached armored signature) was made by the signer's signing key.
+func signedBy(file string, s *pkg.Signer) bool {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndex(data, []byte("-----BEGIN PGP SIGNATURE-----"))
+	if i < 0 {
+		return false
+	}
+	blk, err := armor.Decode(bytes.NewReader(data[i:]))
+	if err != nil {
+		return false
+	}
+	p, err := packet.Read(blk.Body)
+	if err != nil {
+		return false
+	}
+	sig, ok := p.(*packet.Signature)
+	return ok && sig.IssuerKeyId != nil && fmt.Sprintf("%016X", *sig.IssuerKeyId) == s.KeyID
 }

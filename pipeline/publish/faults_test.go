@@ -197,3 +197,51 @@ func TestRepositoryIsReproducible(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyRotation: publishing with a new key signs every suite and rpm
+// repository again, even with nothing new in them, and apt then reads the
+// repository with only the new key; the public key is the new one.
+func TestKeyRotation(t *testing.T) {
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("apt-get is not installed")
+	}
+	ctx := context.Background()
+	oldKey, newKey := testSigner(t), testSigner(t)
+	repo := t.TempDir()
+	deb12, deb13 := testDeb(t, "first", 1, "debian-12"), testDeb(t, "first", 1, "debian-13")
+	rpm := testRPM(t, "first", 1, oldKey)
+	if _, err := (&Apt{Dir: repo, Signer: oldKey}).Add(ctx, []string{deb12, deb13}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&RPM{Dir: repo, Signer: oldKey}).Add(ctx, []string{rpm}); err != nil {
+		t.Fatal(err)
+	}
+	// Only debian-12's package again, with the new key: both suites are
+	// signed again.
+	res, err := (&Apt{Dir: repo, Signer: newKey}).Add(ctx, []string{deb12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(res.Suites, " ") != "bookworm trixie" {
+		t.Errorf("after the rotation, signed again: %v, want bookworm and trixie", res.Suites)
+	}
+	rres, err := (&RPM{Dir: repo, Signer: newKey}).Add(ctx, []string{rpm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rres.Repos) != 1 {
+		t.Errorf("after the rotation the rpm repository was not signed again: %+v", rres)
+	}
+	for _, f := range []string{"dists/bookworm/InRelease", "dists/trixie/InRelease", "dists/bookworm/Release.gpg", RepoDir("el9", rpmArch()) + "/repodata/repomd.xml.asc"} {
+		if !signedBy(filepath.Join(repo, f), newKey) {
+			t.Errorf("%s is not signed by the new key", f)
+		}
+	}
+	pub, _ := newKey.PublicKey()
+	if have, _ := os.ReadFile(filepath.Join(repo, KeyFile)); string(have) != string(pub) {
+		t.Error("the repository's public key is not the new key")
+	}
+	if out, ok := aptReads(t, repo); !ok {
+		t.Errorf("apt with the new key only:\n%s", out)
+	}
+}

@@ -130,8 +130,18 @@ func (r *RPM) Add(ctx context.Context, rpms []string) (*RPMResult, error) {
 		}
 		touched[repo] = true
 	}
+	// A repository signed by another key is signed again (a rotation).
+	resign := map[string]bool{}
+	mds, _ := filepath.Glob(filepath.Join(r.Dir, "rpm", "*", "*", "repodata", "repomd.xml.asc"))
+	for _, m := range mds {
+		if !signedBy(m, r.Signer) {
+			rel, _ := filepath.Rel(r.Dir, filepath.Dir(filepath.Dir(m)))
+			resign[filepath.ToSlash(rel)] = true
+			touched[filepath.ToSlash(rel)] = true
+		}
+	}
 	for _, repo := range slices.Sorted(maps.Keys(touched)) {
-		changed, removed, err := r.index(repo)
+		changed, removed, err := r.index(repo, resign[repo])
 		if err != nil {
 			return nil, fmt.Errorf("publish to %s: %w", repo, err)
 		}
@@ -237,7 +247,7 @@ func knownRPMs(base string, m *repomd) map[string]knownRPM {
 // index writes a repository's metadata for every rpm in its Packages/
 // (after Keep), unless it would be what is there. The metadata files of
 // the previous repomd.xml stay, for clients that read it a moment ago.
-func (r *RPM) index(repo string) (bool, []string, error) {
+func (r *RPM) index(repo string, resign bool) (bool, []string, error) {
 	base := filepath.Join(r.Dir, filepath.FromSlash(repo))
 	files, _ := filepath.Glob(filepath.Join(base, "Packages", "*", "*.rpm"))
 	old, _ := readRepomd(filepath.Join(base, "repodata", "repomd.xml"))
@@ -291,7 +301,7 @@ func (r *RPM) index(repo string) (bool, []string, error) {
 		return false, nil, err
 	}
 	// Unchanged: the same uncompressed metadata as the current repomd.
-	if old != nil && old.open("primary") == sum(primary) && old.open("filelists") == sum(filelists) && old.open("other") == sum(other) {
+	if !resign && old != nil && old.open("primary") == sum(primary) && old.open("filelists") == sum(filelists) && old.open("other") == sum(other) {
 		return false, nil, nil
 	}
 	now := time.Now
