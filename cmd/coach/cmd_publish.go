@@ -73,15 +73,15 @@ per bucket at a time (a CI concurrency group): object storage has no lock.`,
 				abs, _ := filepath.Abs(res.Repo)
 				base = "file://" + abs
 			}
-			if len(res.Suites) > 0 {
-				fmt.Fprintf(a.stdout, "\nTo install from it on Debian or Ubuntu (as root):\n  curl -fsSLo /etc/apt/keyrings/coach.asc %s/%s\n", base, publish.KeyFile)
-				for _, s := range res.Suites {
-					fmt.Fprintf(a.stdout, "  cat > /etc/apt/sources.list.d/coach.sources <<'EOF'\n%sEOF\n", indent(publish.SourcesEntry(base, s, "", "/etc/apt/keyrings/coach.asc"), "  "))
-				}
+			// The install instructions, to paste as they are (deb822 and
+			// ini files take no indentation).
+			for _, s := range res.Suites {
+				fmt.Fprintf(a.stdout, "\nTo install from it on %s (as root):\n\ncurl -fsSLo /etc/apt/keyrings/coach.asc %s/%s\ncat > /etc/apt/sources.list.d/coach.sources <<'EOF'\n%sEOF\napt-get update\n",
+					s, base, publish.KeyFile, publish.SourcesEntry(base, s, "", "/etc/apt/keyrings/coach.asc"))
 			}
 			for _, r := range res.RPMRepos {
 				t := strings.Split(r, "/")[1]
-				fmt.Fprintf(a.stdout, "\nTo install from it on %s (as root):\n  cat > /etc/yum.repos.d/coach-%s.repo <<'EOF'\n%sEOF\n", t, t, indent(publish.RepoFile(base, t), "  "))
+				fmt.Fprintf(a.stdout, "\nTo install from it on %s (as root):\n\ncat > /etc/yum.repos.d/coach-%s.repo <<'EOF'\n%sEOF\n", t, t, publish.RepoFile(base, t))
 			}
 			return nil
 		},
@@ -93,14 +93,4 @@ per bucket at a time (a CI concurrency group): object storage has no lock.`,
 	f.IntVar(&req.Keep, "keep", 0, "versions of each package to keep in the indexes (0: all)")
 	f.StringVar(&url, "url", "", "the address users will reach the repository at, for the install instructions (default: file:// of --repo)")
 	return cmd
-}
-
-func indent(s, prefix string) string {
-	lines := strings.SplitAfter(s, "\n")
-	for i, l := range lines {
-		if l != "" {
-			lines[i] = prefix + l
-		}
-	}
-	return strings.Join(lines, "")
 }
