@@ -58,16 +58,26 @@ func TestPublishKilled(t *testing.T) {
 	if _, err := a.Add(context.Background(), []string{bigDeb(t, 1)}); err != nil {
 		t.Fatal(err)
 	}
+	helper := func(deb string) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestPublishHelper$")
+		cmd.Env = append(os.Environ(), "COACH_PUBLISH_REPO="+repo, "COACH_PUBLISH_KEY="+keyFile, "COACH_PUBLISH_DEBS="+deb)
+		return cmd
+	}
+	// How long a whole publication takes here: the kills land in that
+	// span, so that most of them interrupt one, on any machine.
+	start := time.Now()
+	if out, err := helper(bigDeb(t, 2)).CombinedOutput(); err != nil {
+		t.Fatalf("a publication: %v\n%s", err, out)
+	}
+	span := time.Since(start)
 	rng := rand.New(rand.NewPCG(1, 2))
 	killedMidway := 0
 	for trial := range 20 {
-		deb := bigDeb(t, trial+2)
-		cmd := exec.Command(os.Args[0], "-test.run=^TestPublishHelper$")
-		cmd.Env = append(os.Environ(), "COACH_PUBLISH_REPO="+repo, "COACH_PUBLISH_KEY="+keyFile, "COACH_PUBLISH_DEBS="+deb)
+		cmd := helper(bigDeb(t, trial+3))
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
+		time.Sleep(time.Duration(rng.Int64N(int64(span))))
 		cmd.Process.Signal(syscall.SIGKILL)
 		if err := cmd.Wait(); err != nil {
 			killedMidway++
@@ -76,7 +86,7 @@ func TestPublishKilled(t *testing.T) {
 			t.Fatalf("trial %d: after the kill apt-get update fails:\n%s", trial, out)
 		}
 	}
-	t.Logf("%d of 20 publications were killed before they finished", killedMidway)
+	t.Logf("%d of 20 publications were killed before they finished (a whole one takes %s)", killedMidway, span.Round(time.Millisecond))
 	if killedMidway == 0 {
 		t.Error("no publication was killed before it finished: the trials test nothing")
 	}
