@@ -14,7 +14,6 @@ import (
 	"errors"
 	"hash"
 	"regexp"
-	"strconv"
 
 	"bytes"
 	"compress/bzip2"
@@ -160,13 +159,8 @@ var partialName = regexp.MustCompile(`^\..*\.partial-([0-9]+)-[0-9]+$`)
 // SweepPartials removes the temporary directories that extractions of
 // processes that are gone left in dir.
 func SweepPartials(dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		m := partialName.FindStringSubmatch(e.Name())
-		if m == nil || !e.IsDir() {
-			continue
-		}
-		if pid, _ := strconv.Atoi(m[1]); pid > 0 && pid != os.Getpid() && !proc.Alive(pid) {
+	for _, e := range proc.Leftovers(dir, partialName) {
+		if e.IsDir() {
 			RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -225,15 +226,16 @@ func (p *pendingLayer) discard() { archive.RemoveAll(p.tmp) }
 // Leftovers are the temporary layers of processes that no longer run.
 func (c *LayerCache) Leftovers() []string {
 	var out []string
-	entries, _ := os.ReadDir(filepath.Join(c.Dir, "tmp"))
-	for _, e := range entries {
-		pid, err := strconv.Atoi(strings.SplitN(e.Name(), "-", 2)[0])
-		if err == nil && pid != os.Getpid() && !proc.Alive(pid) {
-			out = append(out, filepath.Join(c.Dir, "tmp", e.Name()))
-		}
+	tmp := filepath.Join(c.Dir, "tmp")
+	for _, e := range proc.Leftovers(tmp, pendingName) {
+		out = append(out, filepath.Join(tmp, e.Name()))
 	}
 	return out
 }
+
+// pendingName matches a temporary layer's name, <pid>-…, and the process
+// that makes it.
+var pendingName = regexp.MustCompile(`^([0-9]+)(?:-|$)`)
 
 // sweep removes the leftovers.
 func (c *LayerCache) sweep() {

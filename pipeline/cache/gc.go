@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +19,7 @@ import (
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/internal/proc"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/verify"
 )
 
 // GCRequest collects a cache's garbage.
@@ -271,22 +272,22 @@ func (l Layout) GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	// Root filesystems: each is removed under the lock that making it
 	// takes.
 	roots := l.Rootfs()
+	for _, e := range proc.Leftovers(roots, partialRoot) {
+		if !e.IsDir() {
+			continue
+		}
+		path := filepath.Join(roots, e.Name())
+		add("root filesystems", path, modTime(path), "left by a process that is gone", func(ctx context.Context) error {
+			if err := lockRoots(ctx); err != nil {
+				return err
+			}
+			return removeIn(ctx, roots, path)
+		})
+	}
 	for _, e := range readDir(roots) {
 		name, path := e.Name(), filepath.Join(roots, e.Name())
-		switch {
-		case !e.IsDir():
-			continue
-		case strings.Contains(name, ".partial-"):
-			_, pidText, _ := strings.Cut(name, ".partial-")
-			if pid, err := strconv.Atoi(strings.TrimSuffix(pidText, ".tar")); err == nil && !proc.Alive(pid) {
-				add("root filesystems", path, modTime(path), "left by a process that is gone", func(ctx context.Context) error {
-					if err := lockRoots(ctx); err != nil {
-						return err
-					}
-					return removeIn(ctx, roots, path)
-				})
-			}
-			continue
+		if !e.IsDir() || strings.Contains(name, ".partial-") {
+			continue // a half-made root: above, if its process is gone
 		}
 		used := modTime(filepath.Join(path, sandbox.InfoFile))
 		reason := stale(used)
@@ -340,11 +341,8 @@ func (l Layout) GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 	}
 
 	// Verify roots of processes that are gone, and verify results.
-	verifyDir := l.Verify()
-	for _, e := range readDir(verifyDir) {
-		if pid, ok := pidOf(e.Name(), "root-", "pkgs-"); ok && !proc.Alive(pid) {
-			add("verify roots", filepath.Join(verifyDir, e.Name()), modTime(filepath.Join(verifyDir, e.Name())), "left by a process that is gone", nil)
-		}
+	for _, p := range verify.Leftovers(l.Verify()) {
+		add("verify roots", p, modTime(p), "left by a process that is gone", nil)
 	}
 	verified := l.Verified()
 	for _, e := range readDir(verified) {
@@ -454,24 +452,9 @@ func modTime(path string) time.Time {
 	return st.ModTime()
 }
 
-// pidOf reads the process id a temporary entry's name starts with, after
-// one of the prefixes (if any are given).
-func pidOf(name string, prefixes ...string) (int, bool) {
-	if len(prefixes) > 0 {
-		ok := false
-		for _, p := range prefixes {
-			if rest, found := strings.CutPrefix(name, p); found {
-				name, ok = rest, true
-				break
-			}
-		}
-		if !ok {
-			return 0, false
-		}
-	}
-	pid, err := strconv.Atoi(strings.SplitN(name, "-", 2)[0])
-	return pid, err == nil
-}
+// partialRoot matches a root filesystem being made (sandbox.Rootfs's
+// <name>.partial-<pid>) and the process making it.
+var partialRoot = regexp.MustCompile(`\.partial-([0-9]+)(?:\.tar)?$`)
 
 func sizeText(n int64) string {
 	if n < 1<<20 {

@@ -9,7 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
+	"regexp"
 	"strings"
 	"time"
 
@@ -150,24 +150,17 @@ func (p *pending) reset() error {
 
 // SweepPartials removes named partial files of processes that no longer run.
 func (c *Cache) SweepPartials() (removed int) {
-	entries, _ := os.ReadDir(filepath.Join(c.Dir, "tmp"))
-	for _, e := range entries {
-		parts := strings.SplitN(e.Name(), "-", 3)
-		if len(parts) != 3 || parts[0] != "partial" {
-			continue
-		}
-		pid, err := strconv.Atoi(parts[1])
-		if err != nil {
-			continue
-		}
-		if pid != os.Getpid() && !proc.Alive(pid) {
-			if os.RemoveAll(filepath.Join(c.Dir, "tmp", e.Name())) == nil {
-				removed++
-			}
+	for _, e := range proc.Leftovers(filepath.Join(c.Dir, "tmp"), partialName) {
+		if os.RemoveAll(filepath.Join(c.Dir, "tmp", e.Name())) == nil {
+			removed++
 		}
 	}
 	return removed
 }
+
+// partialName matches a partial download's file (CreateTemp's
+// partial-<pid>-*) and the process that writes it.
+var partialName = regexp.MustCompile(`^partial-([0-9]+)-`)
 
 // digestSuffix names the file beside a git tar that holds its sha256.
 const digestSuffix = ".sha256"

@@ -296,13 +296,8 @@ var stagingName = regexp.MustCompile(`^\.staging-([0-9]+)-[0-9]+$`)
 // output directory: each is named after the process that made it, and one
 // whose process is gone is no one's.
 func SweepStaging(outDir string) {
-	entries, _ := os.ReadDir(outDir)
-	for _, e := range entries {
-		m := stagingName.FindStringSubmatch(e.Name())
-		if m == nil || !e.IsDir() {
-			continue
-		}
-		if pid, _ := strconv.Atoi(m[1]); pid > 0 && pid != os.Getpid() && !proc.Alive(pid) {
+	for _, e := range proc.Leftovers(outDir, stagingName) {
+		if e.IsDir() {
 			os.RemoveAll(filepath.Join(outDir, e.Name()))
 		}
 	}

@@ -649,24 +649,24 @@ func removeTree(p string) {
 	exec.Command("rm", "-rf", "--one-file-system", "--", p).Run()
 }
 
-var scratchName = regexp.MustCompile(`^(root|pkgs)-([0-9]+)-`)
+var scratchName = regexp.MustCompile(`^(?:root|pkgs)-([0-9]+)-`)
 
-// sweepScratch removes the scratch roots (a copy of a clean root, about
-// 200 MB each) and package directories that verify runs left behind when
-// they were killed: each is named after the process that made it, and one
-// whose process is gone is no one's.
+// Leftovers are the scratch roots (an overlay's upper directory and the
+// packages' copies) and package directories that verify runs left in dir
+// when they were killed: each is named after the process that made it, and
+// one whose process is gone is no one's.
+func Leftovers(dir string) []string {
+	var out []string
+	for _, e := range proc.Leftovers(dir, scratchName) {
+		out = append(out, filepath.Join(dir, e.Name()))
+	}
+	return out
+}
+
+// sweepScratch removes the Leftovers.
 func sweepScratch(dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		m := scratchName.FindStringSubmatch(e.Name())
-		if m == nil {
-			continue
-		}
-		pid, _ := strconv.Atoi(m[2])
-		if pid <= 0 || pid == os.Getpid() || proc.Alive(pid) {
-			continue
-		}
-		removeTree(filepath.Join(dir, e.Name()))
+	for _, p := range Leftovers(dir) {
+		removeTree(p)
 	}
 }
 
