@@ -117,7 +117,7 @@ func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
 		if err != nil {
 			return nil, failure.Request(err)
 		}
-		for _, name := range sortedKeys(sums) {
+		for _, name := range slices.Sorted(maps.Keys(sums)) {
 			p := filepath.Join(dir, name)
 			if err := checkSum(p, sums[name]); err != nil {
 				return nil, err
@@ -136,7 +136,7 @@ func Publish(ctx context.Context, req PublishRequest) (*PublishResult, error) {
 		}
 	}
 	if len(debs) > 0 {
-		apt := &publish.Apt{Dir: req.Repo, Signer: signer, Keep: req.Keep, Log: req.Log, Now: now}
+		apt := &publish.Apt{Dir: req.Repo, Signer: signer, Keep: req.Keep, Now: now}
 		r, err := apt.Add(ctx, debs)
 		if err != nil {
 			return nil, err
@@ -204,8 +204,4 @@ func checkSum(p, want string) error {
 		return fmt.Errorf("publish: %s hashes to %s, not to the %s its release's SHA256SUMS says: refusing to publish it", p, got, want)
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	return slices.Sorted(maps.Keys(m))
 }

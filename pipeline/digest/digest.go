@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -36,16 +37,25 @@ func Bytes(b []byte) string {
 
 // File returns the prefixed sha256 of a file's content.
 func File(path string) (string, error) {
+	sum, err := FileHex(path, sha256.New())
+	if err != nil {
+		return "", err
+	}
+	return Prefix + sum, nil
+}
+
+// FileHex returns the hex digest of a file's content with h (a new hash),
+// for the digests others define: an object store's MD5 ETag.
+func FileHex(path string, h hash.Hash) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", err
 	}
-	return Prefix + hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Tree returns a digest of a directory tree that depends on each entry's

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"maps"
 	"os"
 	"path"
@@ -66,7 +65,6 @@ type Apt struct {
 	Keep int
 	// Now dates the Release files (time.Now when nil).
 	Now func() time.Time
-	Log *slog.Logger
 }
 
 // AptResult says what a publication did.
@@ -105,19 +103,12 @@ func (e entry) stanza() string {
 // name says (name_version+tag_arch.deb, as coach names them). One
 // publication at a time holds the repository; another waits.
 func (a *Apt) Add(ctx context.Context, debs []string) (*AptResult, error) {
-	if a.Signer == nil {
-		return nil, errors.New("publish: an apt repository is signed: give a signing key")
-	}
-	comp := a.component()
-	if err := os.MkdirAll(a.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
-	}
-	unlock, err := lockfile.Lock(ctx, filepath.Join(a.Dir, ".coach-publish.lock"), 100*time.Millisecond)
+	unlock, err := hold(ctx, a.Dir, a.Signer)
 	if err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
+		return nil, err
 	}
 	defer unlock()
-	sweep(a.Dir)
+	comp := a.component()
 
 	res := &AptResult{}
 	added := map[string][]entry{} // suite -> new entries
@@ -172,7 +163,7 @@ func (a *Apt) Add(ctx context.Context, debs []string) (*AptResult, error) {
 			dropped[f] = true
 		}
 	}
-	if err := a.writeKey(); err != nil {
+	if err := writeKey(a.Dir, a.Signer); err != nil {
 		return nil, err
 	}
 	// Pool files no index names any more go last, once every index that
@@ -211,9 +202,8 @@ func poolDir(comp, source string) string {
 	return path.Join("pool", comp, prefix, source)
 }
 
-// addToPool copies a deb into the pool (unless the same bytes are there)
-// and returns its index entry. A different file of the same name is never
-// replaced: a published version's bytes do not change under clients.
+// addToPool copies a deb into the pool (place) and returns its index
+// entry.
 func (a *Apt) addToPool(file, comp string) (entry, bool, error) {
 	d, closer, err := deb.LoadFile(file)
 	if err != nil {
@@ -249,24 +239,51 @@ func (a *Apt) addToPool(file, comp string) (entry, bool, error) {
 	para.Set("SHA256", sum)
 	e.para = para
 
-	dst := filepath.Join(a.Dir, filepath.FromSlash(rel))
+	wrote, err := place(file, a.Dir, rel, sum)
+	return e, wrote, err
+}
+
+// hold makes the repository's directory and takes its lock, which one
+// publication at a time holds, for the apt and the dnf side alike; then
+// it sweeps what a publication killed before left.
+func hold(ctx context.Context, dir string, s *pkg.Signer) (unlock func(), err error) {
+	if s == nil {
+		return nil, errors.New("publish: a repository is signed: give a signing key")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	unlock, err = lockfile.Lock(ctx, filepath.Join(dir, ".coach-publish.lock"), 100*time.Millisecond)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	sweep(dir)
+	return unlock, nil
+}
+
+// place copies file to rel in the repository at dir, unless rel already
+// holds the same bytes (sha256 sum). A different file of the same name is
+// never replaced: a published version's bytes do not change under clients.
+func place(file, dir, rel, sum string) (wrote bool, err error) {
+	dst := filepath.Join(dir, filepath.FromSlash(rel))
 	if have, err := digest.File(dst); err == nil {
-		have = strings.TrimPrefix(have, digest.Prefix)
-		if have != sum {
-			return entry{}, false, fmt.Errorf("%s is already in the pool with other bytes (sha256 %s); a published version is never replaced: publish a new iteration", rel, have)
+		if have = strings.TrimPrefix(have, digest.Prefix); have != sum {
+			return false, fmt.Errorf("%s is already in the repository with other bytes (sha256 %s); a published version is never replaced: publish a new iteration", rel, have)
 		}
-		return e, false, nil
+		return false, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return entry{}, false, err
+		return false, err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return entry{}, false, err
+	f, err := os.Open(file)
+	if err != nil {
+		return false, err
 	}
+	defer f.Close()
 	if err := durable.WriteFrom(dst, f, 0o644); err != nil {
-		return entry{}, false, err
+		return false, err
 	}
-	return e, true, nil
+	return true, nil
 }
 
 // updateSuite merges new entries into the suite's indexes, applies Keep,
@@ -516,12 +533,14 @@ func (a *Apt) writeRelease(base, suite, comp string, arches []string, files []in
 	return nil
 }
 
-func (a *Apt) writeKey() error {
-	key, err := a.Signer.PublicKey()
+// writeKey writes the signer's public key as the repository's KeyFile,
+// unless it is there already.
+func writeKey(dir string, s *pkg.Signer) error {
+	key, err := s.PublicKey()
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(a.Dir, KeyFile)
+	p := filepath.Join(dir, KeyFile)
 	if have, err := os.ReadFile(p); err == nil && bytes.Equal(have, key) {
 		return nil
 	}

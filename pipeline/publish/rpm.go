@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -21,9 +20,7 @@ import (
 
 	rpmutils "github.com/sassoftware/go-rpmutils"
 
-	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/internal/durable"
-	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -76,18 +73,11 @@ func RepoDir(targetName, arch string) string { return path.Join("rpm", targetNam
 // Add publishes rpms: each goes to the repository of the target its file
 // name says and the architecture its header says.
 func (r *RPM) Add(ctx context.Context, rpms []string) (*RPMResult, error) {
-	if r.Signer == nil {
-		return nil, errors.New("publish: a dnf repository is signed: give a signing key")
-	}
-	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
-	}
-	unlock, err := lockfile.Lock(ctx, filepath.Join(r.Dir, ".coach-publish.lock"), 100*time.Millisecond)
+	unlock, err := hold(ctx, r.Dir, r.Signer)
 	if err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
+		return nil, err
 	}
 	defer unlock()
-	sweep(r.Dir)
 	res := &RPMResult{}
 	touched := map[string]bool{}
 	for _, file := range rpms {
@@ -106,27 +96,15 @@ func (r *RPM) Add(ctx context.Context, rpms []string) (*RPMResult, error) {
 			return nil, fmt.Errorf("publish %s: %w", file, err)
 		}
 		repo := RepoDir(t.Name, info.nevra.Arch)
-		rel := path.Join("Packages", strings.ToLower(info.nevra.Name[:1]), filepath.Base(file))
-		dst := filepath.Join(r.Dir, filepath.FromSlash(repo), filepath.FromSlash(rel))
-		if have, err := digest.File(dst); err == nil {
-			if strings.TrimPrefix(have, digest.Prefix) != info.sha256 {
-				return nil, fmt.Errorf("publish %s: %s is already in the repository with other bytes; a published version is never replaced: publish a new iteration", file, path.Join(repo, rel))
-			}
-			res.Present = append(res.Present, path.Join(repo, rel))
+		rel := path.Join(repo, "Packages", strings.ToLower(info.nevra.Name[:1]), filepath.Base(file))
+		wrote, err := place(file, r.Dir, rel, info.sha256)
+		if err != nil {
+			return nil, fmt.Errorf("publish %s: %w", file, err)
+		}
+		if wrote {
+			res.Added = append(res.Added, rel)
 		} else {
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return nil, err
-			}
-			f, err := os.Open(file)
-			if err != nil {
-				return nil, err
-			}
-			err = durable.WriteFrom(dst, f, 0o644)
-			f.Close()
-			if err != nil {
-				return nil, fmt.Errorf("publish %s: %w", file, err)
-			}
-			res.Added = append(res.Added, path.Join(repo, rel))
+			res.Present = append(res.Present, rel)
 		}
 		touched[repo] = true
 	}
@@ -364,14 +342,10 @@ func (r *RPM) index(repo string, resign bool) (bool, []string, error) {
 			os.Remove(filepath.Join(base, "repodata", e.Name()))
 		}
 	}
-	if err := r.writeKey(); err != nil {
+	if err := writeKey(r.Dir, r.Signer); err != nil {
 		return false, nil, err
 	}
 	return true, removed, nil
-}
-
-func (r *RPM) writeKey() error {
-	return (&Apt{Dir: r.Dir, Signer: r.Signer}).writeKey()
 }
 
 func sum(b []byte) string {

@@ -3,7 +3,6 @@ package publish
 import (
 	"context"
 	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/internal/durable"
 )
 
@@ -132,19 +132,6 @@ func localFiles(dir string) (map[string]int64, error) {
 	return out, err
 }
 
-func fileMD5(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 // same says whether the local file is the object: same size, and for a
 // file whose name does not fix its content, the same MD5 (a single-part
 // upload's ETag).
@@ -155,7 +142,7 @@ func same(dir, key string, size int64, o remoteObject) bool {
 	if immutable(key) {
 		return true
 	}
-	sum, err := fileMD5(filepath.Join(dir, filepath.FromSlash(key)))
+	sum, err := digest.FileHex(filepath.Join(dir, filepath.FromSlash(key)), md5.New())
 	return err == nil && sum == o.etag
 }
 
