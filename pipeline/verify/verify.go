@@ -233,14 +233,6 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 		defer done()
 		return finish(ctx, o, m, rep, start)
 	}
-	_, err := exec.LookPath("bwrap")
-	if err != nil {
-		return nil, fmt.Errorf("verify needs bubblewrap (apt-get install bubblewrap), or a Dagger engine (--runner dagger)")
-	}
-	ids, err := userns.Current()
-	if err != nil {
-		return nil, fmt.Errorf("verify's sandbox: %w", err)
-	}
 	rootTarget, where := o.Target, ""
 	var extra, rpmOpts []string
 	if o.Target.Format == target.FormatRPM {
@@ -254,21 +246,19 @@ func Verify(ctx context.Context, o Options) (*Report, error) {
 	} else {
 		where = fmt.Sprintf("a clean %s %s root", o.Target.Name, o.Arch)
 	}
-	where += fmt.Sprintf("; bubblewrap, as root of a user namespace (host %s), with no network but for the download of the distribution's packages", ids)
 	var pkgFiles []string
 	for _, p := range []string{o.Package, o.Previous} {
 		if p != "" {
 			pkgFiles = append(pkgFiles, p)
 		}
 	}
-	m, done, err := newScratch(ctx, scratchOptions{roots: o.Roots, target: rootTarget, arch: o.Arch, packages: extra, workDir: o.WorkDir, copies: pkgFiles, log: o.Log})
+	m, done, err := newScratch(ctx, scratchOptions{roots: o.Roots, target: rootTarget, arch: o.Arch, packages: extra, workDir: o.WorkDir,
+		copies: pkgFiles, log: o.Log, rpm: rpmOpts, where: where})
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	s := m.(*scratch)
-	s.rpm, s.where = rpmOpts, where
-	return finish(ctx, o, s, rep, start)
+	return finish(ctx, o, m, rep, start)
 }
 
 // finish runs the cycle of the package's format in m.
@@ -682,6 +672,8 @@ type scratchOptions struct {
 	copies   []string // files copied to pkgMount
 	binds    []Bind
 	log      io.Writer
+	rpm      []string // the Machine's RPMOptions
+	where    string   // where the checks run, for the report (the confinement is added)
 }
 
 // NewScratch is an overlay of a clean root of t (made by roots) in which
@@ -689,16 +681,14 @@ type scratchOptions struct {
 // script asks for it, confined as verify's checks are; binds are mounted
 // read-only. done removes it.
 func NewScratch(ctx context.Context, roots Roots, t target.Target, arch, workDir string, binds []Bind, log io.Writer) (m Machine, done func(), err error) {
-	if _, err := exec.LookPath("bwrap"); err != nil {
-		return nil, nil, fmt.Errorf("a scratch root needs bubblewrap (apt-get install bubblewrap)")
-	}
-	return newScratch(ctx, scratchOptions{roots: roots, target: t, arch: arch, workDir: workDir, binds: binds, log: log})
+	return newScratch(ctx, scratchOptions{roots: roots, target: t, arch: arch, workDir: workDir, binds: binds, log: log,
+		where: fmt.Sprintf("a clean %s %s root", t.Name, arch)})
 }
 
 func newScratch(ctx context.Context, o scratchOptions) (m Machine, done func(), err error) {
 	bwrap, err := exec.LookPath("bwrap")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("verify needs bubblewrap (apt-get install bubblewrap), or a Dagger engine (--runner dagger)")
 	}
 	ids, err := userns.Current()
 	if err != nil {
@@ -760,7 +750,7 @@ func newScratch(ctx context.Context, o scratchOptions) (m Machine, done func(), 
 		return nil, nil, err
 	}
 	s = &scratch{layout: layout, bwrap: bwrap, log: o.log, dir: filepath.Join(dir, "commands"),
-		where: fmt.Sprintf("a clean %s %s root", o.target.Name, o.arch)}
+		rpm: o.rpm, where: o.where + fmt.Sprintf("; bubblewrap, as root of a user namespace (host %s), with no network but for the download of the distribution's packages", ids)}
 	if err := os.Mkdir(s.dir, 0o700); err != nil {
 		return nil, nil, err
 	}
