@@ -5,17 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
-	"strings"
-
-	"github.com/Masterminds/semver/v3"
-	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/resolve"
-	"github.com/coach-build/coach/pipeline/spec"
 )
 
 // BumpRequest adds a version to a software definition.
@@ -62,12 +56,9 @@ func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
 	if s == nil {
 		return nil, failure.Request(fmt.Errorf("no software %q (software/%s.yaml)", req.Software, req.Software))
 	}
-	v := strings.TrimPrefix(req.Version, "v")
-	if _, err := semver.StrictNewVersion(v); err != nil {
-		return nil, failure.Request(fmt.Errorf("version %q is not semver (major.minor.patch[-prerelease])", req.Version))
-	}
-	if slices.ContainsFunc(s.Versions, func(x spec.Version) bool { return x.Version == v }) {
-		return nil, failure.Request(fmt.Errorf("%s %s is already in %s", s.Name, v, s.At("versions")))
+	v, err := s.NewVersion(req.Version)
+	if err != nil {
+		return nil, failure.Request(err)
 	}
 	rawURL, err := s.NextURL(v, req.URL)
 	if err != nil {
@@ -81,20 +72,10 @@ func Bump(ctx context.Context, req BumpRequest) (*BumpResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	old, err := os.ReadFile(s.Path)
+	old, updated, diff, err := s.WithVersion(repo.Root, v, rawURL, sum)
 	if err != nil {
 		return nil, err
 	}
-	updated, err := spec.AddVersion(old, v, rawURL, sum)
-	if err != nil {
-		return nil, fmt.Errorf("bump %s: %s: %w", s.Name, s.Path, err)
-	}
-	rel := s.Path
-	if r, ok := strings.CutPrefix(s.Path, repo.Root+"/"); ok {
-		rel = r
-	}
-	diff, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{A: difflib.SplitLines(string(old)), B: difflib.SplitLines(string(updated)),
-		FromFile: "a/" + rel, ToFile: "b/" + rel, Context: 3})
 	res := &BumpResult{Definition: s.Path, Version: v, URL: rawURL, From: from, SHA256: sum, Size: size, Diff: diff}
 	if req.DryRun {
 		return res, nil

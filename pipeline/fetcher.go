@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -28,19 +29,12 @@ type FetcherOptions struct {
 
 // NewFetcher makes the fetcher of a run.
 func NewFetcher(o FetcherOptions) (*fetch.Fetcher, error) {
-	if o.CacheDir == "" {
-		o.CacheDir = cache.DefaultDir()
-	}
 	mirrors, err := fetch.Mirrors(o.Mirrors)
 	if err != nil {
 		return nil, failure.Request(err)
 	}
-	f := &fetch.Fetcher{Cache: cache.New(o.CacheDir).SourceCache(), Root: o.Root, Mirrors: mirrors, Offline: o.Offline, Log: o.Log}
-	if o.Events != nil {
-		f.Progress = func(p fetch.Progress) {
-			o.Events.Emit(event.Event{Kind: event.Download, Component: p.Request.String(), Bytes: p.Bytes, Total: p.Total, Done: p.Done, Message: p.From})
-		}
-	}
+	f := &fetch.Fetcher{Cache: cache.New(cmp.Or(o.CacheDir, cache.DefaultDir())).SourceCache(), Root: o.Root, Mirrors: mirrors, Offline: o.Offline, Log: o.Log}
+	f.ReportTo(o.Events)
 	return f, nil
 }
 
@@ -71,7 +65,7 @@ func Fetch(ctx context.Context, req FetchRequest) ([]*fetch.Result, error) {
 	}
 	f.Verify = true // "cached" means checked
 	var results []*fetch.Result
-	err = runStage(s.sink, event.StageFetch, "", func() (string, error) {
+	err = s.sink.Stage(event.StageFetch, "", func() (string, error) {
 		var err error
 		jobs := req.Jobs
 		if jobs <= 0 {
@@ -79,14 +73,12 @@ func Fetch(ctx context.Context, req FetchRequest) ([]*fetch.Result, error) {
 		}
 		results, err = f.FetchAll(ctx, fetch.Requests(prep.Resolution), jobs)
 		if ctx.Err() != nil {
-			return "", interrupted("fetch %s", req.Project)
+			return "", failure.Interrupted("fetch %s", req.Project)
 		}
 		return fmt.Sprintf("%d sources", len(results)), err
 	})
-	if err != nil && !isInterrupted(err) {
+	if err != nil && !failure.IsInterrupted(err) {
 		return results, stage(event.StageFetch, err)
 	}
 	return results, err
 }
-
-func isInterrupted(err error) bool { return failure.IsInterrupted(err) }

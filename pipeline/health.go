@@ -2,12 +2,8 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"runtime"
 
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/event"
@@ -52,7 +48,8 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 	}
 	defer s.close()
 	if req.Dir != "" {
-		return healthOfDir(ctx, req, s.runnerOptions())
+		return health.CheckDir(health.DirOptions{Dir: req.Dir, InstallDir: req.InstallDir, Targets: req.Targets, Allow: req.Allow, Ignore: req.Ignore, Sysroot: req.Sysroot,
+			SysrootOf: func(t target.Target) string { return runners.Sysroot(ctx, t, "", nil, s.runnerOptions()) }})
 	}
 	repo, err := project.Load(req.Root)
 	if err != nil {
@@ -91,48 +88,6 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 			sysroot = runners.Sysroot(ctx, t, prep.Plan.Arch, build.Packages(prep.Plan, t), s.runnerOptions())
 		}
 		rep, err := health.CheckBuild(res, p, t, prep.Plan.Arch, sysroot, req.Allow, req.Ignore)
-		if err != nil {
-			return reps, err
-		}
-		reps = append(reps, rep)
-	}
-	return reps, nil
-}
-
-func healthOfDir(ctx context.Context, req HealthRequest, ro runners.Options) ([]*health.Report, error) {
-	dir, err := filepath.Abs(req.Dir)
-	if err != nil {
-		return nil, err
-	}
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return nil, failure.Request(fmt.Errorf("%s is not a directory", req.Dir))
-	}
-	host, isHost := target.Host()
-	names := req.Targets
-	if len(names) == 0 {
-		if !isHost {
-			return nil, failure.Request(errors.New("this host is not in the target catalogue: give --target"))
-		}
-		names = []string{host.Name}
-	}
-	var reps []*health.Report
-	for _, name := range names {
-		t, ok := target.Builtin(name)
-		if !ok {
-			return reps, failure.Request(fmt.Errorf("unknown target %q (coach targets)", name))
-		}
-		opts := health.Options{Tree: dir, InstallDir: dir, Allow: req.Allow, Ignore: req.Ignore, Arch: runtime.GOARCH, Target: t, Sysroot: req.Sysroot}
-		if req.InstallDir != "" {
-			opts.InstallDir = req.InstallDir
-		}
-		if opts.Sysroot == "" {
-			if isHost && host.Name == t.Name {
-				opts.Sysroot = "/"
-			} else {
-				opts.Sysroot = runners.Sysroot(ctx, t, "", nil, ro)
-			}
-		}
-		rep, err := health.Check(opts)
 		if err != nil {
 			return reps, err
 		}

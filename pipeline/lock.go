@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"time"
 
 	"github.com/coach-build/coach/pipeline/failure"
@@ -80,37 +79,19 @@ func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 		if err != nil && !req.Upgrade {
 			return results, stage(StageResolve, err)
 		}
-		opts := resolve.Options{}
-		if !req.Upgrade {
-			opts.Prefer = old.Versions()
-			for _, m := range req.Move {
-				delete(opts.Prefer, m)
+		var images map[string]string
+		if pin != nil {
+			if images, err = pin(ctx, p); err != nil {
+				return results, stage(StageResolve, fmt.Errorf("pin the images of %s: %w", name, err))
 			}
 		}
-		res, err := resolve.Resolve(repo, p, opts)
+		re, err := resolve.Relock(repo, p, old, req.Upgrade, req.Move, images, time.Now())
 		if err != nil {
 			return results, stage(StageResolve, err)
 		}
-		changes := resolve.Diff(old, res.Lock())
-		images := map[string]string{}
-		var oldImages map[string]string
-		if old != nil {
-			oldImages = old.Images
-			maps.Copy(images, old.Images)
-		}
-		if pin != nil {
-			fresh, err := pin(ctx, p)
-			if err != nil {
-				return results, stage(StageResolve, fmt.Errorf("pin the images of %s: %w", name, err))
-			}
-			changes = append(changes, resolve.DiffImages(oldImages, fresh)...)
-			maps.Copy(images, fresh)
-		}
-		if old != nil && old.SourceDateEpoch == 0 {
-			changes = append(changes, "source_date_epoch: recorded for reproducible packages")
-		}
+		changes := re.Changes
 		path := resolve.LockPath(repo.Root, name)
-		r := &LockResult{Project: name, Path: path, Changed: len(changes) > 0, Changes: changes, Components: res.Components, New: old == nil}
+		r := &LockResult{Project: name, Path: path, Changed: len(changes) > 0, Changes: changes, Components: re.Resolution.Components, New: old == nil}
 		if r.Changes == nil {
 			r.Changes = []string{}
 		}
@@ -120,12 +101,7 @@ func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 			stale = append(stale, &resolve.StaleError{Path: path, Project: name, Changes: changes})
 		case req.Check:
 		case r.Changed:
-			l := res.Lock()
-			l.SourceDateEpoch = time.Now().Unix()
-			if len(images) > 0 {
-				l.Images = images
-			}
-			if err := resolve.WriteLock(repo.Root, l); err != nil {
+			if err := resolve.WriteLock(repo.Root, re.Lock); err != nil {
 				return results, fmt.Errorf("write %s: %w", path, err)
 			}
 		}

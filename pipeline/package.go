@@ -9,7 +9,7 @@ import (
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
-	"github.com/coach-build/coach/pipeline/health"
+	"github.com/coach-build/coach/pipeline/flow"
 	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runners"
@@ -49,14 +49,12 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 		return nil, err
 	}
 	defer s.close()
-	prep, err := project.Prepare(req.Root, req.Project, project.Options{Targets: req.Targets, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides})
+	opts := project.Options{Targets: req.Targets, Version: req.Version, Iteration: req.Iteration, Overrides: req.Overrides}
+	arches, preps, err := project.PrepareArches(req.Root, req.Project, opts, req.Arches)
 	if err != nil {
 		return nil, err
 	}
-	arches, err := archListRequest(req.Arches, prep.Project.Arches)
-	if err != nil {
-		return nil, err
-	}
+	prep := preps[arches[0]] // the release's
 	var trees []pkg.TargetTree
 	var results []*build.Result
 	locked := map[string]bool{}
@@ -82,35 +80,18 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 			if err != nil {
 				return nil, failure.Request(err)
 			}
-			var rep *health.Report
-			err = runStage(s.sink, event.StageHealth, t.Name, func() (string, error) {
-				r, err := health.CheckBuild(res, prep.Project, t, arch, runners.Sysroot(ctx, st, arch, build.Packages(prep.Plan, st), s.runnerOptions()), nil, nil)
-				if err != nil {
-					return "", err
-				}
-				rep = r
-				if !r.OK() {
-					return "", fmt.Errorf("health check of the %s tree for %s failed: %d errors", src, t.Name, r.Errors)
-				}
-				return fmt.Sprintf("%d ELF files, %d warnings", r.ELF, r.Warnings), nil
-			})
-			if rep == nil {
-				return nil, stage(event.StageHealth, err)
-			}
-			if !rep.OK() {
-				if !req.SkipHealth {
-					return nil, stage(event.StageHealth, &health.FailedError{Report: rep, Err: fmt.Errorf("health check of the %s tree for %s failed (--skip-health packages it anyway)", src, t.Name)})
-				}
-				s.log.Warn("HEALTH CHECK FAILED AND IGNORED (--skip-health): this package may not run on its target", "tree", src, "target", t.Name, "errors", rep.Errors)
+			rep, err := flow.CheckTree(s.sink, s.log, res, prep.Project, t, src, arch, runners.Sysroot(ctx, st, arch, build.Packages(preps[arch].Plan, st), s.runnerOptions()), req.SkipHealth)
+			if err != nil {
+				return nil, err
 			}
 			trees = append(trees, pkg.TargetTree{Target: t, Tree: res.InstallTree(), Depends: rep.Dependencies, TreeDigest: res.TreeDigest(), Arch: arch, Files: res.FileSums})
 		}
 	}
 	var rel *pkg.Release
-	err = runStage(s.sink, event.StagePackage, "", func() (string, error) {
+	err = s.sink.Stage(event.StagePackage, "", func() (string, error) {
 		var err error
-		rel, err = writeRelease(prep, trees, releaseOptions{root: req.Root, outDir: req.OutDir, signKey: req.SignKey, passEnv: req.PassphraseEnv},
-			map[string]any{"packaged_from": req.From, "arch": runtime.GOARCH}, s.log)
+		rel, err = flow.WriteRelease(prep, pkg.ReleaseOptions{Root: req.Root, Trees: trees, OutDir: req.OutDir, SignKey: req.SignKey, PassEnv: req.PassphraseEnv,
+			Report: map[string]any{"packaged_from": req.From, "arch": runtime.GOARCH}, Log: s.log})
 		if err != nil {
 			return "", s.cache.EvictCorrupt(err, results...)
 		}

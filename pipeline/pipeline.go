@@ -9,9 +9,11 @@
 //	health   health    ELF linkage audit of the merged tree
 //	package  pkg       deb/rpm per target with nfpm
 //	verify   verify    install, upgrade, remove in a clean target
+//	publish  publish   signed apt and dnf repositories, local or in S3
 //
-// This package strings them together: Prepare (load, resolve, plan), Fetch,
-// Run (the whole flow for each target), Health, Package and Verify are the
+// This package strings them together, one small file per command: Fetch,
+// Run (the whole flow, through package flow, for each target), Health,
+// Package, Verify, Publish, Shell, Lock, Bump, ListOutdated and GC are the
 // Go API the CLI is a thin layer over. Each reports what it does as events
 // (package event) and says which stage failed, so that a caller can map a
 // failure to an exit code.
@@ -22,7 +24,6 @@ import (
 
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
-	"github.com/coach-build/coach/pipeline/target"
 )
 
 // Stage names, as they appear in errors, events and reports.
@@ -46,13 +47,4 @@ func logger(l *slog.Logger) *slog.Logger {
 		return l
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-// archListRequest is target.ArchList, a bad arch a request error.
-func archListRequest(given, project []string) ([]string, error) {
-	list, err := target.ArchList(given, project)
-	if err != nil {
-		return nil, failure.Request(err)
-	}
-	return list, nil
 }

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/event"
-	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runners"
@@ -69,22 +67,13 @@ func Shell(ctx context.Context, req ShellRequest) error {
 	if err != nil {
 		return err
 	}
-	targets := prep.Plan.TargetList()
-	if len(targets) != 1 {
-		var names []string
-		for _, t := range targets {
-			names = append(names, t.Name)
-		}
-		return failure.Request(fmt.Errorf("%s has %d targets (%v): choose one with -t", req.Project, len(targets), names))
+	t, err := prep.OnlyTarget()
+	if err != nil {
+		return err
 	}
-	t := targets[0]
-	component := req.Component
-	if component == "" {
-		sw := prep.Project.Software
-		component = sw[len(sw)-1]
-	}
-	if prep.Plan.Node(component) == nil {
-		return failure.Request(fmt.Errorf("%s is not a component of %s (its components: %v)", component, req.Project, prep.Plan.Order()))
+	component, err := prep.Component(req.Component)
+	if err != nil {
+		return err
 	}
 	f, err := s.fetcher(req.Root, req.Mirrors, req.Offline)
 	if err != nil {

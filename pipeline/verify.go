@@ -7,6 +7,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/flow"
 	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runners"
@@ -71,26 +72,8 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 	var reps []*verify.Report
 	for _, pkgFile := range req.Packages {
 		for _, tname := range targets {
-			var rep *verify.Report
-			err := runStage(s.sink, event.StageVerify, tname, func() (string, error) {
-				var err error
-				rep, err = verify.File(ctx, s.verifyFile(verify.FileRequest{Runner: r, Package: pkgFile, Previous: req.Previous, Target: tname,
-					Projects: projects, Log: s.log, Events: s.sink, Reverify: req.Reverify}))
-				if err != nil {
-					return "", err
-				}
-				if !rep.OK {
-					return "", fmt.Errorf("%s: step %q failed: %s", rep.Package, rep.Failed().Name, rep.Failed().Detail)
-				}
-				caveat := ""
-				if rep.Caveat != "" {
-					caveat = "; " + rep.Caveat
-				}
-				if rep.Cached {
-					return "verified (cached)" + caveat, nil
-				}
-				return "installed, checked, removed and purged" + caveat, nil
-			})
+			rep, err := flow.VerifyPackage(ctx, s.sink, s.cache.VerifyPlaces(verify.FileRequest{Runner: r, Package: pkgFile, Previous: req.Previous, Target: tname,
+				Projects: projects, Log: s.log, Events: s.sink, Reverify: req.Reverify}))
 			if rep != nil {
 				reps = append(reps, rep)
 			}
@@ -100,11 +83,4 @@ func Verify(ctx context.Context, req VerifyRequest) ([]*verify.Report, error) {
 		}
 	}
 	return reps, nil
-}
-
-// verifyFile puts the cache's places into a request.
-func (s *session) verifyFile(r verify.FileRequest) verify.FileRequest {
-	l := s.cache
-	r.RootfsDir, r.WorkDir, r.ResultsDir = l.Rootfs(), l.Verify(), l.Verified()
-	return r
 }

@@ -1,5 +1,13 @@
 package build
 
+import (
+	"cmp"
+	"runtime"
+
+	"github.com/coach-build/coach/pipeline/internal/jobserver"
+	"github.com/coach-build/coach/pipeline/runner"
+)
+
 // SplitJobs picks how many components build at once and how many jobs
 // each build's make gets, so that together they use the cores and do not
 // exceed them: a number given is kept, a zero is derived from the other
@@ -21,4 +29,34 @@ func SplitJobs(jobs, makeJobs, cores int) (int, int) {
 		makeJobs = max(1, cores/jobs)
 	}
 	return jobs, makeJobs
+}
+
+// Parallelism is how a run's builds share the machine.
+type Parallelism struct {
+	// Jobs is how many components build at once, MakeJobs each build's
+	// make -j (and {{.Jobs}}).
+	Jobs, MakeJobs int
+	// Jobserver, when not nil, hands out the cores' tokens to every make
+	// of every build; the caller closes it.
+	Jobserver *jobserver.Server
+}
+
+// Share splits cores (0: all of this machine's) between components and
+// their makes. With a runner that shares a job server (unless
+// noJobserver), every make shares the cores' tokens, so components and
+// makes each default to all of them; otherwise zeros are split as
+// SplitJobs does.
+func Share(r runner.Runner, jobs, makeJobs, cores int, noJobserver bool) (Parallelism, error) {
+	if cores <= 0 {
+		cores = runtime.NumCPU()
+	}
+	if !runner.SharesJobserver(r) || noJobserver {
+		j, m := SplitJobs(jobs, makeJobs, cores)
+		return Parallelism{Jobs: j, MakeJobs: m}, nil
+	}
+	js, err := jobserver.New(cores)
+	if err != nil {
+		return Parallelism{}, err
+	}
+	return Parallelism{Jobs: cmp.Or(jobs, cores), MakeJobs: cmp.Or(makeJobs, cores), Jobserver: js}, nil
 }

@@ -16,9 +16,14 @@ import (
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/internal/proc"
+	"github.com/coach-build/coach/pipeline/project"
+	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
+	"github.com/coach-build/coach/pipeline/spec"
+	"github.com/coach-build/coach/pipeline/target"
 	"github.com/coach-build/coach/pipeline/verify"
 )
 
@@ -461,4 +466,42 @@ func sizeText(n int64) string {
 		return fmt.Sprintf("%d bytes", n)
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+// RepoInUse is what a repository uses (GCRequest.InUse): the sources any
+// of its definitions lists, and the layers a build of each project, as
+// locked, would look up on each of its targets and arches, in each
+// environment the cache has layers of (a sandbox root, a Dagger image,
+// for any runner). A project that does not plan has no build to keep
+// layers for; that is logged, not an error.
+func (l Layout) RepoInUse(repo *spec.Repo, log *slog.Logger) (*InUse, error) {
+	use := &InUse{Sources: fetch.Referenced(fetch.ListedRequests(resolve.AllVersions(repo))), Layers: map[string]bool{}, Projects: map[string]bool{}}
+	for name := range repo.Projects {
+		use.Projects[name] = true
+	}
+	layers := l.LayerCache()
+	var envs []build.Environment
+	for _, e := range layers.Environments() {
+		envs = append(envs, build.FixedEnvironment(e))
+	}
+	for _, name := range repo.ProjectNames() {
+		for _, arch := range target.Arches {
+			prep, err := project.PrepareProject(repo, name, project.Options{Arch: arch})
+			if err != nil {
+				if log != nil {
+					msg, _, _ := strings.Cut(err.Error(), "\n")
+					log.Warn("cache gc: a project does not plan; none of its layers count as used", "project", name, "err", msg)
+				}
+				continue
+			}
+			for _, t := range prep.Plan.TargetList() {
+				for _, e := range envs {
+					for _, k := range build.LayerKeys(layers, e, prep.Plan, t) {
+						use.Layers[strings.TrimPrefix(k, "sha256:")] = true
+					}
+				}
+			}
+		}
+	}
+	return use, nil
 }

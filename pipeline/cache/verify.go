@@ -187,3 +187,10 @@ func manifestDiff(stored, now []byte) string {
 	}
 	return "its files differ from its manifest: " + strings.Join(diffs, "; ")
 }
+
+// VerifyPlaces puts the cache's places into a verify request: the clean
+// roots, the scratch roots and the results of earlier verifications.
+func (l Layout) VerifyPlaces(r verify.FileRequest) verify.FileRequest {
+	r.RootfsDir, r.WorkDir, r.ResultsDir = l.Rootfs(), l.Verify(), l.Verified()
+	return r
+}

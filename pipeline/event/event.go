@@ -135,6 +135,21 @@ func Serialize(s Sink) Sink {
 	}
 }
 
+// Stage brackets fn, the work of one stage (for one target, when tgt is
+// not empty), with StageStarted and StageFinished events; the finish
+// carries fn's message, or the first line of its error.
+func (s Sink) Stage(name, tgt string, fn func() (string, error)) error {
+	start := time.Now()
+	s.Emit(Event{Kind: StageStarted, Stage: name, Target: tgt})
+	msg, err := fn()
+	e := Event{Kind: StageFinished, Stage: name, Target: tgt, Seconds: time.Since(start).Seconds(), Message: msg}
+	if err != nil {
+		e.Error, _, _ = strings.Cut(err.Error(), "\n")
+	}
+	s.Emit(e)
+	return err
+}
+
 // Tee sends every event to each of the sinks, in order.
 func Tee(sinks ...Sink) Sink {
 	return func(e Event) {

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/coach-build/coach/pipeline/confine"
+	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/resolve"
 )
@@ -112,6 +113,16 @@ type Fetcher struct {
 	// fetch does; a build hashes the bytes as it unpacks them); a corrupt
 	// one is evicted, said so, and fetched again.
 	Verify bool
+}
+
+// ReportTo sends the fetcher's progress to events as Download events.
+func (f *Fetcher) ReportTo(events event.Sink) {
+	if events == nil {
+		return
+	}
+	f.Progress = func(p Progress) {
+		events.Emit(event.Event{Kind: event.Download, Component: p.Request.String(), Bytes: p.Bytes, Total: p.Total, Done: p.Done, Message: p.From})
+	}
 }
 
 // CorruptError is a cache entry whose bytes are not what it is named for,

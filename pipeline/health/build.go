@@ -2,10 +2,15 @@ package health
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 
 	"github.com/coach-build/coach/pipeline/build"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -43,3 +48,58 @@ func (e *FailedError) Error() string {
 }
 
 func (e *FailedError) Unwrap() error { return e.Err }
+
+// DirOptions say how CheckDir checks a directory that no build of coach
+// made.
+type DirOptions struct {
+	// Dir is the install dir's contents, installed at InstallDir (Dir
+	// itself when empty).
+	Dir, InstallDir string
+	// Targets are built-in targets to check for; empty means this host's.
+	Targets       []string
+	Allow, Ignore []string
+	// Sysroot is where system libraries are resolved; empty means / for
+	// this host's target, else SysrootOf's root of the target.
+	Sysroot   string
+	SysrootOf func(target.Target) string
+}
+
+// CheckDir checks a directory for each of the targets: one report each.
+func CheckDir(o DirOptions) ([]*Report, error) {
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, failure.Request(fmt.Errorf("%s is not a directory", o.Dir))
+	}
+	host, isHost := target.Host()
+	names := o.Targets
+	if len(names) == 0 {
+		if !isHost {
+			return nil, failure.Request(errors.New("this host is not in the target catalogue: give --target"))
+		}
+		names = []string{host.Name}
+	}
+	var reps []*Report
+	for _, name := range names {
+		t, ok := target.Builtin(name)
+		if !ok {
+			return reps, failure.Request(fmt.Errorf("unknown target %q (coach targets)", name))
+		}
+		opts := Options{Tree: dir, InstallDir: cmp.Or(o.InstallDir, dir), Allow: o.Allow, Ignore: o.Ignore, Arch: runtime.GOARCH, Target: t, Sysroot: o.Sysroot}
+		switch {
+		case opts.Sysroot != "":
+		case isHost && host.Name == t.Name:
+			opts.Sysroot = "/"
+		case o.SysrootOf != nil:
+			opts.Sysroot = o.SysrootOf(t)
+		}
+		rep, err := Check(opts)
+		if err != nil {
+			return reps, err
+		}
+		reps = append(reps, rep)
+	}
+	return reps, nil
+}

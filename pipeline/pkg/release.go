@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/goreleaser/nfpm/v2/files"
 
 	"github.com/coach-build/coach/pipeline/digest"
+	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/internal/durable"
 	"github.com/coach-build/coach/pipeline/internal/proc"
 	"github.com/coach-build/coach/pipeline/resolve"
@@ -99,6 +101,11 @@ type ReleaseOptions struct {
 	PassEnv    string
 	// Report is written as build-report.json, with the release added.
 	Report map[string]any
+	// Lock gives the package time when MTime is zero (SourceDateEpoch).
+	Lock *resolve.Lock
+	// Log hears each package written or reused, and a package time that
+	// is only the default.
+	Log *slog.Logger
 }
 
 // ReleaseDir is where a release of the project goes under a base output
@@ -114,7 +121,37 @@ func ReleaseDir(base string, p *spec.Project) string {
 // replacing that release's previous directory whole: a failed build leaves
 // the previous good artifacts as they were, and a good one leaves nothing
 // of the previous build of the same release beside its own files.
+//
+// An empty OutDir is Root/pkg, an empty PassEnv COACH_SIGNING_PASSPHRASE.
 func WriteRelease(o ReleaseOptions) (*Release, error) {
+	if o.MTime.IsZero() {
+		mtime, from, err := SourceDateEpoch(o.Lock)
+		if err != nil {
+			return nil, failure.Request(err)
+		}
+		if from == "default" && o.Log != nil {
+			o.Log.Warn("no SOURCE_DATE_EPOCH and no lock file: package times default to 2020-01-01 (run coach lock)", "project", o.Project.Name)
+		}
+		o.MTime = mtime
+	}
+	o.OutDir = cmp.Or(o.OutDir, filepath.Join(o.Root, "pkg"))
+	o.PassEnv = cmp.Or(o.PassEnv, "COACH_SIGNING_PASSPHRASE")
+	rel, err := writeRelease(o)
+	if err != nil || o.Log == nil {
+		return rel, err
+	}
+	for _, p := range rel.Artifacts {
+		switch {
+		case p.Reused:
+			o.Log.Info("package unchanged (same tree, definition and target)", "target", p.Target, "file", p.File, "sha256", p.SHA256)
+		case !p.Kept:
+			o.Log.Info("packaged", "target", p.Target, "file", p.File, "bytes", p.Size, "sha256", p.SHA256)
+		}
+	}
+	return rel, nil
+}
+
+func writeRelease(o ReleaseOptions) (*Release, error) {
 	var signer *Signer
 	if o.SignKey != "" {
 		// The key is read and unlocked once, before anything is written:

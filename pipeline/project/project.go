@@ -159,3 +159,57 @@ func PrepareProject(repo *spec.Repo, project string, opts Options) (*Prepared, e
 	out.Plan = pl
 	return out, nil
 }
+
+// PrepareArches prepares a project for each architecture it is built for:
+// arches, else the project's, else the machine's own. A bad architecture
+// is a request error.
+func PrepareArches(root, project string, opts Options, arches []string) ([]string, map[string]*Prepared, error) {
+	repo, err := Load(root)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := repo.Project(project)
+	if err != nil {
+		return nil, nil, failure.Request(err)
+	}
+	list, err := target.ArchList(arches, p.Arches)
+	if err != nil {
+		return nil, nil, failure.Request(err)
+	}
+	preps := map[string]*Prepared{}
+	for _, a := range list {
+		o := opts
+		o.Arch = a
+		if preps[a], err = PrepareProject(repo, project, o); err != nil {
+			return nil, nil, err
+		}
+	}
+	return list, preps, nil
+}
+
+// OnlyTarget is the plan's one target, for commands that work on one
+// (coach shell); with several, a request error names them.
+func (p *Prepared) OnlyTarget() (target.Target, error) {
+	targets := p.Plan.TargetList()
+	if len(targets) == 1 {
+		return targets[0], nil
+	}
+	var names []string
+	for _, t := range targets {
+		names = append(names, t.Name)
+	}
+	return target.Target{}, failure.Request(fmt.Errorf("%s has %d targets (%v): choose one with -t", p.Project.Name, len(targets), names))
+}
+
+// Component is the named component of the plan, or, when name is empty,
+// the project's last software (the one its package is for).
+func (p *Prepared) Component(name string) (string, error) {
+	if name == "" {
+		sw := p.Project.Software
+		name = sw[len(sw)-1]
+	}
+	if p.Plan.Node(name) == nil {
+		return "", failure.Request(fmt.Errorf("%s is not a component of %s (its components: %v)", name, p.Project.Name, p.Plan.Order()))
+	}
+	return name, nil
+}

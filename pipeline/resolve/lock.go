@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/coach-build/coach/pipeline/internal/durable"
+	"github.com/coach-build/coach/pipeline/spec"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -198,4 +201,52 @@ func Check(root string, have *Lock, res *Resolution) error {
 		return &StaleError{Path: LockPath(root, res.Project), Project: res.Project, Changes: changes}
 	}
 	return nil
+}
+
+// Relocked is a project resolved again against its lock file.
+type Relocked struct {
+	Resolution *Resolution
+	// Lock is what the lock file is to say: the resolution, the images
+	// (old ones kept, fresh ones over them) and now as source_date_epoch.
+	Lock *Lock
+	// Changes say how Lock differs from the old lock; none means the
+	// lock file stays as it is.
+	Changes []string
+}
+
+// Relock resolves p again: preferring old's versions except those of move,
+// or, with upgrade, to the highest allowed. images are images pinned just
+// now (nil when not pinned this time).
+func Relock(repo *spec.Repo, p *spec.Project, old *Lock, upgrade bool, move []string, images map[string]string, now time.Time) (*Relocked, error) {
+	opts := Options{}
+	if !upgrade {
+		opts.Prefer = old.Versions()
+		for _, m := range move {
+			delete(opts.Prefer, m)
+		}
+	}
+	res, err := Resolve(repo, p, opts)
+	if err != nil {
+		return nil, err
+	}
+	l := res.Lock()
+	changes := Diff(old, l)
+	merged := map[string]string{}
+	var oldImages map[string]string
+	if old != nil {
+		oldImages = old.Images
+		maps.Copy(merged, old.Images)
+	}
+	if images != nil {
+		changes = append(changes, DiffImages(oldImages, images)...)
+		maps.Copy(merged, images)
+	}
+	if old != nil && old.SourceDateEpoch == 0 {
+		changes = append(changes, "source_date_epoch: recorded for reproducible packages")
+	}
+	l.SourceDateEpoch = now.Unix()
+	if len(merged) > 0 {
+		l.Images = merged
+	}
+	return &Relocked{Resolution: res, Lock: l, Changes: changes}, nil
 }

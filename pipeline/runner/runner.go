@@ -124,6 +124,23 @@ type Sysrooter interface {
 	Sysroot(t target.Target, arch string) string
 }
 
+// SysrootOf is the target's root filesystem as r builds in it, prepared
+// first when it is not there yet (every component came from the cache);
+// "" when r has none on the host or cannot make it.
+func SysrootOf(ctx context.Context, r Runner, t target.Target, arch string, packages []string) string {
+	s, ok := r.(Sysrooter)
+	if !ok {
+		return ""
+	}
+	if dir := s.Sysroot(t, arch); dir != "" {
+		return dir
+	}
+	if r.Prepare(ctx, t, arch, packages) != nil {
+		return ""
+	}
+	return s.Sysroot(t, arch)
+}
+
 // PlatformProber says which architectures it can run programs of (native
 // or emulated): before a build for a foreign arch, a runner that cannot is
 // refused with the fix. native is its own platform ("linux/amd64").

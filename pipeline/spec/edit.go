@@ -3,10 +3,13 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 	"text/template"
 
 	"github.com/Masterminds/semver/v3"
+	"github.com/pmezard/go-difflib/difflib"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -155,4 +158,37 @@ func (s *Software) NextURL(v, given string) (string, error) {
 		return "", fmt.Errorf("%s %s's url %s does not contain its version: give --url or add url_template", s.Name, latest.Version, latest.URL)
 	}
 	return strings.ReplaceAll(latest.URL, latest.Version, v), nil
+}
+
+// NewVersion checks that a version can be added to s (coach bump): it is
+// semver (major.minor.patch[-prerelease]; a leading v is dropped) and not
+// listed yet. It returns the version as it is to be written.
+func (s *Software) NewVersion(given string) (string, error) {
+	v := strings.TrimPrefix(given, "v")
+	if _, err := semver.StrictNewVersion(v); err != nil {
+		return "", fmt.Errorf("version %q is not semver (major.minor.patch[-prerelease])", given)
+	}
+	if slices.ContainsFunc(s.Versions, func(x Version) bool { return x.Version == v }) {
+		return "", fmt.Errorf("%s %s is already in %s", s.Name, v, s.At("versions"))
+	}
+	return v, nil
+}
+
+// WithVersion is s's definition file with a version added (AddVersion):
+// its bytes before and after, and the change as a unified diff with paths
+// relative to root.
+func (s *Software) WithVersion(root, v, rawURL, sum string) (old, updated []byte, diff string, err error) {
+	if old, err = os.ReadFile(s.Path); err != nil {
+		return nil, nil, "", err
+	}
+	if updated, err = AddVersion(old, v, rawURL, sum); err != nil {
+		return nil, nil, "", fmt.Errorf("bump %s: %s: %w", s.Name, s.Path, err)
+	}
+	rel := s.Path
+	if r, ok := strings.CutPrefix(s.Path, root+"/"); ok {
+		rel = r
+	}
+	diff, err = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{A: difflib.SplitLines(string(old)), B: difflib.SplitLines(string(updated)),
+		FromFile: "a/" + rel, ToFile: "b/" + rel, Context: 3})
+	return old, updated, diff, err
 }
