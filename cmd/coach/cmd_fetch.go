@@ -283,6 +283,9 @@ func (a *app) cacheGCCommand() *cobra.Command {
   layers            that no project's build, as locked, would use (any
                     target, arch or runner of the project)
   root filesystems  unused for --unused-for (default 30d)
+  build environments
+                    a target's base root with a component's build packages,
+                    and the packages downloaded for them: the same
   work trees        unused for --unused-for, or of a project the repository
                     does not have
   leftovers         temporary layers, half-made root filesystems and verify
@@ -396,9 +399,11 @@ func (a *app) cacheDUCommand() *cobra.Command {
 		Use:   "du",
 		Short: "Show what the cache takes on disk, by kind",
 		Long: `du measures the cache by kind: sources, dependency layers, root filesystems
-(in $COACH_ROOTFS_DIR when set), work trees, leftover verify roots and verify
-results. Sizes are allocated bytes, each file counted once however many
-hard links it has.`,
+(in $COACH_ROOTFS_DIR when set), build environments (a target's base root
+with one component's build packages added; only what the packages added
+counts there, the base's files being hard links), work trees, leftover verify
+roots and verify results. Sizes are allocated bytes, each file counted once
+however many hard links it has.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			use, err := cache.New(sf.cache()).Usage()

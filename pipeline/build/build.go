@@ -138,8 +138,18 @@ func (b *Builder) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// ComponentPackages are a component's own build packages for a target's
+// format, sorted, each once: what its environment adds to the target's
+// base root.
+func ComponentPackages(n *plan.Node, t target.Target) []string {
+	pkgs := slices.Clone(n.Component.Software.BuildPackages.For(t.Format))
+	slices.Sort(pkgs)
+	return slices.Compact(pkgs)
+}
+
 // Packages is the union of the build packages of the plan's components for
-// a target's format, sorted.
+// a target's format, sorted: the environment the merged tree's health
+// check resolves system libraries in.
 func Packages(pl *plan.Plan, t target.Target) []string {
 	set := map[string]bool{}
 	for _, n := range pl.Nodes {
@@ -199,19 +209,28 @@ func (b *Builder) buildNodes(ctx context.Context, pl *plan.Plan, p *spec.Project
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	prepared := false
+	// Each package set's environment is readied once, when a component
+	// that builds in it must be built.
+	type readied struct {
+		once sync.Once
+		err  error
+	}
 	var prepMu sync.Mutex
-	prepare := func() error {
+	ready := map[string]*readied{}
+	prepare := func(packages []string) error {
 		prepMu.Lock()
-		defer prepMu.Unlock()
-		if prepared {
-			return nil
+		r := ready[strings.Join(packages, ",")]
+		if r == nil {
+			r = &readied{}
+			ready[strings.Join(packages, ",")] = r
 		}
-		if err := b.Runner.Prepare(ctx, t, pl.Arch, Packages(pl, t)); err != nil {
-			return fmt.Errorf("prepare %s for %s: %w", b.Runner.Name(), t.Name, err)
-		}
-		prepared = true
-		return nil
+		prepMu.Unlock()
+		r.once.Do(func() {
+			if err := b.Runner.Prepare(ctx, t, pl.Arch, packages); err != nil {
+				r.err = fmt.Errorf("prepare %s for %s: %w", b.Runner.Name(), t.Name, err)
+			}
+		})
+		return r.err
 	}
 
 	sink := event.Serialize(b.Events)
@@ -423,7 +442,7 @@ func (b *Builder) layerKey(pl *plan.Plan, t target.Target, n *plan.Node, deps []
 func layerKey(e Environment, pl *plan.Plan, t target.Target, n *plan.Node, deps []NamedLayer) (string, *KeyInputs) {
 	in := &KeyInputs{Input: n.InputKeys[t.Name], Layers: map[string]string{}}
 	if e != nil {
-		in.Environment = e.EnvironmentID(t, pl.Arch, Packages(pl, t))
+		in.Environment = e.EnvironmentID(t, pl.Arch, ComponentPackages(n, t))
 	}
 	for _, d := range deps {
 		in.Layers[d.Component] = d.Digest
@@ -466,7 +485,7 @@ func LayerKeys(c *LayerCache, e Environment, pl *plan.Plan, t target.Target) map
 	return keys
 }
 
-func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, deps []NamedLayer, prepare func() error, emit func(event.Event)) (ComponentResult, error) {
+func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, deps []NamedLayer, prepare func(packages []string) error, emit func(event.Event)) (ComponentResult, error) {
 	key, inputs := b.layerKey(pl, t, n, deps)
 	res := ComponentResult{Name: n.Name, Version: n.Version, Key: key, Inputs: inputs, Start: time.Now()}
 	finish := func() {
@@ -496,7 +515,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 			return res, nil
 		}
 	}
-	if err := prepare(); err != nil {
+	if err := prepare(ComponentPackages(n, t)); err != nil {
 		return res, err
 	}
 	res.Start = time.Now() // after the runner is ready: the build itself
@@ -657,7 +676,7 @@ func (b *Builder) stageJob(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		return nil, nil, fmt.Errorf("build %s: %w", n.Name, err)
 	}
 	job := &runner.Job{
-		Component: n.Name, Version: n.Version, Target: t, Arch: pl.Arch, Packages: Packages(pl, t),
+		Component: n.Name, Version: n.Version, Target: t, Arch: pl.Arch, Packages: ComponentPackages(n, t),
 		Source: src, Dir: dir, InstallDir: p.InstallDir, Env: env, Steps: steps,
 	}
 	for _, f := range s.LicenseFiles {

@@ -141,8 +141,16 @@ func TestBuildParallelCachedIncremental(t *testing.T) {
 	if !slices.Contains(calls["xz"].Job.Env, "CFLAGS=-O3 -I/opt/app/embedded/include") {
 		t.Error("xz's env does not override CFLAGS")
 	}
-	if got := f.runner.Prepared(); len(got) != 1 || !strings.Contains(got[0], "[autoconf]") {
+	// Each package set's environment once: the base for the components
+	// without build packages, pcre2's with autoconf.
+	if got := f.runner.Prepared(); len(got) != 2 || !slices.Contains(got, "debian-12/amd64 []") || !slices.Contains(got, "debian-12/amd64 [autoconf]") {
 		t.Errorf("prepared %v", got)
+	}
+	if got := calls["pcre2"].Job.Packages; !slices.Equal(got, []string{"autoconf"}) {
+		t.Errorf("pcre2's job has packages %v, want its own", got)
+	}
+	if got := calls["zlib"].Job.Packages; len(got) != 0 {
+		t.Errorf("zlib's job has packages %v, want none (pcre2's are its own)", got)
 	}
 	// The merged tree holds every layer under the install dir.
 	for _, n := range []string{"zlib", "pcre2", "libyaml", "xz"} {
@@ -228,9 +236,18 @@ func TestEarlyCutoff(t *testing.T) {
 		{"xz: its source", func() {
 			os.WriteFile(filepath.Join(f.root, "software/xz/configure"), []byte("#!/bin/sh\n# new\n"), 0o755)
 		}, zlibV2, []string{"xz"}},
-		{"libyaml: build_packages (the shared build root)", func() {
+		{"libyaml: build_packages (its own environment, not the others')", func() {
 			f.edit(t, "libyaml", "build:\n", "build_packages: {deb: [libncurses-dev]}\nbuild:\n")
-		}, zlibV2, []string{"libyaml", "pcre2", "xz", "zlib"}},
+		}, zlibV2, []string{"libyaml"}},
+		{"libyaml: one more build package", func() {
+			f.edit(t, "libyaml", "[libncurses-dev]", "[libncurses-dev, cmake]")
+		}, zlibV2, []string{"libyaml"}},
+		{"zlib: build_packages, the same layer: pcre2 is not rebuilt", func() {
+			f.edit(t, "zlib", "build:\n", "build_packages: {deb: [cmake]}\nbuild:\n")
+		}, zlibV2, []string{"zlib"}},
+		{"zlib: another build package that changes its layer", func() {
+			f.edit(t, "zlib", "[cmake]", "[cmake, nasm]")
+		}, map[string]map[string]string{"zlib": {"embedded/lib/libz.so.1": "zlib, built with nasm\n"}}, []string{"pcre2", "zlib"}},
 	} {
 		c.do()
 		if got := build(c.outputs); !slices.Equal(got, c.want) {
@@ -357,10 +374,10 @@ func rebuilt(res *Result) []string {
 }
 
 // TestLayerKeyCoversTheEnvironment: a layer is never reused from another
-// build environment. The sandbox's environment is one root filesystem for
-// all of a target's components, keyed by the union of their
-// build_packages, so adding a package to one component's build_packages
-// rebuilds every component of the target; and a layer of one runner is
+// build environment. The sandbox's environment is the target's base root
+// with the component's own build_packages over it, so adding a package to
+// one component's build_packages rebuilds that component (and its
+// dependents only if its layer changed); and a layer of one runner is
 // never taken by another.
 func TestLayerKeyCoversTheEnvironment(t *testing.T) {
 	f := newFixture(t)
@@ -376,12 +393,15 @@ func TestLayerKeyCoversTheEnvironment(t *testing.T) {
 	if res, err = f.build(t, "debian-12"); err != nil || len(rebuilt(res)) != 0 {
 		t.Fatalf("no-op: rebuilt %v %v", rebuilt(res), err)
 	}
-	// One component's build_packages: the root of every component changes.
-	p := filepath.Join(f.root, "software/xz.yaml")
-	b, _ := os.ReadFile(p)
-	os.WriteFile(p, append(b, []byte("build_packages: {deb: [libncurses-dev]}\n")...), 0o644)
-	if res, err = f.build(t, "debian-12"); err != nil || !slices.Equal(rebuilt(res), all) {
-		t.Errorf("after xz's build_packages changed, rebuilt %v (want every component) %v", rebuilt(res), err)
+	// One component's build_packages: that component's environment
+	// changes, no other's.
+	for _, c := range []string{"xz", "zlib"} {
+		p := filepath.Join(f.root, "software", c+".yaml")
+		b, _ := os.ReadFile(p)
+		os.WriteFile(p, append(b, []byte("build_packages: {deb: [libncurses-dev]}\n")...), 0o644)
+		if res, err = f.build(t, "debian-12"); err != nil || !slices.Equal(rebuilt(res), []string{c}) {
+			t.Errorf("after %s's build_packages changed, rebuilt %v (want %s alone) %v", c, rebuilt(res), c, err)
+		}
 	}
 	// The same definitions in another runner's environment: nothing is
 	// taken from the sandbox's layers.

@@ -41,7 +41,7 @@ func (b *Builder) Shell(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 		return fmt.Errorf("build the dependencies of %s: %w", component, err)
 	}
 	// Readied under the shell's own context: buildNodes' ended with it.
-	if err := b.Runner.Prepare(ctx, t, pl.Arch, Packages(pl, t)); err != nil {
+	if err := b.Runner.Prepare(ctx, t, pl.Arch, ComponentPackages(n, t)); err != nil {
 		return fmt.Errorf("prepare %s for %s: %w", b.Runner.Name(), t.Name, err)
 	}
 	work := filepath.Join(b.WorkDir, "shell-"+component)

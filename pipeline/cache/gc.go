@@ -294,12 +294,18 @@ func (l Layout) GC(ctx context.Context, req GCRequest) (*GCResult, error) {
 		if !e.IsDir() || strings.Contains(name, ".partial-") {
 			continue // a half-made root: above, if its process is gone
 		}
-		used := modTime(filepath.Join(path, sandbox.InfoFile))
+		kind, used := "root filesystems", modTime(filepath.Join(path, sandbox.InfoFile))
+		if isEnvironment(name) {
+			kind = "build environments"
+		}
+		if name == sandbox.ArchivesDir {
+			used = modTime(path) // the packages last downloaded for an environment
+		}
 		reason := stale(used)
 		if used.IsZero() {
 			reason = "incomplete"
 		}
-		add("root filesystems", path, used, reason, func(ctx context.Context) error {
+		add(kind, path, used, reason, func(ctx context.Context) error {
 			if err := lockRoots(ctx); err != nil {
 				return err
 			}

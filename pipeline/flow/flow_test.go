@@ -51,7 +51,7 @@ func (s *sysrooter) Prepare(ctx context.Context, t target.Target, arch string, p
 	return nil
 }
 
-func (s *sysrooter) Sysroot(t target.Target, arch string) string {
+func (s *sysrooter) Sysroot(t target.Target, arch string, packages []string) string {
 	if !s.prepared {
 		return ""
 	}

@@ -1,6 +1,7 @@
 package progress
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -81,10 +82,11 @@ func Line(e event.Event, verbose bool) string {
 	case event.RootfsStarted:
 		return fmt.Sprintf("%s: %s (once per target and package set)", e.Target, e.Message)
 	case event.RootfsFinished:
+		what := cmp.Or(e.Message, "root filesystem")
 		if e.Error != "" {
-			return fmt.Sprintf("%s: root filesystem not made after %s: %s", e.Target, seconds(e.Seconds), e.Error)
+			return fmt.Sprintf("%s: %s not made after %s: %s", e.Target, what, seconds(e.Seconds), e.Error)
 		}
-		return fmt.Sprintf("%s: root filesystem made in %s", e.Target, seconds(e.Seconds))
+		return fmt.Sprintf("%s: %s made in %s", e.Target, what, seconds(e.Seconds))
 	case event.Log, event.Warning:
 		if e.Level == "DEBUG" && !verbose {
 			return ""

@@ -38,7 +38,7 @@ func NewTTY(w io.Writer, o Options) *TTYRenderer {
 	m := &model{
 		start: time.Now(), width: 100,
 		rows: map[string]*row{}, stages: map[string]map[string]*stageState{},
-		downloads: map[string]event.Event{}, rootfs: map[string]time.Time{},
+		downloads: map[string]event.Event{}, rootfs: map[string]event.Event{},
 		st: styles{
 			dim:  lr.NewStyle().Faint(true),
 			bold: lr.NewStyle().Bold(true),
@@ -116,7 +116,7 @@ type model struct {
 	stages     map[string]map[string]*stageState
 	stageOrder map[string][]string
 	downloads  map[string]event.Event
-	rootfs     map[string]time.Time
+	rootfs     map[string]event.Event // the root filesystem or environment being made, by target
 	finished   bool
 	finalErr   string
 	finalSecs  float64
@@ -248,7 +248,7 @@ func (m *model) apply(e event.Event) {
 		}
 	case event.RootfsStarted:
 		m.target(e.Target)
-		m.rootfs[e.Target] = e.Time
+		m.rootfs[e.Target] = e
 	case event.RootfsFinished:
 		delete(m.rootfs, e.Target)
 	case event.Download:
@@ -340,8 +340,12 @@ func (m *model) View() string {
 
 func (m *model) targetLine(t string, now time.Time) string {
 	var parts []string
-	if since, ok := m.rootfs[t]; ok {
-		parts = append(parts, m.st.busy.Render(fmt.Sprintf("making its root filesystem (%s)", elapsed(now.Sub(since)))))
+	if r, ok := m.rootfs[t]; ok {
+		what := "making its root filesystem"
+		if strings.HasPrefix(r.Message, "installing ") {
+			what = r.Message // a build environment over the base
+		}
+		parts = append(parts, m.st.busy.Render(fmt.Sprintf("%s (%s)", what, elapsed(now.Sub(r.Time)))))
 	}
 	for _, name := range m.stageOrder[t] {
 		s := m.stages[t][name]

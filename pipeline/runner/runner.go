@@ -121,7 +121,7 @@ type Environment interface {
 // that need to see the target's files (the health check's system
 // libraries) find them; "" before Prepare.
 type Sysrooter interface {
-	Sysroot(t target.Target, arch string) string
+	Sysroot(t target.Target, arch string, packages []string) string
 }
 
 // SysrootOf is the target's root filesystem as r builds in it, prepared
@@ -132,13 +132,13 @@ func SysrootOf(ctx context.Context, r Runner, t target.Target, arch string, pack
 	if !ok {
 		return ""
 	}
-	if dir := s.Sysroot(t, arch); dir != "" {
+	if dir := s.Sysroot(t, arch, packages); dir != "" {
 		return dir
 	}
 	if r.Prepare(ctx, t, arch, packages) != nil {
 		return ""
 	}
-	return s.Sysroot(t, arch)
+	return s.Sysroot(t, arch, packages)
 }
 
 // PlatformProber says which architectures it can run programs of (native

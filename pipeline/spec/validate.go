@@ -32,8 +32,11 @@ var (
 	// Debian policy: lower case letters, digits, + - . and at least two
 	// characters, starting with an alphanumeric. rpm accepts all of these.
 	packageName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
-	envName     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	hexCommit   = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+	// distroPackage is a package a build environment installs: a Debian
+	// or rpm name, with a Debian architecture qualifier allowed.
+	distroPackage = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9+._-]*(:[a-z0-9-]+)?$`)
+	envName       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	hexCommit     = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 )
 
 var (
@@ -119,6 +122,16 @@ func (v *validator) software(name string, s *Software) {
 	}
 	if len(s.Versions) == 0 && !s.broken("versions") {
 		v.add(at("versions"), "list at least one version with its source and checksum", "software %s has no versions", name)
+	}
+	for _, f := range []struct {
+		format string
+		pkgs   []string
+	}{{"deb", s.BuildPackages.Deb}, {"rpm", s.BuildPackages.RPM}} {
+		for i, p := range f.pkgs {
+			if !distroPackage.MatchString(p) {
+				v.add(at(fmt.Sprintf("build_packages.%s[%d]", f.format, i)), "give a package name of the distribution (autoconf, libssl-dev, gcc-c++), one per entry", "%q is not a package name", p)
+			}
+		}
 	}
 	seen := map[string]int{}
 	var semvers []*semver.Version

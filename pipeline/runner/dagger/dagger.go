@@ -229,16 +229,29 @@ const closeTimeout = 15 * time.Second
 
 func (r *Runner) Name() string { return "dagger" }
 
-// EnvironmentID is the target's image with the build packages installed:
-// by digest when the lock file pins it (coach lock), else by its tag.
+// EnvironmentID is the environment a component builds in: the target's
+// image (by digest when the lock file pins it, coach lock, else by its
+// tag) with the toolchain installed, then the component's own build
+// packages, as the sandbox keys it (one base per target, a layer of
+// packages per set).
 func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) string {
-	return "dagger " + t.Image + " " + arch + " " + InstallCommand(t, packages)
+	id := "dagger " + t.Image + " " + arch + " " + InstallCommand(t, t.Toolchain)
+	if pkgs := sortedSet(packages); len(pkgs) > 0 {
+		id += " + " + InstallCommand(t, pkgs)
+	}
+	return id
 }
 
-// InstallCommand is the shell command that installs the toolchain and
-// packages in a target's image.
+func sortedSet(packages []string) []string {
+	pkgs := slices.Clone(packages)
+	slices.Sort(pkgs)
+	return slices.Compact(pkgs)
+}
+
+// InstallCommand is the shell command that installs packages in a
+// target's image.
 func InstallCommand(t target.Target, packages []string) string {
-	pkgs := append(slices.Clone(t.Toolchain), packages...)
+	pkgs := slices.Clone(packages)
 	slices.Sort(pkgs)
 	pkgs = slices.Compact(pkgs)
 	list := strings.Join(pkgs, " ")
@@ -368,16 +381,24 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 	for _, d := range cacheDirs(t) {
 		ctr = ctr.WithMountedCache(d, c.CacheVolume("coach-"+t.Name+"-"+arch+strings.ReplaceAll(d, "/", "-")))
 	}
-	// The engine caches this step by its inputs: the image, the command.
-	// Its output is kept whole and interleaved, like a build step's.
-	cmd := InstallCommand(t, packages)
-	installed := ctr.WithExec([]string{"/bin/sh", "-c", `(` + cmd + `) >/coach-install.log 2>&1; echo $? >/coach-install.rc`})
-	out, rc, err := result(ctx, installed, "/coach-install.log", "/coach-install.rc")
-	if err != nil {
-		return fmt.Errorf("prepare %s: install the build packages in %s: %s", t.Name, t.Image, firstLine(err))
-	}
-	if rc != 0 {
-		return fmt.Errorf("prepare %s: installing the build packages in %s exited with code %d:\n%s\n(the command: %s)", t.Name, t.Image, rc, lastLines(out, 40), cmd)
+	// The engine caches each install by its inputs (the image, the
+	// command): the toolchain once per target, then the component's
+	// packages over it, once per set. Its output is kept whole and
+	// interleaved, like a build step's.
+	installed := ctr
+	for _, pkgs := range [][]string{t.Toolchain, sortedSet(packages)} {
+		if len(pkgs) == 0 {
+			continue
+		}
+		cmd := InstallCommand(t, pkgs)
+		installed = installed.WithExec([]string{"/bin/sh", "-c", `(` + cmd + `) >/coach-install.log 2>&1; echo $? >/coach-install.rc`})
+		out, rc, err := result(ctx, installed, "/coach-install.log", "/coach-install.rc")
+		if err != nil {
+			return fmt.Errorf("prepare %s: install the build packages in %s: %s", t.Name, t.Image, firstLine(err))
+		}
+		if rc != 0 {
+			return fmt.Errorf("prepare %s: installing the build packages in %s exited with code %d:\n%s\n(the command: %s)", t.Name, t.Image, rc, lastLines(out, 40), cmd)
+		}
 	}
 	for _, d := range cacheDirs(t) {
 		installed = installed.WithoutMount(d)
@@ -388,10 +409,15 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 		poller = c.Container(dg.ContainerOpts{Platform: native}).From(t.Image)
 	}
 	r.mu.Lock()
-	r.bases[t.Name+"/"+arch] = installed
-	r.pollers[t.Name+"/"+arch] = poller
+	r.bases[envID(t, arch, packages)] = installed
+	r.pollers[envID(t, arch, packages)] = poller
 	r.mu.Unlock()
 	return nil
+}
+
+// envID names a prepared environment in bases and pollers.
+func envID(t target.Target, arch string, packages []string) string {
+	return t.Name + "/" + arch + "/" + strings.Join(sortedSet(packages), ",")
 }
 
 // result reads what a wrapped exec wrote: its whole output and its exit
@@ -491,8 +517,8 @@ func (r *Runner) stage(ctx context.Context, job *runner.Job) (*staged, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	base := r.bases[job.Target.Name+"/"+job.Arch]
-	pollBase := r.pollers[job.Target.Name+"/"+job.Arch]
+	base := r.bases[envID(job.Target, job.Arch, job.Packages)]
+	pollBase := r.pollers[envID(job.Target, job.Arch, job.Packages)]
 	r.mu.Unlock()
 	if base == nil {
 		return nil, fmt.Errorf("dagger: Prepare was not called for %s/%s", job.Target.Name, job.Arch)

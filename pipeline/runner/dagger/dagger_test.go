@@ -19,13 +19,32 @@ import (
 
 func TestInstallCommand(t *testing.T) {
 	d12, _ := target.Builtin("debian-12")
-	got := InstallCommand(d12, []string{"autoconf", "build-essential"})
-	if !strings.HasPrefix(got, "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ") || strings.Count(got, "build-essential") != 1 || !strings.Contains(got, "autoconf") {
+	got := InstallCommand(d12, []string{"autoconf", "build-essential", "autoconf"})
+	if got != "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends autoconf build-essential" {
 		t.Errorf("deb: %s", got)
 	}
 	el9, _ := target.Builtin("el9")
-	if got := InstallCommand(el9, []string{"autoconf"}); !strings.HasPrefix(got, "dnf -y --setopt=install_weak_deps=False install ") || !strings.Contains(got, "gcc") {
+	if got := InstallCommand(el9, []string{"autoconf"}); got != "dnf -y --setopt=install_weak_deps=False install autoconf && dnf clean all" {
 		t.Errorf("rpm: %s", got)
+	}
+}
+
+// A component's environment is the target's base (its image and
+// toolchain) and its own packages: another component's packages do not
+// change it, and the order or repetition of its own do not either.
+func TestEnvironmentIDPerComponent(t *testing.T) {
+	d12, _ := target.Builtin("debian-12")
+	r := New(nil)
+	base := r.EnvironmentID(d12, "amd64", nil)
+	if !strings.Contains(base, "build-essential") || strings.Contains(base, " + ") {
+		t.Errorf("base: %s", base)
+	}
+	auto := r.EnvironmentID(d12, "amd64", []string{"libtool", "autoconf"})
+	if auto == base || !strings.HasPrefix(auto, base+" + ") || auto != r.EnvironmentID(d12, "amd64", []string{"autoconf", "libtool", "autoconf"}) {
+		t.Errorf("with packages: %s", auto)
+	}
+	if r.EnvironmentID(d12, "arm64", nil) == base {
+		t.Error("the architecture is not in the environment")
 	}
 }
 

@@ -29,7 +29,9 @@ import (
 
 // rootfsSchema is mixed into rootfs keys; bump it when the way a rootfs is
 // made changes.
-const rootfsSchema = 1
+// 2: build roots too have their owners shifted into coach's user
+// namespace (apt installs build environments over them there).
+const rootfsSchema = 2
 
 // Rootfs makes and caches one root filesystem per target, architecture and
 // package set, under <Dir>/<target>-<key>/, with mmdebstrap for the Debian
@@ -80,14 +82,12 @@ func key(t target.Target, arch string, packages []string, toolchain bool) string
 		Bootstrap target.Bootstrap
 		Arch      string
 		Packages  []string
-		// Owners is the id range a clean root's owners are shifted into
-		// (see Rootfs.Clean); build roots keep the host's.
+		// Owners is the id range a root's owners are shifted into (see
+		// Rootfs.Clean).
 		Owners string `json:",omitempty"`
 	}{rootfsSchema, t.Bootstrap, arch, packageSet(t, packages, toolchain), ""}
-	if !toolchain {
-		if ids, err := userns.Current(); err == nil && ids.Ranged() {
-			in.Owners = fmt.Sprintf("%d:%d", ids.UID, ids.GID)
-		}
+	if ids, err := userns.Current(); err == nil && ids.Ranged() {
+		in.Owners = fmt.Sprintf("%d:%d", ids.UID, ids.GID)
 	}
 	return digest.JSON(in)
 }
@@ -124,10 +124,21 @@ var ErrNoSpace = fmt.Errorf("no space left on device (%w)", syscall.ENOSPC)
 // for (the rpm family, without a registry).
 var ErrNoBootstrap = errors.New("no bootstrap recipe")
 
-// Ensure returns the build rootfs for a target: its toolchain and packages
-// installed. It is made if needed.
+// Ensure returns the build environment of a target with packages: its
+// base root (the essentials and the toolchain), or, with packages, an
+// environment of them over the base (see EnvKey). Each is made once.
 func (r *Rootfs) Ensure(ctx context.Context, t target.Target, arch string, packages []string) (string, error) {
-	return r.ensure(ctx, t, arch, packages, true)
+	base, err := r.ensure(ctx, t, arch, nil, true)
+	if err != nil || len(packages) == 0 {
+		return base, err
+	}
+	return r.environment(ctx, t, arch, base, packages)
+}
+
+// removeRoot removes a root or a partial one without crossing a mount
+// point, even once ctx is done.
+func removeRoot(ctx context.Context, dir, path string) {
+	confine.RemoveAll(context.WithoutCancel(ctx), dir, filepath.Base(path))
 }
 
 // Clean returns a rootfs of the target as a fresh installation has it: no
@@ -172,7 +183,7 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 	}
 	// An incomplete leftover without its info file, and this process id's
 	// own leftover, are removed without crossing a mount point.
-	remove := func(path string) { confine.RemoveAll(context.WithoutCancel(ctx), r.Dir, filepath.Base(path)) }
+	remove := func(path string) { removeRoot(ctx, r.Dir, path) }
 	remove(dir)
 	tmp := dir + fmt.Sprintf(".partial-%d", os.Getpid())
 	remove(tmp)
@@ -257,7 +268,7 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 			return "", fmt.Errorf("make the %s root filesystem: %w", t.Name, err)
 		}
 	}
-	if !toolchain {
+	{
 		if err := userns.ShiftTree(tmp); err != nil {
 			remove(tmp)
 			return "", fmt.Errorf("make the %s root filesystem: give it to the sandboxes' ids: %w", t.Name, err)

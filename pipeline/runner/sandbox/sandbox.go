@@ -89,12 +89,15 @@ func (r *Runner) SharesJobserver() bool { return true }
 // environmentSchema is mixed into the environment's identity: bump it
 // when what a step sees of its environment changes. 2: steps run as root
 // of coach's user namespace, not host root, and write layers owned by it.
-const environmentSchema = 2
+// 3: each component builds in its target's base root with only its own
+// build packages added (EnvKey).
+const environmentSchema = 3
 
-// EnvironmentID is the key of the root filesystem the target's components
-// build in: the target's bootstrap recipe, the arch and the package set.
+// EnvironmentID is the key of the environment a component builds in: the
+// target's base root (bootstrap recipe, arch), and the component's own
+// build packages over it.
 func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) string {
-	return fmt.Sprintf("sandbox/%d %s", environmentSchema, Key(t, arch, packages))
+	return fmt.Sprintf("sandbox/%d %s", environmentSchema, EnvKey(t, arch, packages))
 }
 
 // Check reports whether the sandbox can run here: its tools are there and
@@ -218,16 +221,21 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 	if r.roots == nil {
 		r.roots = map[string]string{}
 	}
-	r.roots[t.Name+"/"+arch] = dir
+	r.roots[rootID(t, arch, packages)] = dir
 	return nil
 }
 
-// Sysroot is the root filesystem Prepare made for a target, for checks
-// that need to see the target's files ("" before Prepare).
-func (r *Runner) Sysroot(t target.Target, arch string) string {
+// rootID names a prepared environment in Runner.roots.
+func rootID(t target.Target, arch string, packages []string) string {
+	return t.Name + "/" + arch + "/" + strings.Join(sortedSet(packages), ",")
+}
+
+// Sysroot is the environment Prepare made for a target and packages, for
+// checks that need to see the target's files ("" before Prepare).
+func (r *Runner) Sysroot(t target.Target, arch string, packages []string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.roots[t.Name+"/"+arch]
+	return r.roots[rootID(t, arch, packages)]
 }
 
 // hidden are the rootfs entries the sandbox does not expose: kernel
@@ -297,10 +305,10 @@ func (r *Runner) setup(job *runner.Job) (*env, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	rootfs := r.roots[job.Target.Name+"/"+job.Arch]
+	rootfs := r.roots[rootID(job.Target, job.Arch, job.Packages)]
 	r.mu.Unlock()
 	if rootfs == "" {
-		return nil, fmt.Errorf("sandbox: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
+		return nil, fmt.Errorf("sandbox: Prepare was not called for %s/%s with %v", job.Target.Name, job.Arch, job.Packages)
 	}
 	for _, p := range append([]string{job.Output, job.Scratch}, job.Layers...) {
 		if strings.ContainsAny(p, ",:") {

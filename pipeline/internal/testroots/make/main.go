@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -75,9 +76,20 @@ func run(ctx context.Context) error {
 				return err
 			}
 			t := prep.Plan.TargetList()[0]
-			tasks = append(tasks, task{"build root " + target.Label(t.Name, arch) + " (" + b.project + ")", func() (string, error) {
-				return roots.Ensure(ctx, t, arch, build.Packages(prep.Plan, t))
-			}})
+			// The base root, each component's environment over it,
+			// and the environment of them all the health check
+			// resolves system libraries in; the base is made once
+			// (under its lock) for all of them.
+			sets := map[string][]string{"": nil, strings.Join(build.Packages(prep.Plan, t), ","): build.Packages(prep.Plan, t)}
+			for _, n := range prep.Plan.Nodes {
+				pkgs := build.ComponentPackages(n, t)
+				sets[strings.Join(pkgs, ",")] = pkgs
+			}
+			for name, pkgs := range sets {
+				tasks = append(tasks, task{"build environment " + target.Label(t.Name, arch) + " (" + b.project + ") [" + name + "]", func() (string, error) {
+					return roots.Ensure(ctx, t, arch, pkgs)
+				}})
+			}
 		}
 		// Verify's clean roots: Debian 12 on each architecture, and on
 		// this host Debian 12 with rpm (for rpms) and Debian 13.
