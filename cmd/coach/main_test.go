@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,28 @@ func TestScripts(t *testing.T) {
 					time.Sleep(100 * time.Millisecond)
 				}
 				ts.Fatalf("%s did not match %q within %s", args[0], args[1], limit)
+			},
+			// waitgone waits until no process's command line matches a
+			// pattern (pgrep -f): a sandbox whose coach was killed dies
+			// with it, but the kernel tears its pid namespace down
+			// asynchronously.
+			"waitgone": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: waitgone pattern timeout")
+				}
+				limit, err := time.ParseDuration(args[1])
+				ts.Check(err)
+				deadline := time.Now().Add(limit)
+				for {
+					out, err := exec.Command("pgrep", "-f", "--", args[0]).Output()
+					if err != nil && len(out) == 0 {
+						return // pgrep exits 1 when nothing matches
+					}
+					if time.Now().After(deadline) {
+						ts.Fatalf("processes matching %q still run after %s: %s", args[0], limit, strings.TrimSpace(string(out)))
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
 			},
 		},
 	})
