@@ -142,9 +142,7 @@ func (b *Builder) log() *slog.Logger {
 // format, sorted, each once: what its environment adds to the target's
 // base root.
 func ComponentPackages(n *plan.Node, t target.Target) []string {
-	pkgs := slices.Clone(n.Component.Software.BuildPackages.For(t.Format))
-	slices.Sort(pkgs)
-	return slices.Compact(pkgs)
+	return runner.PackageSet(n.Component.Software.BuildPackages.For(t.Format))
 }
 
 // Packages is the union of the build packages of the plan's components for

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/coach-build/coach/pipeline/target"
@@ -122,6 +123,20 @@ type Environment interface {
 // libraries) find them; "" before Prepare.
 type Sysrooter interface {
 	Sysroot(t target.Target, arch string, packages []string) string
+}
+
+// PackageSet is a list of distro packages as environments are keyed by
+// it: sorted, each once.
+func PackageSet(packages []string) []string {
+	pkgs := slices.Clone(packages)
+	slices.Sort(pkgs)
+	return slices.Compact(pkgs)
+}
+
+// PreparedID names the environment Prepare made for a target, arch and
+// package set, for a backend's map of them.
+func PreparedID(t target.Target, arch string, packages []string) string {
+	return t.Name + "/" + arch + "/" + strings.Join(PackageSet(packages), ",")
 }
 
 // SysrootOf is the target's root filesystem as r builds in it, prepared

@@ -236,25 +236,16 @@ func (r *Runner) Name() string { return "dagger" }
 // packages per set).
 func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) string {
 	id := "dagger " + t.Image + " " + arch + " " + InstallCommand(t, t.Toolchain)
-	if pkgs := sortedSet(packages); len(pkgs) > 0 {
+	if pkgs := runner.PackageSet(packages); len(pkgs) > 0 {
 		id += " + " + InstallCommand(t, pkgs)
 	}
 	return id
 }
 
-func sortedSet(packages []string) []string {
-	pkgs := slices.Clone(packages)
-	slices.Sort(pkgs)
-	return slices.Compact(pkgs)
-}
-
 // InstallCommand is the shell command that installs packages in a
 // target's image.
 func InstallCommand(t target.Target, packages []string) string {
-	pkgs := slices.Clone(packages)
-	slices.Sort(pkgs)
-	pkgs = slices.Compact(pkgs)
-	list := strings.Join(pkgs, " ")
+	list := strings.Join(runner.PackageSet(packages), " ")
 	if t.Format == target.FormatRPM {
 		return "dnf -y --setopt=install_weak_deps=False install " + list + " && dnf clean all"
 	}
@@ -386,7 +377,7 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 	// packages over it, once per set. Its output is kept whole and
 	// interleaved, like a build step's.
 	installed := ctr
-	for _, pkgs := range [][]string{t.Toolchain, sortedSet(packages)} {
+	for _, pkgs := range [][]string{t.Toolchain, runner.PackageSet(packages)} {
 		if len(pkgs) == 0 {
 			continue
 		}
@@ -409,15 +400,10 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 		poller = c.Container(dg.ContainerOpts{Platform: native}).From(t.Image)
 	}
 	r.mu.Lock()
-	r.bases[envID(t, arch, packages)] = installed
-	r.pollers[envID(t, arch, packages)] = poller
+	r.bases[runner.PreparedID(t, arch, packages)] = installed
+	r.pollers[runner.PreparedID(t, arch, packages)] = poller
 	r.mu.Unlock()
 	return nil
-}
-
-// envID names a prepared environment in bases and pollers.
-func envID(t target.Target, arch string, packages []string) string {
-	return t.Name + "/" + arch + "/" + strings.Join(sortedSet(packages), ",")
 }
 
 // result reads what a wrapped exec wrote: its whole output and its exit
@@ -517,8 +503,8 @@ func (r *Runner) stage(ctx context.Context, job *runner.Job) (*staged, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	base := r.bases[envID(job.Target, job.Arch, job.Packages)]
-	pollBase := r.pollers[envID(job.Target, job.Arch, job.Packages)]
+	base := r.bases[runner.PreparedID(job.Target, job.Arch, job.Packages)]
+	pollBase := r.pollers[runner.PreparedID(job.Target, job.Arch, job.Packages)]
 	r.mu.Unlock()
 	if base == nil {
 		return nil, fmt.Errorf("dagger: Prepare was not called for %s/%s", job.Target.Name, job.Arch)

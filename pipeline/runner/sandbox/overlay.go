@@ -17,6 +17,7 @@ import (
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/internal/durable"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
+	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -39,7 +40,7 @@ const overlaySchema = 1
 // the overlay of packages over that base.
 func EnvKey(t target.Target, arch string, packages []string) string {
 	base := Key(t, arch, nil)
-	pkgs := sortedSet(packages)
+	pkgs := runner.PackageSet(packages)
 	if len(pkgs) == 0 {
 		return base
 	}
@@ -48,12 +49,6 @@ func EnvKey(t target.Target, arch string, packages []string) string {
 		Base     string
 		Packages []string
 	}{overlaySchema, base, pkgs})
-}
-
-func sortedSet(packages []string) []string {
-	pkgs := slices.Clone(packages)
-	slices.Sort(pkgs)
-	return slices.Compact(pkgs)
 }
 
 // OverlayInfo is stored in an environment made as an overlay (as
@@ -86,7 +81,7 @@ func IsEnvironment(name string) bool { return strings.Contains(name, envDirPart)
 // environment returns the environment of packages over the base root at
 // base (whose key is baseKey), making it if needed.
 func (r *Rootfs) environment(ctx context.Context, t target.Target, arch, base string, packages []string) (string, error) {
-	pkgs := sortedSet(packages)
+	pkgs := runner.PackageSet(packages)
 	key := EnvKey(t, arch, pkgs)
 	dir := filepath.Join(r.Dir, t.Name+envDirPart+strings.TrimPrefix(key, "sha256:")[:16])
 	info := filepath.Join(dir, InfoFile)

@@ -24,6 +24,7 @@ import (
 	"github.com/coach-build/coach/pipeline/internal/pidns"
 	"github.com/coach-build/coach/pipeline/internal/userns"
 	"github.com/coach-build/coach/pipeline/mirror"
+	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -99,9 +100,7 @@ func packageSet(t target.Target, packages []string, toolchain bool) []string {
 	if toolchain {
 		pkgs = slices.Clone(t.Toolchain)
 	}
-	pkgs = append(pkgs, packages...)
-	slices.Sort(pkgs)
-	return slices.Compact(pkgs)
+	return runner.PackageSet(append(pkgs, packages...))
 }
 
 // debArch is Debian's name for a Go architecture.

@@ -221,13 +221,8 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 	if r.roots == nil {
 		r.roots = map[string]string{}
 	}
-	r.roots[rootID(t, arch, packages)] = dir
+	r.roots[runner.PreparedID(t, arch, packages)] = dir
 	return nil
-}
-
-// rootID names a prepared environment in Runner.roots.
-func rootID(t target.Target, arch string, packages []string) string {
-	return t.Name + "/" + arch + "/" + strings.Join(sortedSet(packages), ",")
 }
 
 // Sysroot is the environment Prepare made for a target and packages, for
@@ -235,7 +230,7 @@ func rootID(t target.Target, arch string, packages []string) string {
 func (r *Runner) Sysroot(t target.Target, arch string, packages []string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.roots[rootID(t, arch, packages)]
+	return r.roots[runner.PreparedID(t, arch, packages)]
 }
 
 // hidden are the rootfs entries the sandbox does not expose: kernel
@@ -305,7 +300,7 @@ func (r *Runner) setup(job *runner.Job) (*env, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	rootfs := r.roots[rootID(job.Target, job.Arch, job.Packages)]
+	rootfs := r.roots[runner.PreparedID(job.Target, job.Arch, job.Packages)]
 	r.mu.Unlock()
 	if rootfs == "" {
 		return nil, fmt.Errorf("sandbox: Prepare was not called for %s/%s with %v", job.Target.Name, job.Arch, job.Packages)
