@@ -731,7 +731,7 @@ func newScratch(ctx context.Context, o scratchOptions) (m Machine, done func(), 
 		}
 	}
 	// The upper directory is the root directory of the overlay.
-	if err := chownLike(upper, clean); err != nil {
+	if err := userns.ChownLike(upper, clean); err != nil {
 		return nil, nil, err
 	}
 	for _, p := range o.copies {

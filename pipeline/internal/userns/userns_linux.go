@@ -158,3 +158,21 @@ func walkOwners(dir string, owner func(uid, gid int) (int, int)) error {
 		return nil
 	})
 }
+
+// ChownLike gives dir the owner and mode of like: an overlay's upper
+// directory is the root directory of what it shows, so it takes the
+// lower root's.
+func ChownLike(dir, like string) error {
+	st, err := os.Lstat(like)
+	if err != nil {
+		return err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("no owner information for %s", like)
+	}
+	if err := os.Lchown(dir, int(sys.Uid), int(sys.Gid)); err != nil {
+		return err
+	}
+	return os.Chmod(dir, st.Mode().Perm())
+}

@@ -23,3 +23,6 @@ func ChownTree(string) error { return nil }
 
 // ShiftTree does nothing off Linux.
 func ShiftTree(string) error { return nil }
+
+// ChownLike does nothing off Linux.
+func ChownLike(dir, like string) error { return nil }

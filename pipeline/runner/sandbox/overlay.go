@@ -16,7 +16,6 @@ import (
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/internal/durable"
-	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -84,19 +83,11 @@ func (r *Rootfs) environment(ctx context.Context, t target.Target, arch, base st
 	pkgs := runner.PackageSet(packages)
 	key := EnvKey(t, arch, pkgs)
 	dir := filepath.Join(r.Dir, t.Name+envDirPart+strings.TrimPrefix(key, "sha256:")[:16])
-	info := filepath.Join(dir, InfoFile)
-	if _, err := os.Stat(info); err == nil {
-		touch(info)
-		return dir, nil
-	}
-	unlock, err := lockfile.Lock(ctx, dir+".lock", 100*time.Millisecond)
-	if err != nil {
-		return "", err
+	ready, unlock, err := r.claim(ctx, dir)
+	if err != nil || ready {
+		return dir, err
 	}
 	defer unlock()
-	if _, err := os.Stat(info); err == nil {
-		return dir, nil
-	}
 	for _, p := range pkgs {
 		if !packageName.MatchString(p) {
 			return "", fmt.Errorf("target %s: %q is not a package name", t.Name, p)

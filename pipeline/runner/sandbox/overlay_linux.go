@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -51,7 +50,7 @@ func (r *Rootfs) installOverlay(ctx context.Context, t target.Target, arch, base
 	if strings.ContainsAny(base+tmp, ",:") {
 		return nil, fmt.Errorf("path %q contains , or :, which overlayfs options cannot carry; choose another cache directory", tmp)
 	}
-	if err := chownLike(upper, base); err != nil {
+	if err := userns.ChownLike(upper, base); err != nil {
 		return nil, err
 	}
 	for _, d := range []string{lists, filepath.Join(lists, "partial"), tmpDir, archives, filepath.Join(archives, "partial")} {
@@ -223,20 +222,4 @@ func opaque(root *os.Root, rel string) bool {
 		}
 	}
 	return false
-}
-
-// chownLike gives dir the owner and mode of like.
-func chownLike(dir, like string) error {
-	st, err := os.Lstat(like)
-	if err != nil {
-		return err
-	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !ok {
-		return errors.New("no owner information for " + like)
-	}
-	if err := os.Lchown(dir, int(sys.Uid), int(sys.Gid)); err != nil {
-		return err
-	}
-	return os.Chmod(dir, st.Mode().Perm())
 }

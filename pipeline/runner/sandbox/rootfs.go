@@ -134,6 +134,29 @@ func (r *Rootfs) Ensure(ctx context.Context, t target.Target, arch string, packa
 	return r.environment(ctx, t, arch, base, packages)
 }
 
+// claim reports whether the root (or environment) at dir is made, and
+// records it as used; when it is not, claim holds dir's lock, which the
+// caller releases with unlock once it has made it, so that it is made
+// once however many processes want it.
+func (r *Rootfs) claim(ctx context.Context, dir string) (made bool, unlock func(), err error) {
+	info := filepath.Join(dir, InfoFile)
+	if _, err := os.Stat(info); err == nil {
+		touch(info) // last used, for cache gc
+		return true, nil, nil
+	}
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		return false, nil, err
+	}
+	if unlock, err = lockfile.Lock(ctx, dir+".lock", 100*time.Millisecond); err != nil {
+		return false, nil, err
+	}
+	if _, err := os.Stat(info); err == nil {
+		unlock()
+		return true, nil, nil
+	}
+	return false, unlock, nil
+}
+
 // removeRoot removes a root or a partial one without crossing a mount
 // point, even once ctx is done.
 func removeRoot(ctx context.Context, dir, path string) {
@@ -160,22 +183,11 @@ func (r *Rootfs) ensure(ctx context.Context, t target.Target, arch string, packa
 		name += "-clean"
 	}
 	dir := filepath.Join(r.Dir, name+"-"+strings.TrimPrefix(key, "sha256:")[:16])
-	info := filepath.Join(dir, InfoFile)
-	if _, err := os.Stat(info); err == nil {
-		touch(info) // last used, for cache gc
-		return dir, nil
-	}
-	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
-		return "", err
-	}
-	unlock, err := lockfile.Lock(ctx, dir+".lock", 100*time.Millisecond)
-	if err != nil {
-		return "", err
+	ready, unlock, err := r.claim(ctx, dir)
+	if err != nil || ready {
+		return dir, err
 	}
 	defer unlock()
-	if _, err := os.Stat(info); err == nil {
-		return dir, nil
-	}
 	mm, err := exec.LookPath("mmdebstrap")
 	if err != nil {
 		return "", fmt.Errorf("target %s needs mmdebstrap to make its root filesystem: apt-get install mmdebstrap", t.Name)
