@@ -46,6 +46,10 @@ type Builder struct {
 	MakeJobs int
 	// NoCache rebuilds every component (and replaces its cached layer).
 	NoCache bool
+	// Remote, when set, is a layer cache shared between machines: looked
+	// up when Layers misses, and given what was built (and what it lacks)
+	// when it takes pushes.
+	Remote Remote
 	// KeepFailed keeps the work directory of a failed component.
 	KeepFailed bool
 	// Debug, when set, is passed to every job (runner.Job.Debug): a
@@ -63,6 +67,11 @@ type Builder struct {
 	// takes a token for itself before it starts (its make's implicit
 	// slot), and its makes take the rest from the same pool.
 	Jobserver *jobserver.Server
+
+	// up are the pushes to Remote this build started, under upCtx (the
+	// build's context, which outlives buildNodes').
+	up    *pushes
+	upCtx context.Context
 }
 
 func (b *Builder) history() *History {
@@ -85,7 +94,9 @@ func (b *Builder) scheduleEstimates(ctx context.Context, pl *plan.Plan, jobs int
 	}
 	var reqs []fetch.Request
 	for _, n := range pl.Nodes {
-		if _, ok := hist[n.Name]; !ok && b.Fetcher != nil {
+		// With a remote cache most components are pulled, not built:
+		// their sources are not fetched just to rank them.
+		if _, ok := hist[n.Name]; !ok && b.Fetcher != nil && b.Remote == nil {
 			reqs = append(reqs, fetch.Request{Name: n.Name, Version: n.Version, Source: n.Component.Source})
 		}
 	}
@@ -104,17 +115,20 @@ func (b *Builder) scheduleEstimates(ctx context.Context, pl *plan.Plan, jobs int
 
 // ComponentResult is one component's outcome on one target.
 type ComponentResult struct {
-	Name     string    `json:"name"`
-	Version  string    `json:"version"`
-	Key      string    `json:"key"`
-	CacheHit bool      `json:"cache_hit"`
-	Start    time.Time `json:"start"`
-	End      time.Time `json:"end"`
-	Seconds  float64   `json:"seconds"`
-	Files    int       `json:"layer_files"`
-	Bytes    int64     `json:"layer_bytes"`
-	Layer    string    `json:"layer"`
-	Log      string    `json:"log,omitempty"`
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Key      string `json:"key"`
+	CacheHit bool   `json:"cache_hit"`
+	// From is where the layer came from: local (this machine's cache),
+	// remote (the remote cache) or build.
+	From    string    `json:"from"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	Seconds float64   `json:"seconds"`
+	Files   int       `json:"layer_files"`
+	Bytes   int64     `json:"layer_bytes"`
+	Layer   string    `json:"layer"`
+	Log     string    `json:"log,omitempty"`
 	// Digest is the layer's content digest; Inputs what its key covers.
 	Digest string     `json:"digest"`
 	Inputs *KeyInputs `json:"inputs,omitempty"`
@@ -172,7 +186,12 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 		return nil, err
 	}
 	b.sweepPartials()
+	b.up, b.upCtx = &pushes{}, ctx
 	results, err := b.buildNodes(ctx, pl, p, root, t, nil)
+	// What was built is worth sharing even when a sibling failed.
+	if perr := b.up.wait(); err == nil && perr != nil {
+		err = fmt.Errorf("remote cache: %w", perr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -460,6 +479,20 @@ func (e FixedEnvironment) EnvironmentID(target.Target, string, []string) string 
 // dependencies are all in the cache have one.
 func LayerKeys(c *LayerCache, e Environment, pl *plan.Plan, t target.Target) map[string]string {
 	keys := map[string]string{}
+	walkKeys(e, pl, t, func(n *plan.Node, key string, _ *KeyInputs) string {
+		keys[n.Name] = key
+		if _, meta, ok := c.Lookup(key); ok {
+			return meta.Digest
+		}
+		return ""
+	})
+	return keys
+}
+
+// walkKeys computes the plan's layer keys in plan order: each component
+// whose dependencies all have a layer digest gets its key, and layer says
+// the digest of its layer ("" for none, and its dependents get no key).
+func walkKeys(e Environment, pl *plan.Plan, t target.Target, layer func(n *plan.Node, key string, in *KeyInputs) string) {
 	digests := map[string]string{}
 	for _, n := range pl.Nodes {
 		var deps []NamedLayer
@@ -474,13 +507,108 @@ func LayerKeys(c *LayerCache, e Environment, pl *plan.Plan, t target.Target) map
 		if !complete {
 			continue
 		}
-		key, _ := layerKey(e, pl, t, n, deps)
-		keys[n.Name] = key
-		if _, meta, ok := c.Lookup(key); ok {
-			digests[n.Name] = meta.Digest
+		key, in := layerKey(e, pl, t, n, deps)
+		if d := layer(n, key, in); d != "" {
+			digests[n.Name] = d
 		}
 	}
-	return keys
+}
+
+// Synced is one component's layer in a push to or pull from a remote
+// cache.
+type Synced struct {
+	Component string `json:"component"`
+	Version   string `json:"version"`
+	// Key is the layer's key; empty when a dependency's layer is
+	// missing, so that this one's key cannot be known.
+	Key string `json:"key,omitempty"`
+	// State: pushed, present (the remote had it), pulled, local (this
+	// cache had it), missing (neither has it: build it), or blocked (a
+	// dependency is missing).
+	State string `json:"state"`
+}
+
+// PushLayers gives the remote every layer of the plan's components for t,
+// in environment e, that this cache has and the remote lacks.
+func PushLayers(ctx context.Context, c *LayerCache, r Remote, e Environment, pl *plan.Plan, t target.Target) ([]Synced, error) {
+	var out []Synced
+	var errs []error
+	seen := map[string]bool{}
+	walkKeys(e, pl, t, func(n *plan.Node, key string, _ *KeyInputs) string {
+		seen[n.Name] = true
+		s := Synced{Component: n.Name, Version: n.Version, Key: key, State: "missing"}
+		defer func() { out = append(out, s) }()
+		dir, meta, ok := c.Lookup(key)
+		if !ok {
+			return ""
+		}
+		if err := c.Verify(key, meta); err != nil {
+			errs = append(errs, err)
+			return ""
+		}
+		has, err := r.HasLayer(ctx, key)
+		if err != nil {
+			errs = append(errs, err)
+			return meta.Digest
+		}
+		if has {
+			s.State = "present"
+			return meta.Digest
+		}
+		raw, err := c.MetaJSON(key)
+		if err == nil {
+			err = r.PushLayer(ctx, key, dir, raw, filepath.Join(c.Dir, "tmp"))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("push %s: %w", n.Name, err))
+			return meta.Digest
+		}
+		s.State = "pushed"
+		return meta.Digest
+	})
+	return withBlocked(out, pl, seen), errors.Join(errs...)
+}
+
+// PullLayers brings into this cache every layer of the plan's components
+// for t, in environment e, that the remote has and this cache lacks, in
+// plan order (a layer's key needs its dependencies' digests). Pulled
+// layers are checked as a build checks them (Pull).
+func PullLayers(ctx context.Context, c *LayerCache, r Remote, e Environment, pl *plan.Plan, t target.Target, log *slog.Logger) ([]Synced, error) {
+	var out []Synced
+	var errs []error
+	seen := map[string]bool{}
+	walkKeys(e, pl, t, func(n *plan.Node, key string, in *KeyInputs) string {
+		seen[n.Name] = true
+		s := Synced{Component: n.Name, Version: n.Version, Key: key, State: "local"}
+		defer func() { out = append(out, s) }()
+		if _, meta, ok := c.Lookup(key); ok {
+			if err := c.Verify(key, meta); err == nil {
+				return meta.Digest
+			}
+			c.Evict(key)
+		}
+		_, meta, ok, err := c.Pull(ctx, r, key, in, r.String(), log)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pull %s: %w", n.Name, err))
+		}
+		if !ok {
+			s.State = "missing"
+			return ""
+		}
+		s.State = "pulled"
+		return meta.Digest
+	})
+	return withBlocked(out, pl, seen), errors.Join(errs...)
+}
+
+// withBlocked adds the components walkKeys could not key.
+func withBlocked(out []Synced, pl *plan.Plan, seen map[string]bool) []Synced {
+	for _, n := range pl.Nodes {
+		if !seen[n.Name] {
+			out = append(out, Synced{Component: n.Name, Version: n.Version, State: "blocked"})
+		}
+	}
+	return out
 }
 
 func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, deps []NamedLayer, prepare func(packages []string) error, emit func(event.Event)) (ComponentResult, error) {
@@ -505,14 +633,29 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		}
 		if ok {
 			b.Layers.Touch(key) // last used, for cache gc --keep-size
-			res.CacheHit, res.Layer, res.Files, res.Bytes, res.Digest = true, dir, meta.Files, meta.Bytes, meta.Digest
+			res.CacheHit, res.From, res.Layer, res.Files, res.Bytes, res.Digest = true, FromLocal, dir, meta.Files, meta.Bytes, meta.Digest
 			res.Log = filepath.Join(filepath.Dir(dir), "build.log")
 			finish()
+			b.share(key, dir, true)
 			emit(event.Event{Kind: event.ComponentCached, Component: n.Name, Version: n.Version})
 			b.log().Debug("cached", "target", t.Name, "component", n.Name, "key", shortKey(key))
 			return res, nil
 		}
+		if b.Remote != nil {
+			dir, meta, ok, err := b.Layers.Pull(ctx, b.Remote, key, inputs, b.Remote.String(), b.log())
+			if err != nil {
+				return res, fmt.Errorf("build %s: %w", n.Name, err)
+			}
+			if ok {
+				res.CacheHit, res.From, res.Layer, res.Files, res.Bytes, res.Digest = true, FromRemote, dir, meta.Files, meta.Bytes, meta.Digest
+				finish()
+				emit(event.Event{Kind: event.ComponentCached, Component: n.Name, Version: n.Version, Message: "remote"})
+				b.log().Debug("pulled", "target", t.Name, "component", n.Name, "key", shortKey(key), "from", b.Remote.String())
+				return res, nil
+			}
+		}
 	}
+	res.From = FromBuild
 	if err := prepare(ComponentPackages(n, t)); err != nil {
 		return res, err
 	}
@@ -607,7 +750,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	}
 	finish()
 	logFile.Sync()
-	layer, err := pending.commit(LayerMeta{Component: n.Name, Version: n.Version, Target: t.Name, BuiltAt: res.End, Seconds: res.Seconds, Inputs: inputs}, logPath)
+	layer, err := pending.commit(LayerMeta{Component: n.Name, Version: n.Version, Target: t.Name, BuiltAt: res.End, Seconds: res.Seconds, Inputs: inputs}, logPath, "")
 	if err != nil {
 		pending.discard()
 		return res, fmt.Errorf("build %s: store layer: %w", n.Name, err)
@@ -620,6 +763,12 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	}
 	res.Files, res.Bytes, _ = treeSize(layer)
 	res.Log = filepath.Join(filepath.Dir(layer), "build.log")
+	b.share(key, layer, false)
+	if b.Remote != nil && b.Remote.Pushes() && b.up != nil && b.Fetcher != nil && fetched != nil {
+		// Its source too, so that a machine that must build it again
+		// finds it in the same place.
+		b.up.start(func() error { return b.Fetcher.Share(b.upCtx, fetched) })
+	}
 	lines.Flush()
 	emit(event.Event{Kind: event.ComponentFinished, Component: n.Name, Version: n.Version, Seconds: res.Seconds})
 	b.log().Debug("built", "target", t.Name, "component", n.Name, "seconds", fmt.Sprintf("%.1f", res.Seconds), "files", res.Files)
@@ -822,4 +971,28 @@ func (res *Result) TreeDigest() string {
 		InstallDir string
 		Layers     []layer
 	}{res.InstallDir, layers})
+}
+
+// share pushes the layer of key (dir) to the remote cache, when it takes
+// pushes, in the background; Build waits for it. ifMissing asks the
+// remote first (a layer this machine had cached may be there already).
+func (b *Builder) share(key, dir string, ifMissing bool) {
+	if b.Remote == nil || !b.Remote.Pushes() || b.up == nil {
+		return
+	}
+	ctx := b.upCtx
+	b.up.start(func() error {
+		if ifMissing {
+			has, err := b.Remote.HasLayer(ctx, key)
+			if err != nil || has {
+				return err
+			}
+		}
+		meta, err := b.Layers.MetaJSON(key)
+		if err != nil {
+			return nil // evicted meanwhile: nothing to share
+		}
+		tmp := filepath.Join(b.Layers.Dir, "tmp")
+		return b.Remote.PushLayer(ctx, key, dir, meta, tmp)
+	})
 }

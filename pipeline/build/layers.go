@@ -57,6 +57,9 @@ type LayerMeta struct {
 	// Digest is the layer's content digest (confine.TreeDigest): what a
 	// dependent's key covers.
 	Digest string `json:"digest"`
+	// Origin is the remote cache the layer was pulled from; empty for a
+	// layer built here.
+	Origin string `json:"origin,omitempty"`
 	// Inputs is what the key covers: the component's input key, the
 	// build environment's identity and the digest of each layer the
 	// build saw.
@@ -175,7 +178,10 @@ func (p *pendingLayer) layerDir() string { return filepath.Join(p.tmp, "layer") 
 
 // commit records meta and moves the layer into place. If another process
 // committed the same key first, its layer is kept: same key, same inputs.
-func (p *pendingLayer) commit(meta LayerMeta, logPath string) (string, error) {
+// A non-empty want is the content digest the layer must have (a layer
+// pulled from a remote cache); a tree with another is a *DigestMismatch,
+// and nothing is committed.
+func (p *pendingLayer) commit(meta LayerMeta, logPath, want string) (string, error) {
 	files, bytes, err := treeSize(p.layerDir())
 	if err != nil {
 		return "", err
@@ -191,6 +197,9 @@ func (p *pendingLayer) commit(meta LayerMeta, logPath string) (string, error) {
 		return "", fmt.Errorf("digest the layer: %w", err)
 	}
 	meta.Digest = confine.ManifestDigest(manifest)
+	if want != "" && meta.Digest != want {
+		return "", &DigestMismatch{Want: want, Got: meta.Digest}
+	}
 	if err := os.WriteFile(filepath.Join(p.tmp, "manifest"), manifest, 0o644); err != nil {
 		return "", err
 	}
@@ -543,4 +552,77 @@ func (c *LayerCache) Evict(key string) error {
 		return err
 	}
 	return archive.RemoveAll(gone)
+}
+
+// DigestMismatch is a layer whose tree is not the one its metadata names.
+type DigestMismatch struct{ Want, Got string }
+
+func (e *DigestMismatch) Error() string {
+	return fmt.Sprintf("its tree hashes to %s, not to the digest its metadata records (%s)", e.Got, e.Want)
+}
+
+// MetaJSON is a cached layer's metadata as stored: what a remote cache
+// entry carries.
+func (c *LayerCache) MetaJSON(key string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(c.Dir, keyDir(key), "meta.json"))
+}
+
+// Pull brings the layer of key from r into this cache and returns it as
+// Lookup would. The tree is unpacked by r (confined) into a temporary
+// layer, and committed only when its content digest is the one its
+// metadata records and the metadata is the layer of key; anything else is
+// said (log) and is a miss (ok false), so the caller builds. Errors are
+// r's that must fail the build (a required cache that cannot be reached).
+func (c *LayerCache) Pull(ctx context.Context, r Remote, key string, inputs *KeyInputs, origin string, log *slog.Logger) (dir string, meta *LayerMeta, ok bool, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p, err := c.begin(key)
+	if err != nil {
+		return "", nil, false, err
+	}
+	defer func() {
+		if !ok {
+			p.discard()
+		}
+	}()
+	// The remote unpacks into a directory that does not exist yet.
+	if err := os.Remove(p.layerDir()); err != nil {
+		return "", nil, false, err
+	}
+	raw, err := r.PullLayer(ctx, key, p.layerDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil, false, nil
+	}
+	if err != nil {
+		return "", nil, false, err
+	}
+	refuse := func(reason string) (string, *LayerMeta, bool, error) {
+		log.Warn(fmt.Sprintf("remote cache %s: the entry of layer %s is refused: %s; building it here", origin, shortKey(key), reason))
+		return "", nil, false, nil
+	}
+	var m LayerMeta
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return refuse("its metadata is not coach's: " + err.Error())
+	}
+	if m.Key != key {
+		return refuse(fmt.Sprintf("its metadata is the layer of %s", m.Key))
+	}
+	if m.Digest == "" {
+		return refuse("its metadata records no content digest")
+	}
+	m.Inputs, m.Origin = inputs, origin
+	if _, err := p.commit(m, "", m.Digest); err != nil {
+		var dm *DigestMismatch
+		if errors.As(err, &dm) {
+			return refuse(fmt.Sprintf("%s component %s: %v", m.Component, m.Version, dm))
+		}
+		return "", nil, false, err
+	}
+	ok = true
+	dir, meta, found := c.Lookup(key)
+	if !found {
+		return "", nil, false, fmt.Errorf("layer %s: pulled, but not found in the cache", shortKey(key))
+	}
+	return dir, meta, true, nil
 }

@@ -113,6 +113,37 @@ type Fetcher struct {
 	// fetch does; a build hashes the bytes as it unpacks them); a corrupt
 	// one is evicted, said so, and fetched again.
 	Verify bool
+	// Remote, when set, is a source cache shared between machines (the
+	// remote cache): tried first for a source pinned by sha256, and
+	// given each source downloaded elsewhere when it takes pushes.
+	Remote Remote
+}
+
+// Remote is a source cache shared between machines (pipeline/remote
+// keeps one in an OCI registry), by sha256.
+type Remote interface {
+	// OpenSource opens the source whose sha256 is hexSum, and says its
+	// size. A miss (and a registry that cannot be reached) is
+	// fs.ErrNotExist. The fetcher hashes what it reads, as for any
+	// location.
+	OpenSource(ctx context.Context, hexSum string) (io.ReadCloser, int64, error)
+	// PushSource stores the file at path, unless the remote has it.
+	PushSource(ctx context.Context, hexSum, fileName, path string) error
+	// Pushes reports whether this run writes to the remote.
+	Pushes() bool
+	String() string
+}
+
+// remoteScheme names the remote cache as a location: remote-cache:<hex>.
+const remoteScheme = "remote-cache"
+
+// Share gives a fetched source to the remote cache, when it takes
+// pushes; only a url source pinned by sha256 is shared.
+func (f *Fetcher) Share(ctx context.Context, res *Result) error {
+	if f.Remote == nil || !f.Remote.Pushes() || res == nil || res.Kind != "url" || res.Algo != "sha256" || res.Hex == "" {
+		return nil
+	}
+	return f.Remote.PushSource(ctx, res.Hex, res.Name+"-"+res.Version, res.Path)
 }
 
 // ReportTo sends the fetcher's progress to events as Download events.
@@ -288,6 +319,9 @@ func (f *Fetcher) fetchURL(ctx context.Context, req Request, key string, res *Re
 	defer p.discard()
 	var tried []string
 	locs, upstream, archiveErr := f.locations(req, key)
+	if f.Remote != nil && algo == "sha256" {
+		locs = append([]string{remoteScheme + ":" + want}, locs...)
+	}
 	for _, loc := range locs {
 		if f.Offline && !strings.HasPrefix(loc, "file:") {
 			continue
@@ -298,7 +332,12 @@ func (f *Fetcher) fetchURL(ctx context.Context, req Request, key string, res *Re
 				return nil, fmt.Errorf("fetch %s: cache: %w", req, err)
 			}
 			res.From, res.Bytes, res.Algo, res.Hex = loc, n, algo, want
-			f.log().Info("fetched", "component", req.String(), "from", loc, "bytes", n)
+			if strings.HasPrefix(loc, remoteScheme+":") {
+				res.From = f.Remote.String()
+			} else if err := f.Share(ctx, res); err != nil {
+				return nil, err
+			}
+			f.log().Info("fetched", "component", req.String(), "from", res.From, "bytes", n)
 			return res, nil
 		}
 		if ctx.Err() != nil {
@@ -409,6 +448,12 @@ func (f *Fetcher) open(ctx context.Context, loc string) (io.ReadCloser, int64, e
 		return nil, 0, err
 	}
 	switch u.Scheme {
+	case remoteScheme:
+		rc, size, err := f.Remote.OpenSource(ctx, u.Opaque)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, 0, &notFound{loc}
+		}
+		return rc, size, err
 	case "file":
 		fh, st, err := OpenRegular(u.Path)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, confine.ErrNotRegular) {
