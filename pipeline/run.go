@@ -60,6 +60,9 @@ type BuildRequest struct {
 	// NoCache rebuilds every component; KeepFailed keeps a failed
 	// component's work directory.
 	NoCache, KeepFailed bool
+	// Remote is the remote cache shared between machines (--cache-from,
+	// --cache-to); the zero value uses none.
+	Remote RemoteCache
 	// Debug, when set, opens this shell in the environment of a build
 	// step that fails, as the step left it (runners that can: the
 	// sandbox). Components then build one at a time.
@@ -100,6 +103,8 @@ type BuildResult struct {
 	// LockStale says how the lock file differs from the resolution built.
 	LockStale []string `json:"lock_stale,omitempty"`
 	Seconds   float64  `json:"seconds"`
+	// RemoteCache is what the remote cache moved, when one was used.
+	RemoteCache *RemoteCacheResult `json:"remote_cache,omitempty"`
 }
 
 // TargetResult is one target's outcome (flow.TargetResult).
@@ -158,6 +163,14 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	if err != nil {
 		return finish(err)
 	}
+	rc, err := s.remoteCache(req.Remote)
+	if err != nil {
+		return finish(err)
+	}
+	if rc != nil {
+		f.Remote = rc
+		defer func() { res.RemoteCache = remoteResult(rc) }()
+	}
 	r, err := s.runner(req.Runner, runners.New, req.RunnerName, req.EngineLog)
 	if err != nil {
 		return finish(err)
@@ -200,6 +213,9 @@ func Run(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	}
 	fo := flow.Options{Root: req.Root, NoCache: req.NoCache, KeepFailed: req.KeepFailed, Debug: req.Debug, SkipHealth: req.SkipHealth,
 		OutDir: req.OutDir, SignKey: req.SignKey, PassEnv: req.PassphraseEnv, Reverify: req.Reverify}
+	if rc != nil {
+		fo.Remote = rc
+	}
 	tbs := map[string]*flow.Target{}
 	for _, a := range arches {
 		tbs[a] = &flow.Target{Options: fo, Prep: preps[a], Arch: a, Runner: r, Fetcher: f, Cache: s.cache, LockWork: s.lockWork,

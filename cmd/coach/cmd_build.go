@@ -38,6 +38,7 @@ func (a *app) buildCommand() *cobra.Command {
 	var sf sourceFlags
 	var pf packageFlags
 	var proj projectFlags
+	var rf remoteFlags
 	var debug bool
 	cmd := &cobra.Command{
 		Use:   "build <project>",
@@ -59,7 +60,14 @@ cargo, cmake --build) is --make-jobs, default the cores.
 
 Without a job server (--no-jobserver, or on Dagger), --jobs and --make-jobs
 split the cores so that together they do not exceed them (2 cores: 1 × 2;
-16 cores: 4 × 4); give one and the other is derived.`,
+16 cores: 4 × 4); give one and the other is derived.
+
+With a remote cache (--cache-from, or --cache-to to write it too), a
+component missing from this machine's cache is looked up there by its layer
+key before it is built, and its source by its sha256 before upstream. A
+pulled layer is unpacked confined and used only when its content digest is
+the one its metadata records (and, with --cache-verify-key, when it is signed
+by that key). See docs/remote-cache.md.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeProjects,
 		Annotations:       map[string]string{"live": "true"},
@@ -69,6 +77,7 @@ split the cores so that together they do not exceed them (2 cores: 1 × 2;
 			req.Root, req.Project = a.dir, args[0]
 			req.CacheDir, req.Mirrors, req.Offline = sf.cache(), sf.mirrors, sf.offline
 			req.OutDir, req.SignKey = pf.out(), pf.signKey
+			req.Remote = rf.options()
 			req.Log, req.Events, req.EngineLog = a.log, a.events, a.verbose
 			req.Version, req.Iteration = proj.version, proj.iteration
 			var err error
@@ -110,6 +119,7 @@ split the cores so that together they do not exceed them (2 cores: 1 × 2;
 	fl.BoolVar(&req.Reverify, "reverify", false, "verify packages that passed before again (same bytes, clean root and checks)")
 	pf.registerPackage(fl)
 	proj.register(fl, true)
+	rf.register(fl, true, true)
 	return cmd
 }
 
@@ -123,13 +133,19 @@ func (a *app) writeBuild(res *pipeline.BuildResult) {
 		}
 		for _, c := range t.Components {
 			state := "built"
-			if c.CacheHit {
+			switch {
+			case c.From == "remote":
+				state = "pulled"
+			case c.CacheHit:
 				state = "cached"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%s\n", t.Label(), c.Name, c.Version, state, c.Seconds, mib(c.Bytes))
 		}
 	}
 	tw.Flush()
+	if rc := res.RemoteCache; rc != nil {
+		fmt.Fprintf(a.stdout, "remote cache %s: pulled %d entries (%s), pushed %d (%s)\n", rc.Ref, rc.Pulled, mib(rc.PulledBytes), rc.Pushed, mib(rc.PushedBytes))
+	}
 	for _, p := range res.Packages() {
 		fmt.Fprintf(a.stdout, "%s: %s\n", p.Target, a.rel(p.Path))
 	}

@@ -96,9 +96,9 @@ in. Mirrors (--source-mirror, $COACH_SOURCE_MIRROR) are tried before upstream.`,
 func (a *app) cacheCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cache",
-		Short: "Manage the source cache: populate a mirror, list what is missing, collect garbage",
+		Short: "Manage the cache: populate a mirror, list what is missing, collect garbage, push to and pull from a remote cache",
 	}
-	cmd.AddCommand(a.cachePopulateCommand(), a.cacheMissingCommand(), a.cacheGCCommand(), a.cacheDUCommand(), a.cacheVerifyCommand())
+	cmd.AddCommand(a.cachePopulateCommand(), a.cacheMissingCommand(), a.cacheGCCommand(), a.cacheDUCommand(), a.cacheVerifyCommand(), a.cachePushCommand(), a.cachePullCommand())
 	return cmd
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/coach-build/coach/pipeline/remote/remotetest"
+
 	"fmt"
 	"os"
 	"os/exec"
@@ -51,10 +53,24 @@ func TestScripts(t *testing.T) {
 					}
 				}
 				return true, nil
+			case "registry":
+				// distribution's registry, which .ci/run installs.
+				return remotetest.Installed(), nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// registry starts a real OCI registry on 127.0.0.1 for the
+			// rest of the script and sets $REGISTRY to its host:port.
+			"registry": func(ts *testscript.TestScript, neg bool, args []string) {
+				if !remotetest.Installed() {
+					ts.Fatalf("distribution's registry is not installed (%s): guard the script with [registry]", remotetest.Binary())
+				}
+				r, err := remotetest.Run(ts.MkAbs("registry"))
+				ts.Check(err)
+				ts.Defer(r.Stop)
+				ts.Setenv("REGISTRY", r.Host)
+			},
 			// waitfor FILE REGEXP TIMEOUT waits until FILE matches REGEXP.
 			"waitfor": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 3 {

@@ -24,6 +24,7 @@ import (
 	"github.com/coach-build/coach/pipeline/internal/jobserver"
 	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/project"
+	"github.com/coach-build/coach/pipeline/remote"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -119,6 +120,8 @@ type Options struct {
 	OutDir, SignKey, PassEnv string
 	// Reverify verifies again packages that passed before.
 	Reverify bool
+	// Remote is the remote layer cache, if any (build.Builder's).
+	Remote build.Remote
 }
 
 // Target takes the targets of one project and architecture through the
@@ -158,7 +161,7 @@ func (b *Target) Build(ctx context.Context, t target.Target) *TargetResult {
 			Layers:  b.Cache.LayerCache(),
 			WorkDir: workDir,
 			Jobs:    b.Jobs, MakeJobs: b.MakeJobs,
-			NoCache: b.NoCache, KeepFailed: b.KeepFailed, Debug: b.Debug,
+			NoCache: b.NoCache, KeepFailed: b.KeepFailed, Debug: b.Debug, Remote: b.Remote,
 			Log: b.Log, Events: b.Events, Jobserver: b.Jobserver,
 		}
 		var err error
@@ -169,20 +172,28 @@ func (b *Target) Build(ctx context.Context, t target.Target) *TargetResult {
 		if err != nil {
 			return "", buildError(p.Name, t, label, err)
 		}
-		cached := 0
+		cached, pulled := 0, 0
 		for _, c := range res.Components {
-			if c.CacheHit {
+			switch {
+			case c.From == build.FromRemote:
+				pulled++
+			case c.CacheHit:
 				cached++
 			}
+		}
+		if pulled > 0 {
+			return fmt.Sprintf("%d components (%d cached, %d pulled from the remote cache)", len(res.Components), cached, pulled), nil
 		}
 		return fmt.Sprintf("%d components (%d cached)", len(res.Components), cached), nil
 	})
 	if err != nil {
 		// A source that could not be had (a corrupt cache entry, offline)
-		// is the fetch stage's failure.
+		// or a required remote cache that could not be reached is the
+		// fetch stage's failure.
 		var corrupt *fetch.CorruptError
 		var missing *fetch.MissingError
-		if errors.As(err, &corrupt) || errors.As(err, &missing) {
+		var unreachable *remote.UnavailableError
+		if errors.As(err, &corrupt) || errors.As(err, &missing) || errors.As(err, &unreachable) {
 			out.fail(event.StageFetch, err)
 			return out
 		}

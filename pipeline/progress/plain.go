@@ -68,6 +68,9 @@ func Line(e event.Event, verbose bool) string {
 		}
 		return fmt.Sprintf("%s: queued", who)
 	case event.ComponentCached:
+		if e.Message == "remote" {
+			return fmt.Sprintf("%s: pulled from the remote cache", who)
+		}
 		return fmt.Sprintf("%s: cached", who)
 	case event.ComponentStarted:
 		return fmt.Sprintf("%s: building %s", who, e.Version)

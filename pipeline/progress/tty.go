@@ -223,6 +223,9 @@ func (m *model) apply(e event.Event) {
 	case event.ComponentCached:
 		r := m.row(e)
 		r.state = "cached"
+		if e.Message == "remote" {
+			r.state = "pulled"
+		}
 	case event.ComponentStarted:
 		r := m.row(e)
 		r.state, r.start = "building", e.Time
@@ -376,6 +379,8 @@ func (m *model) componentLine(r *row, width int, now time.Time) string {
 		return m.st.dim.Render(name + " queued")
 	case "cached":
 		return name + " " + m.st.ok.Render("cached")
+	case "pulled":
+		return name + " " + m.st.ok.Render("pulled") + " from the remote cache"
 	case "built":
 		return name + " " + m.st.ok.Render("built") + fmt.Sprintf(" in %s", seconds(r.seconds))
 	case "failed":
@@ -393,18 +398,23 @@ func (m *model) componentLine(r *row, width int, now time.Time) string {
 }
 
 func (m *model) summary() string {
-	built, cached, failed := 0, 0, 0
+	built, cached, pulled, failed := 0, 0, 0, 0
 	for _, r := range m.rows {
 		switch r.state {
 		case "built":
 			built++
 		case "cached":
 			cached++
+		case "pulled":
+			pulled++
 		case "failed":
 			failed++
 		}
 	}
 	s := fmt.Sprintf("%s: %d built, %d cached", plural(len(m.rows), "component"), built, cached)
+	if pulled > 0 {
+		s += fmt.Sprintf(", %d pulled", pulled)
+	}
 	if failed > 0 {
 		s += fmt.Sprintf(", %d failed", failed)
 	}
