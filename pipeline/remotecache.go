@@ -9,8 +9,11 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
+	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/flow"
 	"github.com/coach-build/coach/pipeline/pkg"
 	"github.com/coach-build/coach/pipeline/remote"
 )
@@ -116,3 +119,10 @@ func readPublicKeys(file string) (openpgp.EntityList, error) {
 	}
 	return ring, nil
 }
+
+// The remote cache serves layers, sources and health reports.
+var (
+	_ build.Remote     = (*remote.Cache)(nil)
+	_ fetch.Remote     = (*remote.Cache)(nil)
+	_ flow.ReportCache = (*remote.Cache)(nil)
+)

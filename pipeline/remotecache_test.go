@@ -274,3 +274,37 @@ func TestCachePushPull(t *testing.T) {
 		t.Error("a pull from a registry that is down succeeded")
 	}
 }
+
+// TestRemoteCacheHealthReport: the second machine takes the health report
+// of the same tree from the remote cache instead of checking it against a
+// root it would have to make.
+func TestRemoteCacheHealthReport(t *testing.T) {
+	reg := remotetest.Start(t)
+	ref := "oci://" + reg.Host + "/team/coach-cache"
+	first := newCorruptFixture(t)
+	build := func(f *corruptFixture, rc RemoteCache) *BuildResult {
+		t.Helper()
+		res, err := Run(context.Background(), BuildRequest{Root: f.repo, Project: "app", Runner: f.runner, CacheDir: f.cache, NoVerify: true,
+			OutDir: filepath.Join(t.TempDir(), "pkg"), Remote: rc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res1 := build(first, RemoteCache{To: ref})
+	if res1.Targets[0].Health == nil || res1.RemoteCache.Pushed != 5 { // 2 layers, 2 sources, 1 report
+		t.Fatalf("first machine: health %v, pushed %d", res1.Targets[0].Health, res1.RemoteCache.Pushed)
+	}
+	second := first.machine(t)
+	res2 := build(second, RemoteCache{From: ref})
+	if res2.RemoteCache.Pulled != 3 { // 2 layers, 1 report
+		t.Errorf("second machine pulled %d entries", res2.RemoteCache.Pulled)
+	}
+	h1, h2 := res1.Targets[0].Health, res2.Targets[0].Health
+	if h2 == nil || h2.Files != h1.Files || !slices.Equal(h1.Dependencies, h2.Dependencies) {
+		t.Errorf("reports differ: %+v, %+v", h1, h2)
+	}
+	if debSum(t, res1) != debSum(t, res2) {
+		t.Error("different packages")
+	}
+}

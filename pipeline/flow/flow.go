@@ -8,6 +8,7 @@ package flow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -207,6 +208,17 @@ func (b *Target) Build(ctx context.Context, t target.Target) *TargetResult {
 		return out
 	}
 	err = b.Events.Stage(event.StageHealth, label, func() (string, error) {
+		// A report of the same tree, checked against the same target root
+		// with the same settings, from the remote cache: this machine
+		// need not make the root to check it again.
+		reports, _ := b.Remote.(ReportCache)
+		key := b.healthKey(res, t)
+		if reports != nil && key != "" {
+			if rep := pullReport(ctx, reports, key); rep != nil {
+				out.Health = rep
+				return fmt.Sprintf("%d ELF files, %d warnings (the report of the same tree, from the remote cache)", rep.ELF, rep.Warnings), nil
+			}
+		}
 		// The target's root as the runner built it; when every component
 		// came from the cache, make sure it exists.
 		sysroot := runner.SysrootOf(ctx, b.Runner, t, b.Prep.Plan.Arch, build.Packages(b.Prep.Plan, t))
@@ -215,6 +227,13 @@ func (b *Target) Build(ctx context.Context, t target.Target) *TargetResult {
 			return "", fmt.Errorf("health check of %s for %s: %w", p.Name, t.Name, err)
 		}
 		out.Health = rep
+		if reports != nil && key != "" && reports.Pushes() && rep.OK() {
+			if data, err := json.Marshal(rep); err == nil {
+				if err := reports.PushReport(ctx, key, data, b.Cache.Layers()); err != nil {
+					return "", err
+				}
+			}
+		}
 		if !rep.OK() {
 			var problems strings.Builder
 			rep.WriteText(&problems)
@@ -395,4 +414,54 @@ func VerifyPackage(ctx context.Context, events event.Sink, req verify.FileReques
 		return "installed, checked, removed and purged" + caveat, nil
 	})
 	return rep, err
+}
+
+// ReportCache shares health reports between machines (the remote cache,
+// remote.Cache, is one): a capability of a build.Remote.
+type ReportCache interface {
+	// PullReport reads the report stored under key; a miss is
+	// fs.ErrNotExist.
+	PullReport(ctx context.Context, key string) ([]byte, error)
+	// PushReport stores one; tmp is for temporary files.
+	PushReport(ctx context.Context, key string, report []byte, tmp string) error
+	Pushes() bool
+}
+
+// healthSchema changes when the health check judges the same inputs
+// differently, so that a report of an older check is not reused.
+const healthSchema = 1
+
+// healthKey is what a health report depends on: the tree (its layers'
+// digests), the project's health and exclude settings and install dir,
+// the target, the arch and the root it is checked against (the runner's
+// environment of every build package). "" when it cannot be known.
+func (b *Target) healthKey(res *build.Result, t target.Target) string {
+	tree := res.TreeDigest()
+	e, ok := b.Runner.(runner.Environment)
+	if tree == "" || !ok {
+		return ""
+	}
+	p := b.Prep.Project
+	return digest.JSON(struct {
+		Schema                 int
+		Tree, InstallDir, Arch string
+		Allow, Ignore, Exclude []string
+		Target                 target.Target
+		Environment            string
+	}{healthSchema, tree, p.InstallDir, b.Prep.Plan.Arch, p.Health.Allow, p.Health.Ignore, p.Package.Exclude, t,
+		e.EnvironmentID(t, b.Prep.Plan.Arch, build.Packages(b.Prep.Plan, t))})
+}
+
+// pullReport is the report under key, nil when there is none (or it is
+// not a report coach can read, or it failed).
+func pullReport(ctx context.Context, r ReportCache, key string) *health.Report {
+	data, err := r.PullReport(ctx, key)
+	if err != nil {
+		return nil
+	}
+	var rep health.Report
+	if json.Unmarshal(data, &rep) != nil || !rep.OK() {
+		return nil
+	}
+	return &rep
 }

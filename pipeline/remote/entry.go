@@ -125,6 +125,11 @@ func (c *Cache) put(ctx context.Context, tag, artifactType string, config []byte
 // get reads the manifest under tag and checks it is an artifact of
 // artifactType with one blob of blobType, and reads its config.
 func (c *Cache) get(ctx context.Context, tag, artifactType string, configType, blobType types.MediaType) (*manifest, []byte, error) {
+	return c.getConfig(ctx, tag, artifactType, configType, blobType, maxConfigBytes)
+}
+
+// getConfig is get with the config bounded by limit.
+func (c *Cache) getConfig(ctx context.Context, tag, artifactType string, configType, blobType types.MediaType, limit int64) (*manifest, []byte, error) {
 	opts := c.options(ctx)
 	desc, err := remote.Get(c.repo.Tag(tag), opts...)
 	if err != nil {
@@ -143,7 +148,7 @@ func (c *Cache) get(ctx context.Context, tag, artifactType string, configType, b
 	if len(m.Layers) != 1 || m.Layers[0].MediaType != blobType {
 		return nil, nil, refused("it does not hold exactly one %s blob", blobType)
 	}
-	if m.Config.Size > maxConfigBytes || m.Config.Size < 0 {
+	if m.Config.Size > limit || m.Config.Size < 0 {
 		return nil, nil, refused("its metadata is %d bytes", m.Config.Size)
 	}
 	config, err := c.blob(ctx, m.Config.Digest, m.Config.Size)
