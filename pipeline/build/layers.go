@@ -615,7 +615,7 @@ func (c *LayerCache) Pull(ctx context.Context, r Remote, key string, inputs *Key
 	if _, err := p.commit(m, "", m.Digest); err != nil {
 		var dm *DigestMismatch
 		if errors.As(err, &dm) {
-			return refuse(fmt.Sprintf("%s component %s: %v", m.Component, m.Version, dm))
+			return refuse(fmt.Sprintf("%s %s: %v", m.Component, m.Version, dm))
 		}
 		return "", nil, false, err
 	}
