@@ -56,6 +56,13 @@ const (
 type Limits struct {
 	MaxBytes   int64 // total bytes of file content
 	MaxEntries int
+	// KeepLinksOut keeps symlinks whatever they point at: absolute, or
+	// out of the destination. A build's layer has such links (into the
+	// install dir, to the system's CA store); they are data, never
+	// followed by coach. A write through one still fails: every entry is
+	// created through os.Root, which follows no link out of the
+	// destination. A source archive is extracted without it.
+	KeepLinksOut bool
 }
 
 // DefaultLimits are generous for source trees (the largest orig tarballs
@@ -576,7 +583,7 @@ func (t *tree) symlink(name, target string, mtime time.Time) error {
 	if rel == "." {
 		return &UnsafeError{name, "a symlink at the root"}
 	}
-	if target == "" || path.IsAbs(target) {
+	if target == "" || (path.IsAbs(target) && !t.limits.KeepLinksOut) {
 		return &UnsafeError{name, fmt.Sprintf("symlink to the absolute path %q", target)}
 	}
 	if err := t.parents(rel); err != nil {
@@ -605,6 +612,9 @@ func (t *tree) symlink(name, target string, mtime time.Time) error {
 // each one beneath the root, following the links the archive made. A link
 // to a name that does not exist in the tree is kept.
 func (t *tree) checkLinks() error {
+	if t.limits.KeepLinksOut {
+		return nil
+	}
 	for _, rel := range t.links {
 		_, err := t.root.Stat(rel)
 		if err == nil || errors.Is(err, fs.ErrNotExist) {

@@ -145,7 +145,11 @@ func (c *Cache) unpack(ctx context.Context, d v1.Descriptor, dir string) error {
 		return err
 	}
 	defer os.Remove(blob)
-	if _, err := archive.Extract(blob, dir, "layer.tar.zst", archive.DefaultLimits); err != nil {
+	// A layer's links are kept as they are (absolute ones into the
+	// install dir, to system files); nothing is written through one.
+	limits := archive.DefaultLimits
+	limits.KeepLinksOut = true
+	if _, err := archive.Extract(blob, dir, "layer.tar.zst", limits); err != nil {
 		archive.RemoveAll(dir)
 		var ue *archive.UnsafeError
 		if errors.As(err, &ue) {
