@@ -49,7 +49,7 @@ func (c *Cache) HasLayer(ctx context.Context, key string) (bool, error) {
 // is said once and not the build's, unless the cache is required. tmp is
 // where the compressed tree is written first.
 func (c *Cache) PushLayer(ctx context.Context, key, dir string, meta []byte, tmp string) error {
-	if !c.Push || !c.usable() {
+	if !c.pushable() {
 		return nil
 	}
 	tag, err := layerTag(key)
@@ -82,9 +82,7 @@ func (c *Cache) PushLayer(ctx context.Context, key, dir string, meta []byte, tmp
 	}
 	err = c.put(ctx, tag, LayerArtifact, meta, LayerConfig, []*fileBlob{{path: f.Name(), digest: digest, size: size, mediaType: LayerTree}}, annotations)
 	if err != nil {
-		if err := c.failed(ctx, "push "+tag, err); !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
+		return c.pushFailed(ctx, "push "+tag, err)
 	}
 	return nil
 }

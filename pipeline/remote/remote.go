@@ -80,6 +80,10 @@ type Cache struct {
 
 	down     atomic.Bool
 	warnOnce sync.Once
+	// noPush: the registry refused a write (read-only credentials);
+	// reads go on.
+	noPush       atomic.Bool
+	pushWarnOnce sync.Once
 	// pulled and pushed count the bytes moved (compressed).
 	pulled, pushed atomic.Int64
 	// pulls and pushes count the entries moved.
@@ -150,6 +154,31 @@ func (c *Cache) String() string { return c.ref }
 
 // Pushes reports whether this run writes to the cache.
 func (c *Cache) Pushes() bool { return c.Push }
+
+// pushable reports whether a push is worth trying.
+func (c *Cache) pushable() bool { return c.Push && c.usable() && !c.noPush.Load() }
+
+// pushFailed handles an error of a push: a write the registry refused
+// (401, 403, 405: credentials that may read but not write) stops the
+// run's pushes, said once, and leaves its reads alone; any other error is
+// failed's.
+func (c *Cache) pushFailed(ctx context.Context, what string, err error) error {
+	var te *transport.Error
+	if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden || te.StatusCode == http.StatusMethodNotAllowed) {
+		if c.Required {
+			return &UnavailableError{Ref: c.ref, Err: fmt.Errorf("%s: %w", what, err)}
+		}
+		c.noPush.Store(true)
+		c.pushWarnOnce.Do(func() {
+			c.Log.Warn(fmt.Sprintf("remote cache %s refuses this run's writes (%s: %v); pulling from it still, pushing nothing more", c.ref, what, shortErr(err)))
+		})
+		return nil
+	}
+	if err := c.failed(ctx, what, err); !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
 
 // Stats are the bytes and entries a run moved.
 type Stats struct {

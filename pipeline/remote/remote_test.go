@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -331,5 +332,53 @@ func TestParse(t *testing.T) {
 		if _, err := Parse(ref); (err == nil) != ok {
 			t.Errorf("Parse(%q) = %v", ref, err)
 		}
+	}
+}
+
+// readOnly refuses writes as a registry does for credentials that may
+// only read.
+type readOnly struct{ next http.RoundTripper }
+
+func (r readOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch {
+		body := `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}`
+		return &http.Response{StatusCode: http.StatusForbidden, Status: "403 Forbidden", Body: io.NopCloser(strings.NewReader(body)),
+			Header: http.Header{"Content-Type": {"application/json"}}, Request: req}, nil
+	}
+	return r.next.RoundTrip(req)
+}
+
+// TestReadOnlyCredentials: a registry that refuses this run's writes
+// stops its pushes (said once) but not its pulls.
+func TestReadOnlyCredentials(t *testing.T) {
+	reg := remotetest.Start(t)
+	ctx := context.Background()
+	dir, want := tree(t, "ro")
+	meta := []byte(`{"key":"` + key + `"}`)
+	w, _ := open(t, reg.Host, Options{Push: true})
+	if err := w.PushLayer(ctx, key, dir, meta, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	ro, log := open(t, reg.Host, Options{Push: true, Transport: readOnly{http.DefaultTransport}})
+	other := strings.Replace(key, "1", "4", -1)
+	for range 2 {
+		if err := ro.PushLayer(ctx, other, dir, meta, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(log.String(), "refuses this run's writes"); n != 1 {
+		t.Errorf("said %d times: %s", n, log)
+	}
+	out := filepath.Join(t.TempDir(), "pulled")
+	if _, err := ro.PullLayer(ctx, key, out); err != nil {
+		t.Fatalf("pull after a refused push: %v\n%s", err, log)
+	}
+	if d := digestOf(t, out); d != want {
+		t.Errorf("pulled %s, pushed %s", d, want)
+	}
+	req, _ := open(t, reg.Host, Options{Push: true, Required: true, Transport: readOnly{http.DefaultTransport}})
+	var ue *UnavailableError
+	if err := req.PushLayer(ctx, other, dir, meta, t.TempDir()); !errors.As(err, &ue) {
+		t.Errorf("required: %v", err)
 	}
 }

@@ -33,7 +33,7 @@ func reportTag(key string) (string, error) {
 // set), when the run pushes and the registry is up; a failure is the
 // run's only when the cache is required.
 func (c *Cache) PushReport(ctx context.Context, key string, report []byte, tmp string) error {
-	if !c.Push || !c.usable() {
+	if !c.pushable() {
 		return nil
 	}
 	tag, err := reportTag(key)
@@ -62,9 +62,7 @@ func (c *Cache) PushReport(ctx context.Context, key string, report []byte, tmp s
 	}
 	err = c.put(ctx, tag, ReportArtifact, report, ReportConfig, []*fileBlob{{path: empty, digest: digest, size: size, mediaType: emptyBlob}}, annotations)
 	if err != nil {
-		if err := c.failed(ctx, "push "+tag, err); !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
+		return c.pushFailed(ctx, "push "+tag, err)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package remote
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -65,7 +64,7 @@ type sourceMeta struct {
 // sent. Like PushLayer it does nothing without Push or with the registry
 // down.
 func (c *Cache) PushSource(ctx context.Context, hexSum, fileName, path string) error {
-	if !c.Push || !c.usable() {
+	if !c.pushable() {
 		return nil
 	}
 	tag, err := sourceTag(hexSum)
@@ -85,7 +84,7 @@ func (c *Cache) PushSource(ctx context.Context, hexSum, fileName, path string) e
 		}
 	}
 	if err != nil {
-		if err := c.failed(ctx, "push "+tag, err); !errors.Is(err, fs.ErrNotExist) {
+		if err := c.pushFailed(ctx, "push "+tag, err); err != nil {
 			return fmt.Errorf("push source %s: %w", fileName, err)
 		}
 	}
