@@ -75,6 +75,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	code := exitCode(err)
 	if err != nil && isCobraUsage(err) {
 		code = exitUsage
+		// cobra refused the command line before --json was parsed (an
+		// unknown command or flag): the one document is still due.
+		if !a.json && wantsJSON(args) {
+			a.json = true
+			if cmd, _, ferr := root.Find(args); ferr == nil && cmd != root {
+				a.command = strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ")
+			}
+		}
 	}
 	if interrupted {
 		// Whatever the command made of its cancelled context.
@@ -121,6 +129,20 @@ func printedHelp(root *cobra.Command, args []string) bool {
 			break
 		}
 		if arg == "-h" || arg == "--help" || arg == "--version" && !ownVersion {
+			return true
+		}
+	}
+	return false
+}
+
+// wantsJSON reports whether a command line asks for --json (before any
+// "--"), for when cobra could not parse it.
+func wantsJSON(args []string) bool {
+	for _, arg := range args {
+		if arg == "--" {
+			return false
+		}
+		if arg == "--json" || arg == "--json=true" {
 			return true
 		}
 	}
