@@ -824,7 +824,7 @@ func (b *Builder) stageJob(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	}
 	job := &runner.Job{
 		Component: n.Name, Version: n.Version, Target: t, Arch: pl.Arch, Packages: ComponentPackages(n, t),
-		Source: src, Dir: dir, InstallDir: p.InstallDir, Env: env, Steps: steps,
+		Source: src, Dir: dir, InstallDir: p.InstallDir, Env: env, Steps: steps, Timeout: spec.Duration(s.Timeout),
 	}
 	for _, f := range s.LicenseFiles {
 		job.Collect = append(job.Collect, filepath.Join(dir, filepath.FromSlash(f)))

@@ -93,6 +93,7 @@ func jobSteps(s *spec.Software, patches []string, vars spec.StepVars) ([]runner.
 			return nil, fmt.Errorf("step %d: %w", i+1, err)
 		}
 		step.Name = name
+		step.Timeout = spec.Duration(st.Timeout)
 		if st.Run != "" {
 			line, err := spec.Expand(st.Run, vars)
 			if err != nil {

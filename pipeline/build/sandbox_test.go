@@ -318,3 +318,55 @@ func TestSandboxRealSoftware(t *testing.T) {
 		})
 	}
 }
+
+// TestStepTimeout: a step that runs past its timeout: is stopped within
+// 2 s of it, with everything it started, and reported as a timeout; so is
+// a component whose steps together run past the component's timeout.
+func TestStepTimeout(t *testing.T) {
+	r := sandboxRunner(t)
+	marker := fmt.Sprintf("coach-timeout-%d", time.Now().UnixNano())
+	files := map[string]string{
+		// The step leaves a background sleeper behind before it hangs.
+		"software/hangs.yaml": "name: hangs\nlicense: MIT\nversions: [{version: 1.0.0, path: hangs}]\nbuild:\n" +
+			"  - cp /bin/sleep /tmp/" + marker + "\n  - name: hang\n    run: (/tmp/" + marker + " 600 &) ; /tmp/" + marker + " 600\n    timeout: 2s\n",
+		"software/hangs/README": "x\n",
+		"software/slow.yaml": "name: slow\nlicense: MIT\nversions: [{version: 1.0.0, path: hangs}]\ntimeout: 3s\nbuild:\n" +
+			"  - cp /bin/sleep /tmp/" + marker + " && sleep 2\n  - /tmp/" + marker + " 600\n",
+		"projects/hangs.yaml": strings.Replace(fmt.Sprintf(isoProject, "hangs"), "name: iso", "name: hangs", 1),
+		"projects/slow.yaml":  strings.Replace(fmt.Sprintf(isoProject, "slow"), "name: iso", "name: slow", 1),
+	}
+	root := writeRepo(t, files)
+	for _, tc := range []struct {
+		project, of, step string
+		limit             time.Duration
+	}{{"hangs", "step", "hang", 2 * time.Second}, {"slow", "component", "/tmp/" + marker + " 600", 3 * time.Second}} {
+		t.Run(tc.project, func(t *testing.T) {
+			start := time.Now()
+			_, err := buildProject(t, builder(t, r, root), root, tc.project, "debian-12")
+			took := time.Since(start)
+			var se *runner.StepError
+			if !asStep(err, &se) || se.TimedOut != tc.limit || se.TimeoutOf != tc.of || se.Step != 1 || se.StepName != tc.step {
+				t.Fatalf("not a timeout of the %s: %v (%+v)", tc.of, err, se)
+			}
+			if !strings.Contains(err.Error(), "timed out") {
+				t.Errorf("the message does not say so: %v", err)
+			}
+			// The limit, the sandbox's start-up and the layer's staging:
+			// well under the 600 s the step would have slept.
+			if took > tc.limit+2*time.Second+5*time.Second {
+				t.Errorf("stopped after %s, for a timeout of %s", took, tc.limit)
+			}
+			// Gone within 2 s (the kernel tears a pid namespace down
+			// asynchronously).
+			for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				out, err := exec.Command("pgrep", "-f", "--", marker).Output()
+				if err != nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("left running: %s", out)
+				}
+			}
+		})
+	}
+}

@@ -241,10 +241,18 @@ func definitionDigest(root string, eff *spec.Software) (string, error) {
 		}
 		patches[p] = sum
 	}
+	// Timeouts say when to give up, not what is built: changing one
+	// rebuilds nothing.
+	keyed := *eff
+	keyed.Timeout = ""
+	keyed.Build = slices.Clone(eff.Build)
+	for i := range keyed.Build {
+		keyed.Build[i].Timeout = ""
+	}
 	return digest.JSON(struct {
 		Software *spec.Software
 		Patches  map[string]string
-	}{eff, patches}), nil
+	}{&keyed, patches}), nil
 }
 
 // SourceOf is the source of a listed version (without the tree digest of a

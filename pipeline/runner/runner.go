@@ -8,11 +8,13 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -64,6 +66,9 @@ type Job struct {
 	Scratch string
 	Env     []string // KEY=VALUE, the complete environment
 	Steps   []Step
+	// Timeout stops the build when its steps together run longer (0:
+	// never); a step's own Timeout may stop it sooner.
+	Timeout time.Duration
 	// Log receives every step's output.
 	Log io.Writer
 	// Collect are files, relative to Source, that the build may have
@@ -237,6 +242,43 @@ type Step struct {
 	// Dir is relative to the job's Dir.
 	Dir string
 	Env []string // added to the job's Env
+	// Timeout stops the step when it runs longer (0: never).
+	Timeout time.Duration
+}
+
+// StepTimeout is how long step i, starting at now, may run in a job whose
+// first step started at start: its own timeout, or what is left of the
+// job's, whichever ends first (0: no limit). of says whose it is: "step"
+// or "component".
+func (j *Job) StepTimeout(i int, start, now time.Time) (d time.Duration, of string) {
+	d, of = j.Steps[i].Timeout, "step"
+	if j.Timeout > 0 {
+		left := max(j.Timeout-now.Sub(start), time.Millisecond)
+		if d == 0 || left < d {
+			d, of = left, "component"
+		}
+	}
+	return d, of
+}
+
+// StepContext is ctx limited to step i's timeout (StepTimeout), and the
+// StepError to return when the step ran into it rather than ctx ending.
+func (j *Job) StepContext(ctx context.Context, i int, start time.Time) (context.Context, context.CancelFunc, func() *StepError) {
+	d, of := j.StepTimeout(i, start, time.Now())
+	if d == 0 {
+		return ctx, func() {}, func() *StepError { return nil }
+	}
+	sctx, cancel := context.WithTimeout(ctx, d)
+	limit := j.Steps[i].Timeout
+	if of == "component" {
+		limit = j.Timeout
+	}
+	return sctx, cancel, func() *StepError {
+		if ctx.Err() != nil || !errors.Is(sctx.Err(), context.DeadlineExceeded) {
+			return nil
+		}
+		return &StepError{Component: j.Component, Step: i, StepName: j.Steps[i].Name, ExitCode: -1, TimedOut: limit, TimeoutOf: of}
+	}
 }
 
 // StepError is a build step that failed.
@@ -250,13 +292,22 @@ type StepError struct {
 	LogPath string
 	WorkDir string // kept for inspection, if it was
 	Err     error  // set when the step could not be run at all
+	// TimedOut is the timeout the step ran into (TimeoutOf: "step" or
+	// "component"); it was killed with everything it started.
+	TimedOut  time.Duration
+	TimeoutOf string
 }
 
 func (e *StepError) Error() string {
 	var b strings.Builder
-	if e.Err != nil {
+	switch {
+	case e.TimedOut > 0 && e.TimeoutOf == "component":
+		fmt.Fprintf(&b, "build %s: step %d (%s) timed out: the component's steps ran longer than its timeout: %s; it was stopped with everything it started", e.Component, e.Step+1, e.StepName, e.TimedOut)
+	case e.TimedOut > 0:
+		fmt.Fprintf(&b, "build %s: step %d (%s) timed out after %s (its timeout:); it was stopped with everything it started", e.Component, e.Step+1, e.StepName, e.TimedOut)
+	case e.Err != nil:
 		fmt.Fprintf(&b, "build %s: step %d (%s) could not run: %v", e.Component, e.Step+1, e.StepName, e.Err)
-	} else {
+	default:
 		fmt.Fprintf(&b, "build %s: step %d (%s) exited with code %d", e.Component, e.Step+1, e.StepName, e.ExitCode)
 	}
 	if len(e.Tail) > 0 {

@@ -3,6 +3,7 @@ package spec
 import (
 	"strings"
 	"text/template"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -83,3 +84,12 @@ func Expand(text string, vars StepVars) (string, error) {
 
 // sampleVars is used to check templates at validation time.
 var sampleVars = StepVars{Name: "x", Version: "1.0.0", InstallDir: "/opt/x", Embedded: "/opt/x/embedded", Jobs: 2, Target: "debian-12", Format: "deb", Arch: "amd64", Multiarch: "x86_64-linux-gnu"}
+
+// Duration is a validated timeout as a duration; 0 when none is set.
+func Duration(text string) time.Duration {
+	d, err := time.ParseDuration(text)
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
+}

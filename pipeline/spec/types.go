@@ -129,6 +129,7 @@ type Software struct {
 	Env            Env       `yaml:"env" json:"env,omitempty" doc:"extra environment for every build step; values are templates"`
 	Patches        []string  `yaml:"patches" json:"patches,omitempty" doc:"patch files under software/<name>/, applied with patch -p1 before building"`
 	Build          []Step    `yaml:"build" json:"build" doc:"build steps, run in order in the source directory"`
+	Timeout        string    `yaml:"timeout" json:"timeout,omitempty" doc:"stop the build when all its steps together run longer, e.g. 2h (a Go duration); not part of the cache key"`
 
 	Path string `yaml:"-" json:"-"`
 	pos  map[string]Pos
@@ -173,6 +174,9 @@ type Step struct {
 	Argv []string `yaml:"argv" json:"argv,omitempty" doc:"program and arguments, run without a shell"`
 	Dir  string   `yaml:"dir" json:"dir,omitempty" doc:"working directory relative to the source directory"`
 	Env  Env      `yaml:"env" json:"env,omitempty" doc:"environment for this step only"`
+	// Timeout stops the step when it runs longer: a hung configure fails
+	// the build instead of hanging CI.
+	Timeout string `yaml:"timeout" json:"timeout,omitempty" doc:"stop the step when it runs longer, e.g. 30m (a Go duration); not part of the cache key"`
 }
 
 // Label names a step in messages: its name, or its command line.

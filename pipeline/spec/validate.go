@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/Masterminds/semver/v3"
 	"github.com/bmatcuk/doublestar/v4"
@@ -232,6 +233,18 @@ func (v *validator) software(name string, s *Software) {
 			v.add(at(p+".dir"), "give a directory relative to the source directory", "dir %q must stay inside the source tree", st.Dir)
 		}
 		v.env(s.Path, s.pos, p+".env", st.Env)
+		v.timeout(at(p+".timeout"), st.Timeout)
+	}
+	v.timeout(at("timeout"), s.Timeout)
+}
+
+// timeout checks a timeout: a positive Go duration.
+func (v *validator) timeout(pos Pos, text string) {
+	if text == "" {
+		return
+	}
+	if d, err := time.ParseDuration(text); err != nil || d <= 0 {
+		v.add(pos, "give a positive duration such as 90s, 30m or 2h", "timeout %q is not a positive duration", text)
 	}
 }
 

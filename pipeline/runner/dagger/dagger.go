@@ -548,6 +548,7 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		defer cancel()
 		poller.WithEnvVariable("COACH_CLEAN", s.run).WithExec([]string{"rm", "-rf", "--", jobLogs}).Sync(cctx)
 	}()
+	start := time.Now()
 	for i, st := range job.Steps {
 		job.StartStep(i)
 		env := append(slices.Clone(job.Env), st.Env...)
@@ -562,9 +563,16 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		go func() {
 			followed <- follow(ctx, poller, logFile, job.Log, stop)
 		}()
-		rc, err := done.File(stepRC).Contents(ctx)
+		// Past its timeout the step's query is cancelled, and the engine
+		// stops the exec.
+		sctx, cancel, timedOut := job.StepContext(ctx, i, start)
+		rc, err := done.File(stepRC).Contents(sctx)
+		cancel()
 		close(stop)
 		ferr := <-followed
+		if te := timedOut(); te != nil {
+			return te
+		}
 		if err == nil {
 			err = ferr
 		}

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/binfmt"
@@ -413,13 +414,21 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		return &runner.StepError{Component: job.Component, Step: 0, StepName: job.Steps[0].Name, ExitCode: -1, Err: err}
 	}
 	defer sess.Close()
+	start := time.Now()
 	for i, st := range job.Steps {
 		job.StartStep(i)
 		env := append(slices.Clone(job.Env), st.Env...)
 		if makeflags != "" && !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "MAKEFLAGS=") }) {
 			env = append(env, makeflags)
 		}
-		code, err := sess.Run(ctx, append(r.args(job, e, st.Dir, env, false), st.Argv...))
+		// A step past its timeout is killed with the session: every
+		// process it started dies with the pid namespace.
+		sctx, cancel, timedOut := job.StepContext(ctx, i, start)
+		code, err := sess.Run(sctx, append(r.args(job, e, st.Dir, env, false), st.Argv...))
+		cancel()
+		if te := timedOut(); te != nil {
+			return te
+		}
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
