@@ -99,8 +99,16 @@ type envelopeIn struct {
 	OK            bool            `json:"ok"`
 	Result        json.RawMessage `json:"result"`
 	Error         *struct {
-		ExitCode int    `json:"exit_code"`
-		Message  string `json:"message"`
+		ExitCode  int    `json:"exit_code"`
+		Message   string `json:"message"`
+		Target    string `json:"target"`
+		Component string `json:"component"`
+		Step      *struct {
+			Index int    `json:"index"`
+			Name  string `json:"name"`
+		} `json:"step"`
+		StepExitCode *int   `json:"step_exit_code"`
+		Log          string `json:"log"`
 	} `json:"error"`
 }
 
@@ -230,6 +238,19 @@ func TestJSONContract(t *testing.T) {
 				json.Unmarshal(doc.Result, &b)
 				if len(b.Targets) == 1 {
 					buildSysroot = b.Targets[0].Health.Sysroot
+				}
+			case "build step fails":
+				// Where it failed, as data: target, component, step, the
+				// step's exit code and its log.
+				e := doc.Error
+				if e == nil || e.Target != "debian-12" || e.Component != "broken" || e.Step == nil || e.Step.Index != 1 ||
+					e.Step.Name != "echo about to fail; exit 3" || e.StepExitCode == nil || *e.StepExitCode != 3 || e.Log == "" {
+					t.Errorf("the failure's fields: %+v", e)
+				} else if _, err := os.Stat(e.Log); err != nil {
+					t.Errorf("its log: %v", err)
+				}
+				if !strings.Contains(stderr.String(), "coach: to look closer: coach build broken --keep-failed") || !strings.Contains(stderr.String(), "coach shell broken broken") {
+					t.Errorf("no next steps on stderr:\n%s", tail(stderr.String(), 10))
 				}
 			case "health of the build":
 				var reps []struct{ Sysroot string }

@@ -13,9 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/coach-build/coach/pipeline"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
 	"github.com/coach-build/coach/pipeline/progress"
+	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/spec"
 )
 
@@ -60,6 +62,44 @@ type errorBody struct {
 	Stage    string          `json:"stage,omitempty"`
 	Message  string          `json:"message"`
 	Problems []*spec.Problem `json:"problems,omitempty"`
+	// Target is the (first) failed target, with its arch when foreign.
+	Target string `json:"target,omitempty"`
+	// Component, Step, StepExitCode, TimedOut and Log say which build
+	// step failed, how, and where its whole output is.
+	Component    string   `json:"component,omitempty"`
+	Step         *stepRef `json:"step,omitempty"`
+	StepExitCode *int     `json:"step_exit_code,omitempty"`
+	TimedOut     string   `json:"timed_out,omitempty"`
+	Log          string   `json:"log,omitempty"`
+	// WorkDir is the failed component's work directory, when kept
+	// (--keep-failed).
+	WorkDir string `json:"work_dir,omitempty"`
+}
+
+// stepRef is a build step: its 1-based index and its name.
+type stepRef struct {
+	Index int    `json:"index"`
+	Name  string `json:"name"`
+}
+
+// describeFailure fills in what the error knows of where it happened.
+func (b *errorBody) describeFailure(err error) {
+	var te *pipeline.TargetsError
+	if errors.As(err, &te) && len(te.Failed) > 0 {
+		b.Target = te.Failed[0].Label()
+	}
+	var se *runner.StepError
+	if !errors.As(err, &se) {
+		return
+	}
+	b.Component, b.Step, b.Log, b.WorkDir = se.Component, &stepRef{Index: se.Step + 1, Name: se.StepName}, se.LogPath, se.WorkDir
+	if se.ExitCode >= 0 && se.TimedOut == 0 && se.Err == nil {
+		code := se.ExitCode
+		b.StepExitCode = &code
+	}
+	if se.TimedOut > 0 {
+		b.TimedOut = se.TimedOut.String()
+	}
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -297,6 +337,7 @@ func (a *app) writeEnvelope(err error, code int) {
 	out := envelope{FormatVersion: jsonFormat, Command: command, OK: err == nil, Result: a.result}
 	if err != nil {
 		out.Error = &errorBody{ExitCode: code, Stage: failure.StageOf(err), Message: err.Error(), Problems: positioned(err)}
+		out.Error.describeFailure(err)
 	}
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
@@ -309,6 +350,7 @@ func (a *app) report(err error) {
 	problems := positioned(err)
 	if len(problems) == 0 {
 		fmt.Fprintf(a.stderr, "coach: %v\n", err)
+		a.nextSteps(err)
 		return
 	}
 	files := map[string]bool{}
@@ -317,6 +359,17 @@ func (a *app) report(err error) {
 		files[p.File] = true
 	}
 	fmt.Fprintf(a.stderr, "coach: %s in %s\n", plural(len(problems), "problem"), plural(len(files), "file"))
+}
+
+// nextSteps says, after a failed build step, what helps find out why.
+func (a *app) nextSteps(err error) {
+	var se *runner.StepError
+	var te *pipeline.TargetsError
+	if !errors.As(err, &se) || se.Component == "" || !errors.As(err, &te) {
+		return
+	}
+	fmt.Fprintf(a.stderr, "coach: to look closer: coach build %s --keep-failed keeps %s's work directory; --debug opens a shell where the step failed (sandbox); coach shell %s %s opens one in its build environment\n",
+		te.Project, se.Component, te.Project, se.Component)
 }
 
 // output records a command's result: the one JSON document prints it
