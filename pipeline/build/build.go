@@ -733,8 +733,17 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	if err != nil {
 		pending.discard()
 		lines.Flush()
-		emit(event.Event{Kind: event.ComponentFailed, Component: n.Name, Version: n.Version, Seconds: time.Since(res.Start).Seconds(), Error: firstLine(err)})
 		var se *runner.StepError
+		ev := event.Event{Kind: event.ComponentFailed, Component: n.Name, Version: n.Version, Seconds: time.Since(res.Start).Seconds(), Error: firstLine(err)}
+		switch {
+		case ctx.Err() != nil && !errors.As(err, &se):
+			// Stopped because a sibling failed, or the run was
+			// interrupted: not a failure of its own.
+			ev.Kind, ev.Error = event.ComponentCancelled, ""
+		case errors.As(err, &se):
+			ev.Step = fmt.Sprintf("%d/%d %s", se.Step+1, len(job.Steps), se.StepName)
+		}
+		emit(ev)
 		if errors.As(err, &se) {
 			se.Component, se.Tail, se.LogPath = n.Name, tail.lines(), logPath
 			if b.KeepFailed {

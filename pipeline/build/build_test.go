@@ -7,9 +7,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/resolve"
@@ -440,4 +442,40 @@ func prepare(root, tgt string) (*prepared, error) {
 		return nil, err
 	}
 	return &prepared{p, pl}, nil
+}
+
+// TestSiblingIsCancelledNotFailed: when one component fails, one that was
+// stopped because of it is reported cancelled, not failed; the failure
+// names its step.
+func TestSiblingIsCancelledNotFailed(t *testing.T) {
+	f := newFixture(t)
+	f.runner.FailAt = map[string]int{"zlib": 1}
+	f.runner.Delay = 5 * time.Second
+	var mu sync.Mutex
+	kinds := map[string]event.Event{}
+	f.builder.Events = func(e event.Event) {
+		if e.Kind == event.ComponentFailed || e.Kind == event.ComponentCancelled {
+			mu.Lock()
+			kinds[e.Component] = e
+			mu.Unlock()
+		}
+	}
+	if _, err := f.build(t, "debian-12"); err == nil {
+		t.Fatal("the build did not fail")
+	}
+	if e := kinds["zlib"]; e.Kind != event.ComponentFailed || e.Step != "2/2 make -j4 install" {
+		t.Errorf("zlib: %+v", e)
+	}
+	cancelled := 0
+	for name, e := range kinds {
+		if name != "zlib" {
+			if e.Kind != event.ComponentCancelled || e.Error != "" {
+				t.Errorf("%s: %+v", name, e)
+			}
+			cancelled++
+		}
+	}
+	if cancelled == 0 {
+		t.Error("no sibling was cancelled")
+	}
 }

@@ -45,8 +45,13 @@ const (
 	ComponentOutput Kind = "component.output"
 	// ComponentFinished: built; Seconds.
 	ComponentFinished Kind = "component.finished"
-	// ComponentFailed: Error; Seconds.
+	// ComponentFailed: Error; Seconds; Step, when a build step failed
+	// ("2/3 make").
 	ComponentFailed Kind = "component.failed"
+	// ComponentCancelled: stopped before it was done because another
+	// component failed or the run was interrupted; not a failure of its
+	// own. Seconds.
+	ComponentCancelled Kind = "component.cancelled"
 	// StageOutput: one line (Line) a stage's tool printed, e.g. apt
 	// during verify; Component names what it works on.
 	StageOutput Kind = "stage.output"

@@ -82,6 +82,8 @@ func Line(e event.Event, verbose bool) string {
 		return fmt.Sprintf("%s: built in %s", who, seconds(e.Seconds))
 	case event.ComponentFailed:
 		return fmt.Sprintf("%s: FAILED after %s: %s", who, seconds(e.Seconds), e.Error)
+	case event.ComponentCancelled:
+		return fmt.Sprintf("%s: cancelled after %s (another component failed, or the run was stopped)", who, seconds(e.Seconds))
 	case event.RootfsStarted:
 		return fmt.Sprintf("%s: %s (once per target and package set)", e.Target, e.Message)
 	case event.RootfsFinished:

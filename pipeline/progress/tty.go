@@ -243,6 +243,9 @@ func (m *model) apply(e event.Event) {
 	case event.ComponentFailed:
 		r := m.row(e)
 		r.state, r.seconds, r.err = "failed", e.Seconds, e.Error
+	case event.ComponentCancelled:
+		r := m.row(e)
+		r.state, r.seconds, r.last = "cancelled", e.Seconds, ""
 	case event.StageOutput:
 		if ss := m.stages[e.Target]; ss != nil && ss[e.Stage] != nil {
 			if l := clean(e.Line); l != "" {
@@ -385,6 +388,8 @@ func (m *model) componentLine(r *row, width int, now time.Time) string {
 		return name + " " + m.st.ok.Render("built") + fmt.Sprintf(" in %s", seconds(r.seconds))
 	case "failed":
 		return name + " " + m.st.bad.Render("FAILED") + fmt.Sprintf(" after %s: %s", seconds(r.seconds), r.err)
+	case "cancelled":
+		return m.st.dim.Render(name + fmt.Sprintf(" cancelled after %s", seconds(r.seconds)))
 	}
 	s := name + " " + m.st.busy.Render(fmt.Sprintf("%s building", spinner[m.frame%len(spinner)]))
 	if r.step != "" {
