@@ -40,6 +40,7 @@ func (a *app) buildCommand() *cobra.Command {
 	var proj projectFlags
 	var rf remoteFlags
 	var debug bool
+	var skip []string
 	cmd := &cobra.Command{
 		Use:   "build <project>",
 		Short: "Build, check, package and verify a project for each target",
@@ -78,6 +79,18 @@ by that key). See docs/remote-cache.md.`,
 			req.CacheDir, req.Mirrors, req.Offline = sf.cache(), sf.mirrors, sf.offline
 			req.OutDir, req.SignKey = pf.out(), pf.signKey
 			req.Remote = rf.options()
+			for _, stage := range skip {
+				switch stage {
+				case "health":
+					req.SkipHealth = true
+				case "package":
+					req.NoPackage = true
+				case "verify":
+					req.NoVerify = true
+				default:
+					return usageError(fmt.Errorf("--skip %q: the stages that can be skipped are health, package and verify", stage))
+				}
+			}
 			req.Log, req.Events, req.EngineLog = a.log, a.events, a.verbose
 			req.Version, req.Iteration = proj.version, proj.iteration
 			var err error
@@ -113,9 +126,15 @@ by that key). See docs/remote-cache.md.`,
 	fl.BoolVar(&req.KeepFailed, "keep-failed", false, "keep the work directory of a failed component")
 	fl.BoolVar(&debug, "debug", false, "open a shell where a build step fails, as the step left the source and the install dir (sandbox runner; components build one at a time, and progress is plain lines)")
 	fl.BoolVar(&req.Locked, "locked", false, "fail if the lock file is missing or out of date")
-	fl.BoolVar(&req.SkipHealth, "skip-health", false, "do not run the linkage health check (loudly)")
-	fl.BoolVar(&req.NoPackage, "no-package", false, "stop after the health check")
-	fl.BoolVar(&req.NoVerify, "no-verify", false, "do not install and check the packages in a clean root of their target")
+	fl.StringSliceVar(&skip, "skip", nil, "stages to skip, comma-separated: health (the linkage check, loudly), package (stop after the health check; implies verify), verify (do not install and check the packages in a clean root)")
+	cmd.RegisterFlagCompletionFunc("skip", cobra.FixedCompletions([]string{"health", "package", "verify"}, cobra.ShellCompDirectiveNoFileComp))
+	// The old spellings, kept working.
+	fl.BoolVar(&req.SkipHealth, "skip-health", false, "same as --skip=health")
+	fl.BoolVar(&req.NoPackage, "no-package", false, "same as --skip=package")
+	fl.BoolVar(&req.NoVerify, "no-verify", false, "same as --skip=verify")
+	for _, old := range []string{"skip-health", "no-package", "no-verify"} {
+		fl.MarkHidden(old)
+	}
 	fl.BoolVar(&req.Reverify, "reverify", false, "verify packages that passed before again (same bytes, clean root and checks)")
 	pf.registerPackage(fl)
 	proj.register(fl, true)

@@ -176,6 +176,7 @@ func TestJSONContract(t *testing.T) {
 		{"unknown command, --json first", append(C, "frobnicate"), exitUsage, false, nil},
 		{"doctor none", append(C, "doctor", cd), exitFailure, false, map[string]string{"PATH": noTools, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": "unix:///nonexistent/engine.sock"}},
 		{"build unknown target", append(C, "build", "app", "-t", "el9", cd), exitUsage, false, nil},
+		{"build unknown stage to skip", append(C, "build", "app", "--skip", "lint", cd), exitUsage, false, nil},
 		{"build step fails", append(C, "build", "broken", "--runner", "sandbox", cd), exitBuild, true, nil},
 		{"build ok", append(C, "build", "app", "--runner", "sandbox", "--no-verify", cd), 0, true, nil},
 		{"health of the build", append(C, "health", "app", cd), 0, true, nil},
