@@ -22,7 +22,8 @@ software/<name>.yaml as text (the rest of the file, its comments and key
 order, stay as they are), shows the change as a diff, and locks again every
 project that uses the software, letting it move to the new version where its
 constraints allow. --dry-run shows the change and writes nothing.`,
-		Args: cobra.ExactArgs(2),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: a.completeSoftware,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := a.signalContext()
 			defer stop()

@@ -48,7 +48,7 @@ command's); before that, with coach's own exit codes. With --json the
 shell's standard output goes to standard error, and the document says the
 status.`,
 		Args:              cobra.ArbitraryArgs, // checked before --, below,
-		ValidArgsFunction: a.completeProjects,
+		ValidArgsFunction: a.completeProjectComponent,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := a.signalContext()
 			defer stop()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -54,6 +55,92 @@ func (a *app) completeTargets(cmd *cobra.Command, args []string, toComplete stri
 	}
 	var out []string
 	for _, n := range names {
+		if strings.HasPrefix(n, toComplete) {
+			out = append(out, n)
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// enumCompletions are the values of the flags of these names, on every
+// command that has one.
+var enumCompletions = map[string][]string{
+	"runner":     {"auto", "sandbox", "dagger"},
+	"progress":   {"auto", "tty", "plain", "quiet"},
+	"log-format": {"auto", "text", "json"},
+	"arch":       target.Arches,
+}
+
+// completeEnums registers the completion of enumCompletions' flags on
+// root and every command beneath it.
+func completeEnums(root *cobra.Command) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for name, values := range enumCompletions {
+			if c.LocalFlags().Lookup(name) != nil {
+				// An error says it is registered already: that one stands.
+				_ = c.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+}
+
+// completeSoftware completes software names (the first argument).
+func (a *app) completeSoftware(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	repo, err := project.Load(a.completionRoot(cmd))
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []string
+	for _, n := range repo.SoftwareNames() {
+		if strings.HasPrefix(n, toComplete) {
+			out = append(out, n)
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeProjectComponent completes a project, then one of its
+// components (its software and their dependencies).
+func (a *app) completeProjectComponent(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	if len(args) == 0 {
+		return a.completeProjects(cmd, args, toComplete)
+	}
+	if len(args) > 1 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	repo, err := project.Load(a.completionRoot(cmd))
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	p, err := repo.Project(args[0])
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	seen := map[string]bool{}
+	var visit func(name string)
+	visit = func(name string) {
+		s, ok := repo.Software[name]
+		if seen[name] || !ok {
+			return
+		}
+		seen[name] = true
+		for _, d := range s.Dependencies {
+			visit(d)
+		}
+	}
+	for _, ref := range p.Software {
+		visit(ref)
+	}
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(seen)) {
 		if strings.HasPrefix(n, toComplete) {
 			out = append(out, n)
 		}

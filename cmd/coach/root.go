@@ -249,6 +249,7 @@ packages the tree as deb and rpm for each target distribution.`,
 		a.verifyCommand(),
 		a.publishCommand(),
 	)
+	completeEnums(root)
 	return root
 }
 
