@@ -11,10 +11,10 @@ import (
 func TestCompletion(t *testing.T) {
 	repo := t.TempDir()
 	writeTree(t, repo, map[string]string{
-		"projects/app.yaml":  "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [top]\n",
-		"software/top.yaml":  "name: top\nlicense: MIT\ndependencies: [dep]\nversions: [{version: 1.0.0, path: top}]\nbuild: [make]\n",
-		"software/dep.yaml":  "name: dep\nlicense: MIT\nversions: [{version: 1.0.0, path: dep}]\nbuild: [make]\n",
-		"software/else.yaml": "name: else\nlicense: MIT\nversions: [{version: 1.0.0, path: dep}]\nbuild: [make]\n",
+		"projects/app.yaml":   "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [top]\n",
+		"software/top.yaml":   "name: top\nlicense: MIT\ndependencies: [dep]\nversions: [{version: 1.0.0, path: top}]\nbuild: [make]\n",
+		"software/dep.yaml":   "name: dep\nlicense: MIT\nversions: [{version: 1.0.0, path: dep}]\nbuild: [make]\n",
+		"software/else.yaml":  "name: else\nlicense: MIT\nversions: [{version: 1.0.0, path: dep}]\nbuild: [make]\n",
 		"software/top/README": "x\n",
 		"software/dep/README": "x\n",
 	})
