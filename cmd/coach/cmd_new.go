@@ -91,10 +91,15 @@ version: 0.1.0
 iteration: 1
 install_dir: /opt/<%.Name%>
 software: [<%.Software%>]
-# The sandbox runner (the default without a Dagger engine) builds the Debian
-# targets; el9 needs --runner dagger and an engine, or coach package -t el9
-# --from debian-12. coach build builds what it can and names what it could not.
+<%- if .Engine%>
+# Debian with the sandbox or the engine; el9 with the Dagger engine.
 targets: [debian-12, debian-13, el9]
+<%- else%>
+# The sandbox runner builds the Debian targets. For el9 (rpm), add it here and
+# build with --runner dagger and an engine, or package the Debian tree as el9:
+# coach package <%.Name%> -t el9 --from debian-12.
+targets: [debian-12, debian-13]
+<%- end%>
 package:
   links:
     /usr/bin/<%.Name%>: /opt/<%.Name%>/bin/<%.Name%>
@@ -125,13 +130,13 @@ versions:
 relative_path: "<%.Name%>-{{.Version}}"
 build:
   - ./configure --prefix={{.Embedded}}
-  - make -j{{.Jobs}}
+  - make            # plain make: the sandbox's job server gives it the cores
   - make install
 <%- else%>
   - version: <%.Version%>
     path: <%.Name%>
 build:
-  - make -j{{.Jobs}} PREFIX={{.InstallDir}} VERSION={{.Version}}
+  - make PREFIX={{.InstallDir}} VERSION={{.Version}}
   - make install PREFIX={{.InstallDir}}
 <%- end%>
 `
@@ -169,6 +174,10 @@ validates and builds at once.`,
 				return usageError(fmt.Errorf("%q is not a valid package name: use lower case letters, digits and + - ., at least two characters", name))
 			}
 			data := map[string]string{"Name": name, "Maintainer": maintainer, "Software": name, "License": "Apache-2.0", "Version": "0.1.0"}
+			// Only targets this machine can build: el9 needs an engine.
+			if runners.DaggerConfigured() {
+				data["Engine"] = "yes"
+			}
 			files := []file{{path: filepath.Join("projects", name+".yaml"), mode: 0o644, body: render(projectTemplate, data)}}
 			hooks := map[string][2]string{
 				"preinst":  {"install | upgrade <old-version>", "1 on install, 2 on upgrade"},
@@ -189,9 +198,6 @@ validates and builds at once.`,
 			}
 			if err := a.writeNew(files); err != nil {
 				return err
-			}
-			if !runners.DaggerConfigured() {
-				fmt.Fprintf(a.stderr, "note: no Dagger engine is configured, so el9 in projects/%s.yaml cannot be built here: coach build will build debian-12 and debian-13 and name el9 as not built. Remove el9 from targets, or build it with --runner dagger and an engine.\n", name)
 			}
 			return nil
 		},
