@@ -24,7 +24,7 @@ build: [make install]
 `
 
 const tzdata = `name: tzdata
-license: PD
+license: LicenseRef-PD
 versions:
   - {version: 2024a, exact: true, url: "https://data.iana.org/time-zones/releases/tzdata2024a.tar.gz", sha256: 0d0434459acbd2059a7a8da1f3304a84a86591f6ed69c6248fffa502b6edffe3}
   - {version: 1.0.0, path: tzsrc}

@@ -16,7 +16,7 @@ type Project struct {
 	Maintainer  string `yaml:"maintainer" json:"maintainer" doc:"Name <email> of whoever answers for the package"`
 	Vendor      string `yaml:"vendor" json:"vendor,omitempty" doc:"organisation that ships the package (rpm Vendor)"`
 	Homepage    string `yaml:"homepage" json:"homepage,omitempty" doc:"project home page URL"`
-	License     string `yaml:"license" json:"license" doc:"SPDX license expression of the project itself"`
+	License     string `yaml:"license" json:"license" doc:"SPDX license expression of the project itself, checked against the SPDX license list (LicenseRef-<name> for a license it lacks)"`
 	Version     string `yaml:"version" json:"version" doc:"package version: semver (1.2.0, 1.2.0-rc.1); git (git describe of the repository: v1.4.0 is 1.4.0, 5 commits later 1.4.1-dev.5+g<commit>); or a template over .Git.Tag, .Git.Distance, .Git.Commit, .Git.Dirty, .Semver, .Date (yyyymmdd) and .Env"`
 	Iteration   int    `yaml:"iteration" json:"iteration" doc:"package revision, deb -N and rpm Release; default 1"`
 	Epoch       int    `yaml:"epoch" json:"epoch,omitempty" doc:"package epoch; only to recover from a version mistake"`
@@ -118,7 +118,7 @@ type Software struct {
 	Name           string    `yaml:"name" json:"name" doc:"component name; must equal the file name"`
 	Description    string    `yaml:"description" json:"description,omitempty"`
 	Homepage       string    `yaml:"homepage" json:"homepage,omitempty"`
-	License        string    `yaml:"license" json:"license" doc:"SPDX license expression"`
+	License        string    `yaml:"license" json:"license" doc:"SPDX license expression, checked against the SPDX license list (LicenseRef-<name> for a license it lacks)"`
 	LicenseFiles   []string  `yaml:"license_files" json:"license_files,omitempty" doc:"files in the source tree that carry the license text"`
 	DefaultVersion string    `yaml:"default_version" json:"default_version,omitempty" doc:"semver constraint used when the project sets none; default: the highest version"`
 	Versions       []Version `yaml:"versions" json:"versions,omitempty" doc:"every version coach may build, each pinned to its source"`

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/github/go-spdx/v2/spdxexp"
 	"io/fs"
 	"maps"
 	"net/url"
@@ -120,6 +121,8 @@ func (v *validator) software(name string, s *Software) {
 	}
 	if s.License == "" {
 		v.add(at("license"), "give an SPDX identifier such as MIT, or LicenseRef-<name> for a custom license", "license is required")
+	} else {
+		v.license(at("license"), s.License)
 	}
 	if len(s.Versions) == 0 && !s.broken("versions") {
 		v.add(at("versions"), "list at least one version with its source and checksum", "software %s has no versions", name)
@@ -236,6 +239,15 @@ func (v *validator) software(name string, s *Software) {
 		v.timeout(at(p+".timeout"), st.Timeout)
 	}
 	v.timeout(at("timeout"), s.Timeout)
+}
+
+// license checks a license: an SPDX expression over identifiers of the
+// SPDX license list (github/go-spdx's copy of it) or LicenseRef-<name>.
+func (v *validator) license(pos Pos, expr string) {
+	if ok, bad := spdxexp.ValidateLicenses([]string{expr}); !ok {
+		v.add(pos, "use identifiers of the SPDX license list (https://spdx.org/licenses/), joined by AND, OR and WITH, or LicenseRef-<name> for a license it lacks",
+			"license %q is not an SPDX expression (%s)", expr, strings.Join(bad, ", "))
+	}
 }
 
 // timeout checks a timeout: a positive Go duration.
@@ -380,6 +392,9 @@ func (v *validator) project(name string, p *Project) {
 		if f.val == "" && !p.broken(f.field) {
 			v.add(at(f.field), f.hint, "%s is required", f.field)
 		}
+	}
+	if p.License != "" {
+		v.license(at("license"), p.License)
 	}
 	switch {
 	case p.Version == "":
