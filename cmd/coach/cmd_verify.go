@@ -100,4 +100,7 @@ func writeVerify(a *app, r *verify.Report) {
 	for _, h := range r.Hooks {
 		fmt.Fprintf(a.stdout, "  hook %-9s %-10s %s\n", h.Script, h.Args, "("+h.Step+")")
 	}
+	if r.Log != "" && !r.OK {
+		fmt.Fprintf(a.stdout, "  the tools' whole output: %s\n", r.Log)
+	}
 }

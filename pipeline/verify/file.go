@@ -67,15 +67,23 @@ func File(ctx context.Context, v FileRequest) (*Report, error) {
 	if v.Previous != "" {
 		prev, _ = filepath.Abs(v.Previous)
 	}
-	out := event.NewLineWriter(func(line string) {
-		v.Events.Emit(event.Event{Kind: event.StageOutput, Stage: event.StageVerify, Target: t.Name, Component: filepath.Base(v.Package), Line: line})
-	})
-	defer out.Flush()
+	// The tools' whole output goes to a log file; the events get one
+	// line per step.
+	logPath := filepath.Join(cmp.Or(v.WorkDir, os.TempDir()), "logs", filepath.Base(v.Package)+"."+t.Name+".log")
+	os.MkdirAll(filepath.Dir(logPath), 0o755)
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
 	opts := Options{
 		Package: abs, Previous: prev, Name: name, Target: t, Arch: cmp.Or(pkg.ArchOf(v.Package), runtime.GOARCH), Project: project,
 		Roots:   &sandbox.Rootfs{Dir: v.RootfsDir, Logger: v.Log, Events: v.Events},
 		WorkDir: v.WorkDir,
-		Log:     out,
+		Log:     logFile,
+		OnStep: func(s Step) {
+			v.Events.Emit(event.Event{Kind: event.StageOutput, Stage: event.StageVerify, Target: t.Name, Component: filepath.Base(v.Package), Line: StepLine(s)})
+		},
 	}
 	if d, ok := v.Runner.(runner.Verifier); ok {
 		// A clean machine of the target made by the runner (a container
@@ -97,6 +105,9 @@ func File(ctx context.Context, v FileRequest) (*Report, error) {
 		}
 	}
 	rep, err := Verify(ctx, opts)
+	if rep != nil {
+		rep.Log = logPath
+	}
 	if err == nil && ctx.Err() == nil {
 		results.Put(key, rep)
 	}

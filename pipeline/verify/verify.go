@@ -7,6 +7,7 @@ package verify
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,7 +62,11 @@ type Options struct {
 	Roots   Roots
 	// WorkDir holds the scratch root; it is removed afterwards.
 	WorkDir string
-	Log     io.Writer
+	// Log receives the tools' whole output (apt, dpkg's debug lines, rpm
+	// -vv, the checks); OnStep hears each step as it ends, for a line of
+	// progress.
+	Log    io.Writer
+	OnStep func(Step)
 	// NewMachine, when set, makes the machine the checks run in (a
 	// container of the target, with the packages at /coach/pkgs) instead of
 	// a bubblewrap scratch copy of a clean root from Roots.
@@ -105,6 +110,29 @@ type Report struct {
 	// Cached says the report is an earlier run's: the same package bytes
 	// passed in the same clean root with the same checks.
 	Cached bool `json:"cached,omitempty"`
+	// Log is the file with the tools' whole output.
+	Log string `json:"log,omitempty"`
+}
+
+// StepLine is a step in one line of progress: its name and outcome, and
+// for a failure the first line of why.
+func StepLine(s Step) string {
+	switch {
+	case s.Skipped:
+		return s.Name + ": skipped"
+	case s.OK:
+		return fmt.Sprintf("%s: ok (%.1fs)", s.Name, s.Seconds)
+	}
+	why, _, _ := strings.Cut(strings.TrimSpace(cmp.Or(s.Detail, lastLine(s.Output))), "\n")
+	return fmt.Sprintf("%s: FAILED (%.1fs): %s", s.Name, s.Seconds, why)
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
 }
 
 // Failed returns the first failed step, or nil.
@@ -282,6 +310,7 @@ func finish(ctx context.Context, o Options, m Machine, rep *Report, start time.T
 type stepper struct {
 	rep    *Report
 	failed bool
+	onStep func(Step)
 }
 
 func (st *stepper) do(name string, fn func() (output, detail string, ok bool)) bool {
@@ -301,6 +330,9 @@ func (st *stepper) step(s Step, fn func() (output, detail string, ok bool)) bool
 	st.rep.Steps = append(st.rep.Steps, s)
 	if !ok {
 		st.failed = true
+	}
+	if st.onStep != nil {
+		st.onStep(s)
 	}
 	return ok
 }
@@ -493,7 +525,7 @@ exit $left
 `
 
 func verifyDeb(ctx context.Context, o Options, m Machine, rep *Report) error {
-	st := &stepper{rep: rep}
+	st := &stepper{rep: rep, onStep: o.OnStep}
 	dpkgDebug := "-o DPkg::Options::=--debug=2"
 	file := func(p string) string { return path.Join(pkgMount, filepath.Base(p)) }
 	// The only step with the network: apt resolves the packages'
@@ -542,7 +574,7 @@ func verifyDeb(ctx context.Context, o Options, m Machine, rep *Report) error {
 }
 
 func verifyRPM(ctx context.Context, o Options, m Machine, rep *Report) error {
-	st := &stepper{rep: rep}
+	st := &stepper{rep: rep, onStep: o.OnStep}
 	// rpm runs inside the machine, confined like any other step, with the
 	// package at /coach/pkgs: its scriptlets run exactly as a deb's
 	// maintainer scripts do.

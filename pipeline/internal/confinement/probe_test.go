@@ -219,14 +219,35 @@ func TestProbeCorpus(t *testing.T) {
 	}
 	// Verify: install 1, upgrade to 2, remove, purge; deb and rpm.
 	for _, format := range []string{"deb", "rpm"} {
+		var verifyLines []string
+		var mu sync.Mutex
+		into := collect(format)
 		reps, err := pipeline.Verify(ctx, pipeline.VerifyRequest{Root: repo, Packages: []string{pkgs[format+"2"]}, Previous: pkgs[format+"1"],
-			CacheDir: cache, RunnerName: "sandbox", Events: collect(format).Emit})
+			CacheDir: cache, RunnerName: "sandbox", Events: func(e event.Event) {
+				into.Emit(e)
+				if e.Kind == event.StageOutput && e.Stage == event.StageVerify {
+					mu.Lock()
+					verifyLines = append(verifyLines, e.Line)
+					mu.Unlock()
+				}
+			}})
 		if err != nil {
 			t.Fatalf("verify the %s: %v", format, err)
 		}
 		if !reps[0].OK {
 			t.Fatalf("verify the %s failed: %+v", format, reps[0].Failed())
 		}
+		// Progress is one line per step, whatever the tools print.
+		if len(verifyLines) != len(reps[0].Steps) {
+			t.Errorf("%s: %d verify lines for %d steps:\n\t%s", format, len(verifyLines), len(reps[0].Steps), strings.Join(verifyLines, "\n\t"))
+		}
+		// The packages' scripts print into the tools' output, which is in
+		// the verify log (the events carry a line per step).
+		data, err := os.ReadFile(reps[0].Log)
+		if err != nil {
+			t.Fatalf("the verify log of the %s: %v", format, err)
+		}
+		got[format].Write(data)
 		t.Logf("%s: %s", format, reps[0].Where)
 		for _, s := range reps[0].Steps {
 			if s.Network && !strings.HasPrefix(s.Name, "download") {
