@@ -250,9 +250,7 @@ func TestJSONContract(t *testing.T) {
 				} else if _, err := os.Stat(e.Log); err != nil {
 					t.Errorf("its log: %v", err)
 				}
-				if !strings.Contains(stderr.String(), "coach: to look closer: coach build broken --keep-failed") || !strings.Contains(stderr.String(), "coach shell broken broken") {
-					t.Errorf("no next steps on stderr:\n%s", tail(stderr.String(), 10))
-				}
+
 			case "health of the build":
 				var reps []struct{ Sysroot string }
 				json.Unmarshal(doc.Result, &reps)
@@ -279,9 +277,10 @@ func TestJSONContract(t *testing.T) {
 					t.Errorf("verify reports %+v, want one with cached %v", reps, want)
 				}
 			}
-			// Under --json, stderr carries JSON lines (--log-format auto).
+			// Under --json, stderr carries only JSON lines (--log-format
+			// auto): events, and the failure as a last line.
 			for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
-				if line == "" || strings.HasPrefix(line, "coach: ") || !strings.HasPrefix(line, "{") {
+				if line == "" {
 					continue
 				}
 				var ev map[string]any
@@ -318,4 +317,24 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestFailureSaysWhatToTry: a failed build step's text report ends with
+// what helps find out why.
+func TestFailureSaysWhatToTry(t *testing.T) {
+	if !hasTools("bwrap", "mmdebstrap", "dpkg-deb") {
+		t.Skip("needs bubblewrap, mmdebstrap and dpkg-deb")
+	}
+	os.Setenv("COACH_ROOTFS_DIR", testRootfsDir())
+	repo := t.TempDir()
+	writeTree(t, repo, jsonFixture)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-C", repo, "build", "broken", "--runner", "sandbox", "--progress", "plain", "--cache-dir=" + t.TempDir()}, &stdout, &stderr); code != exitBuild {
+		t.Fatalf("exit %d\n%s", code, tail(stderr.String(), 20))
+	}
+	for _, want := range []string{"coach: to look closer: coach build broken --keep-failed keeps broken's work directory", "coach shell broken broken"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, tail(stderr.String(), 10))
+		}
+	}
 }

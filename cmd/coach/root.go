@@ -152,9 +152,32 @@ func (a *app) finish(err error, code int) {
 		}
 		var se *shellExit
 		if err != nil && !errors.As(err, &se) {
-			a.report(err)
+			if a.jsonLines() {
+				// stderr carries only JSON lines: the failure is in the
+				// document, and in the run's last event.
+				a.reportJSON(err, code)
+			} else {
+				a.report(err)
+			}
 		}
 	})
+}
+
+// jsonLines reports whether stderr carries JSON lines (--log-format json,
+// or auto with --json).
+func (a *app) jsonLines() bool {
+	return a.logFormat == "json" || (a.logFormat == "auto" || a.logFormat == "") && a.json
+}
+
+// reportJSON writes a failure to stderr as one JSON line, for readers of
+// the event stream.
+func (a *app) reportJSON(err error, code int) {
+	line, _ := json.Marshal(struct {
+		Kind     string `json:"kind"`
+		ExitCode int    `json:"exit_code"`
+		Message  string `json:"message"`
+	}{"error", code, err.Error()})
+	fmt.Fprintf(a.stderr, "%s\n", line)
 }
 
 // printedHelp reports whether cobra answered with help or the version
