@@ -86,7 +86,15 @@ func pipelineInterrupted(why string) error {
 	return errors.Join(errors.New(why), failure.ErrInterrupted)
 }
 
-// signalContext is the run's context, cancelled by SIGINT or SIGTERM.
+// signalContext is the run's context, cancelled by SIGINT or SIGTERM, and
+// at --timeout.
 func (a *app) signalContext() (context.Context, context.CancelFunc) {
-	return context.WithCancel(a.interrupts.ctx)
+	if a.timeout <= 0 {
+		return context.WithCancel(a.interrupts.ctx)
+	}
+	ctx, cancel := context.WithTimeoutCause(a.interrupts.ctx, a.timeout, errTimedOut)
+	a.cmdCtxMu.Lock()
+	a.cmdCtxs = append(a.cmdCtxs, ctx)
+	a.cmdCtxMu.Unlock()
+	return ctx, cancel
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // jsonFixture is a repository with a project built from a path source (no
@@ -335,6 +337,45 @@ func TestFailureSaysWhatToTry(t *testing.T) {
 	for _, want := range []string{"coach: to look closer: coach build broken --keep-failed keeps broken's work directory", "coach shell broken broken"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, tail(stderr.String(), 10))
+		}
+	}
+}
+
+// TestCommandTimeout: --timeout stops a build that hangs (exit 1, one
+// JSON document that says so), with nothing left running.
+func TestCommandTimeout(t *testing.T) {
+	if !hasTools("bwrap", "mmdebstrap", "dpkg-deb") {
+		t.Skip("needs bubblewrap, mmdebstrap and dpkg-deb")
+	}
+	os.Setenv("COACH_ROOTFS_DIR", testRootfsDir())
+	marker := fmt.Sprintf("coach-cmd-timeout-%d", time.Now().UnixNano())
+	repo := t.TempDir()
+	writeTree(t, repo, map[string]string{
+		"projects/hangs.yaml":   "name: hangs\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [hangs]\n",
+		"software/hangs.yaml":   "name: hangs\nlicense: MIT\nversions: [{version: 1.0.0, path: hangs}]\nbuild:\n  - cp /bin/sleep /tmp/" + marker + " && /tmp/" + marker + " 600\n",
+		"software/hangs/README": "x\n",
+	})
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	code := run([]string{"-C", repo, "--json", "--timeout", "3s", "build", "hangs", "--runner", "sandbox", "--cache-dir=" + t.TempDir()}, &stdout, &stderr)
+	took := time.Since(start)
+	if code != exitFailure {
+		t.Fatalf("exit %d, want %d\n%s", code, exitFailure, tail(stderr.String(), 20))
+	}
+	doc := oneDocument(t, stdout.Bytes())
+	if doc.Error == nil || !strings.Contains(doc.Error.Message, "timed out after 3s (--timeout)") {
+		t.Errorf("the document's error: %+v", doc.Error)
+	}
+	if took > 15*time.Second {
+		t.Errorf("took %s for a 3 s timeout", took)
+	}
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, err := exec.Command("pgrep", "-f", "--", marker).Output()
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left running: %s", out)
 		}
 	}
 }

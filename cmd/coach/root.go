@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,7 +31,12 @@ type app struct {
 	logFormat      string
 	progress       string
 	verbose        bool
-	log            *slog.Logger
+	// timeout stops a command that runs longer (--timeout); timedOut is
+	// the command context's, to tell its end from an interrupt.
+	timeout  time.Duration
+	cmdCtxMu sync.Mutex
+	cmdCtxs  []context.Context
+	log      *slog.Logger
 	// events is the run's event stream, rendered on stderr by render.
 	events event.Sink
 	render progress.Renderer
@@ -112,6 +119,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetContext(a.interrupts.ctx)
 	err := root.Execute()
 	interrupted := a.interrupts.interrupted()
+	if a.timedOut() {
+		// The command's own deadline, not a signal: exit 1, said so.
+		err = fmt.Errorf("timed out after %s (--timeout): what was running was stopped, and nothing half-made was kept (%v)", a.timeout, err)
+		a.finish(err, exitFailure)
+		a.interrupts.stop()
+		return exitFailure
+	}
 	code := exitCode(err)
 	if err != nil && isCobraUsage(err) {
 		code = exitUsage
@@ -198,6 +212,21 @@ func printedHelp(root *cobra.Command, args []string) bool {
 	return false
 }
 
+// errTimedOut is the cause of a command context that reached --timeout.
+var errTimedOut = errors.New("--timeout reached")
+
+// timedOut reports whether a command's context ended at --timeout.
+func (a *app) timedOut() bool {
+	a.cmdCtxMu.Lock()
+	defer a.cmdCtxMu.Unlock()
+	for _, ctx := range a.cmdCtxs {
+		if errors.Is(context.Cause(ctx), errTimedOut) {
+			return true
+		}
+	}
+	return false
+}
+
 // wantsJSON reports whether a command line asks for --json (before any
 // "--"), for when cobra could not parse it.
 func wantsJSON(args []string) bool {
@@ -251,6 +280,7 @@ packages the tree as deb and rpm for each target distribution.`,
 	f.StringVar(&a.logFormat, "log-format", "auto", "format of what goes to stderr: auto, text or json (json: every event as a JSON line; auto: json with --json, else text)")
 	f.StringVar(&a.progress, "progress", "auto", "how text progress is shown: auto, tty (live view), plain (a line per event, step output streamed) or quiet (warnings and failures); auto: tty on a terminal unless $CI is set, else plain")
 	f.BoolVarP(&a.verbose, "verbose", "v", false, "log debug detail")
+	f.DurationVar(&a.timeout, "timeout", 0, "stop the command when it runs longer than this, e.g. 45m: what runs is stopped as on an interrupt and nothing half-made is kept; exit 1 (0: no limit)")
 	root.AddCommand(
 		a.versionCommand(),
 		a.validateCommand(),
