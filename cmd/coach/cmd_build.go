@@ -151,13 +151,7 @@ func (a *app) writeBuild(res *pipeline.BuildResult) {
 			continue
 		}
 		for _, c := range t.Components {
-			state := "built"
-			switch {
-			case c.From == "remote":
-				state = "pulled"
-			case c.CacheHit:
-				state = "cached"
-			}
+			state := c.State
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%s\n", t.Label(), c.Name, c.Version, state, c.Seconds, mib(c.Bytes))
 		}
 	}
@@ -181,7 +175,7 @@ func (a *app) writeBuild(res *pipeline.BuildResult) {
 		}
 	}
 	for _, t := range res.Targets {
-		if t.Result != nil {
+		if t.Result != nil && t.Tree != "" {
 			fmt.Fprintf(a.stdout, "%s: tree %s (%.1fs)\n", t.Label(), t.Tree, t.Seconds)
 		}
 		if t.Health != nil && t.Health.OK() {

@@ -243,6 +243,17 @@ func TestJSONContract(t *testing.T) {
 					buildSysroot = b.Targets[0].Health.Sysroot
 				}
 			case "build step fails":
+				// The failed target lists its components with their
+				// states.
+				var b struct {
+					Targets []struct {
+						Components []struct{ Name, State string }
+					}
+				}
+				json.Unmarshal(doc.Result, &b)
+				if len(b.Targets) != 1 || len(b.Targets[0].Components) != 1 || b.Targets[0].Components[0].State != "failed" {
+					t.Errorf("the failed target's components: %+v", b.Targets)
+				}
 				// Where it failed, as data: target, component, step, the
 				// step's exit code and its log.
 				e := doc.Error

@@ -121,7 +121,11 @@ type ComponentResult struct {
 	CacheHit bool   `json:"cache_hit"`
 	// From is where the layer came from: local (this machine's cache),
 	// remote (the remote cache) or build.
-	From    string    `json:"from"`
+	From string `json:"from"`
+	// State is the component's outcome: built, cached, pulled; or, in a
+	// target that failed, failed, cancelled (stopped because another
+	// failed) or not started.
+	State   string    `json:"state"`
 	Start   time.Time `json:"start"`
 	End     time.Time `json:"end"`
 	Seconds float64   `json:"seconds"`
@@ -193,7 +197,16 @@ func (b *Builder) Build(ctx context.Context, pl *plan.Plan, p *spec.Project, roo
 		err = fmt.Errorf("remote cache: %w", perr)
 	}
 	if err != nil {
-		return nil, err
+		// What each component came to, for the report of the failure.
+		partial := &Result{Target: t.Name, InstallDir: p.InstallDir, Seconds: time.Since(start).Seconds()}
+		for _, n := range pl.Nodes {
+			r, ok := results[n.Name]
+			if !ok {
+				r = ComponentResult{Name: n.Name, Version: n.Version, State: StateNotStarted}
+			}
+			partial.Components = append(partial.Components, r)
+		}
+		return partial, err
 	}
 	res := &Result{Target: t.Name}
 	var layers []NamedLayer
@@ -272,6 +285,8 @@ func (b *Builder) buildNodes(ctx context.Context, pl *plan.Plan, p *spec.Project
 	started := map[string]bool{}
 	inflight := 0
 	var firstErr error
+	// stopped are the components that failed or were cancelled.
+	stopped := map[string]ComponentResult{}
 	wanted := 0
 	for _, n := range pl.Nodes {
 		if want == nil || want[n.Name] {
@@ -308,16 +323,25 @@ func (b *Builder) buildNodes(ctx context.Context, pl *plan.Plan, p *spec.Project
 			if firstErr == nil || (errors.Is(firstErr, context.Canceled) && !errors.Is(o.err, context.Canceled)) {
 				firstErr = o.err
 			}
+			o.res.State = StateFailed
+			if errors.Is(o.err, context.Canceled) {
+				o.res.State = StateCancelled
+			}
+			stopped[o.name] = o.res
 			cancel()
 			continue
 		}
 		results[o.name] = o.res
 	}
-	if firstErr != nil {
-		return nil, firstErr
+	if firstErr == nil {
+		firstErr = ctx.Err()
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	if firstErr != nil {
+		// The components done and those stopped, for the report.
+		for name, r := range stopped {
+			results[name] = r
+		}
+		return results, firstErr
 	}
 	return results, nil
 }
@@ -633,7 +657,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 		}
 		if ok {
 			b.Layers.Touch(key) // last used, for cache gc --keep-size
-			res.CacheHit, res.From, res.Layer, res.Files, res.Bytes, res.Digest = true, FromLocal, dir, meta.Files, meta.Bytes, meta.Digest
+			res.CacheHit, res.From, res.State, res.Layer, res.Files, res.Bytes, res.Digest = true, FromLocal, StateCached, dir, meta.Files, meta.Bytes, meta.Digest
 			res.Log = filepath.Join(filepath.Dir(dir), "build.log")
 			finish()
 			b.share(key, dir, true)
@@ -647,7 +671,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 				return res, fmt.Errorf("build %s: %w", n.Name, err)
 			}
 			if ok {
-				res.CacheHit, res.From, res.Layer, res.Files, res.Bytes, res.Digest = true, FromRemote, dir, meta.Files, meta.Bytes, meta.Digest
+				res.CacheHit, res.From, res.State, res.Layer, res.Files, res.Bytes, res.Digest = true, FromRemote, StatePulled, dir, meta.Files, meta.Bytes, meta.Digest
 				finish()
 				emit(event.Event{Kind: event.ComponentCached, Component: n.Name, Version: n.Version, Message: "remote"})
 				b.log().Debug("pulled", "target", t.Name, "component", n.Name, "key", shortKey(key), "from", b.Remote.String())
@@ -655,7 +679,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 			}
 		}
 	}
-	res.From = FromBuild
+	res.From, res.State = FromBuild, StateBuilt
 	if err := prepare(ComponentPackages(n, t)); err != nil {
 		return res, err
 	}

@@ -460,8 +460,24 @@ func TestSiblingIsCancelledNotFailed(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	if _, err := f.build(t, "debian-12"); err == nil {
+	res, err := f.build(t, "debian-12")
+	if err == nil {
 		t.Fatal("the build did not fail")
+	}
+	// The failed build still says what each component came to.
+	states := map[string]string{}
+	if res != nil {
+		for _, c := range res.Components {
+			states[c.Name] = c.State
+		}
+	}
+	if states["zlib"] != StateFailed || states["pcre2"] != StateNotStarted || len(states) != 4 {
+		t.Errorf("states %v", states)
+	}
+	for _, name := range []string{"libyaml", "xz"} {
+		if st := states[name]; st != StateCancelled && st != StateNotStarted {
+			t.Errorf("%s: %s", name, st)
+		}
 	}
 	if e := kinds["zlib"]; e.Kind != event.ComponentFailed || e.Step != "2/2 make -j4 install" {
 		t.Errorf("zlib: %+v", e)

@@ -27,6 +27,16 @@ type Remote interface {
 	String() string
 }
 
+// A component's outcome (ComponentResult.State).
+const (
+	StateBuilt      = "built"
+	StateCached     = "cached"
+	StatePulled     = "pulled"
+	StateFailed     = "failed"
+	StateCancelled  = "cancelled"
+	StateNotStarted = "not started"
+)
+
 // Where a component's layer came from (ComponentResult.From).
 const (
 	FromLocal  = "local"

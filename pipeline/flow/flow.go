@@ -188,6 +188,9 @@ func (b *Target) Build(ctx context.Context, t target.Target) *TargetResult {
 		return fmt.Sprintf("%d components (%d cached)", len(res.Components), cached), nil
 	})
 	if err != nil {
+		// What each component came to (built, failed, cancelled, not
+		// started), for the report; there is no tree.
+		out.Result = res
 		// A source that could not be had (a corrupt cache entry, offline)
 		// or a required remote cache that could not be reached is the
 		// fetch stage's failure.
