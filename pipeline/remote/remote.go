@@ -20,6 +20,7 @@
 package remote
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -134,19 +135,12 @@ func Open(ref string, o Options) (*Cache, error) {
 	c.opts = []remote.Option{
 		remote.WithAuthFromKeychain(authn.DefaultKeychain),
 		remote.WithTransport(tr),
-		remote.WithUserAgent(cmpOr(o.UserAgent, "coach")),
+		remote.WithUserAgent(cmp.Or(o.UserAgent, "coach")),
 		// Two quick retries of what may be transient; a registry that is
 		// down is not waited for.
 		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Steps: 2}),
 	}
 	return c, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // String is the reference the cache was opened with.
@@ -254,15 +248,13 @@ func (c *Cache) failed(ctx context.Context, what string, err error) error {
 	return fs.ErrNotExist
 }
 
-// shortErr is err's message without the URL noise of a failed request.
+// shortErr is err's message without the URL noise of a failed request:
+// the network error itself when there is one, else the message, bounded.
 func shortErr(err error) string {
-	var ue interface{ Unwrap() error }
-	msg := err.Error()
-	if errors.As(err, &ue) {
-		if op := (*net.OpError)(nil); errors.As(err, &op) {
-			return op.Error()
-		}
+	if op := (*net.OpError)(nil); errors.As(err, &op) {
+		return op.Error()
 	}
+	msg := err.Error()
 	if len(msg) > 300 {
 		msg = msg[:300] + "…"
 	}
