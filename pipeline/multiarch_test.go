@@ -18,6 +18,56 @@ import (
 	"github.com/coach-build/coach/pipeline/runners"
 )
 
+// TestHelloArm64Dagger builds, checks, packages and verifies hello for
+// arm64 on a real Dagger engine: the containers' platform is linux/arm64,
+// run under the engine host's emulation (the engine's probe says it can,
+// first), and verify installs the package in a clean arm64 container.
+// It runs before TestHelloArm64, which may wait for .ci/run to finish
+// its emulated roots; this one needs none.
+func TestHelloArm64Dagger(t *testing.T) {
+	if os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST") == "" && os.Getenv("DAGGER_SESSION_PORT") == "" {
+		t.Skip("no Dagger engine is configured (_EXPERIMENTAL_DAGGER_RUNNER_HOST); .ci/run starts one where one is built")
+	}
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the test builds arm64 on an amd64 engine")
+	}
+	root, _ := filepath.Abs("..")
+	cache, out := t.TempDir(), t.TempDir()
+	res, err := pipeline.Run(context.Background(), pipeline.BuildRequest{
+		Root: root, Project: "hello", Targets: []string{"debian-12"}, Arches: []string{"arm64"},
+		RunnerName: runners.Dagger, CacheDir: cache, OutDir: out,
+	})
+	if err != nil && strings.Contains(err.Error(), "no match for platform") {
+		t.Skipf("the engine's registry has no linux/arm64 debian:bookworm (.ci/dagger-arm64-image adds one): %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs := res.Packages()
+	if len(pkgs) != 1 || pkgs[0].File != "hello_1.2.0-1+deb12_arm64.deb" {
+		t.Fatalf("packages: %+v", pkgs)
+	}
+	if got, _ := exec.Command("dpkg-deb", "-f", pkgs[0].Path, "Architecture").Output(); strings.TrimSpace(string(got)) != "arm64" {
+		t.Errorf("Architecture: %q", got)
+	}
+	x := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "-x", pkgs[0].Path, x).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	f, err := elf.Open(filepath.Join(x, "opt/hello/bin/hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Machine != elf.EM_AARCH64 {
+		t.Errorf("hello is built for %s", f.Machine)
+	}
+	f.Close()
+	tr := res.Targets[0]
+	if res.Runner != runners.Dagger || tr.Arch != "arm64" || tr.Health == nil || !tr.Health.OK() || len(tr.Verify) != 1 || !tr.Verify[0].OK {
+		t.Fatalf("runner %s, target: arch %s, health %+v, verify %+v", res.Runner, tr.Arch, tr.Health, tr.Verify)
+	}
+}
+
 // TestHelloArm64 builds, checks, packages and verifies hello for arm64 on
 // this machine, under qemu-user: a debian-12 arm64 root made with
 // mmdebstrap, every step run in the sandbox through binfmt_misc, the
@@ -98,54 +148,6 @@ func TestHelloArm64(t *testing.T) {
 		if !strings.Contains(string(sums), w) {
 			t.Errorf("SHA256SUMS lacks %s:\n%s", w, sums)
 		}
-	}
-}
-
-// TestHelloArm64Dagger builds, checks, packages and verifies hello for
-// arm64 on a real Dagger engine: the containers' platform is linux/arm64,
-// run under the engine host's emulation (the engine's probe says it can,
-// first), and verify installs the package in a clean arm64 container.
-func TestHelloArm64Dagger(t *testing.T) {
-	if os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST") == "" && os.Getenv("DAGGER_SESSION_PORT") == "" {
-		t.Skip("no Dagger engine is configured (_EXPERIMENTAL_DAGGER_RUNNER_HOST); .ci/run starts one where one is built")
-	}
-	if runtime.GOARCH != "amd64" {
-		t.Skip("the test builds arm64 on an amd64 engine")
-	}
-	root, _ := filepath.Abs("..")
-	cache, out := t.TempDir(), t.TempDir()
-	res, err := pipeline.Run(context.Background(), pipeline.BuildRequest{
-		Root: root, Project: "hello", Targets: []string{"debian-12"}, Arches: []string{"arm64"},
-		RunnerName: runners.Dagger, CacheDir: cache, OutDir: out,
-	})
-	if err != nil && strings.Contains(err.Error(), "no match for platform") {
-		t.Skipf("the engine's registry has no linux/arm64 debian:bookworm (.ci/dagger-arm64-image adds one): %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkgs := res.Packages()
-	if len(pkgs) != 1 || pkgs[0].File != "hello_1.2.0-1+deb12_arm64.deb" {
-		t.Fatalf("packages: %+v", pkgs)
-	}
-	if got, _ := exec.Command("dpkg-deb", "-f", pkgs[0].Path, "Architecture").Output(); strings.TrimSpace(string(got)) != "arm64" {
-		t.Errorf("Architecture: %q", got)
-	}
-	x := t.TempDir()
-	if out, err := exec.Command("dpkg-deb", "-x", pkgs[0].Path, x).CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	f, err := elf.Open(filepath.Join(x, "opt/hello/bin/hello"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Machine != elf.EM_AARCH64 {
-		t.Errorf("hello is built for %s", f.Machine)
-	}
-	f.Close()
-	tr := res.Targets[0]
-	if res.Runner != runners.Dagger || tr.Arch != "arm64" || tr.Health == nil || !tr.Health.OK() || len(tr.Verify) != 1 || !tr.Verify[0].OK {
-		t.Fatalf("runner %s, target: arch %s, health %+v, verify %+v", res.Runner, tr.Arch, tr.Health, tr.Verify)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/internal/fixture"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
@@ -58,7 +59,10 @@ func freePort(t *testing.T) int {
 func startS3(t *testing.T, bucket string) string {
 	t.Helper()
 	weed := weedBinary()
-	if _, err := os.Stat(weed); err != nil {
+	// .ci/run may still be building it while go test runs.
+	if ok, err := fixture.Await(weed, 20*time.Minute); err != nil {
+		t.Fatal(err)
+	} else if !ok {
 		t.Skipf("SeaweedFS's weed is not built (%s): .ci/run builds it", weed)
 	}
 	dir := t.TempDir()

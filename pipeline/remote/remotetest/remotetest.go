@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/coach-build/coach/pipeline/internal/fixture"
 )
 
 // Binary is distribution's registry: $COACH_TEST_REGISTRY, else on PATH,
@@ -52,10 +54,11 @@ func Start(t testing.TB) *Registry {
 	return r
 }
 
-// Installed reports whether the registry binary is there.
+// Installed reports whether the registry binary is there, once .ci/run
+// has finished installing it (it may still be at it while go test runs).
 func Installed() bool {
-	_, err := os.Stat(Binary())
-	return err == nil
+	ok, _ := fixture.Await(Binary(), 20*time.Minute)
+	return ok
 }
 
 // Run starts a registry with its storage and log in dir; the caller

@@ -108,9 +108,11 @@ func run(ctx context.Context) error {
 		errs []error
 		sem  = make(chan struct{}, parallel)
 	)
+	// The semaphore is taken in the tasks' order, so that the longest
+	// (the emulated roots, first in the list) start first.
 	for _, t := range tasks {
+		sem <- struct{}{}
 		wg.Go(func() {
-			sem <- struct{}{}
 			defer func() { <-sem }()
 			start := time.Now()
 			dir, err := t.make()
