@@ -100,7 +100,7 @@ by that key). See docs/remote-cache.md.`,
 			if debug {
 				req.Debug = &runner.Shell{Stdin: os.Stdin, Stdout: a.stderr, Stderr: a.stderr}
 				if !a.json {
-					req.Debug.Stdout = a.stdout
+					req.Debug.Stdout = a.rawStdout // the shell's terminal
 				}
 			}
 			res, err := pipeline.Run(ctx, req)
@@ -116,7 +116,7 @@ by that key). See docs/remote-cache.md.`,
 	sf.registerCache(fl)
 	sf.registerSources(fl)
 	a.targetFlag(cmd, &req.Targets, "build only these targets (repeatable; default: all of the project's)")
-	fl.StringSliceVarP(&req.Arches, "arch", "a", nil, "build for these architectures, amd64 or arm64 (repeatable; default: the project's arches, else this machine's); a foreign one builds under qemu-user emulation")
+	a.archFlag(cmd, &req.Arches, "build for these architectures, amd64 or arm64 (repeatable; default: the project's arches, else this machine's); a foreign one builds under qemu-user emulation")
 	fl.StringVar(&req.RunnerName, "runner", "auto", "auto, sandbox or dagger (auto: dagger when an engine is configured or off Linux, else sandbox)")
 	fl.IntVarP(&req.Jobs, "jobs", "j", 0, "components built at once (default: see above)")
 	fl.IntVar(&req.MakeJobs, "make-jobs", 0, "the {{.Jobs}} of each build's steps, and plain make's -j without a job server (default: see above)")

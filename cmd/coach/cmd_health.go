@@ -8,12 +8,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/health"
 	"github.com/coach-build/coach/pipeline/project"
 )
 
 func (a *app) healthCommand() *cobra.Command {
 	var req pipeline.HealthRequest
 	var sf sourceFlags
+	var arches []string
 	cmd := &cobra.Command{
 		Use:   "health <project | dir>",
 		Short: "Check the linkage of a tree: every ELF file, every library it needs",
@@ -41,9 +43,23 @@ sandbox root filesystem of each --target).`,
 			} else {
 				req.Project = args[0] // says why it is neither
 			}
-			reps, err := pipeline.Health(ctx, req)
-			if err != nil {
-				return err
+			if req.Dir != "" && len(arches) > 0 {
+				return usageError(fmt.Errorf("-a picks the builds of a project to check; a directory's files have their own architecture"))
+			}
+			// Each architecture's tree, in turn (the machine's alone
+			// without -a).
+			var reps []*health.Report
+			each := arches
+			if len(each) == 0 {
+				each = []string{""}
+			}
+			for _, arch := range each {
+				req.Arch = arch
+				r, err := pipeline.Health(ctx, req)
+				if err != nil {
+					return err
+				}
+				reps = append(reps, r...)
 			}
 			if a.output(reps) {
 				for _, rep := range reps {
@@ -62,6 +78,7 @@ sandbox root filesystem of each --target).`,
 	}
 	f := cmd.Flags()
 	a.targetFlag(cmd, &req.Targets, "target to judge by (repeatable; default: the project's first, or this host's for a directory)")
+	a.archFlag(cmd, &arches, "check the project's builds of these architectures, amd64 or arm64 (repeatable; default: this machine's)")
 	f.StringVar(&req.InstallDir, "install-dir", "", "where the directory is at run time (default: the directory itself)")
 	f.StringVar(&req.Sysroot, "sysroot", "", "root filesystem of the target to resolve system libraries in (default: / for this host's target, else the sandbox's)")
 	f.StringArrayVar(&req.Allow, "allow", nil, "extra allowed soname glob (repeatable)")

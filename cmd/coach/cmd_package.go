@@ -50,7 +50,7 @@ for debian-12, for hosts where el9 itself cannot be built.`,
 	sf.registerCache(cmd.Flags())
 	proj.register(cmd.Flags(), true)
 	a.targetFlag(cmd, &req.Targets, "targets to package (repeatable; default: all of the project's)")
-	cmd.Flags().StringSliceVarP(&req.Arches, "arch", "a", nil, "the builds' architectures to package (repeatable; default: the project's arches, else this machine's)")
+	a.archFlag(cmd, &req.Arches, "the builds' architectures to package (repeatable; default: the project's arches, else this machine's)")
 	cmd.Flags().StringVar(&req.From, "from", "", "package the tree built for this target instead")
 	cmd.RegisterFlagCompletionFunc("from", a.completeTargets)
 	cmd.Flags().BoolVar(&req.SkipHealth, "skip-health", false, "package even when the health check fails (loudly; the check still runs and derives the dependencies)")

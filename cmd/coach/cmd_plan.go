@@ -18,6 +18,7 @@ func (a *app) planCommand() *cobra.Command {
 	var opts project.Options
 	var proj projectFlags
 	var dot bool
+	var arches []string
 	cmd := &cobra.Command{
 		Use:   "plan <project>",
 		Short: "Show the build graph: order, parallel levels and cache keys",
@@ -27,6 +28,9 @@ func (a *app) planCommand() *cobra.Command {
 				return usageError(errors.New("--dot and --json cannot be used together"))
 			}
 			var err error
+			if opts.Arch, err = oneArch(arches, "a plan"); err != nil {
+				return err
+			}
 			if opts.Overrides, err = proj.parsedOverrides(); err != nil {
 				return err
 			}
@@ -49,7 +53,7 @@ func (a *app) planCommand() *cobra.Command {
 	}
 	a.targetFlag(cmd, &opts.Targets, "plan only these targets (repeatable)")
 	cmd.Flags().BoolVar(&opts.Locked, "locked", false, "fail if the lock file is missing or out of date")
-	cmd.Flags().StringVarP(&opts.Arch, "arch", "a", "", "build architecture, amd64 or arm64 (default: the host's)")
+	a.archFlag(cmd, &arches, "the build's architecture, amd64 or arm64 (one: a plan is of one architecture; default: the host's)")
 	cmd.Flags().BoolVar(&dot, "dot", false, "write the graph in Graphviz dot format")
 	proj.register(cmd.Flags(), true)
 	return cmd

@@ -24,7 +24,7 @@ func (a *app) shellCommand() *cobra.Command {
 	var req pipeline.ShellRequest
 	var sf sourceFlags
 	var proj projectFlags
-	var targets []string
+	var targets, arches []string
 	cmd := &cobra.Command{
 		Use:   "shell <project> [component] [-- command [arg ...]]",
 		Short: "Open a shell in a component's build environment",
@@ -59,6 +59,10 @@ status.`,
 			if len(args) < 1 || len(args) > 2 {
 				return usageError(fmt.Errorf("give the project and at most one component before --"))
 			}
+			var err error
+			if req.Arch, err = oneArch(arches, "a shell"); err != nil {
+				return err
+			}
 			if len(targets) > 1 {
 				return usageError(fmt.Errorf("a shell is in one target's environment: give one -t, not %d", len(targets)))
 			}
@@ -71,11 +75,11 @@ status.`,
 			}
 			req.CacheDir, req.Mirrors, req.Offline = sf.cache(), sf.mirrors, sf.offline
 			req.Log, req.Events = a.log, a.events
-			req.Stdout, req.Stderr = a.stdout, a.stderr
+			// The process's own stdout: an interactive shell's terminal.
+			req.Stdout, req.Stderr = a.rawStdout, a.stderr
 			if a.json {
 				req.Stdout = a.stderr // stdout carries the one document
 			}
-			var err error
 			if req.Overrides, err = proj.parsedOverrides(); err != nil {
 				return err
 			}
@@ -98,7 +102,7 @@ status.`,
 	sf.registerCache(fl)
 	sf.registerSources(fl)
 	a.targetFlag(cmd, &targets, "the target whose build environment it is (needed when the project has more than one)")
-	fl.StringVarP(&req.Arch, "arch", "a", "", "the architecture, amd64 or arm64 (default: this machine's); a foreign one runs under qemu-user emulation")
+	a.archFlag(cmd, &arches, "the architecture, amd64 or arm64 (one: a shell is in one environment; default: this machine's); a foreign one runs under qemu-user emulation")
 	fl.StringVar(&req.RunnerName, "runner", "auto", "auto, sandbox or dagger (dagger runs a command given after --, not an interactive shell)")
 	fl.IntVarP(&req.Jobs, "jobs", "j", 0, "dependencies built at once, when they are not cached")
 	fl.BoolVar(&req.Locked, "locked", false, "fail if the lock file is missing or out of date")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -16,6 +17,25 @@ import (
 func (a *app) targetFlag(cmd *cobra.Command, into *[]string, usage string) {
 	cmd.Flags().StringSliceVarP(into, "target", "t", nil, usage)
 	cmd.RegisterFlagCompletionFunc("target", a.completeTargets)
+}
+
+// archFlag registers -a/--arch, the same repeatable flag on every command
+// that takes architectures (completed from completeEnums).
+func (a *app) archFlag(cmd *cobra.Command, into *[]string, usage string) {
+	cmd.Flags().StringSliceVarP(into, "arch", "a", nil, usage)
+}
+
+// oneArch is the one architecture of a command that works in one (a
+// plan's graph, a shell's environment): "" for this machine's, or a usage
+// error for more than one.
+func oneArch(arches []string, what string) (string, error) {
+	switch len(arches) {
+	case 0:
+		return "", nil
+	case 1:
+		return arches[0], nil
+	}
+	return "", usageError(fmt.Errorf("%s is of one architecture: give one -a, not %d (%s)", what, len(arches), strings.Join(arches, ", ")))
 }
 
 // completionRoot is the repository completion looks in: -C if given on

@@ -25,7 +25,10 @@ import (
 
 // app is the state shared by all commands of one invocation.
 type app struct {
+	// stdout closes the live view before its first byte (stdoutWriter);
+	// rawStdout is the process's own, for a shell's terminal.
 	stdout, stderr io.Writer
+	rawStdout      io.Writer
 	dir            string
 	json           bool
 	logFormat      string
@@ -110,7 +113,8 @@ func (b *errorBody) describeFailure(err error) {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	a := &app{stdout: stdout, stderr: stderr}
+	a := &app{rawStdout: stdout, stderr: stderr}
+	a.stdout = &stdoutWriter{a: a, w: stdout}
 	a.interrupts = newInterrupts(a)
 	root := a.rootCommand()
 	root.SetArgs(args)
@@ -153,14 +157,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
+// stdoutWriter is a command's stdout. On a terminal, stdout and the live
+// view (on stderr) share the screen, and a view still drawing would paint
+// its next frame over what the command prints: so the view is closed,
+// leaving its final frame, before the first byte written here.
+type stdoutWriter struct {
+	a    *app
+	w    io.Writer
+	once sync.Once
+}
+
+func (s *stdoutWriter) Write(p []byte) (int, error) {
+	s.once.Do(s.a.closeView)
+	return s.w.Write(p)
+}
+
+// closeView stops the live view (if any) and leaves its final frame; the
+// renderer prints later log records as plain lines.
+func (a *app) closeView() {
+	if a.render != nil {
+		a.render.Close()
+	}
+}
+
 // finish closes the live view, prints the one JSON document under
 // --json, and reports a failure on stderr: once per run, whether the
 // command returned or an interrupt cut it short.
 func (a *app) finish(err error, code int) {
 	a.finished.Do(func() {
-		if a.render != nil {
-			a.render.Close()
-		}
+		a.closeView()
 		if a.json {
 			a.writeEnvelope(err, code)
 		}

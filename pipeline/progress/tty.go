@@ -4,14 +4,17 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+	"golang.org/x/term"
 
 	"github.com/coach-build/coach/pipeline/event"
 )
@@ -23,9 +26,16 @@ import (
 // itself, so the view never draws over them.
 type TTYRenderer struct {
 	p       *tea.Program
+	w       io.Writer
 	verbose bool
 	done    chan struct{}
 	once    sync.Once
+	// width is the terminal's, for the lines printed above the view.
+	width *atomic.Int64
+	// mu guards closed: once the view is closed, log records are
+	// printed as plain lines, after its final frame.
+	mu     sync.Mutex
+	closed bool
 }
 
 type eventMsg event.Event
@@ -35,8 +45,15 @@ type closeMsg struct{}
 // NewTTY starts the terminal view on w.
 func NewTTY(w io.Writer, o Options) *TTYRenderer {
 	lr := lipgloss.NewRenderer(w)
+	width := &atomic.Int64{}
+	width.Store(100)
+	if f, ok := w.(*os.File); ok {
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
+			width.Store(int64(cols))
+		}
+	}
 	m := &model{
-		start: time.Now(), width: 100,
+		start: time.Now(), width: int(width.Load()), sharedWidth: width,
 		rows: map[string]*row{}, stages: map[string]map[string]*stageState{},
 		downloads: map[string]event.Event{}, rootfs: map[string]event.Event{},
 		st: styles{
@@ -47,7 +64,7 @@ func NewTTY(w io.Writer, o Options) *TTYRenderer {
 			busy: lr.NewStyle().Foreground(lipgloss.Color("3")),
 		},
 	}
-	r := &TTYRenderer{done: make(chan struct{}), verbose: o.Verbose}
+	r := &TTYRenderer{done: make(chan struct{}), verbose: o.Verbose, w: w, width: width}
 	r.p = tea.NewProgram(m, tea.WithOutput(w), tea.WithInput(nil), tea.WithoutSignalHandler())
 	go func() {
 		defer close(r.done)
@@ -56,22 +73,38 @@ func NewTTY(w io.Writer, o Options) *TTYRenderer {
 	return r
 }
 
-// Event updates the view; a log record is printed above it.
+// Event updates the view; a log record is printed above it, wrapped at
+// the terminal's width (a line the terminal wrapped by itself would throw
+// the view's count of its own lines off). After Close, log records are
+// printed as plain lines.
 func (r *TTYRenderer) Event(e event.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	switch e.Kind {
 	case event.Log, event.Warning:
-		if line := Line(e, r.verbose); line != "" {
-			r.p.Println(line)
+		line := Line(e, r.verbose)
+		if line == "" {
+			return
 		}
+		if r.closed {
+			fmt.Fprintln(r.w, line)
+			return
+		}
+		r.p.Println(ansi.Hardwrap(line, max(int(r.width.Load())-1, 20), true))
 		return
 	}
-	r.p.Send(eventMsg(e))
+	if !r.closed {
+		r.p.Send(eventMsg(e))
+	}
 }
 
 // Close draws the summary and stops the program, leaving the summary on
 // the screen.
 func (r *TTYRenderer) Close() {
 	r.once.Do(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.closed = true
 		r.p.Send(closeMsg{})
 		select {
 		case <-r.done:
@@ -103,24 +136,25 @@ type stageState struct {
 }
 
 type model struct {
-	st         styles
-	start      time.Time
-	width      int
-	frame      int
-	project    string
-	version    string
-	runner     string
-	targets    []string
-	components []string
-	rows       map[string]*row
-	stages     map[string]map[string]*stageState
-	stageOrder map[string][]string
-	downloads  map[string]event.Event
-	rootfs     map[string]event.Event // the root filesystem or environment being made, by target
-	finished   bool
-	finalErr   string
-	finalSecs  float64
-	closed     bool
+	st          styles
+	start       time.Time
+	width       int
+	sharedWidth *atomic.Int64
+	frame       int
+	project     string
+	version     string
+	runner      string
+	targets     []string
+	components  []string
+	rows        map[string]*row
+	stages      map[string]map[string]*stageState
+	stageOrder  map[string][]string
+	downloads   map[string]event.Event
+	rootfs      map[string]event.Event // the root filesystem or environment being made, by target
+	finished    bool
+	finalErr    string
+	finalSecs   float64
+	closed      bool
 }
 
 func tick() tea.Cmd {
@@ -133,6 +167,9 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width = msg.Width
+		if m.sharedWidth != nil {
+			m.sharedWidth.Store(int64(msg.Width))
+		}
 	case tickMsg:
 		m.frame++
 		if m.closed {
