@@ -16,6 +16,7 @@ import (
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/runner"
+	"github.com/coach-build/coach/pipeline/runner/dagger"
 	"github.com/coach-build/coach/pipeline/runner/fake"
 	"github.com/coach-build/coach/pipeline/runner/sandbox"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -493,5 +494,58 @@ func TestSiblingIsCancelledNotFailed(t *testing.T) {
 	}
 	if cancelled == 0 {
 		t.Error("no sibling was cancelled")
+	}
+}
+
+// TestDaggerKeyCoversTheImage: pinning a target's image by digest (what
+// coach lock does with an engine) rebuilds every component in the Dagger
+// runner's environment, whose base the image is, and none in the
+// sandbox's, which never reads it.
+func TestDaggerKeyCoversTheImage(t *testing.T) {
+	build := func(f *fixture, image string) []string {
+		t.Helper()
+		repo, err := spec.Load(f.root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := repo.Project("app")
+		res, err := resolve.Resolve(repo, p, resolve.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := p.SelectTargets([]string{"debian-12"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if image != "" {
+			ts[0].Image = image
+		}
+		pl, err := plan.New(p, res, ts, target.HostArch())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := f.builder.Build(context.Background(), pl, p, f.root, ts[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rebuilt(r)
+	}
+	pin := "docker.io/library/debian@sha256:" + strings.Repeat("d", 64)
+	for _, c := range []struct {
+		runner string
+		id     func(target.Target, string, []string) string
+		want   int // components rebuilt once the image is pinned
+	}{
+		{"sandbox", (&sandbox.Runner{}).EnvironmentID, 0},
+		{"dagger", (&dagger.Runner{}).EnvironmentID, 4},
+	} {
+		f := newFixture(t)
+		f.builder.Runner = envRunner{f.runner, c.id}
+		if got := build(f, ""); len(got) != 4 {
+			t.Fatalf("%s: first build rebuilt %v", c.runner, got)
+		}
+		if got := build(f, pin); len(got) != c.want {
+			t.Errorf("%s: with the image pinned, rebuilt %v, want %d components", c.runner, got, c.want)
+		}
 	}
 }

@@ -107,8 +107,13 @@ func New(p *spec.Project, res *resolve.Resolution, targets []target.Target, arch
 	if err != nil {
 		return nil, err
 	}
+	// A target's image is not in its digest: the Dagger runner's
+	// environment id (in every layer key it builds) covers it, and the
+	// sandbox never reads it, so pinning an image by digest (coach lock
+	// with an engine) must not rebuild the sandbox's layers.
 	targetDigests := make([]string, len(targets))
 	for i, t := range targets {
+		t.Image = ""
 		targetDigests[i] = digest.JSON(t)
 	}
 	for _, name := range order {

@@ -231,6 +231,7 @@ func Relock(repo *spec.Repo, p *spec.Project, old *Lock, upgrade bool, move []st
 	}
 	l := res.Lock()
 	changes := Diff(old, l)
+	resolutionMoved := len(changes) > 0
 	merged := map[string]string{}
 	var oldImages map[string]string
 	if old != nil {
@@ -241,10 +242,18 @@ func Relock(repo *spec.Repo, p *spec.Project, old *Lock, upgrade bool, move []st
 		changes = append(changes, DiffImages(oldImages, images)...)
 		maps.Copy(merged, images)
 	}
-	if old != nil && old.SourceDateEpoch == 0 {
-		changes = append(changes, "source_date_epoch: recorded for reproducible packages")
-	}
+	// source_date_epoch moves only with what is built: a resolution that
+	// moved (versions, sources, definitions) is recorded at now; image
+	// pins alone keep the old lock's, so that pinning the Dagger runner's
+	// images changes neither the packages' dates nor the sandbox's layer
+	// keys (SOURCE_DATE_EPOCH is in every step's environment).
 	l.SourceDateEpoch = now.Unix()
+	switch {
+	case old != nil && old.SourceDateEpoch == 0:
+		changes = append(changes, "source_date_epoch: recorded for reproducible packages")
+	case old != nil && !resolutionMoved:
+		l.SourceDateEpoch = old.SourceDateEpoch
+	}
 	if len(merged) > 0 {
 		l.Images = merged
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coach-build/coach/pipeline/spec"
 )
@@ -250,5 +251,54 @@ func TestReadLockRejectsUnknownFields(t *testing.T) {
 	}
 	if l, err := ReadLock(t.TempDir(), "app"); l != nil || err != nil {
 		t.Errorf("missing lock: %v %v", l, err)
+	}
+}
+
+// TestRelockEpoch: source_date_epoch moves with what is built, not with
+// the clock. Pinning images (or relocking unchanged definitions) keeps the
+// old lock's epoch; a moved version records the new time.
+func TestRelockEpoch(t *testing.T) {
+	r := repo(t, map[string]string{"projects/app.yaml": project("[curl]", ""), "software/zlib.yaml": zlib, "software/curl.yaml": curl})
+	p, err := r.Project("app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := func(n int) time.Time { return time.Date(2026, 1, n, 0, 0, 0, 0, time.UTC) }
+	first, err := Relock(r, p, nil, false, nil, nil, day(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Lock.SourceDateEpoch != day(1).Unix() {
+		t.Fatalf("a new lock's epoch: %d", first.Lock.SourceDateEpoch)
+	}
+	again, err := Relock(r, p, first.Lock, false, nil, nil, day(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Changes) != 0 || string(again.Lock.Marshal()) != string(first.Lock.Marshal()) {
+		t.Errorf("relocking unchanged definitions: changes %v\n%s", again.Changes, again.Lock.Marshal())
+	}
+	pinned, err := Relock(r, p, first.Lock, false, nil, map[string]string{"debian-12": "debian@sha256:" + strings.Repeat("a", 64)}, day(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pinned.Changes) != 1 || pinned.Lock.Images["debian-12"] == "" || pinned.Lock.SourceDateEpoch != day(1).Unix() {
+		t.Errorf("pinning an image: changes %v, images %v, epoch %d (want the old lock's, %d)", pinned.Changes, pinned.Lock.Images, pinned.Lock.SourceDateEpoch, day(1).Unix())
+	}
+	// zlib held back to 1.2.13 in the old lock: an upgrade moves it, and
+	// the packages get the new time.
+	old := *first.Lock
+	old.Components = append([]LockComponent(nil), first.Lock.Components...)
+	for i := range old.Components {
+		if old.Components[i].Name == "zlib" {
+			old.Components[i].Version = "1.2.13"
+		}
+	}
+	moved, err := Relock(r, p, &old, true, nil, nil, day(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(moved.Changes) == 0 || moved.Lock.SourceDateEpoch != day(4).Unix() {
+		t.Errorf("an upgrade: changes %v, epoch %d (want %d)", moved.Changes, moved.Lock.SourceDateEpoch, day(4).Unix())
 	}
 }
