@@ -30,7 +30,7 @@ description: A build that fails
 maintainer: M <m@example.com>
 license: MIT
 version: 1.0.0
-software: [broken]
+software: [broken, sibling]
 targets: [debian-12]
 `,
 	"projects/remote.yaml": `name: remote
@@ -53,9 +53,18 @@ build:
 license: MIT
 versions: [{version: 1.0.0, path: broken}]
 build:
+  - sleep 1
   - echo about to fail; exit 3
 `,
 	"software/broken/README": "nothing\n",
+	// Built beside broken, and stopped when broken fails: cancelled, not
+	// failed.
+	"software/sibling.yaml": `name: sibling
+license: MIT
+versions: [{version: 1.0.0, path: broken}]
+build:
+  - sleep 60
+`,
 	"software/zlib.yaml": `name: zlib
 license: Zlib
 versions:
@@ -179,7 +188,7 @@ func TestJSONContract(t *testing.T) {
 		{"doctor none", append(C, "doctor", cd), exitFailure, false, map[string]string{"PATH": noTools, "_EXPERIMENTAL_DAGGER_RUNNER_HOST": "unix:///nonexistent/engine.sock"}},
 		{"build unknown target", append(C, "build", "app", "-t", "el9", cd), exitUsage, false, nil},
 		{"build unknown stage to skip", append(C, "build", "app", "--skip", "lint", cd), exitUsage, false, nil},
-		{"build step fails", append(C, "build", "broken", "--runner", "sandbox", cd), exitBuild, true, nil},
+		{"build step fails", append(C, "build", "broken", "--runner", "sandbox", "-j", "2", cd), exitBuild, true, nil},
 		{"build ok", append(C, "build", "app", "--runner", "sandbox", "--no-verify", cd), 0, true, nil},
 		{"health of the build", append(C, "health", "app", cd), 0, true, nil},
 		{"package ok", append(C, "package", "app", cd, "-o", t.TempDir()), 0, true, nil},
@@ -244,20 +253,30 @@ func TestJSONContract(t *testing.T) {
 				}
 			case "build step fails":
 				// The failed target lists its components with their
-				// states.
+				// states: the sibling stopped because broken failed is
+				// cancelled, and not counted among the failures.
 				var b struct {
 					Targets []struct {
 						Components []struct{ Name, State string }
 					}
 				}
 				json.Unmarshal(doc.Result, &b)
-				if len(b.Targets) != 1 || len(b.Targets[0].Components) != 1 || b.Targets[0].Components[0].State != "failed" {
+				states := map[string]string{}
+				for _, t := range b.Targets {
+					for _, c := range t.Components {
+						states[c.Name] = c.State
+					}
+				}
+				if len(b.Targets) != 1 || len(states) != 2 || states["broken"] != "failed" || states["sibling"] != "cancelled" {
 					t.Errorf("the failed target's components: %+v", b.Targets)
+				}
+				if doc.Error != nil && strings.Contains(doc.Error.Message, "sibling") {
+					t.Errorf("the cancelled sibling is in the failure: %s", doc.Error.Message)
 				}
 				// Where it failed, as data: target, component, step, the
 				// step's exit code and its log.
 				e := doc.Error
-				if e == nil || e.Target != "debian-12" || e.Component != "broken" || e.Step == nil || e.Step.Index != 1 ||
+				if e == nil || e.Target != "debian-12" || e.Component != "broken" || e.Step == nil || e.Step.Index != 2 ||
 					e.Step.Name != "echo about to fail; exit 3" || e.StepExitCode == nil || *e.StepExitCode != 3 || e.Log == "" {
 					t.Errorf("the failure's fields: %+v", e)
 				} else if _, err := os.Stat(e.Log); err != nil {
