@@ -151,8 +151,7 @@ func (a *app) writeBuild(res *pipeline.BuildResult) {
 			continue
 		}
 		for _, c := range t.Components {
-			state := c.State
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%s\n", t.Label(), c.Name, c.Version, state, c.Seconds, mib(c.Bytes))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%s\n", t.Label(), c.Name, c.Version, c.State, c.Seconds, mib(c.Bytes))
 		}
 	}
 	tw.Flush()

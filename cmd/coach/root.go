@@ -339,17 +339,14 @@ func (a *app) setup(live bool) error {
 	if a.verbose {
 		level = slog.LevelDebug
 	}
-	mode := a.progress
 	switch a.logFormat {
-	case "json":
-		mode = progress.JSON
-	case "auto":
-		if a.json {
-			mode = progress.JSON
-		}
-	case "text":
+	case "auto", "text", "json":
 	default:
 		return usageError(fmt.Errorf("--log-format must be auto, text or json, not %q", a.logFormat))
+	}
+	mode := a.progress
+	if a.jsonLines() {
+		mode = progress.JSON
 	}
 	switch a.progress {
 	case progress.Auto, progress.TTY, progress.Plain, progress.Quiet:

@@ -53,7 +53,7 @@ func NewTTY(w io.Writer, o Options) *TTYRenderer {
 		}
 	}
 	m := &model{
-		start: time.Now(), width: int(width.Load()), sharedWidth: width,
+		start: time.Now(), width: width,
 		rows: map[string]*row{}, stages: map[string]map[string]*stageState{},
 		downloads: map[string]event.Event{}, rootfs: map[string]event.Event{},
 		st: styles{
@@ -90,13 +90,18 @@ func (r *TTYRenderer) Event(e event.Event) {
 			fmt.Fprintln(r.w, line)
 			return
 		}
-		r.p.Println(ansi.Hardwrap(line, max(int(r.width.Load())-1, 20), true))
+		r.p.Println(ansi.Hardwrap(line, lineWidth(r.width), true))
 		return
 	}
 	if !r.closed {
 		r.p.Send(eventMsg(e))
 	}
 }
+
+// lineWidth is how wide a line the view draws or prints may be: one
+// column short of the terminal's width, so that no line ends in its last
+// column, and never under 20.
+func lineWidth(width *atomic.Int64) int { return max(int(width.Load())-1, 20) }
 
 // Close draws the summary and stops the program, leaving the summary on
 // the screen.
@@ -136,25 +141,26 @@ type stageState struct {
 }
 
 type model struct {
-	st          styles
-	start       time.Time
-	width       int
-	sharedWidth *atomic.Int64
-	frame       int
-	project     string
-	version     string
-	runner      string
-	targets     []string
-	components  []string
-	rows        map[string]*row
-	stages      map[string]map[string]*stageState
-	stageOrder  map[string][]string
-	downloads   map[string]event.Event
-	rootfs      map[string]event.Event // the root filesystem or environment being made, by target
-	finished    bool
-	finalErr    string
-	finalSecs   float64
-	closed      bool
+	st    styles
+	start time.Time
+	// width is the terminal's, shared with the renderer (which wraps
+	// the lines printed above the view).
+	width      *atomic.Int64
+	frame      int
+	project    string
+	version    string
+	runner     string
+	targets    []string
+	components []string
+	rows       map[string]*row
+	stages     map[string]map[string]*stageState
+	stageOrder map[string][]string
+	downloads  map[string]event.Event
+	rootfs     map[string]event.Event // the root filesystem or environment being made, by target
+	finished   bool
+	finalErr   string
+	finalSecs  float64
+	closed     bool
 }
 
 func tick() tea.Cmd {
@@ -166,10 +172,7 @@ func (m *model) Init() tea.Cmd { return tick() }
 func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
-		m.width = msg.Width
-		if m.sharedWidth != nil {
-			m.sharedWidth.Store(int64(msg.Width))
-		}
+		m.width.Store(int64(msg.Width))
 	case tickMsg:
 		m.frame++
 		if m.closed {
@@ -336,7 +339,7 @@ func (m *model) View() string {
 	var b strings.Builder
 	now := time.Now()
 	line := func(s string) {
-		b.WriteString(ansi.Truncate(s, max(m.width-1, 20), "…"))
+		b.WriteString(ansi.Truncate(s, lineWidth(m.width), "…"))
 		b.WriteByte('\n')
 	}
 	if m.project != "" {
