@@ -47,21 +47,7 @@ func TestHelloArm64Dagger(t *testing.T) {
 	if len(pkgs) != 1 || pkgs[0].File != "hello_1.2.0-1+deb12_arm64.deb" {
 		t.Fatalf("packages: %+v", pkgs)
 	}
-	if got, _ := exec.Command("dpkg-deb", "-f", pkgs[0].Path, "Architecture").Output(); strings.TrimSpace(string(got)) != "arm64" {
-		t.Errorf("Architecture: %q", got)
-	}
-	x := t.TempDir()
-	if out, err := exec.Command("dpkg-deb", "-x", pkgs[0].Path, x).CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	f, err := elf.Open(filepath.Join(x, "opt/hello/bin/hello"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Machine != elf.EM_AARCH64 {
-		t.Errorf("hello is built for %s", f.Machine)
-	}
-	f.Close()
+	checkArm64Hello(t, pkgs[0].Path)
 	tr := res.Targets[0]
 	if res.Runner != runners.Dagger || tr.Arch != "arm64" || tr.Health == nil || !tr.Health.OK() || len(tr.Verify) != 1 || !tr.Verify[0].OK {
 		t.Fatalf("runner %s, target: arch %s, health %+v, verify %+v", res.Runner, tr.Arch, tr.Health, tr.Verify)
@@ -99,22 +85,7 @@ func TestHelloArm64(t *testing.T) {
 	if len(pkgs) != 1 || pkgs[0].File != "hello_1.2.0-1+deb12_arm64.deb" || pkgs[0].Arch != "arm64" {
 		t.Fatalf("packages: %+v", pkgs)
 	}
-	deb := pkgs[0].Path
-	if got, _ := exec.Command("dpkg-deb", "-f", deb, "Architecture").Output(); strings.TrimSpace(string(got)) != "arm64" {
-		t.Errorf("Architecture: %q", got)
-	}
-	x := t.TempDir()
-	if out, err := exec.Command("dpkg-deb", "-x", deb, x).CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	f, err := elf.Open(filepath.Join(x, "opt/hello/bin/hello"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Machine != elf.EM_AARCH64 {
-		t.Errorf("hello is built for %s", f.Machine)
-	}
-	f.Close()
+	checkArm64Hello(t, pkgs[0].Path)
 	tr := res.Targets[0]
 	if tr.Arch != "arm64" || tr.Health == nil || !tr.Health.OK() || len(tr.Verify) != 1 || !tr.Verify[0].OK {
 		t.Fatalf("target: arch %s, health %+v, verify %+v", tr.Arch, tr.Health, tr.Verify)
@@ -148,6 +119,26 @@ func TestHelloArm64(t *testing.T) {
 		if !strings.Contains(string(sums), w) {
 			t.Errorf("SHA256SUMS lacks %s:\n%s", w, sums)
 		}
+	}
+}
+
+// checkArm64Hello: hello's deb says arm64, and its binary is aarch64.
+func checkArm64Hello(t *testing.T, deb string) {
+	t.Helper()
+	if got, _ := exec.Command("dpkg-deb", "-f", deb, "Architecture").Output(); strings.TrimSpace(string(got)) != "arm64" {
+		t.Errorf("Architecture: %q", got)
+	}
+	x := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "-x", deb, x).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	f, err := elf.Open(filepath.Join(x, "opt/hello/bin/hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_AARCH64 {
+		t.Errorf("hello is built for %s", f.Machine)
 	}
 }
 

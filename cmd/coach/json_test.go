@@ -399,13 +399,7 @@ func TestCommandTimeout(t *testing.T) {
 	if took > 15*time.Second {
 		t.Errorf("took %s for a 3 s timeout", took)
 	}
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		out, err := exec.Command("pgrep", "-f", "--", marker).Output()
-		if err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("left running: %s", out)
-		}
+	if left := waitGone(marker, 2*time.Second); left != "" {
+		t.Fatalf("left running: %s", left)
 	}
 }

@@ -98,18 +98,25 @@ func TestScripts(t *testing.T) {
 				}
 				limit, err := time.ParseDuration(args[1])
 				ts.Check(err)
-				deadline := time.Now().Add(limit)
-				for {
-					out, err := exec.Command("pgrep", "-f", "--", args[0]).Output()
-					if err != nil && len(out) == 0 {
-						return // pgrep exits 1 when nothing matches
-					}
-					if time.Now().After(deadline) {
-						ts.Fatalf("processes matching %q still run after %s: %s", args[0], limit, strings.TrimSpace(string(out)))
-					}
-					time.Sleep(100 * time.Millisecond)
+				if left := waitGone(args[0], limit); left != "" {
+					ts.Fatalf("processes matching %q still run after %s: %s", args[0], limit, left)
 				}
 			},
 		},
 	})
+}
+
+// waitGone waits at most limit until no process's command line matches
+// pattern (pgrep -f), and returns those still running then ("" when none
+// is).
+func waitGone(pattern string, limit time.Duration) string {
+	for deadline := time.Now().Add(limit); ; time.Sleep(50 * time.Millisecond) {
+		out, err := exec.Command("pgrep", "-f", "--", pattern).Output()
+		if err != nil && len(out) == 0 {
+			return "" // pgrep exits 1 when nothing matches
+		}
+		if time.Now().After(deadline) {
+			return strings.TrimSpace(string(out))
+		}
+	}
 }

@@ -16,11 +16,11 @@ import (
 	"github.com/hinshun/vt10x"
 )
 
-// ptyRun runs coach in a pseudo-terminal of cols×rows with stdout and
-// stderr both on it, as in a person's terminal, and returns the screen's
-// lines once coach has exited. watch, when given, sees the screen every
-// 50 ms while coach runs.
-func ptyRun(t *testing.T, cols, rows int, rootfs string, args []string, watch func(lines []string, p *os.Process)) (final []string, err error) {
+// ptyRun runs coach with its stderr on a pseudo-terminal of cols×rows,
+// and its stdout too unless stdout is given (as in a person's terminal),
+// and returns the screen's lines once coach has exited. watch, when given,
+// sees the screen every 50 ms while coach runs.
+func ptyRun(t *testing.T, cols, rows int, rootfs string, args []string, stdout io.Writer, watch func(lines []string, p *os.Process)) (final []string, err error) {
 	t.Helper()
 	ptmx, tty, perr := pty.Open()
 	if perr != nil {
@@ -38,6 +38,9 @@ func ptyRun(t *testing.T, cols, rows int, rootfs string, args []string, watch fu
 	}
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = tty, tty
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +86,15 @@ func checkScreen(t *testing.T, final []string, once ...string) {
 			t.Errorf("%d lines match %q, want 1", n, p)
 		}
 	}
+	noRepeatedLines(t, final)
+	if t.Failed() {
+		t.Logf("final screen:\n%s", strings.Join(final, "\n"))
+	}
+}
+
+// noRepeatedLines: no line is on the screen twice.
+func noRepeatedLines(t *testing.T, final []string) {
+	t.Helper()
 	count := map[string]int{}
 	for _, l := range final {
 		count[l]++
@@ -92,9 +104,22 @@ func checkScreen(t *testing.T, final []string, once ...string) {
 			t.Errorf("line on the screen %d times: %q", n, l)
 		}
 	}
-	if t.Failed() {
-		t.Logf("final screen:\n%s", strings.Join(final, "\n"))
+}
+
+// appRepo writes project app (debian-12, the given software, in order)
+// and each software definition, all built from software/src.
+func appRepo(t *testing.T, software string, defs map[string]string) string {
+	t.Helper()
+	repo := t.TempDir()
+	files := map[string]string{
+		"projects/app.yaml":   "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [" + software + "]\n",
+		"software/src/README": "a source tree\n",
 	}
+	for name, def := range defs {
+		files["software/"+name+".yaml"] = def
+	}
+	writeTree(t, repo, files)
+	return repo
 }
 
 // TestTerminalViewEnds builds a three-component project in a terminal of
@@ -106,22 +131,20 @@ func checkScreen(t *testing.T, final []string, once ...string) {
 func TestTerminalViewEnds(t *testing.T) {
 	coach, rootfs := coachBinary(t, "the terminal view is of a sandboxed build", "bwrap", "mmdebstrap")
 	wide := strings.Repeat("w", 300) + " " + strings.Repeat("a-long-word ", 30)
+	quick := "name: quick\nlicense: MIT\nversions: [{version: 2.0.0, path: src}]\nbuild:\n  - mkdir -p {{.InstallDir}}/share && cp README {{.InstallDir}}/share/quick\n"
 	for _, size := range []struct{ cols, rows int }{{80, 24}, {200, 50}} {
 		t.Run(fmt.Sprintf("%dx%d", size.cols, size.rows), func(t *testing.T) {
 			t.Run("succeeds", func(t *testing.T) {
-				repo, cache := t.TempDir(), t.TempDir()
-				writeTree(t, repo, map[string]string{
-					"projects/app.yaml":   "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [quick, slow, wide]\n",
-					"software/src/README": "a source tree\n",
-					"software/quick.yaml": "name: quick\nlicense: MIT\nversions: [{version: 2.0.0, path: src}]\nbuild:\n  - mkdir -p {{.InstallDir}}/share && cp README {{.InstallDir}}/share/quick\n",
-					"software/slow.yaml":  "name: slow\nlicense: MIT\nversions: [{version: 3.0.0, path: src}]\ndependencies: [quick]\nbuild:\n  - for i in 1 2 3; do echo tick $i; sleep 1; done\n  - mkdir -p {{.InstallDir}}/share && cp README {{.InstallDir}}/share/slow\n",
-					"software/wide.yaml":  "name: wide\nlicense: MIT\nversions: [{version: 4.0.0, path: src}]\nbuild:\n  - echo " + wide + "; sleep 2\n  - mkdir -p {{.InstallDir}}/share && cp README {{.InstallDir}}/share/wide\n",
-				})
+				repo, cache := appRepo(t, "quick, slow, wide", map[string]string{
+					"quick": quick,
+					"slow":  "name: slow\nlicense: MIT\nversions: [{version: 3.0.0, path: src}]\ndependencies: [quick]\nbuild:\n  - for i in 1 2 3; do echo tick $i; sleep 1; done\n  - mkdir -p {{.InstallDir}}/share && cp README {{.InstallDir}}/share/slow\n",
+					"wide":  "name: wide\nlicense: MIT\nversions: [{version: 4.0.0, path: src}]\nbuild:\n  - echo " + wide + "; sleep 2\n  - mkdir -p {{.InstallDir}}/share && cp README {{.InstallDir}}/share/wide\n",
+				}), t.TempDir()
 				args := []string{coach, "-C", repo, "build", "app", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "-j", "3"}
 				if size.cols > 80 {
 					args = append(args, "--skip=verify") // verify's stage line is drawn at 80 columns
 				}
-				final, err := ptyRun(t, size.cols, size.rows, rootfs, args, nil)
+				final, err := ptyRun(t, size.cols, size.rows, rootfs, args, nil, nil)
 				if err != nil {
 					t.Fatalf("build failed: %v\n%s", err, strings.Join(final, "\n"))
 				}
@@ -131,15 +154,12 @@ func TestTerminalViewEnds(t *testing.T) {
 					`^debian-12: pkg/app-1\.0\.0-1/app_1\.0\.0-1\+deb12_amd64\.deb$`)
 			})
 			t.Run("fails", func(t *testing.T) {
-				repo, cache := t.TempDir(), t.TempDir()
-				writeTree(t, repo, map[string]string{
-					"projects/app.yaml":   "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [quick, bad, slow]\n",
-					"software/src/README": "a source tree\n",
-					"software/quick.yaml": "name: quick\nlicense: MIT\nversions: [{version: 2.0.0, path: src}]\nbuild:\n  - mkdir -p {{.InstallDir}}/share && cp README {{.InstallDir}}/share/quick\n",
-					"software/bad.yaml":   "name: bad\nlicense: MIT\nversions: [{version: 1.0.0, path: src}]\ndependencies: [quick]\nbuild:\n  - sleep 1\n  - echo the compiler said no; exit 3\n",
-					"software/slow.yaml":  "name: slow\nlicense: MIT\nversions: [{version: 3.0.0, path: src}]\nbuild:\n  - for i in 1 2 3 4 5 6 7 8 9 10; do echo tick $i; sleep 1; done\n",
-				})
-				final, err := ptyRun(t, size.cols, size.rows, rootfs, []string{coach, "-C", repo, "build", "app", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "-j", "3"}, nil)
+				repo, cache := appRepo(t, "quick, bad, slow", map[string]string{
+					"quick": quick,
+					"bad":   "name: bad\nlicense: MIT\nversions: [{version: 1.0.0, path: src}]\ndependencies: [quick]\nbuild:\n  - sleep 1\n  - echo the compiler said no; exit 3\n",
+					"slow":  "name: slow\nlicense: MIT\nversions: [{version: 3.0.0, path: src}]\nbuild:\n  - for i in 1 2 3 4 5 6 7 8 9 10; do echo tick $i; sleep 1; done\n",
+				}), t.TempDir()
+				final, err := ptyRun(t, size.cols, size.rows, rootfs, []string{coach, "-C", repo, "build", "app", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "-j", "3"}, nil, nil)
 				if err == nil {
 					t.Fatalf("the build passed:\n%s", strings.Join(final, "\n"))
 				}
@@ -162,15 +182,12 @@ func TestTerminalViewEnds(t *testing.T) {
 // 2 s, its screen clean.
 func TestTerminalViewInterrupt(t *testing.T) {
 	coach, rootfs := coachBinary(t, "the terminal view is of a sandboxed build", "bwrap", "mmdebstrap")
-	repo, cache := t.TempDir(), t.TempDir()
-	writeTree(t, repo, map[string]string{
-		"projects/app.yaml":   "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [slow]\n",
-		"software/src/README": "a source tree\n",
-		"software/slow.yaml":  "name: slow\nlicense: MIT\nversions: [{version: 3.0.0, path: src}]\nbuild:\n  - for i in $(seq 60); do echo tick $i; sleep 1; done\n",
-	})
+	repo, cache := appRepo(t, "slow", map[string]string{
+		"slow": "name: slow\nlicense: MIT\nversions: [{version: 3.0.0, path: src}]\nbuild:\n  - for i in $(seq 60); do echo tick $i; sleep 1; done\n",
+	}), t.TempDir()
 	var sent, saw time.Time // when Ctrl-C was sent, and when 'stopping' showed
 	building := regexp.MustCompile(`^\s+slow\s+3\.0\.0\s+\S+ building`)
-	final, err := ptyRun(t, 80, 24, rootfs, []string{coach, "-C", repo, "build", "app", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache}, func(lines []string, p *os.Process) {
+	final, err := ptyRun(t, 80, 24, rootfs, []string{coach, "-C", repo, "build", "app", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache}, nil, func(lines []string, p *os.Process) {
 		for _, l := range lines {
 			switch {
 			case sent.IsZero() && building.MatchString(l):

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"github.com/hinshun/vt10x"
 )
 
@@ -52,57 +51,18 @@ func (s *screen) lines() []string {
 // copies of itself), and the summary is there in pipeline order.
 func TestTerminalView(t *testing.T) {
 	coach, rootfs := coachBinary(t, "the terminal view is of a sandboxed build", "bwrap", "mmdebstrap")
-	repo, cache := t.TempDir(), t.TempDir()
-	writeTree(t, repo, map[string]string{
-		"projects/app.yaml":   "name: app\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [quick, slow]\n",
-		"software/src/README": "a source tree\n",
-		"software/quick.yaml": "name: quick\nlicense: MIT\nversions: [{version: 2.0.0, path: src}]\nbuild:\n  - echo quick one\n  - mkdir -p {{.InstallDir}}/share && cp README {{.InstallDir}}/share/quick\n",
-		"software/slow.yaml":  "name: slow\nlicense: MIT\nversions: [{version: 3.0.0, path: src}]\ndependencies: [quick]\nbuild:\n  - for i in 1 2 3 4 5 6; do echo tick $i; sleep 1; done\n  - mkdir -p {{.InstallDir}}/share && cp README {{.InstallDir}}/share/slow\n",
-	})
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Skipf("no pseudo-terminal here: %v", err)
-	}
-	defer ptmx.Close()
-	const cols, rows = 160, 200
-	pty.Setsize(ptmx, &pty.Winsize{Cols: cols, Rows: rows})
-	scr := &screen{term: vt10x.New(vt10x.WithSize(cols, rows))}
-
-	cmd := exec.Command(coach, "-C", repo, "-v", "build", "app", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "--no-verify")
-	env := []string{"TERM=xterm-256color", "COACH_ROOTFS_DIR=" + rootfs}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CI=") && !strings.HasPrefix(kv, "TERM=") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = env
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, tty
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tty.Close()
-	copied := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(scr, ptmx)
-		copied <- err
-	}()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
+	repo, cache := appRepo(t, "quick, slow", map[string]string{
+		"quick": "name: quick\nlicense: MIT\nversions: [{version: 2.0.0, path: src}]\nbuild:\n  - echo quick one\n  - mkdir -p {{.InstallDir}}/share && cp README {{.InstallDir}}/share/quick\n",
+		"slow":  "name: slow\nlicense: MIT\nversions: [{version: 3.0.0, path: src}]\ndependencies: [quick]\nbuild:\n  - for i in 1 2 3 4 5 6; do echo tick $i; sleep 1; done\n  - mkdir -p {{.InstallDir}}/share && cp README {{.InstallDir}}/share/slow\n",
+	}), t.TempDir()
 	// Watch the slow component's row while its step runs.
 	row := regexp.MustCompile(`^\s+slow\s+3\.0\.0\s+\S+ building (.*)\((\d+)s\)(.*)$`)
 	var seen []int
 	sawOutput := false
-	var runErr error
-watch:
-	for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); {
-		select {
-		case runErr = <-exited:
-			break watch
-		case <-time.After(100 * time.Millisecond):
-		}
-		for _, l := range scr.lines() {
+	var stdout bytes.Buffer
+	args := []string{coach, "-C", repo, "-v", "build", "app", "-t", "debian-12", "--runner", "sandbox", "--cache-dir", cache, "--no-verify"}
+	final, runErr := ptyRun(t, 160, 200, rootfs, args, &stdout, func(lines []string, _ *os.Process) {
+		for _, l := range lines {
 			if m := row.FindStringSubmatch(l); m != nil {
 				n, _ := strconv.Atoi(m[2])
 				if len(seen) == 0 || seen[len(seen)-1] != n {
@@ -113,9 +73,7 @@ watch:
 				}
 			}
 		}
-	}
-	<-copied // the pty closes when coach exits
-	final := scr.lines()
+	})
 	screenText := strings.Join(final, "\n")
 	if runErr != nil {
 		t.Fatalf("build failed: %v\n%s", runErr, screenText)
@@ -148,16 +106,7 @@ watch:
 			t.Errorf("%q is on the screen %d times, want once", want, n)
 		}
 	}
-	// No line is on the screen twice.
-	count := map[string]int{}
-	for _, l := range final {
-		count[l]++
-	}
-	for l, n := range count {
-		if n > 1 {
-			t.Errorf("line repeated %d times: %q", n, l)
-		}
-	}
+	noRepeatedLines(t, final)
 	// The summary: a header, the target, each component once, in plan
 	// order, and the total.
 	var order []string
