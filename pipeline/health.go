@@ -31,9 +31,11 @@ type HealthRequest struct {
 	Sysroot string
 	// Arch is the build's architecture (a project's tree); empty means
 	// the machine's own.
-	Arch     string
-	Allow    []string
-	Ignore   []string
+	Arch   string
+	Allow  []string
+	Ignore []string
+	// Runpath replaces the project's health.runpath (warning or error).
+	Runpath  string
 	CacheDir string
 	Log      *slog.Logger
 	Events   event.Sink
@@ -48,7 +50,7 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 	}
 	defer s.close()
 	if req.Dir != "" {
-		return health.CheckDir(health.DirOptions{Dir: req.Dir, InstallDir: req.InstallDir, Targets: req.Targets, Allow: req.Allow, Ignore: req.Ignore, Sysroot: req.Sysroot,
+		return health.CheckDir(health.DirOptions{Dir: req.Dir, InstallDir: req.InstallDir, Targets: req.Targets, Allow: req.Allow, Ignore: req.Ignore, Runpath: req.Runpath, Sysroot: req.Sysroot,
 			SysrootOf: func(t target.Target) string { return runners.Sysroot(ctx, t, "", nil, s.runnerOptions()) }})
 	}
 	repo, err := project.Load(req.Root)
@@ -87,7 +89,7 @@ func Health(ctx context.Context, req HealthRequest) ([]*health.Report, error) {
 		if sysroot == "" {
 			sysroot = runners.Sysroot(ctx, t, prep.Plan.Arch, build.Packages(prep.Plan, t), s.runnerOptions())
 		}
-		rep, err := health.CheckBuild(res, p, t, prep.Plan.Arch, sysroot, req.Allow, req.Ignore)
+		rep, err := health.CheckBuild(res, p, t, prep.Plan.Arch, sysroot, health.Overrides{Allow: req.Allow, Ignore: req.Ignore, Runpath: req.Runpath})
 		if err != nil {
 			return reps, err
 		}

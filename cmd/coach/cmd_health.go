@@ -43,6 +43,9 @@ sandbox root filesystem of each --target).`,
 			} else {
 				req.Project = args[0] // says why it is neither
 			}
+			if req.Runpath != "" && req.Runpath != health.Warning && req.Runpath != health.Error {
+				return usageError(fmt.Errorf("--runpath %q: give warning or error", req.Runpath))
+			}
 			if req.Dir != "" && len(arches) > 0 {
 				return usageError(fmt.Errorf("-a picks the builds of a project to check; a directory's files have their own architecture"))
 			}
@@ -83,6 +86,7 @@ sandbox root filesystem of each --target).`,
 	f.StringVar(&req.Sysroot, "sysroot", "", "root filesystem of the target to resolve system libraries in (default: / for this host's target, else the sandbox's)")
 	f.StringArrayVar(&req.Allow, "allow", nil, "extra allowed soname glob (repeatable)")
 	f.StringArrayVar(&req.Ignore, "ignore", nil, "glob of files to skip, relative to the install dir (repeatable)")
+	f.StringVar(&req.Runpath, "runpath", "", "how an RPATH/RUNPATH entry outside the install dir counts: warning or error (default: the project's health.runpath, else warning)")
 	sf.registerCache(f)
 	return cmd
 }

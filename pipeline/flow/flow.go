@@ -225,7 +225,7 @@ func (b *Target) Build(ctx context.Context, t target.Target) *TargetResult {
 		// The target's root as the runner built it; when every component
 		// came from the cache, make sure it exists.
 		sysroot := runner.SysrootOf(ctx, b.Runner, t, b.Prep.Plan.Arch, build.Packages(b.Prep.Plan, t))
-		rep, err := health.CheckBuild(res, p, t, b.Arch, sysroot, nil, nil)
+		rep, err := health.CheckBuild(res, p, t, b.Arch, sysroot, health.Overrides{})
 		if err != nil {
 			return "", fmt.Errorf("health check of %s for %s: %w", p.Name, t.Name, err)
 		}
@@ -372,7 +372,7 @@ func (b *Target) Verify(ctx context.Context, tr *TargetResult, outDir string) {
 func CheckTree(events event.Sink, log *slog.Logger, res *build.Result, p *spec.Project, t target.Target, src, arch, sysroot string, skip bool) (*health.Report, error) {
 	var rep *health.Report
 	err := events.Stage(event.StageHealth, t.Name, func() (string, error) {
-		r, err := health.CheckBuild(res, p, t, arch, sysroot, nil, nil)
+		r, err := health.CheckBuild(res, p, t, arch, sysroot, health.Overrides{})
 		if err != nil {
 			return "", err
 		}
@@ -432,7 +432,7 @@ type ReportCache interface {
 
 // healthSchema changes when the health check judges the same inputs
 // differently, so that a report of an older check is not reused.
-const healthSchema = 1
+const healthSchema = 2
 
 // healthKey is what a health report depends on: the tree (its layers'
 // digests), the project's health and exclude settings and install dir,
@@ -449,9 +449,10 @@ func (b *Target) healthKey(res *build.Result, t target.Target) string {
 		Schema                 int
 		Tree, InstallDir, Arch string
 		Allow, Ignore, Exclude []string
+		Runpath                string
 		Target                 target.Target
 		Environment            string
-	}{healthSchema, tree, p.InstallDir, b.Prep.Plan.Arch, p.Health.Allow, p.Health.Ignore, p.Package.Exclude, t,
+	}{healthSchema, tree, p.InstallDir, b.Prep.Plan.Arch, p.Health.Allow, p.Health.Ignore, p.Package.Exclude, p.Health.Runpath, t,
 		e.EnvironmentID(t, b.Prep.Plan.Arch, build.Packages(b.Prep.Plan, t))})
 }
 

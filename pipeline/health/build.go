@@ -15,18 +15,26 @@ import (
 	"github.com/coach-build/coach/pipeline/target"
 )
 
+// Overrides add to the project's health settings, or replace them: coach
+// health's flags.
+type Overrides struct {
+	Allow, Ignore []string
+	// Runpath replaces health.runpath when set.
+	Runpath string
+}
+
 // CheckBuild runs the health check on a build's merged tree, with the
-// project's allowlist and ignores (plus allow and ignore).
-func CheckBuild(res *build.Result, p *spec.Project, t target.Target, arch, sysroot string, allow, ignore []string) (*Report, error) {
+// project's health settings and o.
+func CheckBuild(res *build.Result, p *spec.Project, t target.Target, arch, sysroot string, o Overrides) (*Report, error) {
 	files, libs, err := res.Owners()
 	if err != nil {
 		return nil, err
 	}
 	return Check(Options{
 		Tree: res.InstallTree(), InstallDir: p.InstallDir, Sysroot: sysroot, Target: t, Arch: cmp.Or(arch, runtime.GOARCH),
-		Allow: append(append([]string{}, p.Health.Allow...), allow...), Ignore: append(append([]string{}, p.Health.Ignore...), ignore...),
-		Exclude: p.Package.Exclude,
-		Owner:   func(rel string) string { return files[rel] }, Providers: libs,
+		Allow: append(append([]string{}, p.Health.Allow...), o.Allow...), Ignore: append(append([]string{}, p.Health.Ignore...), o.Ignore...),
+		Exclude: p.Package.Exclude, Runpath: cmp.Or(o.Runpath, p.Health.Runpath),
+		Owner: func(rel string) string { return files[rel] }, Providers: libs,
 	})
 }
 
@@ -58,6 +66,9 @@ type DirOptions struct {
 	// Targets are built-in targets to check for; empty means this host's.
 	Targets       []string
 	Allow, Ignore []string
+	// Runpath is the severity of a search path outside the install dir
+	// (Warning when empty).
+	Runpath string
 	// Sysroot is where system libraries are resolved; empty means / for
 	// this host's target, else SysrootOf's root of the target.
 	Sysroot   string
@@ -87,7 +98,7 @@ func CheckDir(o DirOptions) ([]*Report, error) {
 		if !ok {
 			return reps, failure.Request(fmt.Errorf("unknown target %q (coach targets)", name))
 		}
-		opts := Options{Tree: dir, InstallDir: cmp.Or(o.InstallDir, dir), Allow: o.Allow, Ignore: o.Ignore, Arch: runtime.GOARCH, Target: t, Sysroot: o.Sysroot}
+		opts := Options{Tree: dir, InstallDir: cmp.Or(o.InstallDir, dir), Allow: o.Allow, Ignore: o.Ignore, Runpath: o.Runpath, Arch: runtime.GOARCH, Target: t, Sysroot: o.Sysroot}
 		switch {
 		case opts.Sysroot != "":
 		case isHost && host.Name == t.Name:

@@ -55,6 +55,9 @@ type Options struct {
 	// Providers maps sonames to the components whose layers ship them, for
 	// "add X as a dependency of Y" hints.
 	Providers map[string]string
+	// Runpath is the severity of an RPATH or RUNPATH entry that leads
+	// outside the install dir: Warning (when empty) or Error.
+	Runpath string
 }
 
 // Severity of a problem: errors fail the check, warnings do not.
@@ -71,6 +74,7 @@ const (
 	KindGlibcTooNew    = "glibc-too-new"
 	KindForeign        = "foreign-arch"
 	KindMalformed      = "malformed"
+	KindRunpath        = "runpath"
 )
 
 // Problem is one finding.
@@ -82,8 +86,10 @@ type Problem struct {
 	Library   string `json:"library,omitempty"`
 	Resolved  string `json:"resolved,omitempty"`
 	Version   string `json:"version,omitempty"`
-	Why       string `json:"why"`
-	Fix       string `json:"fix"`
+	// Entry is the RPATH or RUNPATH entry a runpath problem is about.
+	Entry string `json:"entry,omitempty"`
+	Why   string `json:"why"`
+	Fix   string `json:"fix"`
 }
 
 // SystemLibrary is a library from outside the tree that the tree uses.
@@ -222,10 +228,10 @@ func Check(opts Options) (*Report, error) {
 	wantClass, wantMachine := elfClass(arch), target.LookupArch(arch).Machine
 	system := map[string]*SystemLibrary{}
 	glibcFloor := ""
-	type problemKey struct{ kind, file, lib, version string }
+	type problemKey struct{ kind, file, lib, version, entry string }
 	seen := map[problemKey]bool{}
 	add := func(p Problem) {
-		k := problemKey{p.Kind, p.File, p.Library, p.Version}
+		k := problemKey{p.Kind, p.File, p.Library, p.Version, p.Entry}
 		if seen[k] {
 			return
 		}
@@ -273,6 +279,11 @@ func Check(opts Options) (*Report, error) {
 			real, _, err := v.realpath(runtimePath)
 			if err != nil {
 				real = runtimePath
+			}
+			self := &node{path: runtimePath, real: real, obj: r.obj}
+			for _, b := range l.searchPathProblems(self, installDir) {
+				add(Problem{Severity: cmp.Or(opts.Runpath, Warning), Kind: KindRunpath, File: r.rel, Component: obj.Component, Entry: b.entry,
+					Why: b.why, Fix: b.fix})
 			}
 			// Judged already as loaded by an executable, with its RPATH.
 			judged := !isExe(r) && loadedByExe[real]

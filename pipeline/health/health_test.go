@@ -451,3 +451,60 @@ func TestExcludedLibraryANeededOneFails(t *testing.T) {
 		t.Errorf("the error does not name the exclusion: %s", why)
 	}
 }
+
+// TestRunpathOutsideTheTree: an RPATH or RUNPATH entry that leads outside
+// the install dir is a warning (an error with Runpath: Error), naming the
+// file and the entry: a libtool build directory that leaked (the binary
+// still finds its library through the install dir's entry, so nothing
+// else is wrong), a relative entry, $ORIGIN climbing out, a system
+// directory; entries inside the tree, absolute or $ORIGIN-relative, are
+// fine.
+func TestRunpathOutsideTheTree(t *testing.T) {
+	needCC(t)
+	for _, tc := range []struct {
+		name, tags, rpath string
+		entry, why        string // "" entry: no problem
+	}{
+		{"inside", "--enable-new-dtags", installDir + "/embedded/lib", "", ""},
+		{"origin inside", "--enable-new-dtags", "$ORIGIN/../embedded/lib", "", ""},
+		{"libtool leak", "--enable-new-dtags", installDir + "/embedded/lib:/coach/src/libfoo/.libs", "/coach/src/libfoo/.libs", `RUNPATH entry "/coach/src/libfoo/.libs" is a directory of the build (/coach/src)`},
+		{"libtool leak as RPATH", "--disable-new-dtags", installDir + "/embedded/lib:/tmp/build/.libs", "/tmp/build/.libs", `RPATH entry "/tmp/build/.libs" is a directory of the build (/tmp)`},
+		{".libs elsewhere", "--enable-new-dtags", installDir + "/embedded/lib:/usr/src/foo/.libs", "/usr/src/foo/.libs", "is a libtool build directory"},
+		{"relative", "--enable-new-dtags", installDir + "/embedded/lib:lib", "lib", "is relative"},
+		{"origin climbs out", "--enable-new-dtags", installDir + "/embedded/lib:$ORIGIN/../../../usr/lib", "$ORIGIN/../../../usr/lib", "outside /opt/app: it climbs out of the tree"},
+		{"system dir", "--enable-new-dtags", installDir + "/embedded/lib:/usr/local/lib", "/usr/local/lib", "is outside /opt/app"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tree := t.TempDir()
+			link := libfoo(t, tree)
+			cc(t, tree, "bin/app", mainSrc, append(link, "-Wl,"+tc.tags, "-Wl,-rpath,"+tc.rpath)...)
+			if tc.entry == "" {
+				if rep := check(t, tree, "debian-12", nil); len(rep.Problems) != 0 {
+					t.Fatalf("problems: %v", kinds(rep))
+				}
+				return
+			}
+			// A library of the tree with the same search path is judged too.
+			cc(t, tree, "embedded/lib/libbar.so.1", "int foo(void);\nint bar(void) { return foo(); }\n", append(link, "-shared", "-fPIC", "-Wl,-soname,libbar.so.1", "-Wl,"+tc.tags, "-Wl,-rpath,"+tc.rpath)...)
+			rep := check(t, tree, "debian-12", nil)
+			if !rep.OK() || rep.Warnings != 2 || len(rep.Problems) != 2 {
+				t.Fatalf("ok %v, %d warnings: %+v", rep.OK(), rep.Warnings, rep.Problems)
+			}
+			var files []string
+			for _, p := range rep.Problems {
+				files = append(files, p.File)
+				if p.Kind != KindRunpath || p.Severity != Warning || p.Entry != tc.entry || !strings.Contains(p.Why, tc.why) || !strings.Contains(p.Fix, "-Wl,-rpath,/opt/app/embedded/lib") {
+					t.Errorf("problem %+v, want entry %q and why %q", p, tc.entry, tc.why)
+				}
+			}
+			if slices.Sort(files); !slices.Equal(files, []string{"bin/app", "embedded/lib/libbar.so.1"}) {
+				t.Errorf("files %v", files)
+			}
+			// With health.runpath: error, the check fails.
+			rep = check(t, tree, "debian-12", func(o *Options) { o.Runpath = Error })
+			if rep.OK() || rep.Errors != 2 {
+				t.Errorf("as errors: ok %v, %d errors", rep.OK(), rep.Errors)
+			}
+		})
+	}
+}

@@ -111,6 +111,8 @@ type FormatString struct {
 type Health struct {
 	Allow  []string `yaml:"allow" json:"allow,omitempty" doc:"extra sonames (shell globs) that may resolve to the system"`
 	Ignore []string `yaml:"ignore" json:"ignore,omitempty" doc:"globs, relative to install_dir, of files the check skips"`
+	// Runpath is how an RPATH or RUNPATH entry outside install_dir counts.
+	Runpath string `yaml:"runpath" json:"runpath,omitempty" doc:"how an RPATH or RUNPATH entry that leads outside install_dir (a build directory, a relative path, $ORIGIN climbing out) counts: warning (the default) or error"`
 }
 
 // Software describes one component and the versions of it coach can build.

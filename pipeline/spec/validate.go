@@ -507,6 +507,11 @@ func (v *validator) project(name string, p *Project) {
 			v.add(at(f.field), "use gzip, xz, zstd or none", "compression %q is not supported", f.val)
 		}
 	}
+	switch p.Health.Runpath {
+	case "", "warning", "error":
+	default:
+		v.add(at("health.runpath"), "use warning or error", "health.runpath %q is neither warning nor error", p.Health.Runpath)
+	}
 	for i, g := range p.Health.Ignore {
 		if !doublestar.ValidatePattern(g) || path.IsAbs(g) {
 			v.add(at(fmt.Sprintf("health.ignore[%d]", i)), "give a glob relative to install_dir, e.g. embedded/share/**", "health.ignore %q is not a valid relative glob", g)
