@@ -172,7 +172,11 @@ func (m *model) Init() tea.Cmd { return tick() }
 func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
-		m.width.Store(int64(msg.Width))
+		// A terminal of unknown size (a pty nobody sized, as some CI
+		// runners and editors give) says 0: keep the width assumed.
+		if msg.Width > 0 {
+			m.width.Store(int64(msg.Width))
+		}
 	case tickMsg:
 		m.frame++
 		if m.closed {
