@@ -397,3 +397,34 @@ func TestChunkLines(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceInOneEntry: a daemon is started, checked and stopped in one
+// verify entry (one script, one sandbox), and a daemon an entry leaves
+// running is gone when the entry ends: it no longer writes into the
+// overlay the next entries share.
+func TestServiceInOneEntry(t *testing.T) {
+	need(t, "bwrap", "mmdebstrap", "dpkg-deb")
+	tree := t.TempDir()
+	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
+	// A daemon: a pid file, a ready file, then a tick a tenth of a second
+	// in its state directory until it is killed.
+	os.WriteFile(filepath.Join(tree, "bin/svcd"), []byte("#!/bin/sh\nmkdir -p /var/lib/svcd\necho $$ >/var/lib/svcd/pid\n: >/var/lib/svcd/ready\nn=0\nwhile :; do n=$((n+1)); echo $n >/var/lib/svcd/ticks; sleep 0.1; done\n"), 0o755)
+	p := &spec.Project{Name: "svc", Description: "a service", Maintainer: "M <m@example.com>", License: "MIT", Version: "1.0.0", Iteration: 1,
+		InstallDir: "/opt/svc", Verify: []string{
+			// Started, checked and stopped in one entry.
+			"/opt/svc/bin/svcd &\nfor i in $(seq 50); do [ -e /var/lib/svcd/ready ] && break; sleep 0.1; done\nkill -0 \"$(cat /var/lib/svcd/pid)\"\nkill \"$(cat /var/lib/svcd/pid)\"",
+			// Left running...
+			"rm -f /var/lib/svcd/ready; /opt/svc/bin/svcd & for i in $(seq 50); do [ -e /var/lib/svcd/ready ] && break; sleep 0.1; done",
+			// ...and gone at the next entry: its ticks have stopped.
+			"a=$(cat /var/lib/svcd/ticks); sleep 0.5; b=$(cat /var/lib/svcd/ticks); [ \"$a\" = \"$b\" ] || { echo \"the daemon of the last entry still runs: $a then $b\"; exit 1; }",
+		}}
+	tg, _ := target.Builtin("debian-12")
+	a, err := pkg.Package(pkg.Options{Project: p, Target: tg, Arch: "amd64", Tree: tree, MTime: time.Unix(1.7e9, 0), OutDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := run(t, verify.Options{Package: a.Path, Name: "svc", Target: tg, Project: p})
+	if !rep.OK {
+		t.Fatalf("%s", steps(rep))
+	}
+}
