@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,12 +13,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/coach-build/coach/pipeline/fetch"
 	"github.com/coach-build/coach/pipeline/runners"
 	"github.com/coach-build/coach/pipeline/spec"
 )
 
 var newName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func (a *app) newCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -109,14 +111,6 @@ verify:
   - /opt/<%.Name%>/bin/<%.Name%> --version
 `
 
-const hookTemplate = `#!/bin/sh
-# <%.Hook%> for <%.Name%>.
-# deb passes: <%.Deb%>
-# rpm passes: <%.RPM%>
-set -e
-exit 0
-`
-
 const softwareTemplate = `# yaml-language-server: $schema=../` + schemaDir + `/software.schema.json
 # <%.Name%>: every field is in coach's docs/reference/definitions.md.
 name: <%.Name%>
@@ -162,11 +156,16 @@ func (a *app) newProjectCommand() *cobra.Command {
 	var maintainer string
 	cmd := &cobra.Command{
 		Use:   "project <name>",
-		Short: "Write projects/<name>.yaml and scripts/<name>/ hooks",
-		Long: `new project writes projects/<name>.yaml and the four lifecycle hooks under
-scripts/<name>/. When software/<name>.yaml does not exist it also writes one,
-with a placeholder source under software/<name>/, so the new project
-validates and builds at once.`,
+		Short: "Write projects/<name>.yaml (and a placeholder software)",
+		Long: `new project writes projects/<name>.yaml. When software/<name>.yaml does
+not exist it also writes one, with a placeholder source under
+software/<name>/, so the new project validates and builds at once.
+
+It writes no lifecycle hooks: a hook that does nothing still runs at every
+install and removal, and lintian flags it (maintainer-script-empty). Add
+the ones the package needs as executable scripts under scripts/<name>/
+(preinst, postinst, prerm, postrm; docs/definitions.md says what each
+is given).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -179,16 +178,6 @@ validates and builds at once.`,
 				data["Engine"] = "yes"
 			}
 			files := []file{{path: filepath.Join("projects", name+".yaml"), mode: 0o644, body: render(projectTemplate, data)}}
-			hooks := map[string][2]string{
-				"preinst":  {"install | upgrade <old-version>", "1 on install, 2 on upgrade"},
-				"postinst": {"configure <old-version, empty on first install>", "1 on install, 2 on upgrade"},
-				"prerm":    {"remove | upgrade <new-version>", "0 on erase, 1 on upgrade"},
-				"postrm":   {"remove | purge | upgrade <new-version>", "0 on erase, 1 on upgrade"},
-			}
-			for _, h := range []string{"preinst", "postinst", "prerm", "postrm"} {
-				files = append(files, file{path: filepath.Join("scripts", name, h), mode: 0o755,
-					body: render(hookTemplate, map[string]string{"Hook": h, "Name": name, "Deb": hooks[h][0], "RPM": hooks[h][1]})})
-			}
 			if _, err := os.Stat(filepath.Join(a.dir, "software", name+".yaml")); errors.Is(err, fs.ErrNotExist) {
 				files = append(files,
 					file{path: filepath.Join("software", name+".yaml"), mode: 0o644, body: render(softwareTemplate, data)},
@@ -207,16 +196,28 @@ validates and builds at once.`,
 }
 
 func (a *app) newSoftwareCommand() *cobra.Command {
-	var data = map[string]string{}
 	var version, url, sum, license string
+	var mirrors []string
 	cmd := &cobra.Command{
 		Use:   "software <name>",
 		Short: "Write software/<name>.yaml",
-		Long: `new software writes software/<name>.yaml. With --url it is an
-autotools-style release tarball definition, pinned by --sha256, or, without
-it, by the sha256 coach computes by downloading the archive once; without
---url it builds from a placeholder source under software/<name>/ kept in the
-repository.`,
+		Long: `new software writes software/<name>.yaml.
+
+With --url (an http, https or file URL, or a mirror template such as
+'{{mirror "debian"}}/pool/main/z/zlib/zlib_1.3.orig.tar.gz'), coach
+downloads the archive once (from --source-mirror first), pins its sha256
+(or checks it against --sha256) and reads it: the definition gets the
+directory the archive unpacks to as relative_path, the licence files at
+its top (and their SPDX identifier when the text is a licence coach knows;
+--license overrides it), and build steps for the build system it finds:
+a generated ./configure, configure.ac without one (autoreconf first),
+CMake, Meson, a plain Makefile, Python or Go, with the build packages each
+needs. What the steps assume is written as comments. When the archive
+cannot be downloaded but --sha256 pins it, the definition is written from
+the name alone, with a warning.
+
+Without --url it builds from a placeholder source under software/<name>/
+kept in the repository.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -226,18 +227,26 @@ repository.`,
 			if url == "" && sum != "" {
 				return usageError(errors.New("--sha256 pins a --url: give both, or --url alone to have coach compute it"))
 			}
-			if url != "" && sum == "" {
+			data := map[string]string{"Name": name, "Version": version, "URL": yamlString(url), "SHA256": sum, "License": cmp.Or(license, "Apache-2.0")}
+			body := render(softwareTemplate, data)
+			// A --sha256 that is no sha256 is reported with its position
+			// by the validation of what is written, without a download.
+			if url != "" && (sum == "" || sha256Hex.MatchString(sum)) {
 				ctx, stop := a.signalContext()
 				defer stop()
-				var size int64
-				var err error
-				if sum, size, err = fetch.Checksum(ctx, url); err != nil {
+				src, got, err := a.readArchive(ctx, url, sum, mirrors, name, version)
+				var mismatch *mismatchError
+				switch {
+				case err != nil && (sum == "" || errors.As(err, &mismatch)):
 					return err
+				case err != nil:
+					a.log.Warn("could not read the archive: the definition is written from its name alone", "url", url, "err", err)
+				default:
+					sum = got
+					body = scaffoldSoftware(name, version, url, sum, license, src)
 				}
-				a.log.Info("downloaded once to pin it", "url", url, "bytes", size, "sha256", sum)
 			}
-			data = map[string]string{"Name": name, "Version": version, "URL": url, "SHA256": sum, "License": license}
-			files := []file{{path: filepath.Join("software", name+".yaml"), mode: 0o644, body: render(softwareTemplate, data)}}
+			files := []file{{path: filepath.Join("software", name+".yaml"), mode: 0o644, body: body}}
 			if url == "" {
 				files = append(files,
 					file{path: filepath.Join("software", name, "Makefile"), mode: 0o644, body: render(skeletonMakefile, data)},
@@ -257,6 +266,7 @@ repository.`,
 	cmd.Flags().StringVar(&version, "version", "0.1.0", "the first version")
 	cmd.Flags().StringVar(&url, "url", "", "release archive URL")
 	cmd.Flags().StringVar(&sum, "sha256", "", "sha256 of the archive (default: computed by downloading it once)")
-	cmd.Flags().StringVar(&license, "license", "Apache-2.0", "SPDX license of the software")
+	cmd.Flags().StringVar(&license, "license", "", "SPDX license of the software (default: what the archive's licence files say, else Apache-2.0 without --url)")
+	cmd.Flags().StringArrayVar(&mirrors, "source-mirror", nil, "file:// or http(s):// mirror base tried before upstream (repeatable; also $COACH_SOURCE_MIRROR)")
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -22,6 +23,12 @@ import (
 // returns its sha256 and size, for a definition that pins it. Nothing is
 // kept: the build fetches it again, verified against this sum.
 func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
+	return download(ctx, rawURL, io.Discard)
+}
+
+// download copies what rawURL serves (bounded) to w and returns its
+// sha256 and size.
+func download(ctx context.Context, rawURL string, w io.Writer) (string, int64, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "", 0, failure.Request(fmt.Errorf("--url %q: %w", rawURL, err))
@@ -55,7 +62,7 @@ func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
 	}
 	defer body.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, &Bounded{Ctx: ctx, R: body, Limit: MaxSourceBytes, Name: rawURL})
+	n, err := io.Copy(io.MultiWriter(h, w), &Bounded{Ctx: ctx, R: body, Limit: MaxSourceBytes, Name: rawURL})
 	if ctx.Err() != nil {
 		return "", 0, failure.Interrupted("checksum %s", rawURL)
 	}
@@ -69,6 +76,13 @@ func Checksum(ctx context.Context, rawURL string) (string, int64, error) {
 // upstream URL (with {{mirror}} archives expanded), and returns its
 // sha256, size and where it came from (coach bump).
 func ChecksumFrom(ctx context.Context, raw string, mirrors []string) (string, int64, string, error) {
+	return DownloadFrom(ctx, raw, mirrors, nil)
+}
+
+// DownloadFrom is ChecksumFrom that also keeps the bytes, in f (emptied
+// before each location is tried); nil keeps nothing (coach new software
+// reads the archive it pins).
+func DownloadFrom(ctx context.Context, raw string, mirrors []string, f *os.File) (string, int64, string, error) {
 	rendered, err := mirror.Render(raw)
 	if err != nil {
 		return "", 0, "", failure.Request(err)
@@ -90,7 +104,17 @@ func ChecksumFrom(ctx context.Context, raw string, mirrors []string) (string, in
 		errs = append(errs, err)
 	}
 	for _, loc := range locs {
-		sum, n, cerr := Checksum(ctx, loc)
+		var w io.Writer = io.Discard
+		if f != nil {
+			if err := f.Truncate(0); err != nil {
+				return "", 0, "", err
+			}
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return "", 0, "", err
+			}
+			w = f
+		}
+		sum, n, cerr := download(ctx, loc, w)
 		if cerr == nil {
 			return sum, n, loc, nil
 		}
