@@ -506,15 +506,19 @@ done `
 const debOwners = "dpkg-deb --fsys-tarfile %s | tar -tvf - | sed -E -n 's#^[^ ]+ ([^/ ]+)/([^ ]+) +[0-9]+ [^ ]+ [^ ]+ \\./(.*)$#\\1:\\2 /\\3#p' | sed -E 's# -> .*$##; s#/$##'"
 
 // leftovers checks that nothing the package installed remains, given the
-// list of its files saved before removal. Shared system directories
-// (/usr/bin, /opt, ...) may stay.
+// list of its files saved before removal. A directory that was there
+// before the package was installed stays (recorded by preexisting: the
+// system's own, another package's, the merged-/usr links such as /lib);
+// so do the shared system directories (/usr/bin, /opt, ...).
 const leftovers = `
 left=0
+touch /root/.coach-preexisting
 while IFS= read -r f; do
   [ -z "$f" ] && continue
   case "$f" in
     /|/opt|/usr|/usr/bin|/usr/sbin|/usr/share|/usr/share/doc|/etc|/var|/usr/lib|/usr/local) continue;;
   esac
+  if [ -d "$f" ] && grep -qxF -- "$f" /root/.coach-preexisting; then continue; fi
   if [ -e "$f" ] || [ -L "$f" ]; then
     if [ -d "$f" ] && [ ! -L "$f" ] && [ -n "$(ls -A "$f")" ]; then echo "left behind (not empty): $f, holding: $(ls -A "$f" | head -5 | tr '\n' ' ')"; left=1; continue; fi
     if [ -d "$f" ] && [ ! -L "$f" ]; then echo "left behind (empty dir): $f"; left=1; continue; fi
@@ -523,6 +527,36 @@ while IFS= read -r f; do
 done < /root/.coach-files
 exit $left
 `
+
+// preexisting records which of the packages' directories exist before
+// the first install (list prints a package's paths, one a line), for
+// leftovers: a directory the system or another package already had is
+// not the package's to remove, whatever the package lists.
+func preexisting(list string, pkgs ...string) string {
+	var b strings.Builder
+	b.WriteString("{\n")
+	for _, p := range pkgs {
+		fmt.Fprintf(&b, list+"\n", spec.ShellJoin([]string{p}))
+	}
+	b.WriteString("} | sed -e 's#^\\./#/#' -e 's#/$##' | while IFS= read -r f; do [ -n \"$f\" ] && [ -d \"$f\" ] && printf '%s\\n' \"$f\"; done > /root/.coach-preexisting || :\n")
+	return b.String()
+}
+
+// packagePaths are where the machine sees the packages verify installs.
+func packagePaths(o Options, at func(string) string) []string {
+	var out []string
+	for _, p := range []string{o.Previous, o.Package} {
+		if p != "" {
+			out = append(out, at(p))
+		}
+	}
+	return out
+}
+
+const (
+	debPaths = "dpkg-deb --fsys-tarfile %s | tar -tf -"
+	rpmPaths = "rpm -qlp --nosignature -- %s 2>/dev/null"
+)
 
 func verifyDeb(ctx context.Context, o Options, m Machine, rep *Report) error {
 	st := &stepper{rep: rep, onStep: o.OnStep}
@@ -534,9 +568,11 @@ func verifyDeb(ctx context.Context, o Options, m Machine, rep *Report) error {
 	st.step(Step{Name: "download dependencies", Network: true}, func() (string, string, bool) {
 		return failed(m.Run(ctx, downloadScript(o, file), true))
 	})
+	first := preexisting(debPaths, packagePaths(o, file)...)
 	install := func(name, pkgPath string) bool {
 		return st.do(name, func() (string, string, bool) {
-			out, err := m.Run(ctx, fmt.Sprintf("apt-get install -y -q %s %s", dpkgDebug, file(pkgPath)), false)
+			out, err := m.Run(ctx, first+fmt.Sprintf("apt-get install -y -q %s %s", dpkgDebug, file(pkgPath)), false)
+			first = ""
 			recordDeb(rep, name, out)
 			return failed(out, err)
 		})
@@ -595,7 +631,15 @@ func verifyRPM(ctx context.Context, o Options, m Machine, rep *Report) error {
 	owners := func() (string, error) {
 		return m.Run(ctx, "rpm "+spec.ShellJoin([]string{"-q", "--qf", "[%{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]", "--", o.Name}), false)
 	}
-	st.do("rpm --initdb", func() (string, string, bool) { return failed(rpm("init", "--initdb")) })
+	st.do("rpm --initdb", func() (string, string, bool) {
+		out, err := rpm("init", "--initdb")
+		if err == nil {
+			var snap string
+			snap, err = m.Run(ctx, preexisting(rpmPaths, packagePaths(o, pkgArg)...), false)
+			out += snap
+		}
+		return failed(out, err)
+	})
 	if o.Previous != "" {
 		if st.do("install "+filepath.Base(o.Previous), func() (string, string, bool) {
 			return failed(rpm("install", slices.Concat([]string{"-i"}, change, []string{"--", pkgArg(o.Previous)})...))

@@ -428,3 +428,38 @@ func TestServiceInOneEntry(t *testing.T) {
 		t.Fatalf("%s", steps(rep))
 	}
 }
+
+// TestSystemdUnitAsExtraFile: a package that ships systemd units as extra
+// files, under /lib/systemd/system (bookworm's dpkg place, behind the
+// merged-/usr link) and /usr/lib/systemd/system, installs, checks, and
+// leaves nothing behind on debian-12, debian-13 and in the rpm cycle:
+// the directories the system already had (/lib, /usr/lib/systemd, where
+// apt's timers are) are not the package's leftovers.
+func TestSystemdUnitAsExtraFile(t *testing.T) {
+	need(t, "bwrap", "mmdebstrap", "dpkg-deb", "rpm")
+	repo := t.TempDir()
+	tree := filepath.Join(repo, "tree")
+	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
+	os.WriteFile(filepath.Join(tree, "bin/svcd"), []byte("#!/bin/sh\nexec sleep 1000\n"), 0o755)
+	os.MkdirAll(filepath.Join(repo, "files"), 0o755)
+	os.WriteFile(filepath.Join(repo, "files/svc.service"), []byte("[Unit]\nDescription=svc\n\n[Service]\nExecStart=/opt/svc/bin/svcd\n\n[Install]\nWantedBy=multi-user.target\n"), 0o644)
+	p := &spec.Project{Name: "svc", Description: "a service", Maintainer: "M <m@example.com>", License: "MIT", Version: "1.0.0", Iteration: 1,
+		InstallDir: "/opt/svc", Verify: []string{"test -f /lib/systemd/system/svc.service && test -f /usr/lib/systemd/system/svc-other.service"},
+		Package: spec.Package{ExtraFiles: []spec.ExtraFile{
+			{Source: "files/svc.service", Destination: "/lib/systemd/system/svc.service"},
+			{Source: "files/svc.service", Destination: "/usr/lib/systemd/system/svc-other.service"},
+		}}}
+	for _, name := range []string{"debian-12", "debian-13", "el9"} {
+		t.Run(name, func(t *testing.T) {
+			tg, _ := target.Builtin(name)
+			a, err := pkg.Package(pkg.Options{Project: p, Root: repo, Target: tg, Arch: "amd64", Tree: tree, MTime: time.Unix(1.7e9, 0), OutDir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := run(t, verify.Options{Package: a.Path, Name: "svc", Target: tg, Project: p})
+			if !rep.OK {
+				t.Fatalf("%s", steps(rep))
+			}
+		})
+	}
+}
