@@ -372,7 +372,7 @@ func (b *Target) Verify(ctx context.Context, tr *TargetResult, outDir string) {
 func CheckTree(events event.Sink, log *slog.Logger, res *build.Result, p *spec.Project, t target.Target, src, arch, sysroot string, skip bool) (*health.Report, error) {
 	var rep *health.Report
 	err := events.Stage(event.StageHealth, t.Name, func() (string, error) {
-		r, err := health.CheckBuild(res, p, t, arch, sysroot, health.Overrides{})
+		r, err := health.CheckBuild(res, p, t, arch, sysroot, health.Overrides{BuiltFor: src})
 		if err != nil {
 			return "", err
 		}

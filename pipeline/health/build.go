@@ -21,6 +21,9 @@ type Overrides struct {
 	Allow, Ignore []string
 	// Runpath replaces health.runpath when set.
 	Runpath string
+	// BuiltFor is the target the tree was built for, when it is not the
+	// one checked (coach package --from).
+	BuiltFor string
 }
 
 // CheckBuild runs the health check on a build's merged tree, with the
@@ -33,7 +36,7 @@ func CheckBuild(res *build.Result, p *spec.Project, t target.Target, arch, sysro
 	return Check(Options{
 		Tree: res.InstallTree(), InstallDir: p.InstallDir, Sysroot: sysroot, Target: t, Arch: cmp.Or(arch, runtime.GOARCH),
 		Allow: append(append([]string{}, p.Health.Allow...), o.Allow...), Ignore: append(append([]string{}, p.Health.Ignore...), o.Ignore...),
-		Exclude: p.Package.Exclude, Runpath: cmp.Or(o.Runpath, p.Health.Runpath),
+		Exclude: p.Package.Exclude, Runpath: cmp.Or(o.Runpath, p.Health.Runpath), BuiltFor: o.BuiltFor,
 		Owner: func(rel string) string { return files[rel] }, Providers: libs,
 	})
 }

@@ -58,6 +58,9 @@ type Options struct {
 	// Runpath is the severity of an RPATH or RUNPATH entry that leads
 	// outside the install dir: Warning (when empty) or Error.
 	Runpath string
+	// BuiltFor is the target whose build root made the tree, when it is
+	// not Target (coach package --from), for the advice of a refusal.
+	BuiltFor string
 }
 
 // Severity of a problem: errors fail the check, warnings do not.
@@ -350,7 +353,7 @@ func Check(opts Options) (*Report, error) {
 			if t := opts.Target.Glibc; t != "" && obj.GlibcFloor != "" && versionLess("GLIBC_"+t, obj.GlibcFloor) {
 				add(Problem{Severity: Error, Kind: KindGlibcTooNew, File: r.rel, Component: obj.Component, Library: "libc.so.6", Version: obj.GlibcFloor,
 					Why: fmt.Sprintf("needs %s, but %s has glibc %s", obj.GlibcFloor, opts.Target.Name, t),
-					Fix: "build it in the target's own build root (the runner does), not on a newer host"})
+					Fix: glibcFix(opts.BuiltFor, opts.Target.Name)})
 			}
 		}
 		rep.Objects = append(rep.Objects, obj)
@@ -463,6 +466,15 @@ func fixOutside(soname, comp string, providers map[string]string) string {
 		return fmt.Sprintf("add %s as a dependency of %s, so that its build finds the embedded %s (and links it through the RPATH)", p, who, soname)
 	}
 	return fmt.Sprintf("build %s as a component of the project and add it as a dependency of %s, or, if the target really provides it, allow it in health.allow", soname, who)
+}
+
+// glibcFix is the advice for a binary that needs a newer glibc than the
+// target has.
+func glibcFix(builtFor, target string) string {
+	if builtFor != "" && builtFor != target {
+		return fmt.Sprintf("this tree was built for %s, whose glibc is newer: build the project for %s itself (coach build -t %s), or package %s from the tree of a target whose glibc is not newer than its own (--from)", builtFor, target, target, target)
+	}
+	return "build it in the target's own build root (the runner does), not on a newer host"
 }
 
 func fixMissingVersion(lib, resolved, installDir string, owner func(string) string) string {

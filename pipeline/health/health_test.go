@@ -508,3 +508,34 @@ func TestRunpathOutsideTheTree(t *testing.T) {
 		})
 	}
 }
+
+// TestGlibcTooNew: a binary that needs a newer glibc than the target has
+// fails, and the advice fits how the tree was made: its own build root
+// (a build on a newer host), or another target's tree packaged with
+// --from.
+func TestGlibcTooNew(t *testing.T) {
+	needCC(t)
+	tree := t.TempDir()
+	cc(t, tree, "bin/app", "int main(void) { return 0; }\n")
+	for _, tc := range []struct{ builtFor, fix string }{
+		{"", "build it in the target's own build root"},
+		{"old", "build it in the target's own build root"},
+		{"debian-12", "this tree was built for debian-12, whose glibc is newer: build the project for old itself (coach build -t old), or package old from the tree of a target whose glibc is not newer than its own (--from)"},
+	} {
+		rep := check(t, tree, "debian-12", func(o *Options) {
+			o.Target.Name, o.Target.Glibc, o.BuiltFor = "old", "2.17", tc.builtFor
+		})
+		var found bool
+		for _, p := range rep.Problems {
+			if p.Kind == KindGlibcTooNew && p.File == "bin/app" {
+				found = true
+				if !strings.HasPrefix(p.Fix, tc.fix) || !strings.Contains(p.Why, "but old has glibc 2.17") {
+					t.Errorf("built for %q: why %q, fix %q", tc.builtFor, p.Why, p.Fix)
+				}
+			}
+		}
+		if !found || rep.OK() {
+			t.Errorf("built for %q: %v", tc.builtFor, kinds(rep))
+		}
+	}
+}
