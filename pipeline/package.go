@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 
 	"github.com/coach-build/coach/pipeline/build"
 	"github.com/coach-build/coach/pipeline/event"
@@ -79,6 +80,20 @@ func Package(ctx context.Context, req PackageRequest) (*pkg.Release, error) {
 			st, err := prep.Project.Target(src)
 			if err != nil {
 				return nil, failure.Request(err)
+			}
+			if src != t.Name {
+				dep, err := build.TargetDependent(preps[arch].Plan, prep.Project, st, t)
+				if err != nil {
+					return nil, failure.Request(err)
+				}
+				if len(dep) > 0 {
+					who := "component " + dep[0] + " renders its definition"
+					if len(dep) > 1 {
+						who = "components " + strings.Join(dep, ", ") + " render their definitions"
+					}
+					return nil, failure.Request(fmt.Errorf("cannot package the %s tree as %s: %s differently for %s than for %s (with {{.Format}}, {{.Target}} or {{.Multiarch}}), so that tree holds %s's choices; build for %s itself (coach build %s -t %s), or make the definitions the same for both",
+						src, t.Name, who, t.Name, src, src, t.Name, prep.Project.Name, t.Name))
+				}
 			}
 			rep, err := flow.CheckTree(s.sink, s.log, res, prep.Project, t, src, arch, runners.Sysroot(ctx, st, arch, build.Packages(preps[arch].Plan, st), s.runnerOptions()), req.SkipHealth)
 			if err != nil {
