@@ -21,7 +21,7 @@ var debianSource = map[string]string{
 	"zlib": "zlib", "bzip2": "bzip2", "xz": "xz-utils", "libffi": "libffi",
 	"ncurses": "ncurses", "readline": "readline", "libyaml": "libyaml",
 	"pcre2": "pcre2", "expat": "expat", "sqlite": "sqlite3", "openssl": "openssl",
-	"nghttp2": "nghttp2", "curl": "curl", "python": "python3.11",
+	"nghttp2": "nghttp2", "curl": "curl", "python": "python3.11", "json-c": "json-c", "fribidi": "fribidi",
 }
 
 // TestSoftwareLibrary checks the repository's own software definitions
