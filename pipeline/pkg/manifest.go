@@ -15,6 +15,7 @@ import (
 	spdx "github.com/spdx/tools-golang/spdx/v2/v2_3"
 
 	"github.com/coach-build/coach/pipeline/digest"
+	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/spec"
 )
@@ -100,11 +101,28 @@ func LicenseSummary(p *spec.Project, comps []resolve.Component) []byte {
 func describeSource(s resolve.Source) string {
 	switch {
 	case s.URL != "":
+		// A file of a package archive (mirror://debian/pool/...) is
+		// named by the archive and its path there: the host is the
+		// builder's mirror, not a place a reader can use.
+		if name, rest, ok := mirror.Ref(s.URL); ok {
+			return fmt.Sprintf("%s in the %s archive (sha256 %s)", strings.TrimPrefix(rest, "/"), archiveName(name), s.SHA256)
+		}
 		return s.URL
 	case s.Git != "":
 		return s.Git + " @ " + s.Commit
 	}
 	return "software/" + s.Path + " in the project's repository"
+}
+
+// archiveName is how a reader knows a package archive.
+func archiveName(name string) string {
+	switch name {
+	case "debian":
+		return "Debian"
+	case "ubuntu":
+		return "Ubuntu"
+	}
+	return name
 }
 
 var spdxIDChars = regexp.MustCompile(`[^A-Za-z0-9.-]`)

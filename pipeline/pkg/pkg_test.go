@@ -494,3 +494,36 @@ func TestReleaseReusesUnchangedPackages(t *testing.T) {
 		t.Errorf("a tree without a digest reused %v", got)
 	}
 }
+
+// TestCopyrightNamesTheAuthorsAndRealSources: the copyright file does not
+// make the maintainer the copyright holder, and the summary names a
+// package archive's file by the archive and its path, with its sha256,
+// not by coach's mirror:// form.
+func TestCopyrightNamesTheAuthorsAndRealSources(t *testing.T) {
+	p := &spec.Project{Name: "app", Maintainer: "Packager <p@example.com>", License: "MIT", Version: "1.0.0", Iteration: 1, InstallDir: "/opt/app"}
+	comps := []resolve.Component{
+		{Name: "zlib", Version: "1.2.13", License: "Zlib", Source: resolve.Source{URL: "mirror://debian/pool/main/z/zlib/zlib_1.2.13.dfsg.orig.tar.bz2", SHA256: "71feb7947e3c00ef125f83b79a4e529bde31171e5babe48b391f06758d1ab0a1"}},
+		{Name: "xz", Version: "5.4.1", License: "0BSD", Source: resolve.Source{URL: "https://tukaani.org/xz/xz-5.4.1.tar.xz"}},
+	}
+	summary := string(LicenseSummary(p, comps))
+	for _, want := range []string{
+		"source: pool/main/z/zlib/zlib_1.2.13.dfsg.orig.tar.bz2 in the Debian archive (sha256 71feb7947e3c00ef125f83b79a4e529bde31171e5babe48b391f06758d1ab0a1)",
+		"source: https://tukaani.org/xz/xz-5.4.1.tar.xz",
+	} {
+		if !strings.Contains(summary, want) {
+			t.Errorf("the summary lacks %q:\n%s", want, summary)
+		}
+	}
+	if strings.Contains(summary, "mirror://") {
+		t.Errorf("the summary has a mirror:// pseudo-URL:\n%s", summary)
+	}
+	tg, _ := target.Builtin("debian-12")
+	dir := t.TempDir()
+	if _, err := docFiles(p, tg, dir, []byte(summary), time.Unix(1.7e9, 0), dir); err != nil {
+		t.Fatal(err)
+	}
+	text, _ := os.ReadFile(filepath.Join(dir, "copyright"))
+	if strings.Contains(string(text), "Copyright: Packager") || !strings.Contains(string(text), "Copyright: the authors of app and of each component") || !strings.Contains(string(text), "Upstream-Contact: Packager <p@example.com>") {
+		t.Errorf("copyright:\n%s", text)
+	}
+}

@@ -109,8 +109,11 @@ func docFiles(p *spec.Project, t target.Target, repo string, summary []byte, mti
 	if f, ok := commonLicenses[p.License]; ok {
 		common = fmt.Sprintf(" On Debian systems, the full text of the %s license can be found in\n /usr/share/common-licenses/%s.\n .\n", p.License, f)
 	}
-	text := fmt.Sprintf("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: %s\nSource: %s\n\nFiles: *\nCopyright: %s\nLicense: %s\n%s See %s/LICENSES/ for the license texts of every component:\n .\n%s",
-		p.Name, orNone(p.Homepage), p.Maintainer, p.License, common, p.InstallDir, indent(string(summary)))
+	// The maintainer packages; the copyright is the authors': the
+	// project's, and each component's own, whose notices are in its
+	// license files.
+	text := fmt.Sprintf("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: %s\nUpstream-Contact: %s\nSource: %s\n\nFiles: *\nCopyright: the authors of %s and of each component it contains; each component's\n copyright notices are in its license files under %s/LICENSES/<component>/\nLicense: %s\n%s See %s/LICENSES/ for the license texts of every component:\n .\n%s",
+		p.Name, p.Maintainer, orNone(p.Homepage), p.Name, p.InstallDir, p.License, common, p.InstallDir, indent(string(summary)))
 	if err := os.WriteFile(copyright, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
