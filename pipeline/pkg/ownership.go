@@ -1,6 +1,7 @@
 package pkg
 
 import (
+	"cmp"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -57,7 +58,7 @@ func treeAttrs(p *spec.Project, rel string, mode fs.FileMode) (attrs, error) {
 }
 
 // accounts are the users and groups the package's files name that are not
-// root: the hooks create them.
+// root, and package.users: the hooks create them.
 func accounts(p *spec.Project) (users map[string]string, groups []string) {
 	users = map[string]string{}
 	seen := map[string]bool{"root": true}
@@ -71,6 +72,13 @@ func accounts(p *spec.Project) (users map[string]string, groups []string) {
 	addGroup(group)
 	if user != "root" {
 		users[user] = group
+	}
+	for _, u := range p.Package.Users {
+		g := cmp.Or(u.Group, u.Name)
+		addGroup(g)
+		if _, ok := users[u.Name]; !ok {
+			users[u.Name] = g
+		}
 	}
 	for _, f := range p.Package.Files {
 		if f.Group != "" {
@@ -104,7 +112,7 @@ func accountScript(p *spec.Project, format string) string {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("# coach: the system users and groups that own the package's files (package.owner, package.group, package.files).\n")
+	b.WriteString("# coach: the package's system users and groups (package.owner, package.group, package.files, package.users).\n")
 	q := spec.ShellJoin
 	for _, g := range groups {
 		if format == target.FormatRPM {

@@ -59,6 +59,14 @@ type Package struct {
 	Files               []FileAttrs       `yaml:"files" json:"files,omitempty" doc:"per-path owner, group and mode under install_dir, later entries winning over earlier ones and over owner and group"`
 	Changelog           string            `yaml:"changelog" json:"changelog,omitempty" doc:"the package changelog's source: a Keep a Changelog file of the repository (CHANGELOG.md), or git (the version tags' commits); default one entry for the version built"`
 	ExtraFiles          []ExtraFile       `yaml:"extra_files" json:"extra_files,omitempty" doc:"files of the project's repository installed outside install_dir (a systemd unit, an /etc/default file), owned by root"`
+	Users               []Account         `yaml:"users" json:"users,omitempty" doc:"system accounts the package creates (preinst, %pre) whether or not they own files: a service's user, which owns only what package.files or a hook gives it"`
+}
+
+// Account is a system user the package creates, in its own group unless
+// group names another.
+type Account struct {
+	Name  string `yaml:"name" json:"name" doc:"the user's name"`
+	Group string `yaml:"group" json:"group,omitempty" doc:"its primary group, created too; default a group of its own name"`
 }
 
 // FileAttrs sets the owner, group or mode of the paths a glob matches.

@@ -532,6 +532,15 @@ func (v *validator) project(name string, p *Project) {
 			v.add(at(u.field), "use a lower-case system name of at most 32 characters, e.g. hello or _hello", "%s %q is not a valid user or group name", u.field, u.name)
 		}
 	}
+	for i, u := range p.Package.Users {
+		field := fmt.Sprintf("package.users[%d]", i)
+		if !systemName.MatchString(u.Name) || u.Name == "root" {
+			v.add(at(field+".name"), "use a lower-case system name of at most 32 characters, e.g. hello or _hello", "package.users name %q is not a valid system user name", u.Name)
+		}
+		if u.Group != "" && !systemName.MatchString(u.Group) {
+			v.add(at(field+".group"), "use a lower-case system name of at most 32 characters", "package.users group %q is not a valid group name", u.Group)
+		}
+	}
 	for i, f := range p.Package.Files {
 		field := fmt.Sprintf("package.files[%d]", i)
 		if f.Path != "." && (!doublestar.ValidatePattern(f.Path) || path.IsAbs(f.Path) || f.Path == "" || slices.Contains(strings.Split(f.Path, "/"), "..")) {

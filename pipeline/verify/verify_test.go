@@ -431,8 +431,9 @@ func TestServiceInOneEntry(t *testing.T) {
 
 // TestSystemdUnitAsExtraFile: a package that ships systemd units as extra
 // files, under /lib/systemd/system (bookworm's dpkg place, behind the
-// merged-/usr link) and /usr/lib/systemd/system, installs, checks, and
-// leaves nothing behind on debian-12, debian-13 and in the rpm cycle:
+// merged-/usr link) and /usr/lib/systemd/system, and creates its service's
+// account (package.users) without giving it any file, installs, checks,
+// and leaves nothing behind on debian-12, debian-13 and in the rpm cycle:
 // the directories the system already had (/lib, /usr/lib/systemd, where
 // apt's timers are) are not the package's leftovers.
 func TestSystemdUnitAsExtraFile(t *testing.T) {
@@ -444,8 +445,12 @@ func TestSystemdUnitAsExtraFile(t *testing.T) {
 	os.MkdirAll(filepath.Join(repo, "files"), 0o755)
 	os.WriteFile(filepath.Join(repo, "files/svc.service"), []byte("[Unit]\nDescription=svc\n\n[Service]\nExecStart=/opt/svc/bin/svcd\n\n[Install]\nWantedBy=multi-user.target\n"), 0o644)
 	p := &spec.Project{Name: "svc", Description: "a service", Maintainer: "M <m@example.com>", License: "MIT", Version: "1.0.0", Iteration: 1,
-		InstallDir: "/opt/svc", Verify: []string{"test -f /lib/systemd/system/svc.service && test -f /usr/lib/systemd/system/svc-other.service"},
-		Package: spec.Package{ExtraFiles: []spec.ExtraFile{
+		InstallDir: "/opt/svc", Verify: []string{
+			"test -f /lib/systemd/system/svc.service && test -f /usr/lib/systemd/system/svc-other.service",
+			// The service's account exists and owns nothing of the package.
+			`getent passwd svc >/dev/null && getent group svc >/dev/null && [ "$(stat -c %U:%G /opt/svc/bin/svcd)" = root:root ]`,
+		},
+		Package: spec.Package{Users: []spec.Account{{Name: "svc"}}, ExtraFiles: []spec.ExtraFile{
 			{Source: "files/svc.service", Destination: "/lib/systemd/system/svc.service"},
 			{Source: "files/svc.service", Destination: "/usr/lib/systemd/system/svc-other.service"},
 		}}}
