@@ -264,15 +264,15 @@ func Contents(opts Options) (files.Contents, int, error) {
 	if work == "" {
 		return nil, 0, fmt.Errorf("pkg: Contents needs a WorkDir for stripped and generated files")
 	}
-	docs, err := docFiles(p, opts.Target, opts.Root, opts.Summary, opts.MTime, work)
-	if err != nil {
-		return nil, 0, err
-	}
 	tree, err := confine.Open(opts.Tree)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer tree.Close()
+	docs, err := docFiles(p, opts.Target, opts.Root, opts.Summary, copyrightNotices(tree), opts.MTime, work)
+	if err != nil {
+		return nil, 0, err
+	}
 	strippedCopies := map[fileID]string{} // one stripped copy of each inode
 	err = filepath.WalkDir(opts.Tree, func(hostPath string, d fs.DirEntry, err error) error {
 		if err != nil {

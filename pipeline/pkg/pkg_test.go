@@ -519,11 +519,36 @@ func TestCopyrightNamesTheAuthorsAndRealSources(t *testing.T) {
 	}
 	tg, _ := target.Builtin("debian-12")
 	dir := t.TempDir()
-	if _, err := docFiles(p, tg, dir, []byte(summary), time.Unix(1.7e9, 0), dir); err != nil {
+	if _, err := docFiles(p, tg, dir, []byte(summary), []string{"Copyright (C) 1995-2022 Jean-loup Gailly and Mark Adler"}, time.Unix(1.7e9, 0), dir); err != nil {
 		t.Fatal(err)
 	}
 	text, _ := os.ReadFile(filepath.Join(dir, "copyright"))
-	if strings.Contains(string(text), "Copyright: Packager") || !strings.Contains(string(text), "Copyright: the authors of app and of each component") || !strings.Contains(string(text), "Upstream-Contact: Packager <p@example.com>") {
+	if strings.Contains(string(text), "Copyright: Packager") || !strings.Contains(string(text), "Copyright: the authors of app and of each component") || !strings.Contains(string(text), "Upstream-Contact: Packager <p@example.com>") ||
+		!strings.Contains(string(text), "\n Copyright (C) 1995-2022 Jean-loup Gailly and Mark Adler\n") {
 		t.Errorf("copyright:\n%s", text)
+	}
+}
+
+// TestCopyrightNotices: the notices of the tree's license files, each
+// once; a link out of the tree is not followed.
+func TestCopyrightNotices(t *testing.T) {
+	tree := t.TempDir()
+	os.MkdirAll(filepath.Join(tree, "LICENSES/zlib"), 0o755)
+	os.MkdirAll(filepath.Join(tree, "LICENSES/xz"), 0o755)
+	os.WriteFile(filepath.Join(tree, "LICENSES/zlib/LICENSE"), []byte("  (C) 1995-2022 Jean-loup Gailly and Mark Adler\n\n  Copyright (C) 1995-2022 Jean-loup Gailly and Mark Adler\n  This software is provided 'as-is'\n"), 0o644)
+	os.WriteFile(filepath.Join(tree, "LICENSES/xz/COPYING"), []byte(" * Copyright 2019 Some   One\nCopyright (C) 1995-2022 Jean-loup Gailly and Mark Adler\ncopyright holders may not be used\n"), 0o644)
+	secret := t.TempDir()
+	os.WriteFile(filepath.Join(secret, "notice"), []byte("Copyright (C) 2020 outside the tree\n"), 0o644)
+	os.Symlink(secret, filepath.Join(tree, "LICENSES/escape"))
+	os.Symlink(filepath.Join(secret, "notice"), filepath.Join(tree, "LICENSES/xz/LINKED"))
+	root, err := os.OpenRoot(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	got := copyrightNotices(root)
+	want := []string{"Copyright 2019 Some One", "Copyright (C) 1995-2022 Jean-loup Gailly and Mark Adler", "(C) 1995-2022 Jean-loup Gailly and Mark Adler"}
+	if !slices.Equal(got, want) {
+		t.Errorf("notices %q, want %q", got, want)
 	}
 }

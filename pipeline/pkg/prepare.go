@@ -3,15 +3,19 @@ package pkg
 import (
 	"debug/elf"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/goreleaser/nfpm/v2/files"
 
+	"github.com/coach-build/coach/pipeline/confine"
 	"github.com/coach-build/coach/pipeline/spec"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -102,7 +106,7 @@ func stripped(tree *os.Root, rel, dir string, shared bool, machine elf.Machine) 
 // docFiles are /usr/share/doc/<name>/copyright and, for deb,
 // changelog.Debian.gz: the package's license summary, and one changelog
 // entry for this version.
-func docFiles(p *spec.Project, t target.Target, repo string, summary []byte, mtime time.Time, dir string) (files.Contents, error) {
+func docFiles(p *spec.Project, t target.Target, repo string, summary []byte, notices []string, mtime time.Time, dir string) (files.Contents, error) {
 	doc := "/usr/share/doc/" + p.Name
 	copyright := filepath.Join(dir, "copyright")
 	common := ""
@@ -111,9 +115,13 @@ func docFiles(p *spec.Project, t target.Target, repo string, summary []byte, mti
 	}
 	// The maintainer packages; the copyright is the authors': the
 	// project's, and each component's own, whose notices are in its
-	// license files.
-	text := fmt.Sprintf("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: %s\nUpstream-Contact: %s\nSource: %s\n\nFiles: *\nCopyright: the authors of %s and of each component it contains; each component's\n copyright notices are in its license files under %s/LICENSES/<component>/\nLicense: %s\n%s See %s/LICENSES/ for the license texts of every component:\n .\n%s",
-		p.Name, p.Maintainer, orNone(p.Homepage), p.Name, p.InstallDir, p.License, common, p.InstallDir, indent(string(summary)))
+	// license files (the first ones found are quoted).
+	holders := fmt.Sprintf("the authors of %s and of each component it contains; each component's\n copyright notices are in its license files under %s/LICENSES/<component>/", p.Name, p.InstallDir)
+	for _, n := range notices {
+		holders += "\n " + n
+	}
+	text := fmt.Sprintf("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: %s\nUpstream-Contact: %s\nSource: %s\n\nFiles: *\nCopyright: %s\nLicense: %s\n%s See %s/LICENSES/ for the license texts of every component:\n .\n%s",
+		p.Name, p.Maintainer, orNone(p.Homepage), holders, p.License, common, p.InstallDir, indent(string(summary)))
 	if err := os.WriteFile(copyright, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
@@ -138,6 +146,52 @@ func docFiles(p *spec.Project, t target.Target, repo string, summary []byte, mti
 		out = append(out, &files.Content{Source: changelog, Destination: doc + "/changelog.Debian.gz", Type: files.TypeFile})
 	}
 	return out, nil
+}
+
+// copyrightNoticeLine is a copyright notice in a license file: "Copyright
+// (C) 1995-2022 Jean-loup Gailly", "Copyright 2019 ...", "© ...".
+var copyrightNoticeLine = regexp.MustCompile(`(?i)^\s*(copyright\s+(\(c\)|©|[0-9]{4})|©\s*[0-9]{4}|\(c\)\s*[0-9]{4})`)
+
+// maxNotices bounds how many notices the copyright file quotes.
+const maxNotices = 40
+
+// copyrightNotices are the copyright notices of the tree's license files
+// (LICENSES/<component>/*), each once, in order of component and file,
+// read through the tree's root with a bound on each file: the tree is
+// what the build wrote.
+func copyrightNotices(tree *os.Root) []string {
+	var out []string
+	seen := map[string]bool{}
+	comps, err := fs.ReadDir(tree.FS(), "LICENSES")
+	if err != nil {
+		return nil
+	}
+	for _, c := range comps {
+		if !c.IsDir() {
+			continue
+		}
+		entries, _ := fs.ReadDir(tree.FS(), path.Join("LICENSES", c.Name()))
+		for _, e := range entries {
+			if !e.Type().IsRegular() {
+				continue
+			}
+			b, err := confine.ReadFile(tree, filepath.Join("LICENSES", c.Name(), e.Name()), confine.MaxTextBytes)
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				line = strings.Join(strings.Fields(strings.TrimLeft(line, " \t*#/;")), " ")
+				if !copyrightNoticeLine.MatchString(line) || seen[line] || len(line) > 200 {
+					continue
+				}
+				seen[line] = true
+				if out = append(out, line); len(out) == maxNotices {
+					return out
+				}
+			}
+		}
+	}
+	return out
 }
 
 // commonLicenses are the SPDX identifiers Debian ships texts of in
