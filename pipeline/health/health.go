@@ -268,9 +268,12 @@ func Check(opts Options) (*Report, error) {
 				Fix: "if the file is data (a test corpus), ignore it with health.ignore; otherwise find out what truncated or corrupted it"})
 		case r.obj.class != wantClass || r.obj.machine != wantMachine:
 			obj.Kind = "foreign"
-			add(Problem{Severity: Warning, Kind: KindForeign, File: r.rel, Component: obj.Component,
+			// An error: a package of the target's architecture whose
+			// programs are another's does not run (a build on an image
+			// or root of the wrong platform produces exactly that).
+			add(Problem{Severity: Error, Kind: KindForeign, File: r.rel, Component: obj.Component,
 				Why: fmt.Sprintf("built for %s %s, not for %s (%s %s); it cannot be loaded on the target", r.obj.class, r.obj.machine, arch, wantClass, wantMachine),
-				Fix: "if it is meant for another machine (firmware, a cross toolchain), ignore it with health.ignore; otherwise rebuild it for the target"})
+				Fix: "rebuild it for the target (with the dagger runner, the image must have a " + arch + " variant); if it is meant for another machine (firmware, a cross toolchain's target files), ignore it with health.ignore"})
 		case !r.obj.dynamic:
 			obj.Kind = "static"
 		default:

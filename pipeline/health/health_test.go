@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -239,11 +240,13 @@ func TestForeignBrokenStaticAndScripts(t *testing.T) {
 	os.WriteFile(filepath.Join(tree, "lib/script.sh"), []byte("#!/bin/sh\necho hi\n"), 0o755)
 	cc(t, tree, "bin/static", "int main(void){return 0;}\n", "-static")
 	rep := check(t, tree, "debian-12", nil)
-	if !rep.OK() {
-		t.Errorf("warnings only expected: %v", kinds(rep))
+	// A foreign-architecture file fails the check (a package of amd64
+	// that ships aarch64 code does not run); malformed ones are warnings.
+	if rep.OK() || rep.Errors != 1 {
+		t.Errorf("one error expected: %v", kinds(rep))
 	}
 	got := kinds(rep)
-	for _, want := range []string{"warning foreign-arch lib/libarm.so  ", "warning malformed lib/broken.so  ", "warning malformed lib/tiny  "} {
+	for _, want := range []string{"error foreign-arch lib/libarm.so  ", "warning malformed lib/broken.so  ", "warning malformed lib/tiny  "} {
 		if !slices.Contains(got, want) {
 			t.Errorf("missing %q in %v", want, got)
 		}
@@ -258,6 +261,10 @@ func TestForeignBrokenStaticAndScripts(t *testing.T) {
 	}
 	if rep.ELF != 4 || rep.Files != 5 {
 		t.Errorf("ELF %d of %d files", rep.ELF, rep.Files)
+	}
+	// Ignored, it passes (a cross toolchain's target files).
+	if rep := check(t, tree, "debian-12", func(o *Options) { o.Ignore = []string{"lib/libarm.so"} }); !rep.OK() {
+		t.Errorf("ignored: %v", kinds(rep))
 	}
 }
 
@@ -537,5 +544,24 @@ func TestGlibcTooNew(t *testing.T) {
 		if !found || rep.OK() {
 			t.Errorf("built for %q: %v", tc.builtFor, kinds(rep))
 		}
+	}
+}
+
+// TestHostBinaryInAnArm64Tree: a build for arm64 that produced this
+// host's x86-64 programs (an image without an arm64 variant) fails the
+// check, naming the file.
+func TestHostBinaryInAnArm64Tree(t *testing.T) {
+	needCC(t)
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the fixture is an x86-64 binary")
+	}
+	tree := t.TempDir()
+	cc(t, tree, "bin/hello", "int main(void) { return 0; }\n")
+	rep := check(t, tree, "debian-12", func(o *Options) { o.Arch = "arm64"; o.Sysroot = "" })
+	if rep.OK() || !slices.Contains(kinds(rep), "error foreign-arch bin/hello  ") {
+		t.Fatalf("an x86-64 binary in an arm64 tree: %v", kinds(rep))
+	}
+	if !strings.Contains(rep.Problems[0].Why, "not for arm64") {
+		t.Errorf("why: %s", rep.Problems[0].Why)
 	}
 }
