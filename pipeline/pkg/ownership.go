@@ -178,7 +178,7 @@ func preinstWithAccounts(p *spec.Project, format, projectHook, work string) (str
 // a unit, a default file, a completion script are kilobytes.
 const MaxExtraFileBytes = 256 << 20
 
-func extraFiles(p *spec.Project, repo, work string, info func(fs.FileMode) *files.ContentFileInfo) (files.Contents, error) {
+func extraFiles(p *spec.Project, t target.Target, repo, work string, info func(fs.FileMode) *files.ContentFileInfo) (files.Contents, error) {
 	if len(p.Package.ExtraFiles) == 0 {
 		return nil, nil
 	}
@@ -189,6 +189,9 @@ func extraFiles(p *spec.Project, repo, work string, info func(fs.FileMode) *file
 	defer root.Close()
 	var out files.Contents
 	for i, e := range p.Package.ExtraFiles {
+		if !e.For(t) {
+			continue
+		}
 		mode := fs.FileMode(0o644)
 		if e.Mode != "" {
 			if mode, err = spec.ParseMode(e.Mode); err != nil {

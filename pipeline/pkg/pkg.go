@@ -371,7 +371,7 @@ func Contents(opts Options) (files.Contents, int, error) {
 		out = append(out, e)
 		count++
 	}
-	extra, err := extraFiles(p, opts.Root, work, info)
+	extra, err := extraFiles(p, opts.Target, opts.Root, work, info)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -5,6 +5,7 @@
 package spec
 
 import (
+	"slices"
 	"cmp"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -83,6 +84,14 @@ type ExtraFile struct {
 	Destination string `yaml:"destination" json:"destination" doc:"absolute install path outside install_dir"`
 	Mode        string `yaml:"mode" json:"mode,omitempty" doc:"octal permission bits; default 0644"`
 	Config      bool   `yaml:"config" json:"config,omitempty" doc:"a config file: deb conffile, rpm %config(noreplace)"`
+	// Formats and Targets restrict the file to some packages.
+	Formats []string `yaml:"formats" json:"formats,omitempty" doc:"only in packages of these formats (deb, rpm); default every format"`
+	Targets []string `yaml:"targets" json:"targets,omitempty" doc:"only in packages for these targets of the project; default every target"`
+}
+
+// For reports whether the file goes into the package for t.
+func (e ExtraFile) For(t target.Target) bool {
+	return (len(e.Formats) == 0 || slices.Contains(e.Formats, t.Format)) && (len(e.Targets) == 0 || slices.Contains(e.Targets, t.Name))
 }
 
 // FileOwner is the owner and group of everything under install_dir.

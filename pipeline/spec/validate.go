@@ -575,6 +575,16 @@ func (v *validator) project(name string, p *Project) {
 		case p.InstallDir != "" && (d == path.Clean(p.InstallDir) || strings.HasPrefix(d, path.Clean(p.InstallDir)+"/")):
 			v.add(at(field+".destination"), "install files under install_dir from a build step instead", "extra file destination %s is inside install_dir %s", d, p.InstallDir)
 		}
+		for j, f := range e.Formats {
+			if f != target.FormatDeb && f != target.FormatRPM {
+				v.add(at(fmt.Sprintf("%s.formats[%d]", field, j)), "use deb or rpm", "extra file format %q is neither deb nor rpm", f)
+			}
+		}
+		for j, tn := range e.Targets {
+			if !slices.Contains(p.Targets, tn) {
+				v.add(at(fmt.Sprintf("%s.targets[%d]", field, j)), "name one of the project's targets: "+strings.Join(p.Targets, ", "), "extra file target %q is not one of the project's targets", tn)
+			}
+		}
 		if e.Mode != "" {
 			if _, err := ParseMode(e.Mode); err != nil {
 				v.add(at(field+".mode"), `give octal permission bits, e.g. "0644"`, "%v", err)

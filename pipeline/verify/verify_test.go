@@ -446,20 +446,41 @@ func TestSystemdUnitAsExtraFile(t *testing.T) {
 	os.WriteFile(filepath.Join(repo, "files/svc.service"), []byte("[Unit]\nDescription=svc\n\n[Service]\nExecStart=/opt/svc/bin/svcd\n\n[Install]\nWantedBy=multi-user.target\n"), 0o644)
 	p := &spec.Project{Name: "svc", Description: "a service", Maintainer: "M <m@example.com>", License: "MIT", Version: "1.0.0", Iteration: 1,
 		InstallDir: "/opt/svc", Verify: []string{
-			"test -f /lib/systemd/system/svc.service && test -f /usr/lib/systemd/system/svc-other.service",
+			"test -f /usr/lib/systemd/system/svc.service && test -f /usr/lib/systemd/system/svc-other.service",
 			// The service's account exists and owns nothing of the package.
 			`getent passwd svc >/dev/null && getent group svc >/dev/null && [ "$(stat -c %U:%G /opt/svc/bin/svcd)" = root:root ]`,
 		},
 		Package: spec.Package{Users: []spec.Account{{Name: "svc"}}, ExtraFiles: []spec.ExtraFile{
-			{Source: "files/svc.service", Destination: "/lib/systemd/system/svc.service"},
+			// Where each format's policy puts a unit.
+			{Source: "files/svc.service", Destination: "/lib/systemd/system/svc.service", Formats: []string{"deb"}},
+			{Source: "files/svc.service", Destination: "/usr/lib/systemd/system/svc.service", Formats: []string{"rpm"}},
 			{Source: "files/svc.service", Destination: "/usr/lib/systemd/system/svc-other.service"},
 		}}}
+	want := map[string]string{"deb": "./lib/systemd/system/svc.service", "rpm": "/usr/lib/systemd/system/svc.service"}
+	other := map[string]string{"deb": "./usr/lib/systemd/system/svc.service", "rpm": "/lib/systemd/system/svc.service"}
 	for _, name := range []string{"debian-12", "debian-13", "el9"} {
 		t.Run(name, func(t *testing.T) {
 			tg, _ := target.Builtin(name)
 			a, err := pkg.Package(pkg.Options{Project: p, Root: repo, Target: tg, Arch: "amd64", Tree: tree, MTime: time.Unix(1.7e9, 0), OutDir: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
+			}
+			var list string
+			if tg.Format == target.FormatRPM {
+				list = command(t, "rpm", "-qlp", a.Path)
+			} else {
+				list = command(t, "dpkg-deb", "-c", a.Path)
+			}
+			has := func(p string) bool {
+				for _, line := range strings.Split(list, "\n") {
+					if line == p || strings.HasSuffix(line, " "+p) {
+						return true
+					}
+				}
+				return false
+			}
+			if !has(want[tg.Format]) || has(other[tg.Format]) {
+				t.Errorf("the %s package should hold %s and not %s:\n%s", tg.Format, want[tg.Format], other[tg.Format], list)
 			}
 			rep := run(t, verify.Options{Package: a.Path, Name: "svc", Target: tg, Project: p})
 			if !rep.OK {
