@@ -5,9 +5,9 @@
 package spec
 
 import (
-	"slices"
 	"cmp"
 	"github.com/coach-build/coach/pipeline/target"
+	"slices"
 )
 
 // Project describes one package: what goes in it and for which targets.
