@@ -152,7 +152,7 @@ func inspect(fsys fs.FS, top, name, version string) *Source {
 			"meson compile -C coach-build -j {{.Jobs}}",
 			"meson install -C coach-build",
 		}
-		s.BuildPackages = map[string][]string{"deb": {"meson", "ninja-build"}, "rpm": {"meson", "ninja-build"}}
+		s.BuildPackages = bothFormats("meson", "ninja-build")
 	case file("Makefile") || file("makefile") || file("GNUmakefile"):
 		s.System = Make
 		s.Steps = []string{"make PREFIX={{.Embedded}}", "make install PREFIX={{.Embedded}}"}
