@@ -67,10 +67,7 @@ func New(name string, o Options) (runner.Runner, error) {
 	}
 	switch name {
 	case Auto, "":
-		if DaggerConfigured() || runtime.GOOS != "linux" {
-			return New(Dagger, o)
-		}
-		return New(Sandbox, o)
+		return auto(o)
 	case Sandbox:
 		r := &sandbox.Runner{Rootfs: o.Rootfs()}
 		mode, err := r.Check()
@@ -83,6 +80,36 @@ func New(name string, o Options) (runner.Runner, error) {
 		return newDagger(o)
 	}
 	return nil, failure.Request(fmt.Errorf("runner must be auto, sandbox or dagger, not %q", name))
+}
+
+// auto picks the runner and says why: Dagger off Linux (the sandbox
+// needs it) or when an engine is configured and answers; the sandbox when
+// none is configured, or when the configured one does not answer and the
+// sandbox can run here (with a warning: --runner dagger fails instead).
+func auto(o Options) (runner.Runner, error) {
+	log := logger(o.Log)
+	if runtime.GOOS != "linux" {
+		log.Info("runner auto: dagger, since the sandbox needs Linux", "engine", dagger.Engine())
+		return New(Dagger, o)
+	}
+	if !DaggerConfigured() {
+		log.Debug("runner auto: the sandbox, since no Dagger engine is configured")
+		return New(Sandbox, o)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	err := dagger.Listening(ctx)
+	cancel()
+	if err == nil {
+		log.Info("runner auto: dagger, since an engine is configured and listens", "engine", dagger.Engine())
+		return New(Dagger, o)
+	}
+	sb, serr := New(Sandbox, o)
+	if serr != nil {
+		// Neither: the engine's failure is the one to fix.
+		return New(Dagger, o)
+	}
+	log.Warn("runner auto: the configured Dagger engine does not answer, so the sandbox builds instead (--runner dagger would fail)", "engine", dagger.Engine(), "err", err)
+	return sb, nil
 }
 
 // NewVerifyRunner picks where verify installs: a bubblewrap scratch root

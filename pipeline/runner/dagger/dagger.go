@@ -175,6 +175,12 @@ func (r *Runner) connect(ctx context.Context) (*dg.Client, error) {
 // probe dials the engine's address when it is a socket or a TCP address,
 // so that an engine that is not running fails in milliseconds instead of
 // after the SDK's retries.
+// Listening reports whether an engine listens at the configured unix://
+// or tcp:// address (nil for the addresses only the SDK can reach:
+// docker-container://, kube-pod://, a `dagger run` session). It opens a
+// connection and closes it: milliseconds, no session.
+func Listening(ctx context.Context) error { return probe(ctx) }
+
 func probe(ctx context.Context) error {
 	host := os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
 	network, addr := "", ""
