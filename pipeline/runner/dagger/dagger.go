@@ -16,6 +16,7 @@ package dagger
 import (
 	"context"
 	"crypto/rand"
+	"debug/elf"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -375,6 +376,9 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 		return err
 	}
 	ctr := c.Container(dg.ContainerOpts{Platform: dg.Platform(target.LookupArch(arch).OCIPlatform())}).From(t.Image)
+	if err := checkImageArch(ctx, ctr, t.Image, arch); err != nil {
+		return err
+	}
 	for _, d := range cacheDirs(t) {
 		ctr = ctr.WithMountedCache(d, c.CacheVolume("coach-"+t.Name+"-"+arch+strings.ReplaceAll(d, "/", "-")))
 	}
@@ -409,6 +413,34 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 	r.bases[runner.PreparedID(t, arch, packages)] = installed
 	r.pollers[runner.PreparedID(t, arch, packages)] = poller
 	r.mu.Unlock()
+	return nil
+}
+
+// checkImageArch refuses an image whose programs are not of arch: an
+// engine asked for linux/arm64 of an image that has no such variant runs
+// its amd64 variant, and the build would make an arm64 package of x86-64
+// programs. The image's /bin/sh is exported to the host (no exec, so no
+// emulation; Contents would carry it as text, which is lossy) and its ELF
+// machine compared.
+func checkImageArch(ctx context.Context, ctr *dg.Container, image, arch string) error {
+	want := target.LookupArch(arch)
+	dir, err := os.MkdirTemp("", "coach-image-arch-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	host := filepath.Join(dir, "sh")
+	if _, err := ctr.File("/bin/sh").Export(ctx, host); err != nil {
+		return fmt.Errorf("prepare: read /bin/sh of %s: %s", image, firstLine(err))
+	}
+	f, err := elf.Open(host)
+	if err != nil {
+		return fmt.Errorf("prepare: /bin/sh of %s is not an ELF program: %v", image, err)
+	}
+	defer f.Close()
+	if f.Machine != want.Machine || f.Class != want.Class {
+		return fmt.Errorf("the image %s has no %s variant: the engine gave its %s %s programs for %s; push a multi-platform image with a %s variant, or set the target's image to one", image, want.OCIPlatform(), f.Class, f.Machine, want.OCIPlatform(), want.OCIPlatform())
+	}
 	return nil
 }
 

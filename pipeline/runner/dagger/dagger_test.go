@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -262,6 +263,27 @@ func TestPrepareFailureNamesTheTarget(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestImageWithoutTheArchIsRefused: an image with no linux/arm64 variant
+// (the amd64-only tag .ci/dagger-arm64-image keeps beside the
+// multi-platform one) is refused for arm64 before anything is built,
+// naming the image and the platform; the engine would otherwise run its
+// amd64 programs and the package would hold x86-64 code.
+func TestImageWithoutTheArchIsRefused(t *testing.T) {
+	r := connect(t)
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the amd64-only image is this amd64 engine's")
+	}
+	tg, _ := target.Builtin("debian-12")
+	tg.Image = "docker.io/library/debian:bookworm-amd64"
+	if _, err := r.PinImage(context.Background(), tg.Image); err != nil {
+		t.Skipf("the engine's registry has no amd64-only tag %s (.ci/dagger-arm64-image adds it): %v", tg.Image, err)
+	}
+	err := r.Prepare(context.Background(), tg, "arm64", nil)
+	if err == nil || !strings.Contains(err.Error(), "the image docker.io/library/debian:bookworm-amd64 has no linux/arm64 variant") || !strings.Contains(err.Error(), "EM_X86_64") {
+		t.Fatalf("an amd64-only image for arm64: %v", err)
 	}
 }
 
