@@ -432,8 +432,9 @@ func TestServiceInOneEntry(t *testing.T) {
 // TestSystemdUnitAsExtraFile: a package that ships systemd units as extra
 // files, under /lib/systemd/system (bookworm's dpkg place, behind the
 // merged-/usr link) and /usr/lib/systemd/system, and creates its service's
-// account (package.users) without giving it any file, installs, checks,
-// and leaves nothing behind on debian-12, debian-13 and in the rpm cycle:
+// account (package.users) without giving it any file, installs, checks
+// (its daemon started, checked and stopped in one verify entry), and
+// leaves nothing behind on debian-12, debian-13 and in the rpm cycle:
 // the directories the system already had (/lib, /usr/lib/systemd, where
 // apt's timers are) are not the package's leftovers.
 func TestSystemdUnitAsExtraFile(t *testing.T) {
@@ -449,6 +450,9 @@ func TestSystemdUnitAsExtraFile(t *testing.T) {
 			"test -f /usr/lib/systemd/system/svc.service && test -f /usr/lib/systemd/system/svc-other.service",
 			// The service's account exists and owns nothing of the package.
 			`getent passwd svc >/dev/null && getent group svc >/dev/null && [ "$(stat -c %U:%G /opt/svc/bin/svcd)" = root:root ]`,
+			// The daemon the unit names, started, checked and stopped in
+			// one entry.
+			"/opt/svc/bin/svcd & pid=$!\nsleep 0.2\nkill -0 $pid\nkill $pid\nwait $pid || true",
 		},
 		Package: spec.Package{Users: []spec.Account{{Name: "svc"}}, ExtraFiles: []spec.ExtraFile{
 			// Where each format's policy puts a unit.
