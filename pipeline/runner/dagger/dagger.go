@@ -242,11 +242,21 @@ func (r *Runner) Name() string { return "dagger" }
 // packages, as the sandbox keys it (one base per target, a layer of
 // packages per set).
 func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) string {
-	id := "dagger " + t.Image + " " + arch + " " + InstallCommand(t, t.Toolchain)
+	id := "dagger " + t.Image + " " + arch + " " + InstallCommand(t, toolchain(t))
 	if pkgs := runner.PackageSet(packages); len(pkgs) > 0 {
 		id += " + " + InstallCommand(t, pkgs)
 	}
 	return id
+}
+
+// toolchain is what the runner installs in every build container: the
+// target's toolchain, and on rpm targets util-linux (unshare and setpriv,
+// for noNetwork; Debian's is essential).
+func toolchain(t target.Target) []string {
+	if t.Format == target.FormatRPM && !slices.Contains(t.Toolchain, "util-linux") {
+		return append(slices.Clone(t.Toolchain), "util-linux")
+	}
+	return t.Toolchain
 }
 
 // InstallCommand is the shell command that installs packages in a
@@ -387,7 +397,7 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 	// packages over it, once per set. Its output is kept whole and
 	// interleaved, like a build step's.
 	installed := ctr
-	for _, pkgs := range [][]string{t.Toolchain, runner.PackageSet(packages)} {
+	for _, pkgs := range [][]string{toolchain(t), runner.PackageSet(packages)} {
 		if len(pkgs) == 0 {
 			continue
 		}
@@ -487,6 +497,21 @@ const (
 // and a failed step's state can still be read. $COACH_LOG names the
 // step's log file in the shared volume.
 const stepScript = `log=$1; shift; mkdir -p "${log%/*}"; "$@" >"$log" 2>&1 </dev/null; echo $? >` + stepRC
+
+// noNetwork runs the rest of the command line without the network, as
+// the sandbox's steps run: Dagger gives every exec the engine's network
+// (a step could reach the mirror, the internet, the engine host's
+// services through the bridge). In a network namespace of its own, with
+// only a loopback that is down, and with /sys remounted so that it lists
+// only that, the step then runs with the capabilities a container's root
+// has by default and no way to gain more (no_new_privs, the bounding set
+// cut down), so it can make no namespace of its own and undo nothing.
+// unshare and setpriv are util-linux's (essential on Debian; installed
+// with the toolchain on rpm targets).
+var noNetwork = []string{
+	"unshare", "--net", "--mount", "--",
+	"/bin/sh", "-c", `mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys 2>/dev/null; exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,+net_bind_service,+sys_chroot,+mknod,+audit_write,+setfcap -- "$@"`, "coach-no-network",
+}
 
 // pollInterval is how often a running step's output is read.
 const pollInterval = 2 * time.Second
@@ -592,8 +617,10 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		env := append(slices.Clone(job.Env), st.Env...)
 		logFile := fmt.Sprintf("%s/step-%d.log", jobLogs, i)
 		argv := append(append([]string{"/usr/bin/env", "-i"}, env...), "/bin/sh", "-c", stepScript, "coach-step", logFile)
-		argv = append(argv, st.Argv...)
-		done := ctr.WithWorkdir(path.Join(runner.SourceMount, job.Dir, st.Dir)).WithExec(argv)
+		argv = append(append(argv, noNetwork...), st.Argv...)
+		// The root capabilities are for noNetwork's unshare and mount
+		// alone: it drops them before the step runs.
+		done := ctr.WithWorkdir(path.Join(runner.SourceMount, job.Dir, st.Dir)).WithExec(argv, dg.ContainerWithExecOpts{InsecureRootCapabilities: true})
 		// The step's output streams while it runs: read from the shared
 		// volume by a poller, as the step writes it.
 		stop := make(chan struct{})

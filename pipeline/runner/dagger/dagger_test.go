@@ -96,6 +96,39 @@ func TestEngineBuild(t *testing.T) {
 	}
 }
 
+// TestEngineStepHasNoNetwork: a build step on the engine sees only a
+// loopback, reaches neither the outside nor the engine host through the
+// bridge (its default route is gone, not refused), and cannot make a
+// namespace of its own to get out: the sandbox's promise.
+func TestEngineStepHasNoNetwork(t *testing.T) {
+	r := connect(t)
+	ctx := context.Background()
+	tg, _ := target.Builtin("debian-12")
+	if err := r.Prepare(ctx, tg, "amd64", nil); err != nil {
+		t.Fatal(err)
+	}
+	// The bridge's gateway, as the container's routing table gives it
+	// to a step without the defence.
+	probe := `set +e
+echo "interfaces: $(sed -n 's/^ *\([a-z0-9]*\):.*/\1/p' /proc/net/dev | sort | tr '\n' ' ')"
+echo "sysfs: $(ls /sys/class/net | tr '\n' ' ')"
+for addr in 10.87.0.1/80 1.1.1.1/80 127.0.0.1/5000; do
+  if bash -c "exec 3<>/dev/tcp/$addr" 2>/dev/null; then echo "connected to $addr"; fi
+done
+unshare -n true 2>/dev/null && echo "made a network namespace"
+exit 0`
+	var log bytes.Buffer
+	job := &runner.Job{Component: "probe", Target: tg, Arch: "amd64", Source: t.TempDir(), Dir: ".", InstallDir: "/opt/x", Output: t.TempDir(), Scratch: t.TempDir(),
+		Env: []string{"PATH=/usr/bin:/bin"}, Log: &log, Steps: []runner.Step{runner.ShellStep("probe", probe)}}
+	if err := r.Run(ctx, job); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	out := log.String()
+	if !strings.Contains(out, "interfaces: lo \n") || !strings.Contains(out, "sysfs: lo \n") || strings.Contains(out, "connected to") || strings.Contains(out, "made a network namespace") {
+		t.Errorf("the step has the network or can get it:\n%s", out)
+	}
+}
+
 // proxy forwards connections from a listener to the engine's socket, so a
 // test can reach the same engine at another address.
 func proxy(t *testing.T, l net.Listener, socket string) {
