@@ -250,11 +250,11 @@ func (r *Runner) EnvironmentID(t target.Target, arch string, packages []string) 
 }
 
 // toolchain is what the runner installs in every build container: the
-// target's toolchain, and on rpm targets util-linux (unshare and setpriv,
-// for noNetwork; Debian's is essential).
+// target's toolchain, and on rpm targets util-linux (for confine;
+// Debian's is essential).
 func toolchain(t target.Target) []string {
 	if t.Format == target.FormatRPM && !slices.Contains(t.Toolchain, "util-linux") {
-		return append(slices.Clone(t.Toolchain), "util-linux")
+		return append(slices.Clone(t.Toolchain), "util-linux") // unshare, mount, setpriv
 	}
 	return t.Toolchain
 }
@@ -498,20 +498,39 @@ const (
 // step's log file in the shared volume.
 const stepScript = `log=$1; shift; mkdir -p "${log%/*}"; "$@" >"$log" 2>&1 </dev/null; echo $? >` + stepRC
 
-// noNetwork runs the rest of the command line without the network, as
-// the sandbox's steps run: Dagger gives every exec the engine's network
-// (a step could reach the mirror, the internet, the engine host's
-// services through the bridge). In a network namespace of its own, with
-// only a loopback that is down, and with /sys remounted so that it lists
-// only that, the step then runs with the capabilities a container's root
-// has by default and no way to gain more (no_new_privs, the bounding set
-// cut down), so it can make no namespace of its own and undo nothing.
-// unshare and setpriv are util-linux's (essential on Debian; installed
-// with the toolchain on rpm targets).
-var noNetwork = []string{
-	"unshare", "--net", "--mount", "--",
-	"/bin/sh", "-c", `mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys 2>/dev/null; exec setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,+net_bind_service,+sys_chroot,+mknod,+audit_write,+setfcap -- "$@"`, "coach-no-network",
+// confine is the prefix of every build step's command line: it runs the
+// rest as the sandbox runs a step, which Dagger's exec alone does not.
+// Dagger gives every exec the engine's network (a step could reach the
+// mirror, the internet, the engine host's services through the bridge)
+// and a writable root. So, with the root capabilities the exec is given
+// for this prefix alone, in a clean environment and by absolute paths
+// (nothing a build wrote is run or loaded while they are held):
+//   - a network namespace of its own, with only a loopback that is down,
+//     and /sys remounted so that it lists only that;
+//   - a mount namespace in which the root is read-only, but for the
+//     install dir, /tmp, /var/tmp and /coach (the source, HOME, the
+//     logs), bound over themselves first (so no later step can change
+//     the programs this prefix runs with its capabilities);
+//   - then the step, with a container root's default capabilities and no
+//     way to gain more (no_new_privs, the bounding set cut down), so it
+//     can make no namespace of its own and undo nothing.
+//
+// unshare, mount and setpriv are util-linux's (essential on Debian;
+// installed with the toolchain on rpm targets).
+func confine(installDir string) []string {
+	return []string{
+		"/usr/bin/unshare", "--net", "--mount", "--", "/bin/sh", "-c", confineScript, "coach-confine", installDir,
+	}
 }
+
+const confineScript = `set -e
+install=$1; shift
+/bin/mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys
+for d in "$install" /tmp /var/tmp /coach; do
+  if [ -d "$d" ]; then /bin/mount --rbind "$d" "$d"; fi
+done
+/bin/mount -o remount,bind,ro /
+exec /usr/bin/setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,+net_bind_service,+sys_chroot,+mknod,+audit_write,+setfcap -- "$@"`
 
 // pollInterval is how often a running step's output is read.
 const pollInterval = 2 * time.Second
@@ -616,9 +635,10 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		job.StartStep(i)
 		env := append(slices.Clone(job.Env), st.Env...)
 		logFile := fmt.Sprintf("%s/step-%d.log", jobLogs, i)
-		argv := append(append([]string{"/usr/bin/env", "-i"}, env...), "/bin/sh", "-c", stepScript, "coach-step", logFile)
-		argv = append(append(argv, noNetwork...), st.Argv...)
-		// The root capabilities are for noNetwork's unshare and mount
+		argv := append(confine(job.InstallDir), "/usr/bin/env", "-i")
+		argv = append(append(argv, env...), "/bin/sh", "-c", stepScript, "coach-step", logFile)
+		argv = append(argv, st.Argv...)
+		// The root capabilities are for confine's unshare and mounts
 		// alone: it drops them before the step runs.
 		done := ctr.WithWorkdir(path.Join(runner.SourceMount, job.Dir, st.Dir)).WithExec(argv, dg.ContainerWithExecOpts{InsecureRootCapabilities: true})
 		// The step's output streams while it runs: read from the shared

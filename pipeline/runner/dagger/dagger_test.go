@@ -98,8 +98,9 @@ func TestEngineBuild(t *testing.T) {
 
 // TestEngineStepHasNoNetwork: a build step on the engine sees only a
 // loopback, reaches neither the outside nor the engine host through the
-// bridge (its default route is gone, not refused), and cannot make a
-// namespace of its own to get out: the sandbox's promise.
+// bridge, cannot make a namespace of its own to get out, and finds the
+// root read-only but for the install dir, /tmp, HOME and the source: the
+// sandbox's promises.
 func TestEngineStepHasNoNetwork(t *testing.T) {
 	r := connect(t)
 	ctx := context.Background()
@@ -116,16 +117,22 @@ for addr in 10.87.0.1/80 1.1.1.1/80 127.0.0.1/5000; do
   if bash -c "exec 3<>/dev/tcp/$addr" 2>/dev/null; then echo "connected to $addr"; fi
 done
 unshare -n true 2>/dev/null && echo "made a network namespace"
+touch /usr/coach-probe 2>/dev/null && echo "wrote /usr"
+touch /etc/coach-probe 2>/dev/null && echo "wrote /etc"
+touch /opt/x/written /tmp/written "$HOME/written" written && echo "wrote the install dir, /tmp, HOME and the source"
 exit 0`
 	var log bytes.Buffer
 	job := &runner.Job{Component: "probe", Target: tg, Arch: "amd64", Source: t.TempDir(), Dir: ".", InstallDir: "/opt/x", Output: t.TempDir(), Scratch: t.TempDir(),
-		Env: []string{"PATH=/usr/bin:/bin"}, Log: &log, Steps: []runner.Step{runner.ShellStep("probe", probe)}}
+		Env: []string{"PATH=/usr/bin:/bin", "HOME=/coach/home"}, Log: &log, Steps: []runner.Step{runner.ShellStep("probe", probe)}}
 	if err := r.Run(ctx, job); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	out := log.String()
 	if !strings.Contains(out, "interfaces: lo \n") || !strings.Contains(out, "sysfs: lo \n") || strings.Contains(out, "connected to") || strings.Contains(out, "made a network namespace") {
 		t.Errorf("the step has the network or can get it:\n%s", out)
+	}
+	if strings.Contains(out, "wrote /usr") || strings.Contains(out, "wrote /etc") || !strings.Contains(out, "wrote the install dir, /tmp, HOME and the source") {
+		t.Errorf("the root is writable, or what a step must write is not:\n%s", out)
 	}
 }
 
