@@ -317,12 +317,12 @@ func TestImageWithoutTheArchIsRefused(t *testing.T) {
 		t.Skip("the amd64-only image is this amd64 engine's")
 	}
 	tg, _ := target.Builtin("debian-12")
-	tg.Image = "docker.io/library/debian:bookworm-amd64"
+	tg.Image = tg.Image[:strings.LastIndex(tg.Image, ":")] + ":bookworm-amd64" // the target's repository, the amd64-only tag
 	if _, err := r.PinImage(context.Background(), tg.Image); err != nil {
 		t.Skipf("the engine's registry has no amd64-only tag %s (.ci/dagger-arm64-image adds it): %v", tg.Image, err)
 	}
 	err := r.Prepare(context.Background(), tg, "arm64", nil)
-	if err == nil || !strings.Contains(err.Error(), "the image docker.io/library/debian:bookworm-amd64 has no linux/arm64 variant") || !strings.Contains(err.Error(), "EM_X86_64") {
+	if err == nil || !strings.Contains(err.Error(), "the image "+tg.Image+" has no linux/arm64 variant") || !strings.Contains(err.Error(), "EM_X86_64") {
 		t.Fatalf("an amd64-only image for arm64: %v", err)
 	}
 }
