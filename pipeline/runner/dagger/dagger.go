@@ -63,6 +63,10 @@ type Runner struct {
 	// a foreign arch, the target's image on the engine's own platform,
 	// so that polling does not run under emulation beside the step.
 	pollers map[string]*dg.Container
+	// archOK holds the images (image + arch) whose programs were found
+	// to be of the arch, so that each package set's Prepare does not
+	// export /bin/sh again.
+	archOK map[string]bool
 }
 
 var (
@@ -86,7 +90,7 @@ func (r *Runner) VerifyEnvironmentID(t target.Target, arch string) string {
 
 // New returns a runner that connects when it is first needed.
 func New(logOutput io.Writer) *Runner {
-	return &Runner{LogOutput: logOutput, bases: map[string]*dg.Container{}, pollers: map[string]*dg.Container{}}
+	return &Runner{LogOutput: logOutput, bases: map[string]*dg.Container{}, pollers: map[string]*dg.Container{}, archOK: map[string]bool{}}
 }
 
 // Connect returns a runner connected now: inside `dagger run`
@@ -386,8 +390,16 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 		return err
 	}
 	ctr := c.Container(dg.ContainerOpts{Platform: dg.Platform(target.LookupArch(arch).OCIPlatform())}).From(t.Image)
-	if err := checkImageArch(ctx, ctr, t.Image, arch); err != nil {
-		return err
+	r.mu.Lock()
+	checked := r.archOK[t.Image+" "+arch]
+	r.mu.Unlock()
+	if !checked {
+		if err := checkImageArch(ctx, ctr, t.Image, arch); err != nil {
+			return err
+		}
+		r.mu.Lock()
+		r.archOK[t.Image+" "+arch] = true
+		r.mu.Unlock()
 	}
 	for _, d := range cacheDirs(t) {
 		ctr = ctr.WithMountedCache(d, c.CacheVolume("coach-"+t.Name+"-"+arch+strings.ReplaceAll(d, "/", "-")))

@@ -62,16 +62,24 @@ func connect(t *testing.T) *Runner {
 	return r
 }
 
+// preparedDebian12 is a runner on the engine (or a skip) with debian-12
+// prepared for amd64.
+func preparedDebian12(t *testing.T) (*Runner, target.Target) {
+	t.Helper()
+	r := connect(t)
+	tg, _ := target.Builtin("debian-12")
+	if err := r.Prepare(context.Background(), tg, "amd64", nil); err != nil {
+		t.Fatal(err)
+	}
+	return r, tg
+}
+
 // TestEngineBuild runs a two-step build with a dependency layer on a real
 // engine: the layer holds only what the steps added, and a failing step
 // becomes a StepError with its exit code.
 func TestEngineBuild(t *testing.T) {
-	r := connect(t)
+	r, tg := preparedDebian12(t)
 	ctx := context.Background()
-	tg, _ := target.Builtin("debian-12")
-	if err := r.Prepare(ctx, tg, "amd64", nil); err != nil {
-		t.Fatal(err)
-	}
 	dep, src, out := t.TempDir(), t.TempDir(), t.TempDir()
 	os.MkdirAll(filepath.Join(dep, "embedded/include"), 0o755)
 	os.WriteFile(filepath.Join(dep, "embedded/include/dep.h"), []byte("#define DEP 42\n"), 0o644)
@@ -102,12 +110,8 @@ func TestEngineBuild(t *testing.T) {
 // root read-only but for the install dir, /tmp, HOME and the source: the
 // sandbox's promises.
 func TestEngineStepHasNoNetwork(t *testing.T) {
-	r := connect(t)
+	r, tg := preparedDebian12(t)
 	ctx := context.Background()
-	tg, _ := target.Builtin("debian-12")
-	if err := r.Prepare(ctx, tg, "amd64", nil); err != nil {
-		t.Fatal(err)
-	}
 	// The bridge's gateway, as the container's routing table gives it
 	// to a step without the defence.
 	probe := `set +e
@@ -262,12 +266,8 @@ func (l *timedLog) Write(p []byte) (int, error) {
 // each line while it runs, not when it ends, and the output is whole and in
 // order at the end.
 func TestEngineStreamsOutput(t *testing.T) {
-	r := connect(t)
+	r, tg := preparedDebian12(t)
 	ctx := context.Background()
-	tg, _ := target.Builtin("debian-12")
-	if err := r.Prepare(ctx, tg, "amd64", nil); err != nil {
-		t.Fatal(err)
-	}
 	log := &timedLog{times: map[string]time.Time{}}
 	job := &runner.Job{Component: "ticker", Target: tg, Arch: "amd64", Source: t.TempDir(), Dir: ".", InstallDir: "/opt/x", Output: t.TempDir(), Scratch: t.TempDir(),
 		Env: []string{"PATH=/usr/bin:/bin"}, Log: log,
@@ -331,12 +331,8 @@ func TestImageWithoutTheArchIsRefused(t *testing.T) {
 // source tree (what configure left, say) comes back to the host; license
 // files a successful build generates come back too.
 func TestEngineKeepsFailedState(t *testing.T) {
-	r := connect(t)
+	r, tg := preparedDebian12(t)
 	ctx := context.Background()
-	tg, _ := target.Builtin("debian-12")
-	if err := r.Prepare(ctx, tg, "amd64", nil); err != nil {
-		t.Fatal(err)
-	}
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "configure"), []byte("#!/bin/sh\n"), 0o755)
 	var log bytes.Buffer
@@ -367,12 +363,8 @@ func TestEngineKeepsFailedState(t *testing.T) {
 // and the steps' environment; its output and exit status come back, and
 // an interactive shell is refused with the reason.
 func TestEngineShell(t *testing.T) {
-	r := connect(t)
+	r, tg := preparedDebian12(t)
 	ctx := context.Background()
-	tg, _ := target.Builtin("debian-12")
-	if err := r.Prepare(ctx, tg, "amd64", nil); err != nil {
-		t.Fatal(err)
-	}
 	dep, src := t.TempDir(), t.TempDir()
 	os.MkdirAll(filepath.Join(dep, "embedded/include"), 0o755)
 	os.WriteFile(filepath.Join(dep, "embedded/include/dep.h"), []byte("#define DEP 42\n"), 0o644)
