@@ -19,8 +19,6 @@ import (
 
 var newName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 
-var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
-
 func (a *app) newCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "new",
@@ -231,7 +229,7 @@ kept in the repository.`,
 			body := render(softwareTemplate, data)
 			// A --sha256 that is no sha256 is reported with its position
 			// by the validation of what is written, without a download.
-			if url != "" && (sum == "" || sha256Hex.MatchString(sum)) {
+			if url != "" && (sum == "" || spec.HexDigest(sum, 64)) {
 				ctx, stop := a.signalContext()
 				defer stop()
 				src, got, err := a.readArchive(ctx, url, sum, mirrors, name, version)

@@ -58,14 +58,25 @@ func jobEnv(vars spec.StepVars, extra spec.Env, jobserver bool) ([]string, error
 	if !jobserver {
 		env["MAKEFLAGS"] = fmt.Sprintf("-j%d", vars.Jobs)
 	}
+	own, err := expandEnv(extra, vars)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(env, own)
+	return envList(env), nil
+}
+
+// expandEnv renders a definition's env values for vars.
+func expandEnv(extra spec.Env, vars spec.StepVars) (map[string]string, error) {
+	out := make(map[string]string, len(extra))
 	for k, v := range extra {
 		x, err := spec.Expand(v, vars)
 		if err != nil {
 			return nil, fmt.Errorf("env %s: %w", k, err)
 		}
-		env[k] = x
+		out[k] = x
 	}
-	return envList(env), nil
+	return out, nil
 }
 
 func envList(env map[string]string) []string {

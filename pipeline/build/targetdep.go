@@ -33,13 +33,11 @@ func TargetDependent(pl *plan.Plan, p *spec.Project, a, b target.Target) ([]stri
 				out = append(out, st.Name)
 				out = append(out, st.Argv...)
 			}
-			for k, v := range s.Env {
-				x, err := spec.Expand(v, vars)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, k+"="+x)
+			env, err := expandEnv(s.Env, vars)
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, envList(env)...)
 			rel, err := spec.Expand(s.RelativePath, vars)
 			if err != nil {
 				return nil, err

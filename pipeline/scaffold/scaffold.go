@@ -7,6 +7,7 @@
 package scaffold
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"io/fs"
@@ -173,16 +174,9 @@ func inspect(fsys fs.FS, top, name, version string) *Source {
 		s.BuildPackages = map[string][]string{"deb": {"golang-go"}, "rpm": {"golang"}}
 	default:
 		s.System = Unknown
-		s.Steps = []string{`echo "coach new software found no build system in ` + cmpOr(top, "the archive") + `: write the build steps" >&2; exit 1`}
+		s.Steps = []string{`echo "coach new software found no build system in ` + cmp.Or(top, "the archive") + `: write the build steps" >&2; exit 1`}
 	}
 	return s
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func bothFormats(pkgs ...string) map[string][]string {

@@ -334,11 +334,18 @@ func (v *validator) version(s *Software, p string, ver Version) {
 	v.patches(s, p+".patches", ver.Patches)
 }
 
+// HexDigest reports whether sum is n lower-case hex digits, as a
+// definition's sha256 (64) or sha512 (128) must be.
+func HexDigest(sum string, n int) bool {
+	_, err := hex.DecodeString(sum)
+	return err == nil && len(sum) == n && strings.ToLower(sum) == sum
+}
+
 func checkHex(v *validator, pos Pos, field, sum string, n int) {
 	if sum == "" {
 		return
 	}
-	if _, err := hex.DecodeString(sum); err != nil || len(sum) != n || strings.ToLower(sum) != sum {
+	if !HexDigest(sum, n) {
 		v.add(pos, fmt.Sprintf("give the %d lower-case hex digits printed by %ssum", n, field), "%s %q is not %d hex digits", field, sum, n)
 	}
 }
