@@ -104,25 +104,32 @@ func (r *Rootfs) installOverlay(ctx context.Context, t target.Target, arch, base
 		download += "rm -f /etc/resolv.conf && cat > /etc/resolv.conf <<'COACH_RESOLV_EOF'\n" + strings.TrimRight(string(resolv), "\n") + "\nCOACH_RESOLV_EOF\n"
 	}
 	download += "apt-get -q -o Acquire::Retries=3 update\napt-get install -y -q --no-install-recommends --download-only -- " + list + "\nrm -f /etc/resolv.conf\n"
-	// Environments of the target made at once share the downloads: apt
-	// would refuse the second the archives' lock rather than wait.
-	unlock, err := lockfile.Lock(ctx, archives+".lock", 100*time.Millisecond)
-	if err != nil {
-		return nil, err
-	}
-	err = run(download, true)
-	unlock()
-	if err != nil {
-		return nil, fmt.Errorf("download %s: %w", strings.Join(pkgs, " "), err)
-	}
 	install := prelude + `q() { dpkg-query -W -f '${Package}:${Architecture}=${Version}\n' | sort; }
 q > /tmp/.coach-before
 apt-get install -y -q --no-install-recommends -- ` + list + `
 q | comm -13 /tmp/.coach-before - | sed 's/^/` + installedMark + `/'
 rm -f /tmp/.coach-before /var/cache/apt/*.bin /etc/apt/apt.conf.d/00coach-rootless
 `
-	if err := run(install, false); err != nil {
-		return nil, fmt.Errorf("install %s: %w", strings.Join(pkgs, " "), err)
+	// Environments of the target made at once share the downloads, and
+	// apt takes the archives' lock to download and to install from them
+	// (it refuses a held lock rather than wait): the whole use of the
+	// shared archives is under coach's own lock, install included.
+	err = func() error {
+		unlock, err := lockfile.Lock(ctx, archives+".lock", 100*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if err := run(download, true); err != nil {
+			return fmt.Errorf("download %s: %w", strings.Join(pkgs, " "), err)
+		}
+		if err := run(install, false); err != nil {
+			return fmt.Errorf("install %s: %w", strings.Join(pkgs, " "), err)
+		}
+		return nil
+	}()
+	if err != nil {
+		return nil, err
 	}
 	installed := parseInstalled(out.String())
 	sess.Close()
