@@ -2,13 +2,13 @@ package publish
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,66 +18,49 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
-// weedBinary is SeaweedFS's weed: $COACH_TEST_WEED, else on PATH, else
-// where .ci/run builds it once per machine.
-func weedBinary() string {
-	if p := os.Getenv("COACH_TEST_WEED"); p != "" {
+// s3Binary is Versity's S3 gateway: $COACH_TEST_S3, else versitygw on
+// PATH, else where .ci/run installs it once per machine (.ci/build-s3).
+func s3Binary() string {
+	if p := os.Getenv("COACH_TEST_S3"); p != "" {
 		return p
 	}
-	if p, err := exec.LookPath("weed"); err == nil {
+	if p, err := exec.LookPath("versitygw"); err == nil {
 		return p
 	}
-	return "/var/tmp/coach-tools/weed"
+	return "/var/tmp/coach-tools/versitygw"
 }
 
-// freePort is a port free on 127.0.0.1, and free 10000 above (weed's
-// gRPC ports).
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if port+10000 > 65535 {
-			continue
-		}
-		if ln2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000)); err == nil {
-			ln2.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port pair")
-	return 0
-}
+// publicRead is the bucket policy of a public repository bucket: anyone
+// may read its objects, as apt does, and only the credentials write.
+const publicRead = `{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+  "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::%s/*"]}]}`
 
-// startS3 starts a real S3 server (SeaweedFS) on 127.0.0.1 with a bucket,
-// credentials coach uses from the AWS_* environment, and anonymous read
-// (as a public repository bucket is served). It returns the endpoint.
+// startS3 starts a real S3 server (versitygw over a directory) on
+// 127.0.0.1 with a bucket, credentials coach uses from the AWS_*
+// environment, and anonymous read through a bucket policy (as a public
+// repository bucket is served). It returns the endpoint.
 func startS3(t *testing.T, bucket string) string {
 	t.Helper()
-	weed := weedBinary()
+	bin := s3Binary()
 	// .ci/run may still be building it while go test runs.
-	if ok, err := fixture.Await(weed, 20*time.Minute); err != nil {
+	if ok, err := fixture.Await(bin, 20*time.Minute); err != nil {
 		t.Fatal(err)
 	} else if !ok {
-		t.Skipf("SeaweedFS's weed is not built (%s): .ci/run builds it", weed)
+		t.Skipf("Versity's S3 gateway is not installed (%s): .ci/run installs it with .ci/build-s3", bin)
 	}
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "s3.json")
-	os.WriteFile(cfg, []byte(`{"identities":[
-  {"name":"coach","credentials":[{"accessKey":"coachtest","secretKey":"coachtestsecret"}],"actions":["Admin","Read","List","Tagging","Write"]},
-  {"name":"anonymous","actions":["Read"]}]}`), 0o600)
-	s3Port := freePort(t)
-	args := []string{"server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=" + dir,
-		"-master.port=" + strconv.Itoa(freePort(t)), "-volume.port=" + strconv.Itoa(freePort(t)),
-		"-filer", "-filer.port=" + strconv.Itoa(freePort(t)),
-		"-s3", "-s3.port=" + strconv.Itoa(s3Port), "-s3.config=" + cfg, "-s3.port.iceberg=0", "-s3.port.lance=0",
-		"-volume.max=4", "-master.volumeSizeLimitMB=64"}
-	cmd := exec.Command(weed, args...)
-	logf, _ := os.Create(filepath.Join(dir, "weed.log"))
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "--port", endpoint, "--access", "coachtest", "--secret", "coachtestsecret", "--quiet", "posix", "--", data)
+	logf, _ := os.Create(filepath.Join(dir, "s3.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -87,7 +70,6 @@ func startS3(t *testing.T, bucket string) string {
 		cmd.Wait()
 		logf.Close()
 	})
-	endpoint := "127.0.0.1:" + strconv.Itoa(s3Port)
 	client, err := minio.New(endpoint, &minio.Options{Creds: credentials.NewStaticV4("coachtest", "coachtestsecret", ""), Secure: false, BucketLookup: minio.BucketLookupPath})
 	if err != nil {
 		t.Fatal(err)
@@ -101,10 +83,13 @@ func startS3(t *testing.T, bucket string) string {
 			break
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "weed.log"))
+			log, _ := os.ReadFile(filepath.Join(dir, "s3.log"))
 			t.Fatalf("the S3 server did not come up: %v\n%s", err, tailString(string(log), 3000))
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+	if err := client.SetBucketPolicy(context.Background(), bucket, fmt.Sprintf(publicRead, bucket)); err != nil {
+		t.Fatalf("make the bucket public for reading: %v", err)
 	}
 	t.Setenv("AWS_ACCESS_KEY_ID", "coachtest")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "coachtestsecret")
