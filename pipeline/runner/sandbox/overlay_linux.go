@@ -123,6 +123,9 @@ rm -f /tmp/.coach-before /var/cache/apt/*.bin /etc/apt/apt.conf.d/00coach-rootle
 		if err := run(download, true); err != nil {
 			return fmt.Errorf("download %s: %w", strings.Join(pkgs, " "), err)
 		}
+		if testHookInstall != nil {
+			testHookInstall(archives + ".lock")
+		}
 		if err := run(install, false); err != nil {
 			return fmt.Errorf("install %s: %w", strings.Join(pkgs, " "), err)
 		}
@@ -146,6 +149,10 @@ rm -f /tmp/.coach-before /var/cache/apt/*.bin /etc/apt/apt.conf.d/00coach-rootle
 	}
 	return installed, nil
 }
+
+// testHookInstall, when a test sets it, is called with the archives'
+// lock file right before apt installs.
+var testHookInstall func(lock string)
 
 // applyUpper lays the upper directory of an overlay (dir/upper) over a
 // copy of its lower one (dir/root) as the overlay showed them: a whiteout

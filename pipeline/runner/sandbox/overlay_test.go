@@ -2,13 +2,19 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/coach-build/coach/pipeline/internal/lockfile"
+	"github.com/coach-build/coach/pipeline/internal/testroots"
 	"github.com/coach-build/coach/pipeline/target"
 )
 
@@ -73,5 +79,73 @@ func TestApplyUpper(t *testing.T) {
 	}
 	if _, err := os.Stat("/etc/e"); err == nil {
 		t.Error("a file went through the lower layer's link to /etc")
+	}
+}
+
+// TestEnvironmentsAtOnceShareTheArchives makes two environments of one
+// target at once over the shared base root, with an empty archives
+// directory: both download into it and install from it, and apt refuses
+// (rather than waits for) a lock another apt holds there, for a download
+// and for an install alike. Both must be made, and apt's install must run
+// under coach's lock on the archives (it once covered the download only,
+// and from empty caches one environment's install failed another's
+// download with "Could not get lock /var/cache/apt/archives/lock").
+func TestEnvironmentsAtOnceShareTheArchives(t *testing.T) {
+	for _, tool := range []string{"bwrap", "mmdebstrap"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("environments are made as root here: the shared base root is the machine's")
+	}
+	tg, _ := target.Builtin("debian-12")
+	arch := target.HostArch()
+	ctx := context.Background()
+	base, err := (&Rootfs{Dir: testroots.Dir()}).Ensure(ctx, tg, arch, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("cp", "-a", "--link", "--", base, filepath.Join(dir, filepath.Base(base))).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	base = filepath.Join(dir, filepath.Base(base))
+	r := &Rootfs{Dir: dir}
+	var mu sync.Mutex
+	unlocked := 0
+	testHookInstall = func(lock string) {
+		// Another process's attempt: it must find the lock held.
+		tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		if unlock, err := lockfile.Lock(tctx, lock, 50*time.Millisecond); err == nil {
+			unlock()
+			mu.Lock()
+			unlocked++
+			mu.Unlock()
+		}
+	}
+	defer func() { testHookInstall = nil }()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, pkgs := range [][]string{{"tree"}, {"pv"}} {
+		wg.Go(func() {
+			env, err := r.environment(ctx, tg, arch, base, pkgs)
+			if err == nil {
+				if _, serr := os.Stat(filepath.Join(env, "usr", "bin", pkgs[0])); serr != nil {
+					err = fmt.Errorf("the environment lacks %s: %v", pkgs[0], serr)
+				}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if unlocked > 0 {
+		t.Errorf("apt installed from the shared archives %d time(s) without coach's lock on them: another environment's download would meet apt's lock and fail", unlocked)
 	}
 }
