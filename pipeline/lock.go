@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/library"
 	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/runners"
+	"github.com/coach-build/coach/pipeline/spec"
 )
 
 // Image pinning modes of LockRequest.PinImages.
@@ -47,6 +50,9 @@ type LockResult struct {
 	Components []resolve.Component `json:"components"`
 	// New says there was no lock file before.
 	New bool `json:"new,omitempty"`
+	// Libraries is libraries.lock's content, in the result for that file
+	// (whose Project is empty).
+	Libraries []library.Locked `json:"libraries,omitempty"`
 }
 
 // Lock resolves each project and writes (or checks) its lock file. Under
@@ -55,7 +61,7 @@ func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 	if req.Upgrade && req.Check {
 		return nil, failure.Request(errors.New("--upgrade and --check cannot be used together"))
 	}
-	repo, err := project.Load(req.Root)
+	repo, libs, err := project.LoadWith(ctx, req.Root, library.Options{Upgrade: req.Upgrade})
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +76,16 @@ func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 	}
 	var results []*LockResult
 	var stale []error
+	if len(libs) > 0 {
+		r, err := lockLibraries(req, libs)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, r)
+		if req.Check && r.Changed {
+			stale = append(stale, &resolve.StaleError{Path: r.Path, Project: "the software libraries", Changes: r.Changes})
+		}
+	}
 	for _, name := range projects {
 		p, err := project.For(repo, name, project.Options{Overrides: req.Overrides}, false)
 		if err != nil {
@@ -110,4 +126,35 @@ func Lock(ctx context.Context, req LockRequest) ([]*LockResult, error) {
 		return results, stage(StageResolve, errors.Join(stale...))
 	}
 	return results, nil
+}
+
+// lockLibraries writes (or, under Check, compares) libraries.lock.
+func lockLibraries(req LockRequest, libs []library.Resolved) (*LockResult, error) {
+	old, err := library.ReadLock(req.Root)
+	if err != nil && !req.Upgrade {
+		return nil, stage(StageResolve, err)
+	}
+	now := library.LockOf(libs)
+	r := &LockResult{Path: filepath.Join(req.Root, library.LockFile), Changes: []string{}, Components: []resolve.Component{}, Libraries: now.Libraries, New: old == nil}
+	kept := map[string]bool{}
+	for _, l := range libs {
+		kept[l.Name] = true
+		if l.Stale != "" {
+			r.Changes = append(r.Changes, l.Name+": "+l.Stale)
+		}
+	}
+	if old != nil {
+		for _, l := range old.Libraries {
+			if !kept[l.Name] {
+				r.Changes = append(r.Changes, l.Name+": no longer in "+spec.LibrariesFile)
+			}
+		}
+	}
+	r.Changed = len(r.Changes) > 0
+	if r.Changed && !req.Check {
+		if err := library.WriteLock(req.Root, now); err != nil {
+			return nil, fmt.Errorf("write %s: %w", r.Path, err)
+		}
+	}
+	return r, nil
 }

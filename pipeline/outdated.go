@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/coach-build/coach/pipeline/library"
 	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/resolve"
 )
@@ -30,6 +32,24 @@ func ListOutdated(ctx context.Context, req OutdatedRequest) ([]Outdated, error) 
 		projects = repo.ProjectNames()
 	}
 	out := []Outdated{}
+	libs, err := library.ReadLock(req.Root)
+	if err != nil {
+		return nil, stage(StageResolve, err)
+	}
+	if libs != nil {
+		for _, l := range libs.Libraries {
+			if l.Git == "" {
+				continue
+			}
+			latest, err := library.Latest(ctx, l.Git, l.Ref)
+			if err != nil {
+				return nil, fmt.Errorf("library %s: %w", l.Name, err)
+			}
+			if latest != l.Commit {
+				out = append(out, Outdated{Library: l.Name, Component: "library " + l.Name, Locked: l.Commit[:12], Wanted: latest[:12], Latest: latest[:12]})
+			}
+		}
+	}
 	for _, name := range projects {
 		p, err := project.For(repo, name, project.Options{}, false)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coach-build/coach/pipeline"
+	"github.com/coach-build/coach/pipeline/library"
 )
 
 func (a *app) bumpCommand() *cobra.Command {
@@ -84,6 +85,9 @@ picks) and latest. It exits 0 either way; --json gives the list.`,
 				tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "PROJECT\tCOMPONENT\tLOCKED\tWANTED\tLATEST")
 				for _, o := range list {
+					if o.Library != "" {
+						o.Project = "(" + library.LockFile + ")"
+					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.Project, o.Component, o.Locked, o.Wanted, o.Latest)
 				}
 				tw.Flush()

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -50,6 +51,12 @@ func (s *sourceFlags) cache() string {
 }
 
 func (s *sourceFlags) options(a *app) pipeline.FetcherOptions {
+	if s.cacheDir != "" {
+		// Everything of this run keeps to the cache named: the software
+		// libraries' trees too, which loading the definitions brings
+		// (under $COACH_CACHE_DIR).
+		os.Setenv("COACH_CACHE_DIR", s.cacheDir)
+	}
 	return pipeline.FetcherOptions{Root: a.dir, CacheDir: s.cache(), Mirrors: s.mirrors, Offline: s.offline, Log: a.log, Events: a.events}
 }
 

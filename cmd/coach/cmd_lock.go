@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -35,6 +36,9 @@ is missing or out of date.`,
 			if a.output(results) {
 				for _, r := range results {
 					comps := plural(len(r.Components), "component")
+					if r.Project == "" {
+						comps = strings.Replace(plural(len(r.Libraries), "library"), "librarys", "libraries", 1)
+					}
 					switch {
 					case !r.Changed:
 						fmt.Fprintf(a.stdout, "%s is up to date (%s)\n", r.Path, comps)

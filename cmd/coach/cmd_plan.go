@@ -73,6 +73,9 @@ func writePlan(out io.Writer, pl *plan.Plan) error {
 			if len(n.Dependencies) > 0 {
 				deps = "needs " + strings.Join(n.Dependencies, ", ")
 			}
+			if n.Library != "" {
+				deps += "; from library " + n.Library
+			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", n.Name, n.Version, shortPin(n.Source), deps)
 		}
 	}

@@ -16,6 +16,34 @@ type validateJSON struct {
 	Projects []string        `json:"projects"`
 	Software []string        `json:"software"`
 	Problems []*spec.Problem `json:"problems"`
+	// Libraries are the software libraries used, in search order, and
+	// Overrides the library definitions replaced by the repository's
+	// own (or an earlier library's).
+	Libraries []libraryJSON   `json:"libraries"`
+	Overrides []spec.Override `json:"overrides"`
+}
+
+type libraryJSON struct {
+	Name     string   `json:"name"`
+	Label    string   `json:"label"`
+	Dir      string   `json:"dir"`
+	Software []string `json:"software"`
+	Stale    string   `json:"stale,omitempty"`
+}
+
+// libraries says which software each library gives the repository.
+func libraries(repo *spec.Repo) []libraryJSON {
+	out := []libraryJSON{}
+	for _, l := range repo.Libraries {
+		j := libraryJSON{Name: l.Name, Label: l.Label, Dir: l.Dir, Software: []string{}, Stale: l.Stale}
+		for _, name := range repo.SoftwareNames() {
+			if repo.Software[name].Library == l.Name {
+				j.Software = append(j.Software, name)
+			}
+		}
+		out = append(out, j)
+	}
+	return out
 }
 
 func (a *app) validateCommand() *cobra.Command {
@@ -49,10 +77,24 @@ dependency cycles are caught too.`,
 				// Report the first failing stage's exit code.
 				return withCode(exitCode(errs[0]), err)
 			}
-			if !a.output(validateJSON{OK: true, Root: a.dir, Projects: repo.ProjectNames(), Software: repo.SoftwareNames(), Problems: []*spec.Problem{}}) {
+			libs := libraries(repo)
+			overrides := repo.Overrides
+			if overrides == nil {
+				overrides = []spec.Override{}
+			}
+			if !a.output(validateJSON{OK: true, Root: a.dir, Projects: repo.ProjectNames(), Software: repo.SoftwareNames(), Problems: []*spec.Problem{}, Libraries: libs, Overrides: overrides}) {
 				return nil
 			}
 			fmt.Fprintf(a.stdout, "ok: %s, %s\n", plural(len(repo.Projects), "project"), plural(len(repo.Software), "software definition"))
+			for _, l := range libs {
+				fmt.Fprintf(a.stdout, "library %s: %s (%s)\n", l.Label, plural(len(l.Software), "definition"), a.rel(l.Dir))
+				if l.Stale != "" {
+					fmt.Fprintf(a.stdout, "\tnot locked as used: %s (run coach lock)\n", l.Stale)
+				}
+			}
+			for _, o := range overrides {
+				fmt.Fprintf(a.stdout, "override: %s\n", o)
+			}
 			return nil
 		},
 	}

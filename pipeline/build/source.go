@@ -74,7 +74,7 @@ func copyPatches(root string, s *spec.Software, srcDir string) ([]string, error)
 	if len(all) == 0 {
 		return nil, nil
 	}
-	from, err := confine.Open(filepath.Join(root, "software", s.Name))
+	from, err := confine.Open(filepath.Join(s.Files(root), s.Name))
 	if err != nil {
 		return nil, fmt.Errorf("patches: %w", err)
 	}

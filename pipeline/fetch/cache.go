@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/internal/cachedir"
 	"github.com/coach-build/coach/pipeline/internal/durable"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/internal/proc"
@@ -35,15 +36,7 @@ type Cache struct {
 }
 
 // DefaultDir is $COACH_CACHE_DIR, or coach/ under the user cache directory.
-func DefaultDir() string {
-	if d := os.Getenv("COACH_CACHE_DIR"); d != "" {
-		return d
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "coach")
-	}
-	return filepath.Join(os.TempDir(), "coach-cache")
-}
+func DefaultDir() string { return cachedir.Default() }
 
 // Key is where a source lives in the cache, relative to its root, or "" for
 // sources that are not cached (path sources).

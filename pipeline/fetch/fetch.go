@@ -231,7 +231,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{Name: req.Name, Version: req.Version, Kind: req.Source.Kind()}
 	switch res.Kind {
 	case "path":
-		p := filepath.Join(f.Root, "software", filepath.FromSlash(req.Source.Path))
+		p := filepath.Join(req.Source.Files(f.Root), filepath.FromSlash(req.Source.Path))
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("fetch %s: path source: %w", req, err)
 		}

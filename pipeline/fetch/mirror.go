@@ -137,7 +137,7 @@ func (f *Fetcher) Missing(reqs []Request) []Request {
 	var out []Request
 	for _, r := range reqs {
 		if r.Source.Kind() == "path" {
-			if _, err := os.Stat(filepath.Join(f.Root, "software", r.Source.Path)); err != nil {
+			if _, err := os.Stat(filepath.Join(r.Source.Files(f.Root), r.Source.Path)); err != nil {
 				out = append(out, r)
 			}
 			continue

@@ -22,9 +22,12 @@ const KeySchema = 4 // 2: layers carry LICENSES/<component>/; 3: SOURCE_DATE_EPO
 
 // Node is one component in the plan.
 type Node struct {
-	Name         string   `json:"name"`
-	Version      string   `json:"version"`
-	Source       string   `json:"source"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Source  string `json:"source"`
+	// Library is the software library the definition comes from; empty
+	// for the repository's own.
+	Library      string   `json:"library,omitempty"`
 	Dependencies []string `json:"dependencies"`
 	Level        int      `json:"level"`
 	// Keys are the plan keys, per target: the component's own inputs and
@@ -91,7 +94,7 @@ func New(p *spec.Project, res *resolve.Resolution, targets []target.Target, arch
 	var missing []error
 	for i := range res.Components {
 		c := &res.Components[i]
-		pl.index[c.Name] = &Node{Name: c.Name, Version: c.Version, Source: c.Source.Pin(), Dependencies: c.Dependencies, Component: c, Keys: map[string]string{}, InputKeys: map[string]string{}}
+		pl.index[c.Name] = &Node{Name: c.Name, Version: c.Version, Source: c.Source.Pin(), Library: c.Library, Dependencies: c.Dependencies, Component: c, Keys: map[string]string{}, InputKeys: map[string]string{}}
 	}
 	for _, n := range pl.index {
 		for _, d := range n.Dependencies {

@@ -6,6 +6,7 @@
 package project
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/Masterminds/semver/v3"
 	"github.com/coach-build/coach/pipeline/event"
 	"github.com/coach-build/coach/pipeline/failure"
+	"github.com/coach-build/coach/pipeline/library"
 	"github.com/coach-build/coach/pipeline/plan"
 	"github.com/coach-build/coach/pipeline/resolve"
 	"github.com/coach-build/coach/pipeline/spec"
@@ -99,10 +101,26 @@ type Prepared struct {
 	LockStale []string
 }
 
-// Load reads and checks every definition under root.
+// Load reads and checks every definition under root, with the software
+// libraries its libraries.yaml names (at their locked commits).
 func Load(root string) (*spec.Repo, error) {
-	r, err := spec.Load(root)
-	return r, failure.Stage(event.StageLoad, err)
+	r, _, err := LoadWith(context.Background(), root, library.Options{})
+	return r, err
+}
+
+// LoadWith is Load with the libraries brought as o says; it returns them
+// too, for coach lock.
+func LoadWith(ctx context.Context, root string, o library.Options) (*spec.Repo, []library.Resolved, error) {
+	libs, err := library.Load(ctx, root, o)
+	if err != nil {
+		return nil, nil, failure.Stage(event.StageLoad, err)
+	}
+	roots := make([]spec.LibraryRoot, len(libs))
+	for i, l := range libs {
+		roots[i] = l.Root()
+	}
+	r, err := spec.LoadWith(root, roots)
+	return r, libs, failure.Stage(event.StageLoad, err)
 }
 
 // Prepare loads the definitions and resolves and plans one project.
@@ -131,6 +149,16 @@ func PrepareProject(repo *spec.Repo, project string, opts Options) (*Prepared, e
 	out := &Prepared{Repo: repo, Project: p, Resolution: res, Lock: lock}
 	if lock != nil || opts.Locked {
 		out.LockStale = resolve.Diff(lock, res.Lock())
+	}
+	// A library the project uses whose lock is stale is stale for it too.
+	used := map[string]bool{}
+	for _, c := range res.Components {
+		used[c.Library] = true
+	}
+	for _, l := range repo.Libraries {
+		if l.Stale != "" && used[l.Name] {
+			out.LockStale = append(out.LockStale, "library "+l.Name+": "+l.Stale)
+		}
 	}
 	if opts.Locked && len(out.LockStale) > 0 {
 		return nil, failure.Stage(event.StageResolve, &resolve.StaleError{Path: resolve.LockPath(repo.Root, project), Project: project, Changes: out.LockStale})

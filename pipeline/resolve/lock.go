@@ -70,6 +70,9 @@ type LockComponent struct {
 	Source       Source   `yaml:"source"`
 	Definition   string   `yaml:"definition"`
 	Dependencies []string `yaml:"dependencies,omitempty,flow"`
+	// Library names the software library the definition comes from
+	// (libraries.lock pins its commit); empty for the repository's own.
+	Library string `yaml:"library,omitempty"`
 }
 
 // LockPath is where a project's lock file lives.
@@ -81,7 +84,9 @@ func LockPath(root, project string) string {
 func (r *Resolution) Lock() *Lock {
 	l := &Lock{LockVersion: LockVersion, Project: r.Project}
 	for _, c := range r.Components {
-		l.Components = append(l.Components, LockComponent{Name: c.Name, Version: c.Version, Source: c.Source, Definition: c.Definition, Dependencies: c.Dependencies})
+		src := c.Source
+		src.Dir = ""
+		l.Components = append(l.Components, LockComponent{Name: c.Name, Version: c.Version, Source: src, Definition: c.Definition, Dependencies: c.Dependencies, Library: c.Library})
 	}
 	return l
 }
@@ -179,6 +184,8 @@ func Diff(have, want *Lock) []string {
 			out = append(out, fmt.Sprintf("%s: not in the lock (would lock %s)", c.Name, c.Version))
 		case o.Version != c.Version:
 			out = append(out, fmt.Sprintf("%s: locked %s, resolves to %s", c.Name, o.Version, c.Version))
+		case o.Library != c.Library:
+			out = append(out, fmt.Sprintf("%s: definition from %s, was from %s", c.Name, libraryLabel(c.Library), libraryLabel(o.Library)))
 		case o.Source != c.Source:
 			out = append(out, fmt.Sprintf("%s@%s: source changed (%s -> %s)", c.Name, c.Version, o.Source.Pin(), c.Source.Pin()))
 		case o.Definition != c.Definition:
@@ -258,4 +265,11 @@ func Relock(repo *spec.Repo, p *spec.Project, old *Lock, upgrade bool, move []st
 		l.Images = merged
 	}
 	return &Relocked{Resolution: res, Lock: l, Changes: changes}, nil
+}
+
+func libraryLabel(name string) string {
+	if name == "" {
+		return "the repository"
+	}
+	return "library " + name
 }

@@ -19,6 +19,10 @@ type Outdated struct {
 	Locked string `json:"locked"`
 	Wanted string `json:"wanted"`
 	Latest string `json:"latest"`
+	// Library, in an entry of libraries.lock rather than of a project,
+	// names a software library whose ref names a newer commit than the
+	// locked one (Locked, Wanted and Latest are commits then).
+	Library string `json:"library,omitempty"`
 }
 
 // ListOutdated lists the components of a project's lock whose definitions

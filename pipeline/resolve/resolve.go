@@ -27,6 +27,20 @@ type Source struct {
 	// Path is relative to software/; Tree is the digest of its content.
 	Path string `json:"path,omitempty" yaml:"path,omitempty"`
 	Tree string `json:"tree,omitempty" yaml:"tree,omitempty"`
+	// Dir is the software/ directory Path is relative to when the
+	// definition comes from a software library; empty for the
+	// repository's own. It is where the source is, not what it is: no
+	// key and no lock file holds it.
+	Dir string `json:"-" yaml:"-"`
+}
+
+// Files is the directory a path source is relative to: its library's
+// software/, else root's.
+func (s Source) Files(root string) string {
+	if s.Dir != "" {
+		return s.Dir
+	}
+	return filepath.Join(root, "software")
 }
 
 // Kind is url, git or path.
@@ -61,6 +75,9 @@ type Component struct {
 	Definition   string   `json:"definition" yaml:"definition"`
 	Dependencies []string `json:"dependencies,omitempty" yaml:"dependencies,omitempty,flow"`
 	License      string   `json:"license" yaml:"license"`
+	// Library is the software library the definition comes from; empty
+	// for the repository's own.
+	Library string `json:"library,omitempty" yaml:"library,omitempty"`
 	// Constraint says what chose the version, for messages and plan output.
 	Constraint string `json:"constraint" yaml:"-"`
 	// Software is the effective definition: the software definition with
@@ -162,10 +179,12 @@ func resolveOne(repo *spec.Repo, p *spec.Project, s *spec.Software, prefer strin
 		Dependencies: slices.Sorted(slices.Values(s.Dependencies)),
 		License:      s.License,
 		Constraint:   constraint,
+		Library:      s.Library,
 	}
 	c.Source = SourceOf(chosen)
+	c.Source.Dir = s.Dir
 	if chosen.Path != "" {
-		tree, err := digest.Tree(filepath.Join(repo.Root, "software", chosen.Path))
+		tree, err := digest.Tree(filepath.Join(s.Files(repo.Root), chosen.Path))
 		if err != nil {
 			return Component{}, fmt.Errorf("resolve %s@%s: hash path source: %w", s.Name, chosen.Version, err)
 		}
@@ -235,7 +254,7 @@ func choose(cands []candidate, constraint, prefer string) (spec.Version, error) 
 func definitionDigest(root string, eff *spec.Software) (string, error) {
 	patches := map[string]string{}
 	for _, p := range append(slices.Clone(eff.Patches), eff.Versions[0].Patches...) {
-		sum, err := digest.File(filepath.Join(root, "software", eff.Name, p))
+		sum, err := digest.File(filepath.Join(eff.Files(root), eff.Name, p))
 		if err != nil {
 			return "", fmt.Errorf("hash patch: %w", err)
 		}

@@ -23,6 +23,30 @@ type Repo struct {
 	Root     string
 	Projects map[string]*Project
 	Software map[string]*Software
+	// Libraries are the software libraries loaded after the repository's
+	// own software, in order; Overrides lists each library definition
+	// that one loaded before it (the repository's own, or an earlier
+	// library's) replaced.
+	Libraries []LibraryRoot
+	Overrides []Override
+}
+
+// Override is a library's definition that is not used: the repository
+// (By "") or an earlier library (By its name) defines the same software.
+type Override struct {
+	Software string `json:"software"`
+	Library  string `json:"library"`
+	By       string `json:"by,omitempty"`
+	// Path is the definition that is used.
+	Path string `json:"path"`
+}
+
+func (o Override) String() string {
+	by := "the repository's " + o.Path
+	if o.By != "" {
+		by = "library " + o.By + "'s"
+	}
+	return fmt.Sprintf("%s: %s overrides library %s's definition", o.Software, by, o.Library)
 }
 
 // ProjectNames lists the projects in sorted order.
@@ -47,8 +71,13 @@ func (r *Repo) Project(name string) (*Project, error) {
 // Load reads every definition under root and checks it. On error, the Repo
 // is still returned with whatever could be decoded, and the error joins every
 // *Problem found (see Problems).
-func Load(root string) (*Repo, error) {
-	r := &Repo{Root: root, Projects: map[string]*Project{}, Software: map[string]*Software{}}
+func Load(root string) (*Repo, error) { return LoadWith(root, nil) }
+
+// LoadWith is Load with software libraries: each library's software/
+// definitions are used where neither the repository nor an earlier library
+// defines the same software, and are checked as the repository's own are.
+func LoadWith(root string, libs []LibraryRoot) (*Repo, error) {
+	r := &Repo{Root: root, Projects: map[string]*Project{}, Software: map[string]*Software{}, Libraries: libs}
 	var ps problems
 	softwareFiles, err := definitionFiles(root, "software", &ps)
 	if err != nil {
@@ -58,7 +87,7 @@ func Load(root string) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(softwareFiles) == 0 && len(projectFiles) == 0 {
+	if len(softwareFiles) == 0 && len(projectFiles) == 0 && len(libs) == 0 {
 		if st, err := os.Stat(root); err != nil {
 			return nil, fmt.Errorf("no definitions: %w", err)
 		} else if !st.IsDir() {
@@ -67,7 +96,7 @@ func Load(root string) (*Repo, error) {
 		ps.add(Pos{File: root}, "run coach in a repository with projects/*.yaml and software/*.yaml, or point -C at one; coach new project <name> starts one", "no definitions found: %s has no projects/*.yaml and no software/*.yaml", root)
 		return r, ps.err()
 	}
-	software, err := decodeAll(root, softwareFiles, &ps, decodeSoftware)
+	software, err := decodeAll(root, "", softwareFiles, &ps, decodeSoftware)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +106,33 @@ func Load(root string) (*Repo, error) {
 			r.Software[strings.TrimSuffix(filepath.Base(s.Path), ".yaml")] = s
 		}
 	}
-	projects, err := decodeAll(root, projectFiles, &ps, decodeProject)
+	for _, lib := range libs {
+		files, err := definitionFiles(lib.Dir, "software", &ps)
+		if err != nil {
+			return nil, fmt.Errorf("library %s: %w", lib.Label, err)
+		}
+		// Named by their full path in messages: a library's
+		// software/zlib.yaml is not the repository's.
+		defs, err := decodeAll(lib.Dir, lib.Dir+string(filepath.Separator), files, &ps, decodeSoftware)
+		if err != nil {
+			return nil, fmt.Errorf("library %s: %w", lib.Label, err)
+		}
+		for i, s := range defs {
+			if s == nil {
+				continue
+			}
+			name := strings.TrimSuffix(filepath.Base(files[i]), ".yaml")
+			if have, ok := r.Software[name]; ok {
+				r.Overrides = append(r.Overrides, Override{Software: name, Library: lib.Name, By: have.Library, Path: have.Path})
+				continue
+			}
+			s.Path = filepath.Join(lib.Dir, files[i])
+			s.Dir = filepath.Join(lib.Dir, "software")
+			s.Library = lib.Name
+			r.Software[name] = s
+		}
+	}
+	projects, err := decodeAll(root, "", projectFiles, &ps, decodeProject)
 	if err != nil {
 		return nil, err
 	}
@@ -113,9 +168,20 @@ const MaxDefinitionSize = 1 << 20
 
 // decodeAll reads and decodes files in parallel; files are independent, and
 // a repository of hundreds of definitions loads several times faster.
-// Results keep the order of files, and problems are merged per file.
-func decodeAll[T any](root string, files []string, ps *problems, decode func(string, []byte, *problems) *T) ([]*T, error) {
+// Results keep the order of files, and problems are merged per file, each
+// named prefix + its path. Files are read through a root confined to
+// root: a definition that is a link out of it (a library's, say) is not
+// read.
+func decodeAll[T any](root, prefix string, files []string, ps *problems, decode func(string, []byte, *problems) *T) ([]*T, error) {
 	out := make([]*T, len(files))
+	if len(files) == 0 {
+		return out, nil
+	}
+	dir, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
 	perFile := make([]problems, len(files))
 	errs := make([]error, len(files))
 	var wg sync.WaitGroup
@@ -123,16 +189,16 @@ func decodeAll[T any](root string, files []string, ps *problems, decode func(str
 	for range min(runtime.GOMAXPROCS(0), max(len(files), 1)) {
 		wg.Go(func() {
 			for i := range next {
-				if st, err := os.Stat(filepath.Join(root, files[i])); err == nil && st.Size() > MaxDefinitionSize {
-					perFile[i].add(Pos{File: files[i]}, "split it, or keep data (sources, patches) in files of their own", "the file is %d bytes; a definition may be at most %d", st.Size(), MaxDefinitionSize)
+				if st, err := dir.Stat(files[i]); err == nil && st.Size() > MaxDefinitionSize {
+					perFile[i].add(Pos{File: prefix + files[i]}, "split it, or keep data (sources, patches) in files of their own", "the file is %d bytes; a definition may be at most %d", st.Size(), MaxDefinitionSize)
 					continue
 				}
-				data, err := os.ReadFile(filepath.Join(root, files[i]))
+				data, err := dir.ReadFile(files[i])
 				if err != nil {
 					errs[i] = err
 					continue
 				}
-				out[i] = decode(files[i], data, &perFile[i])
+				out[i] = decode(prefix+files[i], data, &perFile[i])
 			}
 		})
 	}

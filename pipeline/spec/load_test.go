@@ -149,3 +149,58 @@ func TestHugeDefinitionsAreBounded(t *testing.T) {
 		t.Logf("%d bytes: %s", size, err)
 	}
 }
+
+// TestLibraryDefinitionsAndOverrides: a library's definitions fill in
+// what the repository lacks, its patches and path sources are found in
+// the library, the repository's own definition of the same name wins
+// (and is reported), and a library's definition that links out of the
+// library is not read.
+func TestLibraryDefinitionsAndOverrides(t *testing.T) {
+	root, lib, outside := t.TempDir(), t.TempDir(), t.TempDir()
+	write := func(dir, p, body string) {
+		t.Helper()
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sw := func(name, extra string) string {
+		return "name: " + name + "\nlicense: MIT\nversions:\n  - version: 1.0.0\n    path: " + name + "\n" + extra + "build:\n  - run: make install\n"
+	}
+	write(root, "projects/app.yaml", "name: app\ndescription: d\nmaintainer: T <t@example.com>\nlicense: MIT\nversion: 1.0.0\nsoftware: [greet, zlib]\ntargets: [debian-12]\n")
+	write(root, "software/zlib.yaml", sw("zlib", ""))
+	write(root, "software/zlib/Makefile", "")
+	write(lib, "software/zlib.yaml", sw("zlib", ""))
+	write(lib, "software/greet.yaml", sw("greet", "patches: [fix.patch]\n"))
+	write(lib, "software/greet/Makefile", "")
+	write(lib, "software/greet/fix.patch", "")
+	write(outside, "evil.yaml", sw("evil", ""))
+	if err := os.Symlink(filepath.Join(outside, "evil.yaml"), filepath.Join(lib, "software", "evil.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadWith(root, []LibraryRoot{{Name: "shared", Dir: lib, Label: "shared@test"}})
+	if err == nil || !strings.Contains(err.Error(), "evil.yaml") {
+		t.Fatalf("a definition linked out of the library was read: %v", err)
+	}
+	os.Remove(filepath.Join(lib, "software", "evil.yaml"))
+	r, err := LoadWith(root, []LibraryRoot{{Name: "shared", Dir: lib, Label: "shared@test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := r.Software["greet"]; g == nil || g.Library != "shared" || g.Files(root) != filepath.Join(lib, "software") {
+		t.Errorf("greet: %+v", g)
+	}
+	if z := r.Software["zlib"]; z == nil || z.Library != "" || z.Path != filepath.Join("software", "zlib.yaml") {
+		t.Errorf("zlib should be the repository's: %+v", z)
+	}
+	if len(r.Overrides) != 1 || r.Overrides[0].String() != "zlib: the repository's software/zlib.yaml overrides library shared's definition" {
+		t.Errorf("overrides: %v", r.Overrides)
+	}
+	// The library's patch is looked for in the library, not in the
+	// repository.
+	os.Remove(filepath.Join(lib, "software", "greet", "fix.patch"))
+	_, err = LoadWith(root, []LibraryRoot{{Name: "shared", Dir: lib, Label: "shared@test"}})
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(lib, "software", "greet.yaml")+":") || !strings.Contains(err.Error(), "patch software/greet/fix.patch does not exist") {
+		t.Errorf("a missing patch of the library's: %v", err)
+	}
+}

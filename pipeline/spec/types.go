@@ -6,8 +6,10 @@ package spec
 
 import (
 	"cmp"
-	"github.com/coach-build/coach/pipeline/target"
+	"path/filepath"
 	"slices"
+
+	"github.com/coach-build/coach/pipeline/target"
 )
 
 // Project describes one package: what goes in it and for which targets.
@@ -151,7 +153,22 @@ type Software struct {
 	Timeout        string    `yaml:"timeout" json:"timeout,omitempty" doc:"stop the build when all its steps together run longer, e.g. 2h (a Go duration); not part of the cache key"`
 
 	Path string `yaml:"-" json:"-"`
-	pos  map[string]Pos
+	// Dir holds the files the definition names (patches under
+	// <Dir>/<name>/, path sources): a library's software/ directory;
+	// empty for the repository's own (see Files). Library names the
+	// library the definition comes from.
+	Dir     string `yaml:"-" json:"-"`
+	Library string `yaml:"-" json:"-"`
+	pos     map[string]Pos
+}
+
+// Files is the directory the definition's patches and path sources are
+// relative to: its library's software/, else root's.
+func (s *Software) Files(root string) string {
+	if s.Dir != "" {
+		return s.Dir
+	}
+	return filepath.Join(root, "software")
 }
 
 // Env is an environment mapping.

@@ -317,7 +317,7 @@ func (v *validator) version(s *Software, p string, ver Version) {
 	case ver.Path != "":
 		if !filepath.IsLocal(ver.Path) {
 			v.add(at(p+".path"), "give a path relative to software/, e.g. hello", "path %q must stay inside software/", ver.Path)
-		} else if st, err := os.Lstat(filepath.Join(v.repo.Root, "software", ver.Path)); err != nil {
+		} else if st, err := os.Lstat(filepath.Join(s.Files(v.repo.Root), ver.Path)); err != nil {
 			v.add(at(p+".path"), "create it, or fix the path (relative to software/)", "path source %q does not exist", filepath.Join("software", ver.Path))
 		} else if st.Mode()&fs.ModeSymlink != 0 {
 			v.add(at(p+".path"), "keep the source itself under software/, not a link to it", "path source %q is a symlink; coach reads only what is in the repository", filepath.Join("software", ver.Path))
@@ -357,7 +357,7 @@ func (v *validator) patches(s *Software, p string, patches []string) {
 			v.add(s.At(pp), "give a path relative to software/"+s.Name+"/", "patch %q must stay inside software/%s/", patch, s.Name)
 			continue
 		}
-		if st, err := os.Lstat(filepath.Join(v.repo.Root, "software", s.Name, patch)); err != nil {
+		if st, err := os.Lstat(filepath.Join(s.Files(v.repo.Root), s.Name, patch)); err != nil {
 			v.add(s.At(pp), "put the patch file there, or fix the name", "patch software/%s/%s does not exist", s.Name, patch)
 		} else if !st.Mode().IsRegular() {
 			v.add(s.At(pp), "keep the patch itself under software/"+s.Name+"/, as a plain file", "patch software/%s/%s is not a regular file (a symlink or a directory)", s.Name, patch)
