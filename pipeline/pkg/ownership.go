@@ -192,6 +192,10 @@ func extraFiles(p *spec.Project, t target.Target, repo, work string, info func(f
 		if !e.For(t) {
 			continue
 		}
+		if e.Link != "" {
+			out = append(out, &files.Content{Source: e.Link, Destination: path.Clean(e.Destination), Type: files.TypeSymlink, FileInfo: info(0o777)})
+			continue
+		}
 		mode := fs.FileMode(0o644)
 		if e.Mode != "" {
 			if mode, err = spec.ParseMode(e.Mode); err != nil {

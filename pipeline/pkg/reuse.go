@@ -51,6 +51,9 @@ func inputKey(o ReleaseOptions, t TargetTree, summary []byte, embedded []string)
 		}
 		defer root.Close()
 		for _, e := range o.Project.Package.ExtraFiles {
+			if e.Link != "" {
+				continue // the project's definition, hashed already, holds it
+			}
 			b, err := confine.ReadFile(root, filepath.FromSlash(path.Clean(e.Source)), MaxExtraFileBytes)
 			if err != nil {
 				return ""

@@ -6,6 +6,8 @@ package spec
 
 import (
 	"cmp"
+	"maps"
+	"path"
 	"path/filepath"
 	"slices"
 
@@ -82,10 +84,14 @@ type FileAttrs struct {
 
 // ExtraFile is a file of the repository installed at a fixed path.
 type ExtraFile struct {
-	Source      string `yaml:"source" json:"source" doc:"path relative to the repository root"`
+	Source      string `yaml:"source" json:"source,omitempty" doc:"path relative to the repository root"`
 	Destination string `yaml:"destination" json:"destination" doc:"absolute install path outside install_dir"`
-	Mode        string `yaml:"mode" json:"mode,omitempty" doc:"octal permission bits; default 0644"`
-	Config      bool   `yaml:"config" json:"config,omitempty" doc:"a config file: deb conffile, rpm %config(noreplace)"`
+	// Link makes the entry a symbolic link (instead of a file of the
+	// repository): for a link that differs per format or target, which
+	// package.links cannot say.
+	Link   string `yaml:"link" json:"link,omitempty" doc:"make destination a symbolic link to this absolute path instead of installing source (with formats: or targets:, a link that differs per format or target)"`
+	Mode   string `yaml:"mode" json:"mode,omitempty" doc:"octal permission bits; default 0644"`
+	Config bool   `yaml:"config" json:"config,omitempty" doc:"a config file: deb conffile, rpm %config(noreplace)"`
 	// Formats and Targets restrict the file to some packages.
 	Formats []string `yaml:"formats" json:"formats,omitempty" doc:"only in packages of these formats (deb, rpm); default every format"`
 	Targets []string `yaml:"targets" json:"targets,omitempty" doc:"only in packages for these targets of the project; default every target"`
@@ -94,6 +100,21 @@ type ExtraFile struct {
 // For reports whether the file goes into the package for t.
 func (e ExtraFile) For(t target.Target) bool {
 	return (len(e.Formats) == 0 || slices.Contains(e.Formats, t.Format)) && (len(e.Targets) == 0 || slices.Contains(e.Targets, t.Name))
+}
+
+// LinksFor is every link the package for t holds: package.links and the
+// extra files that are links for t.
+func (p Package) LinksFor(t target.Target) map[string]string {
+	out := maps.Clone(p.Links)
+	for _, e := range p.ExtraFiles {
+		if e.Link != "" && e.For(t) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[path.Clean(e.Destination)] = e.Link
+		}
+	}
+	return out
 }
 
 // FileOwner is the owner and group of everything under install_dir.

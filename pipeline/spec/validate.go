@@ -572,8 +572,16 @@ func (v *validator) project(name string, p *Project) {
 	}
 	for i, e := range p.Package.ExtraFiles {
 		field := fmt.Sprintf("package.extra_files[%d]", i)
-		if e.Source == "" || path.IsAbs(e.Source) || slices.Contains(strings.Split(path.Clean(e.Source), "/"), "..") {
-			v.add(at(field+".source"), "give a path inside the repository, e.g. files/hello.service", "extra file source %q is not a relative path inside the repository", e.Source)
+		switch {
+		case e.Link != "":
+			if e.Source != "" || e.Mode != "" || e.Config {
+				v.add(at(field), "give source: (a file of the repository) or link: (a symbolic link's target), and mode or config only with source", "extra file %s is a link and has source, mode or config", e.Destination)
+			}
+			if !path.IsAbs(e.Link) {
+				v.add(at(field+".link"), "point the link at an absolute path, e.g. /etc/pki/tls/cert.pem", "link target %q must be absolute", e.Link)
+			}
+		case e.Source == "" || path.IsAbs(e.Source) || slices.Contains(strings.Split(path.Clean(e.Source), "/"), ".."):
+			v.add(at(field+".source"), "give a path inside the repository, e.g. files/hello.service, or link: for a symbolic link", "extra file source %q is not a relative path inside the repository", e.Source)
 		}
 		d := path.Clean(e.Destination)
 		switch {

@@ -66,7 +66,7 @@ func (c Results) Key(o Options, r runner.Runner, pkg string) string {
 	}
 	var ch *checks
 	if p := o.Project; p != nil {
-		ch = &checks{p.Name, p.InstallDir, p.Verify, p.Package.Links}
+		ch = &checks{p.Name, p.InstallDir, p.Verify, p.Package.LinksFor(o.Target)}
 	}
 	return digest.JSON(struct {
 		Schema            int

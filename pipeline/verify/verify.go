@@ -425,11 +425,11 @@ func projectChecks(ctx context.Context, o Options, m Machine, st *stepper, owner
 		}
 		return fmt.Sprintf("%d paths owned as the package says", checked), "", true
 	})
-	if len(p.Package.Links) > 0 {
+	if links := p.Package.LinksFor(o.Target); len(links) > 0 {
 		st.do("links", func() (string, string, bool) {
 			var script strings.Builder
-			for _, l := range slices.Sorted(maps.Keys(p.Package.Links)) {
-				fmt.Fprintf(&script, "[ \"$(readlink %q)\" = %q ] && echo %q || { echo 'missing or wrong link %s'; exit 1; }\n", l, p.Package.Links[l], l+" -> "+p.Package.Links[l], l)
+			for _, l := range slices.Sorted(maps.Keys(links)) {
+				fmt.Fprintf(&script, "[ \"$(readlink %q)\" = %q ] && echo %q || { echo 'missing or wrong link %s'; exit 1; }\n", l, links[l], l+" -> "+links[l], l)
 			}
 			return failed(m.Run(ctx, script.String(), false))
 		})
@@ -437,12 +437,12 @@ func projectChecks(ctx context.Context, o Options, m Machine, st *stepper, owner
 }
 
 func linksGone(ctx context.Context, o Options, m Machine, st *stepper, step string) {
-	if o.Project == nil || len(o.Project.Package.Links) == 0 {
+	if o.Project == nil || len(o.Project.Package.LinksFor(o.Target)) == 0 {
 		return
 	}
 	st.do(step, func() (string, string, bool) {
 		var script strings.Builder
-		for _, l := range slices.Sorted(maps.Keys(o.Project.Package.Links)) {
+		for _, l := range slices.Sorted(maps.Keys(o.Project.Package.LinksFor(o.Target))) {
 			fmt.Fprintf(&script, "if [ -e %[1]q ] || [ -L %[1]q ]; then echo 'still there: %[1]s'; exit 1; fi\n", l)
 		}
 		script.WriteString("echo links removed\n")

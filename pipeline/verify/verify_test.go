@@ -459,7 +459,11 @@ func TestSystemdUnitAsExtraFile(t *testing.T) {
 			{Source: "files/svc.service", Destination: "/lib/systemd/system/svc.service", Formats: []string{"deb"}},
 			{Source: "files/svc.service", Destination: "/usr/lib/systemd/system/svc.service", Formats: []string{"rpm"}},
 			{Source: "files/svc.service", Destination: "/usr/lib/systemd/system/svc-other.service"},
+			// A link that differs per format: each system's CA bundle.
+			{Destination: "/etc/ssl/svc-ca.pem", Link: "/etc/ssl/certs/ca-certificates.crt", Formats: []string{"deb"}},
+			{Destination: "/etc/ssl/svc-ca.pem", Link: "/etc/pki/tls/certs/ca-bundle.crt", Formats: []string{"rpm"}},
 		}}}
+	link := map[string]string{"deb": "/etc/ssl/svc-ca.pem -> /etc/ssl/certs/ca-certificates.crt", "rpm": "/etc/ssl/svc-ca.pem -> /etc/pki/tls/certs/ca-bundle.crt"}
 	want := map[string]string{"deb": "./lib/systemd/system/svc.service", "rpm": "/usr/lib/systemd/system/svc.service"}
 	other := map[string]string{"deb": "./usr/lib/systemd/system/svc.service", "rpm": "/lib/systemd/system/svc.service"}
 	for _, name := range []string{"debian-12", "debian-13", "el9"} {
@@ -486,9 +490,17 @@ func TestSystemdUnitAsExtraFile(t *testing.T) {
 			if !has(want[tg.Format]) || has(other[tg.Format]) {
 				t.Errorf("the %s package should hold %s and not %s:\n%s", tg.Format, want[tg.Format], other[tg.Format], list)
 			}
+			if tg.Format == target.FormatDeb && !has("."+link["deb"]) {
+				t.Errorf("the deb should hold the link %s:\n%s", link["deb"], list)
+			}
 			rep := run(t, verify.Options{Package: a.Path, Name: "svc", Target: tg, Project: p})
 			if !rep.OK {
 				t.Fatalf("%s", steps(rep))
+			}
+			// Verify checked the format's link, installed, and gone
+			// after removal.
+			if got := steps(rep); !strings.Contains(got, link[tg.Format]) {
+				t.Errorf("verify did not check the link %s:\n%s", link[tg.Format], got)
 			}
 		})
 	}
