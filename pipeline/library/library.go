@@ -124,7 +124,7 @@ func Load(ctx context.Context, root string, o Options) ([]Resolved, error) {
 func bring(ctx context.Context, root string, l spec.Library, old Locked, haveLock bool, o Options) (Resolved, error) {
 	r := Resolved{Locked: Locked{Name: l.Name, Git: l.Git, Ref: l.Ref, Path: l.Path}}
 	if l.Path != "" {
-		r.Dir = filepath.Join(root, l.Path)
+		r.Dir = l.Where(root)
 		sum, err := digest.Tree(filepath.Join(r.Dir, "software"))
 		if err != nil {
 			return r, err

@@ -194,3 +194,38 @@ func TestLatestPeelsTags(t *testing.T) {
 		t.Errorf("a missing ref: %v", err)
 	}
 }
+
+// TestPathLibrary: a directory is used where it is, relative to the
+// repository or absolute, with its digest; a change to it shows as a
+// stale lock.
+func TestPathLibrary(t *testing.T) {
+	ctx := context.Background()
+	root, lib := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(lib, "software"), 0o755)
+	os.WriteFile(filepath.Join(lib, "software", "greet.yaml"), []byte(def), 0o644)
+	rel, err := filepath.Rel(root, lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{lib, rel} {
+		os.WriteFile(filepath.Join(root, "libraries.yaml"), []byte("libraries:\n  - name: local\n    path: "+p+"\n"), 0o644)
+		libs, err := Load(ctx, root, Options{CacheDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(libs) != 1 || filepath.Clean(libs[0].Dir) != lib || libs[0].Commit != "" {
+			t.Fatalf("path %s: %+v", p, libs)
+		}
+		if err := WriteLock(root, LockOf(libs)); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(lib, "software", "greet.yaml"), []byte(def+"# changed "+p+"\n"), 0o644)
+		libs, err = Load(ctx, root, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(libs[0].Stale, "its software/ changed") {
+			t.Errorf("path %s: a changed path library is not stale: %q", p, libs[0].Stale)
+		}
+	}
+}

@@ -27,9 +27,18 @@ type Library struct {
 	Name string `yaml:"name" json:"name" doc:"what the repository calls the library (in coach validate, plan and the lock file)"`
 	Git  string `yaml:"git" json:"git,omitempty" doc:"git repository URL (https, ssh, file) whose software/ holds the definitions"`
 	Ref  string `yaml:"ref" json:"ref,omitempty" doc:"branch, tag or full commit of the git repository (default HEAD); coach lock pins the commit it names"`
-	Path string `yaml:"path" json:"path,omitempty" doc:"a directory holding software/, relative to this repository's root (a local checkout, for working on a library)"`
+	Path string `yaml:"path" json:"path,omitempty" doc:"a directory holding software/, relative to this repository's root or absolute (a local checkout, for working on a library)"`
 
 	pos map[string]Pos
+}
+
+// Where is the directory a path library names: its path, relative to the
+// repository's root unless absolute.
+func (l *Library) Where(root string) string {
+	if filepath.IsAbs(l.Path) {
+		return filepath.Clean(l.Path)
+	}
+	return filepath.Join(root, l.Path)
 }
 
 // At returns the position of a field of the library entry.
@@ -102,7 +111,7 @@ func ReadLibraries(root string) ([]Library, error) {
 			if l.Ref != "" {
 				ps.add(at("ref"), "remove ref: a path library is used as the directory holds it", "ref is only for git libraries")
 			}
-			if st, err := os.Stat(filepath.Join(root, l.Path, "software")); err != nil || !st.IsDir() {
+			if st, err := os.Stat(filepath.Join(l.Where(root), "software")); err != nil || !st.IsDir() {
 				ps.add(at("path"), "give a directory that holds software/, relative to "+root, "path library %q has no software/ directory", l.Path)
 			}
 		}
