@@ -24,6 +24,7 @@ var cacheKinds = []struct{ kind, dir string }{
 	{"work trees", "work"},
 	{"verify roots", "verify"},
 	{"verify results", "verified"},
+	{"software libraries", "libraries"},
 }
 
 // isEnvironment says whether an entry of the roots' directory belongs to

@@ -32,6 +32,7 @@ func TestCacheUsage(t *testing.T) {
 	write(filepath.Join(cache, "roots/debian-12-env-def/usr/bin/autoconf"), 64<<10)
 	write(filepath.Join(cache, "roots/apt-archives/bookworm-amd64/autoconf.deb"), 32<<10)
 	os.WriteFile(filepath.Join(cache, "roots/debian-12-env-def.lock"), nil, 0o644)
+	write(filepath.Join(cache, "libraries/0123456789abcdef0123456789abcdef01234567/software/zlib.yaml"), 8<<10)
 	use, err := New(cache).Usage()
 	if err != nil {
 		t.Fatal(err)
@@ -40,8 +41,11 @@ func TestCacheUsage(t *testing.T) {
 	for _, u := range use {
 		got[u.Kind] = u
 	}
-	if len(use) != 7 {
+	if len(use) != 8 {
 		t.Fatalf("kinds: %+v", use)
+	}
+	if l := got["software libraries"]; l.Entries != 1 || l.Bytes < 8<<10 {
+		t.Errorf("software libraries: %+v", l)
 	}
 	if b := got["sources"].Bytes; b < 1<<20 {
 		t.Errorf("sources %d bytes", b)
