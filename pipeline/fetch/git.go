@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/coach-build/coach/pipeline/internal/gitcmd"
 )
 
 // BundleKey is where a git source's bundle lives, in the cache and in
@@ -31,18 +33,9 @@ func (f *Fetcher) fetchGit(ctx context.Context, req Request, key string, res *Re
 	}
 	defer os.RemoveAll(work)
 	repo := filepath.Join(work, "repo.git")
-	git := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", repo, "-c", "protocol.file.allow=always"}, args...)...)
-		cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_ASKPASS=true")
-		var out, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		if err := cmd.Run(); err != nil {
-			return "", fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-		}
-		return strings.TrimSpace(out.String()), nil
-	}
-	if out, err := exec.CommandContext(ctx, "git", "init", "-q", "--bare", "--", repo).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("fetch %s: git init: %v: %s", req, err, out)
+	git := func(args ...string) (string, error) { return gitcmd.Run(ctx, repo, args...) }
+	if _, err := gitcmd.Run(ctx, "", "init", "-q", "--bare", "--", repo); err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", req, err)
 	}
 	commit := req.Source.Commit
 	from := ""
@@ -68,15 +61,8 @@ func (f *Fetcher) fetchGit(ctx context.Context, req Request, key string, res *Re
 		if f.Offline {
 			return nil, &MissingError{Missing: []Request{req}}
 		}
-		// Shallow fetch of the commit itself, which most servers allow;
-		// otherwise everything, and look for it.
-		if _, err := git("fetch", "-q", "--depth", "1", "--", req.Source.Git, commit); err != nil {
-			if _, err := git("fetch", "-q", "--", req.Source.Git, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err != nil {
-				return nil, fmt.Errorf("fetch %s from %s: %w", req, req.Source.Git, err)
-			}
-		}
-		if _, err := git("cat-file", "-e", "--", commit+"^{commit}"); err != nil {
-			return nil, fmt.Errorf("fetch %s from %s: commit %s is not in the repository", req, req.Source.Git, commit)
+		if err := gitcmd.FetchCommit(ctx, repo, req.Source.Git, commit); err != nil {
+			return nil, fmt.Errorf("fetch %s from %s: %w", req, req.Source.Git, err)
 		}
 		if tag := req.Source.Tag; tag != "" {
 			if _, err := git("fetch", "-q", "--depth", "1", "--", req.Source.Git, "+refs/tags/"+tag+":refs/tags/"+tag); err != nil {

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -24,6 +23,7 @@ import (
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/internal/cachedir"
 	"github.com/coach-build/coach/pipeline/internal/durable"
+	"github.com/coach-build/coach/pipeline/internal/gitcmd"
 	"github.com/coach-build/coach/pipeline/internal/lockfile"
 	"github.com/coach-build/coach/pipeline/spec"
 	"go.yaml.in/yaml/v3"
@@ -192,7 +192,7 @@ func Latest(ctx context.Context, url, ref string) (string, error) {
 	if ref == "" {
 		ref = "HEAD"
 	}
-	out, err := git(ctx, "", "ls-remote", "--", url, ref, "refs/tags/"+ref+"^{}")
+	out, err := gitcmd.Run(ctx, "", "ls-remote", "--", url, ref, "refs/tags/"+ref+"^{}")
 	if err != nil {
 		return "", err
 	}
@@ -241,24 +241,17 @@ func checkout(ctx context.Context, dir, url, commit, want string) (string, strin
 	}
 	defer archive.RemoveAll(work)
 	repo := filepath.Join(work, "repo.git")
-	if _, err := git(ctx, "", "init", "-q", "--bare", "--", repo); err != nil {
+	if _, err := gitcmd.Run(ctx, "", "init", "-q", "--bare", "--", repo); err != nil {
 		return "", "", err
 	}
-	// The commit itself, shallow, which most servers allow; else every
-	// branch and tag, to find it among them.
-	if _, err := git(ctx, repo, "fetch", "-q", "--depth", "1", "--", url, commit); err != nil {
-		if _, err := git(ctx, repo, "fetch", "-q", "--", url, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err != nil {
-			return "", "", fmt.Errorf("fetch %s: %w", url, err)
-		}
+	if err := gitcmd.FetchCommit(ctx, repo, url, commit); err != nil {
+		return "", "", fmt.Errorf("fetch %s: %w", url, err)
 	}
-	if _, err := git(ctx, repo, "cat-file", "-e", "--", commit+"^{commit}"); err != nil {
-		return "", "", fmt.Errorf("%s has no commit %s", url, commit)
-	}
-	if _, err := git(ctx, repo, "cat-file", "-e", "--", commit+":software"); err != nil {
+	if _, err := gitcmd.Run(ctx, repo, "cat-file", "-e", "--", commit+":software"); err != nil {
 		return "", "", fmt.Errorf("%s at %s has no software/ directory: it is not a software library", url, commit[:12])
 	}
 	tar := filepath.Join(work, "software.tar")
-	if _, err := git(ctx, repo, "archive", "--format=tar", "--output="+tar, "--end-of-options", commit, "software"); err != nil {
+	if _, err := gitcmd.Run(ctx, repo, "archive", "--format=tar", "--output="+tar, "--end-of-options", commit, "software"); err != nil {
 		return "", "", err
 	}
 	// (git archive takes no "--": the commit is checked hex, the path
@@ -279,26 +272,6 @@ func checkout(ctx context.Context, dir, url, commit, want string) (string, strin
 		return "", "", fmt.Errorf("software/ of %s at %s hashes to %s, but %s locks %s", url, commit[:12], sum, LockFile, want)
 	}
 	return final, sum, nil
-}
-
-// git runs git (in repo, a bare repository, when given) with no prompt, no
-// system configuration, and no transport that runs a command.
-func git(ctx context.Context, repo string, args ...string) (string, error) {
-	full := []string{"-c", "protocol.ext.allow=never", "-c", "protocol.file.allow=always"}
-	if repo != "" {
-		full = append(full, "-C", repo)
-	}
-	cmd := exec.CommandContext(ctx, "git", append(full, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_ASKPASS=true")
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			return "", errors.New("git libraries need git (apt-get install git)")
-		}
-		return "", fmt.Errorf("git %s: %v: %s", args[0], err, strings.TrimSpace(stderr.String()))
-	}
-	return out.String(), nil
 }
 
 // ReadLock reads root's libraries.lock; without one it returns nil.
