@@ -165,7 +165,7 @@ func staleness(old, now Locked, haveLock bool) string {
 	case old.Git != now.Git || old.Path != now.Path || old.Ref != now.Ref:
 		return "libraries.yaml moved it (locked " + where(old) + ", now " + where(now) + ")"
 	case old.Commit != now.Commit:
-		return "locked at " + old.Commit[:12] + ", " + now.Ref + " now names " + now.Commit[:12]
+		return "locked at " + old.Commit[:12] + ", " + cmp.Or(now.Ref, "HEAD") + " now names " + now.Commit[:12]
 	case old.Digest != now.Digest:
 		return "its software/ changed (locked " + old.Digest + ", now " + now.Digest + ")"
 	}

@@ -89,7 +89,7 @@ func ReadLibraries(root string) ([]Library, error) {
 				l.pos[strings.TrimPrefix(rest, ".")] = v
 			}
 		}
-		at := func(field string) Pos { return position(LibrariesFile, d.pos, p+"."+field) }
+		at := l.At
 		switch {
 		case !libraryName.MatchString(l.Name):
 			ps.add(at("name"), "use lower case letters, digits and . _ -", "library name %q is not allowed", l.Name)
@@ -99,7 +99,7 @@ func ReadLibraries(root string) ([]Library, error) {
 		seen[l.Name] = true
 		switch {
 		case (l.Git == "") == (l.Path == ""):
-			ps.add(position(LibrariesFile, d.pos, p), "give git: (a repository URL) or path: (a directory), not both", "library %q needs exactly one of git and path", l.Name)
+			ps.add(at(""), "give git: (a repository URL) or path: (a directory), not both", "library %q needs exactly one of git and path", l.Name)
 		case l.Git != "":
 			if !gitURL(l.Git) {
 				ps.add(at("git"), "give a repository URL: https://, http://, ssh://, git:// or file://, or user@host:path", "git %q is not a repository URL", l.Git)
