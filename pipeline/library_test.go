@@ -19,10 +19,7 @@ import (
 // libraries under embedded/lib), and verify running the installed tools in
 // a clean root.
 func TestLibraryCMakeAndMeson(t *testing.T) {
-	mirror := os.Getenv("COACH_DEBIAN_SOURCES")
-	if mirror == "" {
-		t.Skip("COACH_DEBIAN_SOURCES is not set: fill a directory with .ci/fetch-debian-sources (as .ci/run does)")
-	}
+	mirror := testroots.DebianSources(t)
 	for _, tool := range []string{"bwrap", "mmdebstrap", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s is not installed (.ci/run installs it)", tool)

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/coach-build/coach/pipeline/internal/testroots"
 )
 
 // BenchmarkExtractCurl unpacks curl's Debian orig tarball with coach and
@@ -14,10 +16,7 @@ import (
 //	COACH_DEBIAN_SOURCES=/var/tmp/coach-debian-sources \
 //	  go test ./pipeline/archive -run '^$' -bench ExtractCurl -count 10
 func BenchmarkExtractCurl(b *testing.B) {
-	dir := os.Getenv("COACH_DEBIAN_SOURCES")
-	if dir == "" {
-		b.Skip("COACH_DEBIAN_SOURCES is not set (see .ci/fetch-debian-sources)")
-	}
+	dir := testroots.DebianSources(b)
 	matches, _ := filepath.Glob(filepath.Join(dir, "curl_*.orig.tar.*"))
 	var src string
 	for _, m := range matches {

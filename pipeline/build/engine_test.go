@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/internal/testroots"
 	"github.com/coach-build/coach/pipeline/project"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/runner/dagger"
@@ -156,10 +157,7 @@ func TestEngineSuite(t *testing.T) {
 		}
 	})
 	t.Run("real software", func(t *testing.T) {
-		mirror := os.Getenv("COACH_DEBIAN_SOURCES")
-		if mirror == "" {
-			t.Skip("COACH_DEBIAN_SOURCES is not set: fill a directory with .ci/fetch-debian-sources (as .ci/run does)")
-		}
+		mirror := testroots.DebianSources(t)
 		files := map[string]string{
 			"projects/libs.yaml": "name: libs\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12]\nsoftware: [pcre2, libyaml, xz]\n",
 		}

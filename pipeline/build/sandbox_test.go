@@ -253,10 +253,7 @@ func asStep(err error, se **runner.StepError) bool {
 // debian-13. Each layer holds only its component's files, the programs run
 // in a clean root of their target, and a second build compiles nothing.
 func TestSandboxRealSoftware(t *testing.T) {
-	mirror := os.Getenv("COACH_DEBIAN_SOURCES")
-	if mirror == "" {
-		t.Skip("COACH_DEBIAN_SOURCES is not set: fill a directory with .ci/fetch-debian-sources (as .ci/run does)")
-	}
+	mirror := testroots.DebianSources(t)
 	r := sandboxRunner(t)
 	files := map[string]string{
 		"projects/libs.yaml": "name: libs\ndescription: d\nmaintainer: M <m@example.com>\nlicense: MIT\nversion: 1.0.0\ntargets: [debian-12, debian-13]\nsoftware: [pcre2, libyaml, xz, bzip2]\n",

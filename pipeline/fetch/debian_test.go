@@ -13,6 +13,7 @@ import (
 
 	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/internal/testroots"
 	"github.com/coach-build/coach/pipeline/project"
 )
 
@@ -82,10 +83,7 @@ var versionInFile = regexp.MustCompile(`_([0-9][^_]*)\.orig\.tar\.`)
 // mirror to definitions pinned by the checksums in Debian's own Sources
 // index, and fetches and extracts them offline.
 func TestDebianOrigTarballs(t *testing.T) {
-	srcDir := os.Getenv("COACH_DEBIAN_SOURCES")
-	if srcDir == "" {
-		t.Skip("COACH_DEBIAN_SOURCES is not set: fill a directory with .ci/fetch-debian-sources (as .ci/run does) and point it there")
-	}
+	srcDir := testroots.DebianSources(t)
 	pkgs := map[string]string{"zlib": "zlib", "pcre2": "pcre2", "xz-utils": "xz", "libyaml": "libyaml", "ncurses": "ncurses", "libffi": "libffi"}
 	repo := t.TempDir()
 	os.MkdirAll(filepath.Join(repo, "software"), 0o755)

@@ -3,13 +3,13 @@ package fetch_test
 import (
 	"context"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/coach-build/coach/pipeline/fetch"
+	"github.com/coach-build/coach/pipeline/internal/testroots"
 	"github.com/coach-build/coach/pipeline/mirror"
 	"github.com/coach-build/coach/pipeline/project"
 )
@@ -33,10 +33,7 @@ var debianSource = map[string]string{
 // file in Debian's pool. Then every source of every project is fetched
 // offline through the file:// mirror, as .ci/build-real does.
 func TestSoftwareLibrary(t *testing.T) {
-	srcDir := os.Getenv("COACH_DEBIAN_SOURCES")
-	if srcDir == "" {
-		t.Skip("COACH_DEBIAN_SOURCES is not set: fill a directory with .ci/fetch-debian-sources (as .ci/run does) and point it there")
-	}
+	srcDir := testroots.DebianSources(t)
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/coach-build/coach/pipeline/internal/testroots"
 	"github.com/coach-build/coach/pipeline/spec"
 )
 
@@ -106,10 +107,7 @@ func TestIdentify(t *testing.T) {
 // as coach new software --url does, and checks the definitions it writes
 // parse and validate.
 func TestInspectRealArchives(t *testing.T) {
-	dir := os.Getenv("COACH_DEBIAN_SOURCES")
-	if dir == "" {
-		t.Skip("COACH_DEBIAN_SOURCES is not set: fill a directory with .ci/fetch-debian-sources (as .ci/run does)")
-	}
+	dir := testroots.DebianSources(t)
 	for _, tc := range []struct {
 		glob, name, version, system, license string
 		files                                []string

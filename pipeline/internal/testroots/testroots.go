@@ -5,7 +5,10 @@
 // pays for them inside its package's timeout.
 package testroots
 
-import "os"
+import (
+	"os"
+	"testing"
+)
 
 // Default is the machine's shared directory of test root filesystems.
 const Default = "/var/tmp/coach-test-rootfs"
@@ -16,4 +19,16 @@ func Dir() string {
 		return d
 	}
 	return Default
+}
+
+// DebianSources is $COACH_DEBIAN_SOURCES, the directory of Debian's orig
+// tarballs that .ci/fetch-debian-sources fills (as .ci/run does); a test
+// or benchmark without it skips, saying so.
+func DebianSources(tb testing.TB) string {
+	tb.Helper()
+	dir := os.Getenv("COACH_DEBIAN_SOURCES")
+	if dir == "" {
+		tb.Skip("COACH_DEBIAN_SOURCES is not set: fill a directory with .ci/fetch-debian-sources (as .ci/run does) and point it there")
+	}
+	return dir
 }
