@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -37,7 +36,7 @@ is missing or out of date.`,
 				for _, r := range results {
 					comps := plural(len(r.Components), "component")
 					if r.Project == "" {
-						comps = strings.Replace(plural(len(r.Libraries), "library"), "librarys", "libraries", 1)
+						comps = count(len(r.Libraries), "library", "libraries")
 					}
 					switch {
 					case !r.Changed:

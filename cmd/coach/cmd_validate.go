@@ -102,9 +102,12 @@ dependency cycles are caught too.`,
 	return cmd
 }
 
-func plural(n int, word string) string {
+func plural(n int, word string) string { return count(n, word, word+"s") }
+
+// count is n with the word's singular or plural form.
+func count(n int, one, many string) string {
 	if n == 1 {
-		return fmt.Sprintf("1 %s", word)
+		return "1 " + one
 	}
-	return fmt.Sprintf("%d %ss", n, word)
+	return fmt.Sprintf("%d %s", n, many)
 }
