@@ -813,7 +813,7 @@ func (b *Builder) buildOne(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 // Scratch, Log and Layers are the caller's to fill in.
 func (b *Builder) stageJob(ctx context.Context, pl *plan.Plan, p *spec.Project, root string, t target.Target, n *plan.Node, work string, jobserver bool) (*runner.Job, *fetch.Result, error) {
 	s := n.Component.Software
-	vars := b.stepVars(pl, p, t, n)
+	vars := stepVars(pl, p, t, n, b.MakeJobs)
 	req := fetch.Request{Name: n.Name, Version: n.Version, Source: n.Component.Source}
 	fetched, err := b.Fetcher.Fetch(ctx, req)
 	if err != nil {
@@ -865,9 +865,11 @@ func (b *Builder) stageJob(ctx context.Context, pl *plan.Plan, p *spec.Project, 
 	return job, fetched, nil
 }
 
-func (b *Builder) stepVars(pl *plan.Plan, p *spec.Project, t target.Target, n *plan.Node) spec.StepVars {
+// stepVars are the values n's templates render with for t, makeJobs
+// (at least 1) as {{.Jobs}}.
+func stepVars(pl *plan.Plan, p *spec.Project, t target.Target, n *plan.Node, makeJobs int) spec.StepVars {
 	return spec.StepVars{Name: n.Name, Version: n.Version, InstallDir: p.InstallDir, Embedded: p.Embedded(),
-		Jobs: max(b.MakeJobs, 1), Target: t.Name, Format: t.Format, Arch: pl.Arch, Multiarch: target.Multiarch(pl.Arch)}
+		Jobs: max(makeJobs, 1), Target: t.Name, Format: t.Format, Arch: pl.Arch, Multiarch: target.Multiarch(pl.Arch)}
 }
 
 // collectLicenses copies the definition's license_files from the source

@@ -22,8 +22,7 @@ func TargetDependent(pl *plan.Plan, p *spec.Project, a, b target.Target) ([]stri
 		}
 		s := n.Component.Software
 		render := func(t target.Target) ([]string, error) {
-			vars := spec.StepVars{Name: n.Name, Version: n.Version, InstallDir: p.InstallDir, Embedded: p.Embedded(),
-				Jobs: 1, Target: t.Name, Format: t.Format, Arch: pl.Arch, Multiarch: target.Multiarch(pl.Arch)}
+			vars := stepVars(pl, p, t, n, 1)
 			steps, err := jobSteps(s, nil, vars)
 			if err != nil {
 				return nil, err
