@@ -35,9 +35,10 @@ fetched, unpacked and patched at the working directory, and the exact
 environment of its steps (CPPFLAGS, LDFLAGS, PATH, PKG_CONFIG_PATH ...), in
 the same sandbox, with no network. The component defaults to the project's
 last software. After -- comes a command to run instead of the shell. On the
-Dagger runner the command runs in the component's container and its output
-is printed when it ends (the engine attaches interactive terminals only to
-the dagger CLI's own sessions, so a command is needed there).
+Dagger runner the command runs in the component's container, confined as a
+build step is, and its output (stdout and stderr together) streams as it
+runs (the engine attaches interactive terminals only to the dagger CLI's own
+sessions, so a command is needed there).
 
 Nothing the shell does is kept: what it writes at the install dir and in the
 source is thrown away when it exits. To get a shell where a step failed, as

@@ -111,8 +111,8 @@ func TestEngineSuite(t *testing.T) {
 	})
 	t.Run("no volume per job", func(t *testing.T) {
 		// Each job used to make a coach-log-<nonce> cache volume that
-		// nothing removed; the logs now go through one volume, each job
-		// in a directory it removes.
+		// nothing removed; a step's output now comes back through the
+		// session, with no volume at all.
 		root := writeRepo(t, map[string]string{
 			"software/vol.yaml":   "name: vol\nlicense: MIT\nversions: [{version: 1.0.0, path: vol}]\nbuild:\n  - echo " + fmt.Sprint(time.Now().UnixNano()) + "\n",
 			"software/vol/README": "x\n",

@@ -1,16 +1,17 @@
 // Package dagger runs builds on a Dagger engine (dagger.io/dagger). It is a
 // thin adapter: the target's image with its packages installed in a cached
 // step, the dependency layers as Directories at the install dir, the source
-// from the host, each step a WithExec, and the layer the Diff of the install
-// dir, exported to the host. Everything else is shared with the sandbox
-// runner in pipeline/build. Only this package imports the Dagger SDK.
+// from the host, all of a component's steps in one WithExec (steps.go), and
+// the layer the Diff of the install dir, exported to the host. Everything
+// else is shared with the sandbox runner in pipeline/build. Only this
+// package imports the Dagger SDK.
 //
-// It keeps the sandbox's semantics: a step sees exactly the job's
-// environment (nothing from the image or the engine's session), its output
-// is kept whole with stdout and stderr interleaved, every step really runs
-// (coach's layer cache decides what to rebuild, not the engine's), a build
-// that deletes a dependency's file fails, and license files the build made
-// come back to the host.
+// It keeps the sandbox's semantics: no step holds the engine host's root or
+// the network, a step sees exactly the job's environment (nothing from the
+// image or the engine's session), its output streams whole with stdout and
+// stderr interleaved, every step really runs (coach's layer cache decides
+// what to rebuild, not the engine's), a build that deletes a dependency's
+// file fails, and license files the build made come back to the host.
 package dagger
 
 import (
@@ -36,6 +37,8 @@ import (
 	dg "dagger.io/dagger"
 
 	"github.com/coach-build/coach/pipeline/binfmt"
+	"github.com/coach-build/coach/pipeline/digest"
+	"github.com/coach-build/coach/pipeline/internal/userns"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -53,16 +56,21 @@ type Runner struct {
 	// ConnectTimeout bounds the connection (DefaultConnectTimeout if 0);
 	// it no longer applies once connected.
 	ConnectTimeout time.Duration
+	// LivenessInterval and LivenessTimeout bound how long a build waits
+	// on an engine that stopped answering (DefaultLivenessInterval and
+	// DefaultLivenessTimeout if 0).
+	LivenessInterval, LivenessTimeout time.Duration
 
 	mu      sync.Mutex
 	client  *dg.Client
 	connErr error
 	cancel  context.CancelFunc
 	bases   map[string]*dg.Container
-	// pollers read a running step's output: the build's base, or, for
-	// a foreign arch, the target's image on the engine's own platform,
-	// so that polling does not run under emulation beside the step.
-	pollers map[string]*dg.Container
+	// dead is set when the engine failed or stopped answering: Close
+	// does not wait for it.
+	dead bool
+	// native is the engine's own architecture (Go's name), once asked.
+	native string
 	// archOK holds the images (image + arch) whose programs were found
 	// to be of the arch, so that each package set's Prepare does not
 	// export /bin/sh again.
@@ -90,7 +98,7 @@ func (r *Runner) VerifyEnvironmentID(t target.Target, arch string) string {
 
 // New returns a runner that connects when it is first needed.
 func New(logOutput io.Writer) *Runner {
-	return &Runner{LogOutput: logOutput, bases: map[string]*dg.Container{}, pollers: map[string]*dg.Container{}, archOK: map[string]bool{}}
+	return &Runner{LogOutput: logOutput, bases: map[string]*dg.Container{}, archOK: map[string]bool{}}
 }
 
 // Connect returns a runner connected now: inside `dagger run`
@@ -220,12 +228,18 @@ func (r *Runner) Close() error {
 	if r.client != nil {
 		// The SDK waits up to five minutes for its session process to
 		// drain; an engine that died never answers, so the wait is bounded.
+		wait := closeTimeout
+		if r.dead {
+			wait = deadCloseTimeout
+		}
 		done := make(chan error, 1)
 		go func(c *dg.Client) { done <- c.Close() }(r.client)
 		select {
 		case err = <-done:
-		case <-time.After(closeTimeout):
-			err = fmt.Errorf("the Dagger session did not end within %s", closeTimeout)
+		case <-time.After(wait):
+			if !r.dead {
+				err = fmt.Errorf("the Dagger session did not end within %s", wait)
+			}
 		}
 		r.client = nil
 	}
@@ -235,8 +249,12 @@ func (r *Runner) Close() error {
 	return err
 }
 
-// closeTimeout bounds Close.
-const closeTimeout = 15 * time.Second
+// closeTimeout bounds Close; deadCloseTimeout, when the engine failed (its
+// session process ends with coach).
+const (
+	closeTimeout     = 15 * time.Second
+	deadCloseTimeout = time.Second
+)
 
 func (r *Runner) Name() string { return "dagger" }
 
@@ -427,13 +445,8 @@ func (r *Runner) Prepare(ctx context.Context, t target.Target, arch string, pack
 		installed = installed.WithoutMount(d)
 	}
 	installed = installed.WithoutFile("/coach-install.log").WithoutFile("/coach-install.rc")
-	poller := installed
-	if native, err := c.DefaultPlatform(ctx); err == nil && !strings.HasSuffix(string(native), "/"+arch) {
-		poller = c.Container(dg.ContainerOpts{Platform: native}).From(t.Image)
-	}
 	r.mu.Lock()
 	r.bases[runner.PreparedID(t, arch, packages)] = installed
-	r.pollers[runner.PreparedID(t, arch, packages)] = poller
 	r.mu.Unlock()
 	return nil
 }
@@ -492,98 +505,14 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Paths in the build container that are coach's own.
-const (
-	logDir = "/coach/.log" // the logs volume, shared with the poller: a directory per job
-	// logsVolume is the one cache volume every job's step logs go
-	// through, each job in a directory of its own that it removes when it
-	// ends: a volume per job would be left in the engine for good.
-	logsVolume = "coach-logs"
-	stepRC     = "/coach/.step.rc"
-	depsList   = "/coach/.deps"
-)
-
-// stepScript runs the step with its output (stdout and stderr, in order)
-// in a file and its exit code in another, and always succeeds itself: so
-// the output is whole (the engine keeps only the tail of an exec's output)
-// and a failed step's state can still be read. $COACH_LOG names the
-// step's log file in the shared volume.
-const stepScript = `log=$1; shift; mkdir -p "${log%/*}"; "$@" >"$log" 2>&1 </dev/null; echo $? >` + stepRC
-
-// confine is the prefix of every build step's command line: it runs the
-// rest as the sandbox runs a step, which Dagger's exec alone does not.
-// Dagger gives every exec the engine's network (a step could reach the
-// mirror, the internet, the engine host's services through the bridge)
-// and a writable root. So, with the root capabilities the exec is given
-// for this prefix alone, in a clean environment and by absolute paths
-// (nothing a build wrote is run or loaded while they are held):
-//   - a network namespace of its own, with only a loopback that is down,
-//     and /sys remounted so that it lists only that;
-//   - a mount namespace in which the root is read-only, but for the
-//     install dir, /tmp, /var/tmp and /coach (the source, HOME, the
-//     logs), bound over themselves first (so no later step can change
-//     the programs this prefix runs with its capabilities);
-//   - then the step, with a container root's default capabilities and no
-//     way to gain more (no_new_privs, the bounding set cut down), so it
-//     can make no namespace of its own and undo nothing.
-//
-// unshare, mount and setpriv are util-linux's (essential on Debian;
-// installed with the toolchain on rpm targets).
-func confine(installDir string) []string {
-	return []string{
-		"/usr/bin/unshare", "--net", "--mount", "--", "/bin/sh", "-c", confineScript, "coach-confine", installDir,
-	}
-}
-
-const confineScript = `set -e
-install=$1; shift
-/bin/mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys
-for d in "$install" /tmp /var/tmp /coach; do
-  if [ -d "$d" ]; then /bin/mount --rbind "$d" "$d"; fi
-done
-/bin/mount -o remount,bind,ro /
-exec /usr/bin/setpriv --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,+net_bind_service,+sys_chroot,+mknod,+audit_write,+setfcap -- "$@"`
-
-// pollInterval is how often a running step's output is read.
-const pollInterval = 2 * time.Second
-
-// follow copies what the step writes to its log file in the shared volume
-// into w while the step runs, reading it from a container of its own every
-// pollInterval, until stop is closed; then it reads the rest.
-func follow(ctx context.Context, poller *dg.Container, file string, w io.Writer, stop <-chan struct{}) error {
-	offset := 0
-	read := func(n int) error {
-		out, err := poller.WithEnvVariable("COACH_POLL", strconv.Itoa(n)).
-			WithExec([]string{"/bin/sh", "-c", `tail -c +$(( $1 + 1 )) "$2" 2>/dev/null || true`, "coach-poll", strconv.Itoa(offset), file}).
-			Stdout(ctx)
-		if err != nil {
-			return err
-		}
-		offset += len(out)
-		io.WriteString(w, out)
-		return nil
-	}
-	for n := 0; ; n++ {
-		select {
-		case <-stop:
-			return read(n)
-		case <-time.After(pollInterval):
-			if err := read(n); err != nil && ctx.Err() != nil {
-				return err
-			}
-		}
-	}
-}
-
 // staged is a job's environment on the engine before its first step.
 type staged struct {
 	c *dg.Client
 	// ctr is the target's base with the dependencies' layers at the
-	// install dir, the source mounted and an empty HOME.
-	ctr    *dg.Container
-	deps   *dg.Directory // the dependencies' layers, merged
-	poller *dg.Container // where a running step's output is read
-	run    string        // the nonce in ctr and poller
+	// install dir, the source mounted and an empty HOME, all of them the
+	// steps' root's.
+	ctr  *dg.Container
+	deps *dg.Directory // the dependencies' layers, merged, as in ctr
 }
 
 // stage makes job's environment on the engine. A nonce in the container
@@ -591,38 +520,282 @@ type staged struct {
 // engine run every exec: whether a component is rebuilt is coach's
 // cache's decision, and a failed step is never replayed from the engine's
 // cache.
-func (r *Runner) stage(ctx context.Context, job *runner.Job) (*staged, error) {
+//
+// What it sends is content-addressed, so that what the engine holds from
+// an earlier build is not sent again (the engine keeps a mirror of each
+// path it read from the client and sends only what changed in it): a
+// layer's directory is named by its key and never changes, and the source
+// is read from a directory named by the digest of its tree.
+func (r *Runner) stage(ctx context.Context, job *runner.Job) (*staged, func(), error) {
+	c, err := r.connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.mu.Lock()
+	base := r.bases[runner.PreparedID(job.Target, job.Arch, job.Packages)]
+	r.mu.Unlock()
+	if base == nil {
+		return nil, nil, fmt.Errorf("dagger: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
+	}
+	deps := c.Directory()
+	for _, l := range job.Layers {
+		deps = deps.WithDirectory(".", c.Host().Directory(l))
+	}
+	deps = c.Directory().WithDirectory(".", deps, dg.DirectoryWithDirectoryOpts{Owner: owner})
+	src, restore, err := addressed(job.Source)
+	if err != nil {
+		return nil, nil, err
+	}
+	nonce := make([]byte, 8)
+	rand.Read(nonce)
+	ctr := base.
+		WithEnvVariable("COACH_RUN", hex.EncodeToString(nonce)).
+		WithDirectory(job.InstallDir, deps, dg.ContainerWithDirectoryOpts{Owner: owner}).
+		WithMountedDirectory(runner.SourceMount, c.Host().Directory(src), dg.ContainerWithMountedDirectoryOpts{Owner: owner}).
+		WithDirectory(runner.HomeDir, c.Directory(), dg.ContainerWithDirectoryOpts{Owner: owner})
+	return &staged{c: c, ctr: ctr, deps: deps}, restore, nil
+}
+
+// addressed moves the source tree to a directory beside it named by the
+// digest of its contents, for as long as the job runs on the engine (the
+// returned func moves it back): the engine then sends again only the files
+// whose contents it has not seen at that path.
+func addressed(src string) (string, func(), error) {
+	d, err := digest.Tree(src)
+	if err != nil {
+		return "", nil, fmt.Errorf("dagger: digest the source: %w", err)
+	}
+	dst := filepath.Join(filepath.Dir(src), "src-"+strings.TrimPrefix(d, "sha256:")[:32])
+	os.RemoveAll(dst)
+	if err := os.Rename(src, dst); err != nil {
+		return "", nil, err
+	}
+	return dst, func() { os.Rename(dst, src) }, nil
+}
+
+// Liveness: while steps run, the engine is asked its version every
+// LivenessInterval; no answer within LivenessTimeout fails the build.
+const (
+	DefaultLivenessInterval = 30 * time.Second
+	DefaultLivenessTimeout  = 60 * time.Second
+)
+
+// testHookStep, when set, is called as step i starts, with coach's end of
+// the connections.
+var testHookStep func(i int, h *hostEnd)
+
+// errStopped is the cause of a run cancelled because the engine stopped
+// answering.
+var errStopped = errors.New("the engine stopped answering")
+
+// runSteps runs steps in job's staged container in one exec (see
+// stepsScript), its output to w and each step's start to onStart, the
+// steps' timeouts as the job's, and returns the container after it.
+func (r *Runner) runSteps(ctx context.Context, s *staged, job *runner.Job, depFiles []string, w io.Writer, onStart func(int)) (*dg.Container, stepsResult, error) {
+	steps := job.Steps
+	h, err := listen()
+	if err != nil {
+		return nil, stepsResult{}, err
+	}
+	defer h.Close()
+	port := h.port()
+	native, err := r.nativeArch(ctx, job.Arch)
+	if err != nil {
+		return nil, stepsResult{}, err
+	}
+	ctr := withIDMappers(s.ctr)
+	if native != nil {
+		ctr = ctr.WithMountedDirectory(nativeDir, s.c.Container(dg.ContainerOpts{Platform: dg.Platform(native.OCIPlatform())}).From(job.Target.Image).Rootfs())
+	}
+	ctr = ctr.
+		WithServiceBinding(serviceHost, s.c.Host().Service([]dg.PortForward{{Backend: port, Frontend: port, Protocol: dg.NetworkProtocolTcp}})).
+		WithNewFile(ctlDir+"/steps", stepsScript(job, steps, port, h.token, native), dg.ContainerWithNewFileOpts{Permissions: 0o700}).
+		WithNewFile(ctlDir+"/deps", strings.Join(depFiles, "\n")+"\n", dg.ContainerWithNewFileOpts{Permissions: 0o600}).
+		WithExec([]string{"/bin/bash", ctlDir + "/steps"}, dg.ContainerWithExecOpts{InsecureRootCapabilities: true})
+
+	execCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu       sync.Mutex
+		timer    *time.Timer
+		timedOut *runner.StepError
+	)
+	start := time.Now()
+	arm := func(i int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if timer != nil {
+			timer.Stop()
+		}
+		onStart(i)
+		if testHookStep != nil {
+			testHookStep(i, h)
+		}
+		d, of := job.StepTimeout(i, start, time.Now())
+		if d == 0 {
+			return
+		}
+		limit := steps[i].Timeout
+		if of == "component" {
+			limit = job.Timeout
+		}
+		se := &runner.StepError{Component: job.Component, Step: i, StepName: steps[i].Name, ExitCode: -1, TimedOut: limit, TimeoutOf: of}
+		timer = time.AfterFunc(d, func() {
+			mu.Lock()
+			timedOut = se
+			mu.Unlock()
+			cancel(errors.New("timed out"))
+		})
+	}
+	defer func() {
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+	}()
+
+	synced := make(chan error, 1)
+	go func() {
+		_, err := ctr.Sync(execCtx)
+		synced <- err
+	}()
+	followCtx, stopFollow := context.WithCancelCause(execCtx)
+	defer stopFollow(nil)
+	type followed struct {
+		res stepsResult
+		err error
+	}
+	fch := make(chan followed, 1)
+	go func() {
+		res, err := h.follow(followCtx, w, arm)
+		fch <- followed{res, err}
+	}()
+	go r.watchLiveness(execCtx, func(ctx context.Context) error { _, err := s.c.Version(ctx); return err }, func() { r.markDead(s.c) }, cancel)
+
+	var syncErr error
+	var f followed
+	select {
+	case syncErr = <-synced:
+		// What the script wrote before it ended may still be on its way.
+		grace := 30 * time.Second
+		if syncErr != nil {
+			grace = 2 * time.Second
+		}
+		select {
+		case f = <-fch:
+		case <-time.After(grace):
+			stopFollow(errors.New("the steps' output did not end"))
+			f = <-fch
+		}
+	case f = <-fch:
+		// The exec ends by itself: its script kills the steps when its
+		// connections end, and liveness bounds an engine that hangs.
+		syncErr = <-synced
+	}
+	mu.Lock()
+	te := timedOut
+	mu.Unlock()
+	stepAt := func(err error) error {
+		i := max(f.res.last, 0)
+		return &runner.StepError{Component: job.Component, Step: i, StepName: steps[i].Name, ExitCode: -1, Err: err}
+	}
+	switch {
+	case te != nil:
+		return nil, f.res, te
+	case ctx.Err() != nil:
+		return nil, f.res, ctx.Err()
+	case errors.Is(context.Cause(execCtx), errStopped):
+		return nil, f.res, stepAt(fmt.Errorf("the Dagger engine at %s stopped answering (no reply within %s); the build was abandoned", Engine(), r.livenessTimeout()))
+	case syncErr != nil:
+		r.markDead(s.c)
+		return nil, f.res, stepAt(fmt.Errorf("the Dagger engine at %s failed during the step: %s", Engine(), firstLine(syncErr)))
+	case f.err != nil:
+		return nil, f.res, stepAt(f.err)
+	case !f.res.done:
+		return nil, f.res, stepAt(errors.New("the build's script on the engine ended before its steps did"))
+	}
+	return ctr, f.res, nil
+}
+
+// watchLiveness cancels ctx with errStopped (and calls dead) when ping,
+// a query to the engine, does not succeed within the liveness timeout.
+func (r *Runner) watchLiveness(ctx context.Context, ping func(context.Context) error, dead func(), cancel context.CancelCauseFunc) {
+	every := r.LivenessInterval
+	if every == 0 {
+		every = DefaultLivenessInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		vctx, vcancel := context.WithTimeout(ctx, r.livenessTimeout())
+		err := ping(vctx)
+		vcancel()
+		if err != nil && ctx.Err() == nil {
+			dead()
+			cancel(errStopped)
+			return
+		}
+	}
+}
+
+func (r *Runner) livenessTimeout() time.Duration {
+	if r.LivenessTimeout == 0 {
+		return DefaultLivenessTimeout
+	}
+	return r.LivenessTimeout
+}
+
+// nativeArch is the engine's own architecture when arch is another (nil
+// when arch is the engine's).
+func (r *Runner) nativeArch(ctx context.Context, arch string) (*target.Arch, error) {
 	c, err := r.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
-	base := r.bases[runner.PreparedID(job.Target, job.Arch, job.Packages)]
-	pollBase := r.pollers[runner.PreparedID(job.Target, job.Arch, job.Packages)]
+	native := r.native
 	r.mu.Unlock()
-	if base == nil {
-		return nil, fmt.Errorf("dagger: Prepare was not called for %s/%s", job.Target.Name, job.Arch)
+	if native == "" {
+		p, err := c.DefaultPlatform(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("dagger: the engine's platform: %s", firstLine(err))
+		}
+		native = path.Base(string(p))
+		r.mu.Lock()
+		r.native = native
+		r.mu.Unlock()
 	}
-	deps := c.Directory()
-	for _, l := range job.Layers {
-		deps = deps.WithDirectory(".", c.Host().Directory(l, dg.HostDirectoryOpts{NoCache: true}))
+	if native == arch {
+		return nil, nil
 	}
-	nonce := make([]byte, 8)
-	rand.Read(nonce)
-	run := hex.EncodeToString(nonce)
-	ctr := base.
-		WithEnvVariable("COACH_RUN", run).
-		WithDirectory(job.InstallDir, deps).
-		WithMountedDirectory(runner.SourceMount, c.Host().Directory(job.Source, dg.HostDirectoryOpts{NoCache: true})).
-		WithDirectory(runner.HomeDir, c.Directory())
-	return &staged{c: c, ctr: ctr, deps: deps, poller: pollBase.WithEnvVariable("COACH_RUN", run), run: run}, nil
+	a, ok := target.ArchOf(native)
+	if !ok || a.Go != native {
+		return nil, fmt.Errorf("dagger: the engine's platform %s is not an architecture coach knows", native)
+	}
+	return &a, nil
+}
+
+// markDead notes that the engine of c failed: Close does not wait for it.
+func (r *Runner) markDead(c *dg.Client) {
+	r.mu.Lock()
+	if r.client == c {
+		r.dead = true
+	}
+	r.mu.Unlock()
 }
 
 func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
-	s, err := r.stage(ctx, job)
+	s, restore, err := r.stage(ctx, job)
 	if err != nil {
 		return err
 	}
+	defer restore()
 	var depFiles []string
 	for _, l := range job.Layers {
 		files, err := layerFiles(l)
@@ -631,71 +804,23 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 		}
 		depFiles = append(depFiles, files...)
 	}
-	logs := s.c.CacheVolume(logsVolume)
-	shared := dg.ContainerWithMountedCacheOpts{Sharing: dg.CacheSharingModeShared}
-	poller := s.poller.WithMountedCache(logDir, logs, shared)
-	ctr, deps := s.ctr.WithMountedCache(logDir, logs, shared), s.deps
-	jobLogs := logDir + "/" + s.run
-	defer func() {
-		// The job's logs leave the volume with it.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		poller.WithEnvVariable("COACH_CLEAN", s.run).WithExec([]string{"rm", "-rf", "--", jobLogs}).Sync(cctx)
-	}()
-	start := time.Now()
-	for i, st := range job.Steps {
-		job.StartStep(i)
-		env := append(slices.Clone(job.Env), st.Env...)
-		logFile := fmt.Sprintf("%s/step-%d.log", jobLogs, i)
-		argv := append(confine(job.InstallDir), "/usr/bin/env", "-i")
-		argv = append(append(argv, env...), "/bin/sh", "-c", stepScript, "coach-step", logFile)
-		argv = append(argv, st.Argv...)
-		// The root capabilities are for confine's unshare and mounts
-		// alone: it drops them before the step runs.
-		done := ctr.WithWorkdir(path.Join(runner.SourceMount, job.Dir, st.Dir)).WithExec(argv, dg.ContainerWithExecOpts{InsecureRootCapabilities: true})
-		// The step's output streams while it runs: read from the shared
-		// volume by a poller, as the step writes it.
-		stop := make(chan struct{})
-		followed := make(chan error, 1)
-		go func() {
-			followed <- follow(ctx, poller, logFile, job.Log, stop)
-		}()
-		// Past its timeout the step's query is cancelled, and the engine
-		// stops the exec.
-		sctx, cancel, timedOut := job.StepContext(ctx, i, start)
-		rc, err := done.File(stepRC).Contents(sctx)
-		cancel()
-		close(stop)
-		ferr := <-followed
-		if te := timedOut(); te != nil {
-			return te
-		}
-		if err == nil {
-			err = ferr
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: fmt.Errorf("the Dagger engine at %s failed during the step: %s", Engine(), firstLine(err))}
-		}
-		code, err := strconv.Atoi(strings.TrimSpace(rc))
-		if err != nil {
-			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: -1, Err: fmt.Errorf("exit code %q: %w", rc, err)}
-		}
-		if code != 0 {
-			if job.KeepFailed {
-				if _, err := done.Directory(runner.SourceMount).Export(ctx, job.Source, dg.DirectoryExportOpts{Wipe: true}); err != nil {
-					fmt.Fprintf(job.Log, "coach: could not export the failed build's source tree: %s\n", firstLine(err))
-				}
-			}
-			return &runner.StepError{Component: job.Component, Step: i, StepName: st.Name, ExitCode: code}
-		}
-		ctr = done
-	}
-	if err := r.checkDeletions(ctx, ctr, job, depFiles); err != nil {
+	ctr, res, err := r.runSteps(ctx, s, job, depFiles, job.Log, job.StartStep)
+	if err != nil {
 		return err
 	}
+	if res.code != 0 {
+		if job.KeepFailed {
+			restore()
+			if _, err := ctr.Directory(runner.SourceMount).Export(ctx, job.Source, dg.DirectoryExportOpts{Wipe: true}); err != nil {
+				fmt.Fprintf(job.Log, "coach: could not export the failed build's source tree: %s\n", firstLine(err))
+			}
+		}
+		return &runner.StepError{Component: job.Component, Step: res.last, StepName: job.Steps[res.last].Name, ExitCode: res.code}
+	}
+	if len(res.gone) > 0 {
+		return fmt.Errorf("the build deleted files of its dependencies, which a layer cannot do: %s", strings.Join(res.gone, ", "))
+	}
+	restore()
 	for _, f := range job.Collect {
 		p := path.Join(runner.SourceMount, filepath.ToSlash(f))
 		if _, err := ctr.File(p).Export(ctx, filepath.Join(job.Source, f)); err != nil && ctx.Err() == nil {
@@ -703,62 +828,43 @@ func (r *Runner) Run(ctx context.Context, job *runner.Job) error {
 			continue
 		}
 	}
-	layer := deps.Diff(ctr.Directory(job.InstallDir))
+	layer := s.deps.Diff(ctr.Directory(job.InstallDir))
 	if _, err := layer.Export(ctx, job.Output); err != nil {
 		return fmt.Errorf("dagger: export the layer of %s: %s", job.Component, firstLine(err))
 	}
 	return nil
 }
 
-// Shell runs sh's command in the job's build environment on the engine:
-// the target's image with the build packages, the dependencies' layers at
-// the install dir, the source at its working directory, the steps'
+// Shell runs sh's command in the job's build environment on the engine, as
+// a build step runs (the same namespaces, ids and confinement): the
+// target's image with the build packages, the dependencies' layers at the
+// install dir, the source at its working directory, the steps'
 // environment. The engine attaches an interactive terminal only to the
-// dagger CLI's own sessions, so a command is needed; its output is
-// printed when it ends. What it changes is thrown away.
+// dagger CLI's own sessions, so a command is needed; its output (stdout
+// and stderr together) streams to sh.Stdout. What it changes is thrown
+// away.
 func (r *Runner) Shell(ctx context.Context, job *runner.Job, sh runner.Shell) error {
 	if len(sh.Argv) == 0 {
 		return fmt.Errorf("the dagger runner cannot open an interactive shell (the engine attaches terminals only to the dagger CLI's own sessions): give a command after --, or use --runner sandbox")
 	}
-	s, err := r.stage(ctx, job)
+	s, restore, err := r.stage(ctx, job)
 	if err != nil {
 		return err
 	}
-	argv := append(append([]string{"/usr/bin/env", "-i"}, job.Env...), sh.Argv...)
-	done := s.ctr.
-		WithWorkdir(path.Join(runner.SourceMount, job.Dir)).
-		WithExec(argv, dg.ContainerWithExecOpts{Expect: dg.ReturnTypeAny})
-	code, err := done.ExitCode(ctx)
+	defer restore()
+	shell := *job
+	shell.Steps = []runner.Step{{Name: "shell", Argv: sh.Argv}}
+	shell.Timeout = 0
+	_, res, err := r.runSteps(ctx, s, &shell, nil, sh.Stdout, func(int) {})
 	if err != nil {
-		return fmt.Errorf("the Dagger engine at %s failed to run the command: %s", Engine(), firstLine(err))
+		var se *runner.StepError
+		if errors.As(err, &se) && se.Err != nil {
+			return se.Err
+		}
+		return err
 	}
-	if out, err := done.Stdout(ctx); err == nil {
-		io.WriteString(sh.Stdout, out)
-	}
-	if out, err := done.Stderr(ctx); err == nil {
-		io.WriteString(sh.Stderr, out)
-	}
-	if code != 0 {
-		return &runner.ShellExitError{Code: code}
-	}
-	return nil
-}
-
-// checkDeletions fails the build if it deleted a file of its dependencies:
-// a Diff cannot express that, and the sandbox refuses it too.
-func (r *Runner) checkDeletions(ctx context.Context, ctr *dg.Container, job *runner.Job, depFiles []string) error {
-	if len(depFiles) == 0 {
-		return nil
-	}
-	script := `cd "$1" && while IFS= read -r f; do [ -e "$f" ] || [ -L "$f" ] || printf '%s\n' "$f"; done <` + depsList
-	out, err := ctr.WithNewFile(depsList, strings.Join(depFiles, "\n")+"\n").
-		WithExec([]string{"/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "/bin/sh", "-c", script, "coach-check", job.InstallDir}).
-		Stdout(ctx)
-	if err != nil {
-		return fmt.Errorf("dagger: check %s's dependencies: %s", job.Component, firstLine(err))
-	}
-	if gone := strings.Fields(out); len(gone) > 0 {
-		return fmt.Errorf("the build deleted files of its dependencies, which a layer cannot do: %s", strings.Join(gone, ", "))
+	if res.code != 0 {
+		return &runner.ShellExitError{Code: res.code}
 	}
 	return nil
 }
@@ -782,8 +888,21 @@ func layerFiles(dir string) ([]string, error) {
 // Machine is a clean container of a target on the engine, for verify: each
 // script runs on the state the last one left, and the packages are at
 // /coach/pkgs.
+//
+// What verify runs (maintainer scripts, verify: commands) is untrusted,
+// so it runs as build steps do: as root of a user namespace whose root is
+// stepBase on the engine's host, in a PID namespace, without the network
+// but for the download of the distribution's packages. The machine's root
+// filesystem is a directory (the image's, given to that root) which the
+// script enters with chroot; the script that sets it up runs as the
+// container's root from the pristine image, which nothing verify runs can
+// change, and enters no path verify could have made a link: /dev, /proc,
+// /sys and the resolver's files are made fresh by the engine before each
+// script.
 type Machine struct {
-	ctr   *dg.Container
+	c     *dg.Client
+	tools *dg.Container // the pristine image: the setup's programs
+	root  *dg.Directory // the machine's filesystem
 	image string
 }
 
@@ -795,6 +914,10 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exited with code %d", e
 // ExitCode is the script's exit code.
 func (e *ExitError) ExitCode() int { return e.Code }
 
+// machineDir is where the machine's root is mounted in the setup's
+// container.
+const machineDir = "/coach-machine"
+
 // Machine starts a clean container of the target's image with packages
 // (host files) copied to /coach/pkgs.
 func (r *Runner) Machine(ctx context.Context, t target.Target, arch string, packages []string) (runner.VerifyMachine, error) {
@@ -805,39 +928,111 @@ func (r *Runner) Machine(ctx context.Context, t target.Target, arch string, pack
 	if err != nil {
 		return nil, err
 	}
+	img := c.Container(dg.ContainerOpts{Platform: dg.Platform(target.LookupArch(arch).OCIPlatform())}).From(t.Image)
+	// The setup's programs are the engine's own platform's: under
+	// emulation no process can make a user namespace (nativeUnshare).
+	native, err := r.nativeArch(ctx, arch)
+	if err != nil {
+		return nil, err
+	}
+	tools := img
+	if native != nil {
+		tools = c.Container(dg.ContainerOpts{Platform: dg.Platform(native.OCIPlatform())}).From(t.Image)
+	}
+	if t.Format == target.FormatRPM {
+		// unshare, setpriv and mount, installed from the distribution by
+		// its package manager before anything of the package is there.
+		tools = img.WithExec([]string{"/bin/sh", "-c", InstallCommand(t, []string{"util-linux"})})
+	}
 	nonce := make([]byte, 8)
 	rand.Read(nonce)
-	ctr := c.Container(dg.ContainerOpts{Platform: dg.Platform(target.LookupArch(arch).OCIPlatform())}).From(t.Image).
-		WithEnvVariable("COACH_RUN", hex.EncodeToString(nonce)). // a verify always runs
-		WithEnvVariable("DEBIAN_FRONTEND", "noninteractive").
-		WithDirectory("/coach/pkgs", c.Directory())
+	tools = tools.WithEnvVariable("COACH_RUN", hex.EncodeToString(nonce)) // a verify always runs
+	pkgs := c.Directory()
 	for _, p := range packages {
-		ctr = ctr.WithFile(path.Join("/coach/pkgs", filepath.Base(p)), c.Host().File(p))
+		pkgs = pkgs.WithFile(filepath.Base(p), c.Host().File(p))
 	}
-	return &Machine{ctr: ctr, image: t.Image}, nil
+	root := c.Directory().
+		WithDirectory(".", img.Rootfs(), dg.DirectoryWithDirectoryOpts{Owner: owner}).
+		WithDirectory("coach/pkgs", pkgs, dg.DirectoryWithDirectoryOpts{Owner: owner})
+	return &Machine{c: c, tools: tools, root: root, image: t.Image}, nil
 }
 
-// Run runs script as root in the machine. The engine gives every exec the
-// network, so net cannot take it away here.
+// Run runs script as root of the machine's user namespace, with the
+// network only when net is set.
 func (m *Machine) Run(ctx context.Context, script string, net bool) (string, error) {
-	next := m.ctr.WithExec([]string{"/bin/sh", "-c", `( ` + script + "\n) >/coach/.out 2>&1 </dev/null; echo $? >/coach/.rc"})
-	out, code, err := result(ctx, next, "/coach/.out", "/coach/.rc")
+	root := m.root
+	for _, d := range []string{"dev", "proc", "sys"} {
+		root = root.WithoutDirectory(d).WithDirectory(d, m.c.Directory(), dg.DirectoryWithDirectoryOpts{Owner: owner})
+	}
+	if net {
+		for _, f := range []string{"etc/resolv.conf", "etc/hosts"} {
+			root = root.WithoutFile(f).WithNewFile(f, "", dg.DirectoryWithNewFileOpts{Permissions: 0o644})
+		}
+	}
+	// The script, the real root's and readable: verify cannot change it.
+	root = root.WithoutFile(".coach-script").WithNewFile(".coach-script", script, dg.DirectoryWithNewFileOpts{Permissions: 0o644})
+	unshareNet := "--net"
+	if net {
+		unshareNet = ""
+	}
+	ctr := withIDMappers(m.tools).
+		WithMountedDirectory(machineDir, root).
+		WithNewFile(ctlDir+"/machine", machineScript, dg.ContainerWithNewFileOpts{Permissions: 0o700}).
+		WithExec([]string{"/bin/sh", ctlDir + "/machine", strconv.Itoa(stepBase), strconv.Itoa(userns.Size), unshareNet, "/usr/bin/unshare"}, dg.ContainerWithExecOpts{InsecureRootCapabilities: true})
+	out, code, err := result(ctx, ctr, ctlDir+"/out", ctlDir+"/rc")
 	if err != nil {
 		return "", errors.New(firstLine(err))
 	}
-	m.ctr = next
+	m.root = ctr.Directory(machineDir).WithoutFile(".coach-script")
 	if code != 0 {
 		return out, &ExitError{code}
 	}
 	return out, nil
 }
 
+// machineScript runs /.coach-script in the machine (see Machine), as
+// the container's root with the pristine image's programs: $1 and $2 the
+// range the machine's root maps to, $3 --net or nothing. The script's
+// output goes to /coach-ctl/out and its exit code to /coach-ctl/rc.
+const machineScript = procSetup + `export PATH=` + ctlDir + `/bin:/usr/sbin:/usr/bin:/sbin:/bin
+base=$1 size=$2 net=$3 userns_unshare=$4 m=` + machineDir + `
+resolver=
+[ -n "$net" ] || resolver="/etc/resolv.conf /etc/hosts"
+export resolver
+unmask_proc
+# The machine's / is its root's too (the engine mounts it as its own).
+chown -h "$base:$base" "$m" || exit 96
+# setup: in the script's network (none) and mount namespaces, as the real
+# root, with the machine's fresh /dev and /sys.
+setup='m=$1; shift
+/bin/mount --rbind /dev "$m/dev" || exit 125
+/bin/mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$m/sys" || exit 125
+for f in $resolver; do
+  # Only a file the engine made: no link on the way out of the machine.
+  if [ -f "$f" ] && [ "$(readlink -f "$m$f")" = "$m$f" ] && [ -f "$m$f" ]; then /bin/mount --bind "$f" "$m$f" || exit 125; fi
+done
+exec "$@"'
+# inner: PID 1 and root of the user and PID namespaces; it mounts their
+# /proc, then enters the machine (chroot, from the pristine image) with a
+# container root's capabilities at most.
+inner='m=$1; shift
+P=$m/proc
+/bin/mount -t proc -o nosuid,nodev,noexec proc "$P" || exit 125
+'"$protect_proc"'
+exec /usr/bin/setpriv --clear-groups --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all,` + stepCaps + ` -- /usr/sbin/chroot "$m" /bin/sh -c "cd / && exec /bin/sh /.coach-script"'
+/usr/bin/unshare $net --mount -- /bin/sh -c "$setup" coach-setup "$m" \
+  $userns_unshare --user --map-users=$base,0,$size --map-groups=$base,0,$size --setuid 0 --setgid 0 \
+    --pid --mount --fork --kill-child -- /bin/sh -c "$inner" coach-machine "$m" >/coach-ctl/out 2>&1 </dev/null
+echo $? >/coach-ctl/rc
+exit 0
+`
+
 // RPMOptions are none: rpm runs inside the target's own container.
 func (m *Machine) RPMOptions() []string { return nil }
 
 // Where says the checks run in a container of the target's image.
 func (m *Machine) Where() string {
-	return "a clean container of " + m.image + " on the Dagger engine (the engine's containers have its network in every step)"
+	return fmt.Sprintf("a clean container of %s on the Dagger engine, as root of a user namespace (engine host ids %d-%d), with no network but for the download of the distribution's packages", m.image, stepBase, stepBase+userns.Size-1)
 }
 
 // CacheEntries describes the entries of the engine's local cache (cache

@@ -3,7 +3,11 @@ package dagger
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -11,9 +15,11 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coach-build/coach/pipeline/internal/userns"
 	"github.com/coach-build/coach/pipeline/runner"
 	"github.com/coach-build/coach/pipeline/target"
 )
@@ -124,6 +130,12 @@ unshare -n true 2>/dev/null && echo "made a network namespace"
 touch /usr/coach-probe 2>/dev/null && echo "wrote /usr"
 touch /etc/coach-probe 2>/dev/null && echo "wrote /etc"
 touch /opt/x/written /tmp/written "$HOME/written" written && echo "wrote the install dir, /tmp, HOME and the source"
+echo "uid_map: $(awk '{print $1, $2, $3}' /proc/self/uid_map)"
+cat /etc/shadow >/dev/null 2>&1 && echo "read /etc/shadow"
+script=/coach-ctl/step; script=${script}s
+cat "$script" >/dev/null 2>&1 && echo "read coach's script"
+echo "sockets: $(for f in /proc/self/fd/*; do readlink "$f"; done | grep -c socket)"
+grep -qs 'coach-ctl/step[s]' /proc/[0-9]*/cmdline && echo "saw coach's script run"
 exit 0`
 	var log bytes.Buffer
 	job := &runner.Job{Component: "probe", Target: tg, Arch: "amd64", Source: t.TempDir(), Dir: ".", InstallDir: "/opt/x", Output: t.TempDir(), Scratch: t.TempDir(),
@@ -138,13 +150,27 @@ exit 0`
 	if strings.Contains(out, "wrote /usr") || strings.Contains(out, "wrote /etc") || !strings.Contains(out, "wrote the install dir, /tmp, HOME and the source") {
 		t.Errorf("the root is writable, or what a step must write is not:\n%s", out)
 	}
+	// Root of a user namespace whose root is an unprivileged id of the
+	// engine's host: no reading what only root may, no socket to coach.
+	if !strings.Contains(out, fmt.Sprintf("uid_map: 0 %d %d\n", stepBase, userns.Size)) || strings.Contains(out, "read /etc/shadow") || strings.Contains(out, "read coach's script") {
+		t.Errorf("the step holds the engine host's root:\n%s", out)
+	}
+	if !strings.Contains(out, "sockets: 0\n") {
+		t.Errorf("the step holds a socket:\n%s", out)
+	}
+	// Its own PID namespace, and a /proc of it.
+	if strings.Contains(out, "saw coach's script run") {
+		t.Errorf("the step sees processes that are not its own:\n%s", out)
+	}
 }
 
 // proxy forwards connections from a listener to the engine's socket, so a
-// test can reach the same engine at another address.
-func proxy(t *testing.T, l net.Listener, socket string) {
+// test can reach the same engine at another address; sent counts the bytes
+// sent to the engine.
+func proxy(t *testing.T, l net.Listener, socket string) (sent *atomic.Int64) {
 	t.Helper()
 	t.Cleanup(func() { l.Close() })
+	sent = new(atomic.Int64)
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -158,11 +184,12 @@ func proxy(t *testing.T, l net.Listener, socket string) {
 					return
 				}
 				defer e.Close()
-				go io.Copy(e, c)
+				go io.Copy(countingWriter{e, sent}, c)
 				io.Copy(c, e)
 			}()
 		}
 	}()
+	return sent
 }
 
 // TestRemoteEngine points coach at an engine that is not the local default:
@@ -377,10 +404,197 @@ func TestEngineShell(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != 5 {
 		t.Errorf("the command's status: %v, want 5", err)
 	}
-	if !strings.Contains(stdout.String(), "found-42 in /coach/src") || !strings.Contains(stderr.String(), "to-stderr") {
+	if !strings.Contains(stdout.String(), "found-42 in /coach/src\nto-stderr\n") {
 		t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
 	if err := r.Shell(ctx, job, runner.Shell{Stdout: &stdout, Stderr: &stderr}); err == nil || !strings.Contains(err.Error(), "give a command after --") {
 		t.Errorf("an interactive shell on the engine: %v", err)
+	}
+}
+
+// TestLivenessAbandonsAHungEngine: an engine that stops answering (a
+// ping that never returns) cancels the run with errStopped within the
+// liveness timeout, and marks the engine dead.
+func TestLivenessAbandonsAHungEngine(t *testing.T) {
+	r := &Runner{LivenessInterval: 10 * time.Millisecond, LivenessTimeout: 50 * time.Millisecond}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	dead := false
+	done := make(chan struct{})
+	go func() {
+		r.watchLiveness(ctx, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }, func() { dead = true }, cancel)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("a hung engine was waited on for a minute")
+	}
+	if !errors.Is(context.Cause(ctx), errStopped) || !dead {
+		t.Errorf("cause %v, dead %v", context.Cause(ctx), dead)
+	}
+	// An engine that answers is left alone.
+	ctx2, cancel2 := context.WithCancelCause(context.Background())
+	go r.watchLiveness(ctx2, func(context.Context) error { return nil }, func() { t.Error("a live engine marked dead") }, cancel2)
+	time.Sleep(200 * time.Millisecond)
+	if ctx2.Err() != nil {
+		t.Errorf("a live engine's run was cancelled: %v", context.Cause(ctx2))
+	}
+	cancel2(nil)
+}
+
+// TestEngineStepEndsWithItsConnection: when coach's end of the
+// connections goes (coach killed, or the engine that tunnels them), the
+// script on the engine kills the step and everything in its container at
+// once, instead of leaving it to run on.
+func TestEngineStepEndsWithItsConnection(t *testing.T) {
+	r, tg := preparedDebian12(t)
+	testHookStep = func(i int, h *hostEnd) { go func() { time.Sleep(time.Second); h.Close() }() }
+	// (Close tells the script to stop, then closes the connections: the
+	// engine's tunnel does not pass a close on to the container.)
+	t.Cleanup(func() { testHookStep = nil })
+	var log bytes.Buffer
+	job := &runner.Job{Component: "orphan", Target: tg, Arch: "amd64", Source: t.TempDir(), Dir: ".", InstallDir: "/opt/x", Output: t.TempDir(), Scratch: t.TempDir(),
+		Env: []string{"PATH=/usr/bin:/bin"}, Log: &log, Steps: []runner.Step{runner.ShellStep("long", "sleep 60; echo survived")}}
+	err := r.Run(context.Background(), job)
+	// Killed, the script's exec fails (SIGKILL); left to run, it would
+	// end after the step and exit 0.
+	var se *runner.StepError
+	if !errors.As(err, &se) || se.Err == nil || !strings.Contains(se.Err.Error(), "137") {
+		t.Errorf("the step outlived its connection: %v\n%s", err, log.String())
+	}
+}
+
+// TestEngineVerifyMachineIsConfined: what verify runs on the engine runs
+// as root of a user namespace mapped to unprivileged ids, with no network
+// unless asked, keeps its state from one script to the next, and a link
+// it leaves where the next script's /dev or resolver goes takes nothing
+// of coach's out of the machine.
+func TestEngineVerifyMachineIsConfined(t *testing.T) {
+	r := connect(t)
+	tg, _ := target.Builtin("debian-12")
+	ctx := context.Background()
+	pkg := filepath.Join(t.TempDir(), "x.deb")
+	os.WriteFile(pkg, []byte("not really a package"), 0o644)
+	vm, err := r.Machine(ctx, tg, "amd64", []string{pkg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := vm.Run(ctx, `echo "uid_map: $(awk '{print $1, $2, $3}' /proc/self/uid_map)"
+echo "id: $(id -u)"
+echo "interfaces: $(sed -n 's/^ *\([a-z0-9]*\):.*/\1/p' /proc/net/dev | sort | tr '\n' ' ')"
+grep -qs 'coach-ctl/machin[e]' /proc/[0-9]*/cmdline && echo "saw coach's script run"
+ls /coach/pkgs
+touch /var/lib/coach-was-here
+rm -f /etc/hosts && ln -s /coach-ctl/machine /etc/hosts
+exit 3`, false)
+	var ee interface{ ExitCode() int }
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("the script's exit: %v\n%s", err, out)
+	}
+	want := []string{fmt.Sprintf("uid_map: 0 %d %d\n", stepBase, userns.Size), "id: 0\n", "interfaces: lo \n", "x.deb\n"}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("no %q in the machine's output:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "saw coach's script run") {
+		t.Errorf("the machine sees coach's processes:\n%s", out)
+	}
+	// The next script: the state is kept, the resolver's files are the
+	// engine's again, and the network is there when asked for.
+	out, err = vm.Run(ctx, `test -e /var/lib/coach-was-here && echo kept
+test -f /etc/hosts && ! test -L /etc/hosts && echo "hosts is a file"
+echo "interfaces: $(sed -n 's/^ *\([a-z0-9]*\):.*/\1/p' /proc/net/dev | sort | tr '\n' ' ')"`, true)
+	if err != nil || !strings.Contains(out, "kept\n") || !strings.Contains(out, "hosts is a file\n") || strings.Contains(out, "interfaces: lo \n") {
+		t.Errorf("the second script: %v\n%s", err, out)
+	}
+}
+
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestEngineUploadsOnlyWhatItLacks: a second build of the same component
+// in a new session (as the next coach run would) sends the engine almost
+// nothing of its 8 MB of source and dependency layer: both are read from
+// content-addressed paths, which the engine mirrors. And a source that
+// changed where the engine compares only sizes and times (the same path,
+// size and mtime, other bytes) is sent again, not served stale from the
+// mirror.
+func TestEngineUploadsOnlyWhatItLacks(t *testing.T) {
+	host := os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+	socket, ok := strings.CutPrefix(host, "unix://")
+	if !ok {
+		t.Skip("no engine on a unix socket is configured (_EXPERIMENTAL_DAGGER_RUNNER_HOST=unix://...), so there is nothing to count through")
+	}
+	if _, err := net.Dial("unix", socket); err != nil {
+		t.Skipf("the engine at %s is not running: %v", host, err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := proxy(t, l, socket)
+	t.Setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "tcp://"+l.Addr().String())
+	dep, work := t.TempDir(), t.TempDir()
+	when := time.Unix(1700000000, 0)
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		rand.Read(b)
+		return b
+	}
+	os.MkdirAll(filepath.Join(dep, "embedded/lib"), 0o755)
+	os.WriteFile(filepath.Join(dep, "embedded/lib/libdep.a"), random(4<<20), 0o644)
+	build := func(blob []byte) (int64, string) {
+		// The source laid out again, as a build unpacks it: the bytes
+		// and times given, at the same place.
+		src := filepath.Join(work, "src")
+		os.RemoveAll(src)
+		os.MkdirAll(src, 0o755)
+		os.WriteFile(filepath.Join(src, "blob"), blob, 0o644)
+		os.Chtimes(filepath.Join(src, "blob"), when, when)
+		before := sent.Load()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		r, err := Connect(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		tg, _ := target.Builtin("debian-12")
+		if err := r.Prepare(ctx, tg, "amd64", nil); err != nil {
+			t.Fatal(err)
+		}
+		var log bytes.Buffer
+		job := &runner.Job{Component: "big", Target: tg, Arch: "amd64", Source: src, Dir: ".", InstallDir: "/opt/x", Layers: []string{dep}, Output: t.TempDir(), Scratch: t.TempDir(),
+			Env: []string{"PATH=/usr/bin:/bin"}, Log: &log,
+			Steps: []runner.Step{runner.ShellStep("use", "sha256sum blob && mkdir -p /opt/x/bin && wc -c /opt/x/embedded/lib/libdep.a > /opt/x/bin/size")}}
+		if err := r.Run(ctx, job); err != nil {
+			t.Fatalf("%v\n%s", err, log.String())
+		}
+		if _, err := os.Stat(filepath.Join(src, "blob")); err != nil {
+			t.Errorf("the source is not back where it was: %v", err)
+		}
+		return sent.Load() - before, log.String()
+	}
+	blob := random(4 << 20)
+	first, _ := build(blob)
+	second, _ := build(blob)
+	t.Logf("sent to the engine: %d bytes on the first build, %d on the second", first, second)
+	if second > 1<<20 {
+		t.Errorf("the second build sent %d bytes (the first %d): what the engine holds was sent again", second, first)
+	}
+	other := random(4 << 20)
+	_, log := build(other)
+	if sum := sha256.Sum256(other); !strings.Contains(log, hex.EncodeToString(sum[:])) {
+		t.Errorf("the build saw a stale source (want sha256 %x):\n%s", sum, log)
 	}
 }
