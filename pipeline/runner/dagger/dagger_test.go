@@ -598,3 +598,53 @@ func TestEngineUploadsOnlyWhatItLacks(t *testing.T) {
 		t.Errorf("the build saw a stale source (want sha256 %x):\n%s", sum, log)
 	}
 }
+
+// TestFollowEndsWithItsContext: reading a step's output that never ends
+// (an engine that stopped, with its connections open) returns when the
+// run is cancelled, as liveness does; and a connection without the token
+// is refused.
+func TestFollowEndsWithItsContext(t *testing.T) {
+	h, err := listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	dial := func(line string) net.Conn {
+		c, err := net.Dial("tcp", h.ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		io.WriteString(c, line)
+		return c
+	}
+	stranger := dial("not-the-token ctl\nstart 0\n")
+	ctl := dial(h.token + " ctl\nstart 0\n")
+	dial(h.token + " out 0\nsome output, and then nothing\n")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	var started []int
+	done := make(chan error, 1)
+	var out bytes.Buffer
+	go func() {
+		_, err := h.follow(ctx, &out, func(i int) { started = append(started, i) })
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	cancel(errStopped)
+	select {
+	case err := <-done:
+		if !errors.Is(err, errStopped) && err == nil {
+			t.Errorf("follow ended with %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("follow did not end with its context")
+	}
+	if len(started) != 1 || !strings.Contains(out.String(), "some output") {
+		t.Errorf("started %v, output %q", started, out.String())
+	}
+	stranger.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := stranger.Read(make([]byte, 1)); err == nil {
+		t.Error("a connection without the token was kept")
+	}
+	_ = ctl
+}

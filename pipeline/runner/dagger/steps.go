@@ -343,6 +343,12 @@ func (h *hostEnd) Close() {
 		h.ctl.SetWriteDeadline(time.Now().Add(time.Second))
 		io.WriteString(h.ctl, "stop\n")
 	}
+	h.closeConns()
+}
+
+// closeConns closes every connection, so that reads on them return; h.mu
+// is held.
+func (h *hostEnd) closeConns() {
 	for _, c := range h.all {
 		c.Close()
 	}
@@ -361,6 +367,13 @@ type stepsResult struct {
 // runs: onStart before each step's output (which goes to w), as it comes.
 func (h *hostEnd) follow(ctx context.Context, w io.Writer, onStart func(i int)) (stepsResult, error) {
 	res := stepsResult{last: -1}
+	// Reads on a connection do not see ctx: its end closes them.
+	stop := context.AfterFunc(ctx, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.closeConns()
+	})
+	defer stop()
 	ctl, err := h.wait(ctx, func() net.Conn { return h.ctl })
 	if err != nil {
 		return res, err
