@@ -59,9 +59,11 @@ tokens, so that together they use the cores and never more. Steps that run
 plain make need no -j. {{.Jobs}} (for tools that are not make-aware: ninja,
 cargo, cmake --build) is --make-jobs, default the cores.
 
-Without a job server (--no-jobserver, or on Dagger), --jobs and --make-jobs
-split the cores so that together they do not exceed them (2 cores: 1 × 2;
-16 cores: 4 × 4); give one and the other is derived.
+Without a job server (--no-jobserver), --jobs and --make-jobs split the
+cores so that together they do not exceed them (2 cores: 1 × 2; 16 cores:
+4 × 4); give one and the other is derived. On Dagger, whose containers
+cannot share the job server, both default to all the cores (components
+start as soon as they are ready; at peaks the cores are oversubscribed).
 
 With a remote cache (--cache-from, or --cache-to to write it too), a
 component missing from this machine's cache is looked up there by its layer

@@ -44,11 +44,19 @@ type Parallelism struct {
 // Share splits cores (0: all of this machine's) between components and
 // their makes. With a runner that shares a job server (unless
 // noJobserver), every make shares the cores' tokens, so components and
-// makes each default to all of them; otherwise zeros are split as
-// SplitJobs does.
+// makes each default to all of them. On an engine that schedules the work
+// itself (runner.TargetScheduler), whose containers cannot share the job
+// server's pipe, they default to all of them too, without the shared
+// limit: components that are ready start at once, and a lone one on the
+// longest chain still gets every core (with 2 cores, 1 × 2 left one core
+// idle whenever a build was serial, as configure is). Otherwise zeros are
+// split as SplitJobs does.
 func Share(r runner.Runner, jobs, makeJobs, cores int, noJobserver bool) (Parallelism, error) {
 	if cores <= 0 {
 		cores = runtime.NumCPU()
+	}
+	if _, engine := r.(runner.TargetScheduler); engine && jobs == 0 && makeJobs == 0 {
+		return Parallelism{Jobs: cores, MakeJobs: cores}, nil
 	}
 	if !runner.SharesJobserver(r) || noJobserver {
 		j, m := SplitJobs(jobs, makeJobs, cores)
