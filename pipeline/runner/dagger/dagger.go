@@ -712,8 +712,8 @@ func (r *Runner) runSteps(ctx context.Context, s *staged, job *runner.Job, depFi
 		return nil, f.res, stepAt(fmt.Errorf("the Dagger engine at %s failed during the step: %s", Engine(), firstLine(syncErr)))
 	case f.err != nil:
 		return nil, f.res, stepAt(f.err)
-	case !f.res.done:
-		return nil, f.res, stepAt(errors.New("the build's script on the engine ended before its steps did"))
+	case !f.res.done, f.res.code == 0 && f.res.last != len(steps)-1:
+		return nil, f.res, stepAt(fmt.Errorf("the build's script on the engine ended after step %d of %d", f.res.last+1, len(steps)))
 	}
 	return ctr, f.res, nil
 }

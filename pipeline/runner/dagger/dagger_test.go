@@ -648,3 +648,21 @@ func TestFollowEndsWithItsContext(t *testing.T) {
 	}
 	_ = ctl
 }
+
+// TestEngineStepDirIsEnteredAsTheStep: a step's directory is entered by
+// the step's own root, so a link an earlier step left there (to the
+// script's private directory) takes it nowhere the step could not go.
+func TestEngineStepDirIsEnteredAsTheStep(t *testing.T) {
+	r, tg := preparedDebian12(t)
+	var log bytes.Buffer
+	link := runner.ShellStep("link", "ln -s /coach-ctl/run private")
+	follow := runner.ShellStep("follow", "pwd; ls")
+	follow.Dir = "private"
+	job := &runner.Job{Component: "linkdir", Target: tg, Arch: "amd64", Source: t.TempDir(), Dir: ".", InstallDir: "/opt/x", Output: t.TempDir(), Scratch: t.TempDir(),
+		Env: []string{"PATH=/usr/bin:/bin"}, Log: &log, Steps: []runner.Step{link, follow}}
+	err := r.Run(context.Background(), job)
+	var se *runner.StepError
+	if !errors.As(err, &se) || se.Step != 1 || strings.Contains(log.String(), "/coach-ctl/run\n") {
+		t.Errorf("the step entered the script's directory through a link: %v\n%s", err, log.String())
+	}
+}

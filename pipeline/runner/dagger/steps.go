@@ -124,9 +124,13 @@ done
 unmask_proc
 # inner runs as PID 1 of the step's namespaces, their root: it mounts
 # their /proc, then runs the step with no way to more.
+# The step's directory is entered there too, so that a link an earlier
+# step left on the way resolves in the step's view, never the script's.
 inner='P=/proc
 /bin/mount -t proc -o nosuid,nodev,noexec proc "$P" || exit 125
 '"$protect_proc"'
+cd -- "$1" || exit 125
+shift
 exec /usr/bin/setpriv --clear-groups --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all,` + stepCaps + ` -- "$@"'
 # net makes the network namespace and shows only it in /sys, as the real
 # root, then becomes unshare of the step's other namespaces (same pid).
@@ -139,9 +143,9 @@ run() {
   cat "$o" >&${out[$i]} &
   local copier=$!
   printf 'start %d\n' $i >&3
-  (closeall; cd -- "$dir" && exec /usr/bin/unshare --net --mount -- /bin/sh -c "$net" coach-net \
+  (closeall; exec /usr/bin/unshare --net --mount -- /bin/sh -c "$net" coach-net \
     $userns_unshare --user --map-users=$base,0,$size --map-groups=$base,0,$size --setuid 0 --setgid 0 \
-      --pid --mount --fork --kill-child -- /bin/sh -c "$inner" coach-step "$@") >"$o" 2>&1 </dev/null &
+      --pid --mount --fork --kill-child -- /bin/sh -c "$inner" coach-step "$dir" "$@") >"$o" 2>&1 </dev/null &
   local pid=$!
   wait $pid
   local rc=$?
