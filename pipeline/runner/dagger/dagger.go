@@ -36,6 +36,7 @@ import (
 
 	dg "dagger.io/dagger"
 
+	"github.com/coach-build/coach/pipeline/archive"
 	"github.com/coach-build/coach/pipeline/binfmt"
 	"github.com/coach-build/coach/pipeline/digest"
 	"github.com/coach-build/coach/pipeline/internal/userns"
@@ -558,19 +559,23 @@ func (r *Runner) stage(ctx context.Context, job *runner.Job) (*staged, func(), e
 
 // addressed moves the source tree to a directory beside it named by the
 // digest of its contents, for as long as the job runs on the engine (the
-// returned func moves it back): the engine then sends again only the files
-// whose contents it has not seen at that path.
+// returned func moves it back, once however often it is called): the
+// engine then sends again only the files whose contents it has not seen at
+// that path. What a killed run left there is removed first.
 func addressed(src string) (string, func(), error) {
 	d, err := digest.Tree(src)
 	if err != nil {
 		return "", nil, fmt.Errorf("dagger: digest the source: %w", err)
 	}
 	dst := filepath.Join(filepath.Dir(src), "src-"+strings.TrimPrefix(d, "sha256:")[:32])
-	os.RemoveAll(dst)
+	if err := archive.RemoveAll(dst); err != nil {
+		return "", nil, fmt.Errorf("dagger: remove what a run left at %s: %w", dst, err)
+	}
 	if err := os.Rename(src, dst); err != nil {
 		return "", nil, err
 	}
-	return dst, func() { os.Rename(dst, src) }, nil
+	var back sync.Once
+	return dst, func() { back.Do(func() { os.Rename(dst, src) }) }, nil
 }
 
 // Liveness: while steps run, the engine is asked its version every
@@ -1017,12 +1022,10 @@ exec "$@"'
 # container root's capabilities at most.
 inner='m=$1; shift
 P=$m/proc
-/bin/mount -t proc -o nosuid,nodev,noexec proc "$P" || exit 125
-'"$protect_proc"'
-exec /usr/bin/setpriv --clear-groups --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all,` + stepCaps + ` -- /usr/sbin/chroot "$m" /bin/sh -c "cd / && exec /bin/sh /.coach-script"'
+'"$mount_proc"'
+exec ` + dropPrivs + ` /usr/sbin/chroot "$m" /bin/sh -c "cd / && exec /bin/sh /.coach-script"'
 /usr/bin/unshare $net --mount -- /bin/sh -c "$setup" coach-setup "$m" \
-  $userns_unshare --user --map-users=$base,0,$size --map-groups=$base,0,$size --setuid 0 --setgid 0 \
-    --pid --mount --fork --kill-child -- /bin/sh -c "$inner" coach-machine "$m" >/coach-ctl/out 2>&1 </dev/null
+  ` + usernsUnshare + ` /bin/sh -c "$inner" coach-machine "$m" >/coach-ctl/out 2>&1 </dev/null
 echo $? >/coach-ctl/rc
 exit 0
 `

@@ -127,11 +127,10 @@ unmask_proc
 # The step's directory is entered there too, so that a link an earlier
 # step left on the way resolves in the step's view, never the script's.
 inner='P=/proc
-/bin/mount -t proc -o nosuid,nodev,noexec proc "$P" || exit 125
-'"$protect_proc"'
+'"$mount_proc"'
 cd -- "$1" || exit 125
 shift
-exec /usr/bin/setpriv --clear-groups --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all,` + stepCaps + ` -- "$@"'
+exec ` + dropPrivs + ` "$@"'
 # net makes the network namespace and shows only it in /sys, as the real
 # root, then becomes unshare of the step's other namespaces (same pid).
 net='/bin/mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys || exit 125
@@ -144,8 +143,7 @@ run() {
   local copier=$!
   printf 'start %d\n' $i >&3
   (closeall; exec /usr/bin/unshare --net --mount -- /bin/sh -c "$net" coach-net \
-    $userns_unshare --user --map-users=$base,0,$size --map-groups=$base,0,$size --setuid 0 --setgid 0 \
-      --pid --mount --fork --kill-child -- /bin/sh -c "$inner" coach-step "$dir" "$@") >"$o" 2>&1 </dev/null &
+    ` + usernsUnshare + ` /bin/sh -c "$inner" coach-step "$dir" "$@") >"$o" 2>&1 </dev/null &
   local pid=$!
   wait $pid
   local rc=$?
@@ -166,6 +164,17 @@ finish() {
 // stepCaps are the capabilities a step may hold in its namespace: a
 // container root's defaults.
 const stepCaps = "+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,+net_bind_service,+sys_chroot,+mknod,+audit_write,+setfcap"
+
+// usernsUnshare, in the scripts that run steps and verify's scripts, makes
+// the user namespace (its root mapped to $base, $size ids, by idMapper),
+// the PID namespace and the mount namespace a step or script runs in, as
+// their root, with $userns_unshare (see nativeUnshare); the command to run
+// follows it.
+const usernsUnshare = `$userns_unshare --user --map-users=$base,0,$size --map-groups=$base,0,$size --setuid 0 --setgid 0 --pid --mount --fork --kill-child --`
+
+// dropPrivs runs the command that follows it with a container root's
+// capabilities at most and no way to more.
+const dropPrivs = `/usr/bin/setpriv --clear-groups --no-new-privs --inh-caps=-all --ambient-caps=-all --bounding-set=-all,` + stepCaps + ` --`
 
 // idMapper is the newuidmap (kind uid) or newgidmap (gid) that unshare
 // --map-users and --map-groups run, as the container's root, to map the
@@ -204,33 +213,33 @@ func nativeUnshare(native *target.Arch) string {
 		return "userns_unshare=/usr/bin/unshare\n"
 	}
 	interp := path.Base(native.Interp)
-	var dirs, libs []string
+	var dirs []string // where the loader and the libraries may be
 	for _, d := range []string{"lib/" + native.Multiarch, "usr/lib/" + native.Multiarch, "usr/lib64", "lib64", "usr/lib", "lib"} {
 		dirs = append(dirs, nativeDir+"/"+d)
-		libs = append(libs, nativeDir+"/"+d)
 	}
 	return fmt.Sprintf(`userns_unshare=
 for d in %s; do
   if [ -f "$d/%s" ] && [ ! -L "$d/%s" ]; then userns_unshare="$d/%s --library-path %s `+nativeDir+`/usr/bin/unshare"; break; fi
 done
 [ -n "$userns_unshare" ] || { echo "coach: no %s loader in the engine's own image at `+nativeDir+`" >&2; exit 96; }
-`, strings.Join(dirs, " "), interp, interp, interp, strings.Join(libs, ":"), native.Go)
+`, strings.Join(dirs, " "), interp, interp, interp, strings.Join(dirs, ":"), native.Go)
 }
 
 // procSetup defines, for the scripts that run steps and verify's
 // scripts: unmask_proc, run by the container's root, unmounts what the
 // engine laid over the container's /proc (runc's masks), without which
 // the kernel lets no user namespace mount a /proc of its own; and
-// protect_proc, which the step's root runs on that /proc of its own ($P):
-// /proc/sys and the rest read-only again (their files are the real
-// root's anyway, which the step's root is not).
+// mount_proc, which the step's root runs to mount that /proc of its own
+// at $P, with /proc/sys and the rest read-only again (their files are the
+// real root's anyway, which the step's root is not).
 const procSetup = `unmask_proc() {
   local _a _b _c _d mp _rest
   while read -r _a _b _c _d mp _rest; do
     case $mp in /proc/*) echo "$mp" ;; esac
   done </proc/self/mountinfo | sort -r | while read -r mp; do /bin/umount -l "$mp" || exit 96; done
 }
-protect_proc='for p in sys sysrq-trigger irq bus fs; do
+mount_proc='/bin/mount -t proc -o nosuid,nodev,noexec proc "$P" || exit 125
+for p in sys sysrq-trigger irq bus fs; do
   if [ -e "$P/$p" ]; then /bin/mount --bind "$P/$p" "$P/$p" && /bin/mount -o remount,bind,ro "$P/$p" || exit 125; fi
 done'
 `
@@ -244,7 +253,6 @@ type hostEnd struct {
 	mu   sync.Mutex
 	ctl  net.Conn
 	outs map[int]net.Conn
-	all  []net.Conn
 	more chan struct{} // closed and replaced when a connection arrives
 }
 
@@ -295,7 +303,6 @@ func (h *hostEnd) accept() {
 				c.Close()
 				return
 			}
-			h.all = append(h.all, c)
 			close(h.more)
 			h.more = make(chan struct{})
 		}()
@@ -353,7 +360,10 @@ func (h *hostEnd) Close() {
 // closeConns closes every connection, so that reads on them return; h.mu
 // is held.
 func (h *hostEnd) closeConns() {
-	for _, c := range h.all {
+	if h.ctl != nil {
+		h.ctl.Close()
+	}
+	for _, c := range h.outs {
 		c.Close()
 	}
 }
